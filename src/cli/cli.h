@@ -1,0 +1,32 @@
+/*
+ * cli.h - the clipdex command-line tool: one file per command group, all
+ * using only the public API (clipdex.h).
+ *
+ * Every command: returns the process exit status (0 ok, 1 failure, 2 usage
+ * error), prints machine output on stdout and diagnostics on stderr as
+ * "clipdex: error: ...", and supports --help.
+ */
+#ifndef CDX_CLI_H
+#define CDX_CLI_H
+
+#include "clipdex.h"
+#include <stdio.h>
+
+int cmd_tokenize(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+
+/* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
+int cli_fail(const char *what, cdx_result r);
+/* Print "clipdex: <fmt>" usage error plus a --help hint; return 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Parse a strictly positive/non-negative int option; 0 on success. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Print a float array as a JSON array with enough digits to round-trip. */
+void cli_print_floats(FILE *f, const float *v, int n);
+/* Print s as a JSON string literal (escaped, UTF-8 passed through). */
+void cli_print_json_string(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * main.c - entry point of the clipdex CLI: dispatches to command files and
+ * holds the small helpers they share (errors, number parsing, JSON output).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"tokenize", cmd_tokenize, "print CLIP token ids of texts"},
+    {"preprocess", cmd_preprocess, "write an image's model input tensor (float32)"},
+    {"embed", cmd_embed, "print embeddings of texts and images"},
+    {"model", cmd_model, "manage models (fetch from the Hugging Face hub)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clipdex <command> [options]\n\n"
+               "clipdex " CDX_VERSION_STRING " - semantic image search with CLIP\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'clipdex <command> --help' for a command's options.\n");
+}
+
+int cli_fail(const char *what, cdx_result r)
+{
+    const char *msg = cdx_last_error();
+    fprintf(stderr, "clipdex: error: %s: %s\n", what,
+            msg && *msg ? msg : cdx_result_str(r));
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "clipdex %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'clipdex %s --help'.\n", cmd);
+    return 2;
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+void cli_print_floats(FILE *f, const float *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, i ? ",%.9g" : "%.9g", (double)v[i]);
+    fputc(']', f);
+}
+
+void cli_print_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("clipdex %s\n", CDX_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "clipdex: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,17 @@
+/*
+ * model_mem.h - allocation helpers shared by everything that builds a
+ * cdx_model (see model_mem.c for the ownership contract).
+ */
+#ifndef CDX_CLIP_MODEL_MEM_H
+#define CDX_CLIP_MODEL_MEM_H
+
+#include "clip/model.h"
+
+/* A zeroed model (NULL when out of memory). */
+cdx_model *cdx_model_new_empty(void);
+
+/* A 64-byte aligned float buffer owned by (and freed with) the model; NULL
+ * when out of memory or on size overflow. */
+float *cdx_model_alloc(cdx_model *m, size_t n_floats);
+
+#endif
