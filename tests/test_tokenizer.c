@@ -113,7 +113,8 @@ static int check_fixture(const cdx_tokenizer *tok, const char *label, int check_
             bad++;
             fprintf(stderr, "[%s] case %d mismatch: text \"%s\" (result %s %s), "
                     "n_untruncated got %d want %d\n", label, i, cases[i].text,
-                    cdx_result_str(r), cdx_last_error(), n, cases[i].n_untruncated);
+                    cdx_result_str(r), r == CDX_OK ? "" : cdx_last_error(), n,
+                    cases[i].n_untruncated);
             print_row("want", want);
             print_row("got ", ids);
         }
