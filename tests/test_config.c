@@ -132,6 +132,7 @@ static void test_bad_config(void)
     bad_cfg("{\"text_config\":{\"hidden_act\":1}}", CDX_ERR_FORMAT, "'text_config.hidden_act' is not a string");
     bad_cfg("{\"text_config\":{\"layer_norm_eps\":0}}", CDX_ERR_FORMAT, "'text_config.layer_norm_eps' = 0 is out of range");
     bad_cfg("{\"text_config\":{\"layer_norm_eps\":-1e-5}}", CDX_ERR_FORMAT, "'text_config.layer_norm_eps'");
+    bad_cfg("{\"text_config\":{\"layer_norm_eps\":1e-50}}", CDX_ERR_FORMAT, "'text_config.layer_norm_eps' = 1e-50");
     bad_cfg("{\"text_config\":{\"layer_norm_eps\":2}}", CDX_ERR_FORMAT, "'text_config.layer_norm_eps' = 2");
     bad_cfg("{\"text_config\":{\"layer_norm_eps\":\"1e-5\"}}", CDX_ERR_FORMAT, "'text_config.layer_norm_eps' is not a number");
     bad_cfg("{\"text_config\":{\"vocab_size\":0}}", CDX_ERR_FORMAT, "'text_config.vocab_size' = 0");
@@ -198,6 +199,8 @@ static void test_preproc(void)
     bad_pp("{\"image_mean\":{}}", CDX_ERR_FORMAT, "field 'image_mean' must hold numbers");
     bad_pp("{\"image_std\":[0.5,0,0.5]}", CDX_ERR_FORMAT, "field 'image_std' value 0 is out of range");
     bad_pp("{\"image_std\":[0.5,-1,0.5]}", CDX_ERR_FORMAT, "field 'image_std' value -1");
+    bad_pp("{\"image_std\":[0.5,2.6e-46,0.5]}", CDX_ERR_FORMAT, "field 'image_std' value 2.6e-46");   /* float 0 */
+    bad_pp("{\"image_mean\":[1e39,0,0]}", CDX_ERR_FORMAT, "field 'image_mean' value 1e+39");      /* float inf */
     bad_pp("{\"image_mean\":[1e300,0,0]}", CDX_ERR_FORMAT, "field 'image_mean' value 1e+300");
     bad_pp("{\"do_center_crop\":false}", CDX_ERR_UNSUPPORTED, "field 'do_center_crop' = false is not supported");
     bad_pp("{\"do_normalize\":0}", CDX_ERR_FORMAT, "field 'do_normalize' is not a boolean");

@@ -64,10 +64,11 @@ static cdx_result get_num(const jctx *c, const json_t *obj, const char *key,
     if (!v || json_is_null(v)) return CDX_OK;
     if (!json_is_number(v)) return field_error(c, key, "is not a number");
     double x = json_number_value(v);
-    if (!isfinite(x) || !(x > lo && x < hi))
+    float f = (float)x;   /* range-check what is stored: 1e-50 becomes 0 */
+    if (!isfinite(f) || !(f > lo && f < hi))
         return cdx_error(CDX_ERR_FORMAT, "%s: field '%s%s' = %g is out of range (%g, %g)",
                          c->file, c->section, key, x, lo, hi);
-    *val = (float)x;
+    *val = f;
     return CDX_OK;
 }
 
@@ -298,10 +299,11 @@ static cdx_result get_triple(const jctx *c, const json_t *root, const char *fiel
     for (int i = 0; i < 3; i++) {
         if (!json_is_number(item[i])) return field_error(c, field, "must hold numbers");
         double x = json_number_value(item[i]);
-        if (!isfinite(x) || !(x > lo && x < hi))
+        float f = (float)x;
+        if (!isfinite(f) || !(f > lo && f < hi))
             return cdx_error(CDX_ERR_FORMAT, "%s: field '%s' value %g is out of range (%g, %g)",
                              c->file, field, x, lo, hi);
-        out[i] = (float)x;
+        out[i] = f;
     }
     return CDX_OK;
 }
@@ -316,7 +318,7 @@ static cdx_result parse_preproc(const char *name, const json_t *root, cdx_clip_c
     if ((r = get_size(&c, root, "size", "shortest_edge", NULL, &p->resize_shortest)) ||
         (r = get_size(&c, root, "crop_size", "height", "width", &p->crop)) ||
         (r = get_triple(&c, root, "image_mean", -1e3, 1e3, p->mean)) ||
-        (r = get_triple(&c, root, "image_std", 0.0, 1e3, p->std)) ||
+        (r = get_triple(&c, root, "image_std", 1e-6, 1e3, p->std)) ||
         (r = get_int(&c, root, "resample", 0, 100, &resample)) ||
         (r = require_not_false(&c, root, "do_resize")) ||
         (r = require_not_false(&c, root, "do_center_crop")) ||
