@@ -311,6 +311,17 @@ static void test_f32(const raw_st *f32, char fp_out[65])
     CHECK(m->tokenizer != NULL);
     check_all_weights(m, f32);
 
+    /* cdx_tokenize = the tokenizer at the model's context length */
+    int32_t ids[77], *want_ids = test_load_array("expected/text_tokens.i32", 36 * 77);
+    int n = 0;
+    const char *txt = "a photo of a cat";   /* cases.json texts[0] */
+    CHECKF(cdx_tokenize(m, txt, strlen(txt), ids, &n) == CDX_OK, "%s", cdx_last_error());
+    CHECK(memcmp(ids, want_ids, sizeof ids) == 0 && n == 7);
+    free(want_ids);
+    CHECK(cdx_tokenize(NULL, txt, 3, ids, &n) == CDX_ERR_INVALID_ARG);
+    CHECK(cdx_tokenize(m, NULL, 3, ids, &n) == CDX_ERR_INVALID_ARG);
+    CHECK(cdx_tokenize(m, txt, 3, NULL, &n) == CDX_ERR_INVALID_ARG);
+
     char want[65];
     sha256_hex(dir, "model.safetensors", want);
     CHECKF(strcmp(info.fingerprint, want) == 0, "fingerprint %s want %s", info.fingerprint, want);
@@ -491,6 +502,16 @@ static void test_errors(const raw_st *f32)
     /* missing config.json */
     const char *dir = make_dir("no_config", 0, 1);
     expect_fail(dir, NULL, CDX_ERR_NOT_FOUND, "config.json", NULL);
+
+    /* missing tokenizer files */
+    dir = make_dir("no_vocab", 1, 1);
+    snprintf(buf, sizeof buf, "%s/vocab.json", dir);
+    unlink(buf);
+    expect_fail(dir, NULL, CDX_ERR_NOT_FOUND, "vocab.json", NULL);
+    dir = make_dir("no_merges", 1, 1);
+    snprintf(buf, sizeof buf, "%s/merges.txt", dir);
+    unlink(buf);
+    expect_fail(dir, NULL, CDX_ERR_NOT_FOUND, "merges.txt", NULL);
 
     /* missing weight file */
     dir = make_dir("no_weights", 1, 0);
