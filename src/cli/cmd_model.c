@@ -168,12 +168,17 @@ static int model_path(int argc, char **argv)
 
 static int print_entry(const cdx_cache_entry *e, void *user)
 {
-    int *count = user;
-    double mb = (double)e->bytes / 1e6;
+    static const char *const unit[] = {"B", "kB", "MB", "GB", "TB"};
+    int *count = user, u = 0;
+    double size = (double)e->bytes;
+    while (size >= 1000 && u < 4) {
+        size /= 1000;
+        u++;
+    }
     if ((*count)++ == 0)
-        printf("%-44s %-12s %11s  %-8s  %s\n", "REPO_ID", "REVISION", "SIZE", "STATUS", "PATH");
-    printf("%-44s %-12s %8.1f MB  %-8s  %s\n", e->repo_id, e->revision, mb,
-           e->complete ? "complete" : "partial", e->dir);
+        printf("%-44s %-12s %9s  %-8s  %s\n", "REPO_ID", "REVISION", "SIZE", "STATUS", "PATH");
+    printf("%-44s %-12s %6.*f %-2s  %-8s  %s\n", e->repo_id, e->revision, u ? 1 : 0, size,
+           unit[u], e->complete ? "complete" : "partial", e->dir);
     return 0;
 }
 

@@ -21,15 +21,17 @@
 #define MB (1024ull * 1024ull)
 
 /* Text files are small (vocab.json of ViT-L is 1 MB): 64 MB is generous.
- * Weights of the largest CLIPs (ViT-bigG, F32) are about 10 GB. */
+ * Weights of the largest CLIPs (ViT-bigG, F32) are about 10 GB.  config.json
+ * comes first (a wrong repo or revision fails at once), the weights second
+ * (a repository without safetensors fails before anything else is fetched). */
 const cdx_cache_file cdx_cache_files[] = {
     {"config.json", 1, 64 * MB},
+    {CDX_CACHE_WEIGHTS, 1, 16384 * MB},
     {"preprocessor_config.json", 1, 64 * MB},
-    {"tokenizer_config.json", 0, 64 * MB},
-    {"special_tokens_map.json", 0, 64 * MB},
     {"vocab.json", 1, 64 * MB},
     {"merges.txt", 1, 64 * MB},
-    {CDX_CACHE_WEIGHTS, 1, 16384 * MB},
+    {"tokenizer_config.json", 0, 64 * MB},
+    {"special_tokens_map.json", 0, 64 * MB},
 };
 const int cdx_cache_n_files = (int)(sizeof cdx_cache_files / sizeof cdx_cache_files[0]);
 

@@ -36,7 +36,7 @@ typedef struct cdx_cache_file {
     uint64_t max_bytes;  /* larger downloads are refused */
 } cdx_cache_file;
 
-/* The files a model directory holds, in download order (weights last). */
+/* The files a model directory holds, in download order. */
 extern const cdx_cache_file cdx_cache_files[];
 extern const int cdx_cache_n_files;
 #define CDX_CACHE_WEIGHTS "model.safetensors"

@@ -2,7 +2,7 @@
  * fetch.c - download a model repository from the Hugging Face hub into the
  * model cache (cdx_model_fetch), with libcurl.
  *
- * Per file (cache.h lists them; weights last):
+ * Per file (cache.c lists them):
  *  - the final name exists: done.  Files only get their final name by a
  *    rename after a complete, size-checked, fsync'ed download, so presence
  *    means complete and a second fetch makes no request at all.
@@ -34,6 +34,7 @@
 #include "common/util.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -454,8 +455,8 @@ static xfer_outcome transfer(xfer *x, const char *url, cdx_result *res)
     s->errbuf[0] = '\0';
     x->t_start = x->t_last = cdx_now();
     CURLcode rc = curl_easy_perform(c);
-    if (x->line_open) {
-        progress_draw(x);
+    if (x->line_open || (rc == CURLE_OK && x->received > 0 && s->tty && !s->quiet)) {
+        progress_draw(x); /* final state of the line, kept on screen */
         fputc('\n', stderr);
     }
     long code = 0;
@@ -562,7 +563,7 @@ static cdx_result fetch_file(session *s, const char *dir, const cdx_cache_file *
         goto out;
     }
     if (stat(final, &st) == 0 && S_ISREG(st.st_mode)) {
-        unlink(part); /* a leftover from a crash between rename and marker */
+        unlink(part); /* stale: the final file won */
         goto out;
     }
     if ((r = cdx_fetch_file_url(s->endpoint, s->repo_id, s->revision, f->name, &url)) != CDX_OK)
@@ -657,27 +658,75 @@ static void session_close(session *s)
     curl_slist_free_all(s->headers);
 }
 
-/* Takes the flock of dir/.lock, waiting (with a note) if another process has it. */
+/* Creates dir and takes the flock of dir/.lock, waiting (with a note) while
+ * another process holds it.  A failed fetch may remove an empty directory
+ * and its lock (tidy_dir), so after waiting the lock is taken again unless
+ * dir/.lock is still the file we locked. */
 static cdx_result lock_dir(const char *dir, int quiet, int *out_fd)
 {
     char *path = cdx_path_join(dir, CDX_CACHE_LOCK);
     if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    int rc = fd < 0 ? -1 : flock(fd, LOCK_EX | LOCK_NB);
-    if (rc != 0 && fd >= 0 && errno == EWOULDBLOCK) {
-        if (!quiet)
-            fprintf(stderr, "clipdex: waiting for another clipdex process fetching into %s\n", dir);
-        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
-    }
-    if (rc != 0) {
-        cdx_result r = cdx_error(CDX_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        free(path);
-        return r;
+    cdx_result r = CDX_OK;
+    for (int said = quiet;;) {
+        if ((r = cdx_cache_mkdirs(dir)) != CDX_OK) break;
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), rc = -1;
+        if (fd >= 0 && (rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK) {
+            if (!said++)
+                fprintf(stderr, "clipdex: waiting for another clipdex process fetching into %s\n",
+                        dir);
+            while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
+        }
+        if (rc != 0) {
+            r = cdx_error(CDX_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+            if (fd >= 0) close(fd);
+            break;
+        }
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
+            held.st_dev == now.st_dev) {
+            *out_fd = fd;
+            break;
+        }
+        close(fd);
     }
     free(path);
-    *out_fd = fd;
-    return CDX_OK;
+    return r;
+}
+
+/* After a failure: removes dir (and its repo directory) if the fetch left
+ * nothing worth resuming, so `model list` shows no empty entries.  Called
+ * with the lock held. */
+static void tidy_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    int keep = 0;
+    while (!keep && (e = readdir(d))) {
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            !strcmp(e->d_name, CDX_CACHE_LOCK))
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            st.st_size == 0 && strlen(e->d_name) > strlen(CDX_CACHE_PART_SUFFIX) &&
+            !strcmp(e->d_name + strlen(e->d_name) - strlen(CDX_CACHE_PART_SUFFIX),
+                    CDX_CACHE_PART_SUFFIX)) {
+            unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        keep = 1;
+    }
+    closedir(d);
+    char *lock = cdx_path_join(dir, CDX_CACHE_LOCK), *parent = strdup(dir);
+    if (!keep && lock && parent && unlink(lock) == 0 && rmdir(dir) == 0) {
+        char *slash = strrchr(parent, '/');
+        if (slash) {
+            *slash = '\0';
+            rmdir(parent); /* fails harmlessly while other revisions exist */
+        }
+    }
+    free(lock);
+    free(parent);
 }
 
 static cdx_result write_marker(session *s, const char *dir, const char **present, int n)
@@ -736,14 +785,14 @@ cdx_result cdx_model_fetch(const char *repo_id, const cdx_fetch_params *params,
     if (r != CDX_OK) goto out;
     s.endpoint = endpoint;
     if (cdx_cache_dir_complete(dir)) goto out; /* already there: no network at all */
-    if ((r = cdx_cache_mkdirs(dir)) != CDX_OK || (r = lock_dir(dir, s.quiet, &lock_fd)) != CDX_OK)
-        goto out;
+    if ((r = lock_dir(dir, s.quiet, &lock_fd)) != CDX_OK) goto out;
     if (cdx_cache_dir_complete(dir)) goto out; /* another process finished it */
     if (!s.quiet)
         fprintf(stderr, "clipdex: fetching %s (revision %s) from %s into %s\n", repo_id,
                 s.revision, endpoint, dir);
     if ((r = session_open(&s, &p, token)) == CDX_OK) r = fetch_all(&s, dir);
     session_close(&s);
+    if (r != CDX_OK) tidy_dir(dir);
 out:
     if (lock_fd >= 0) close(lock_fd);
     free(endpoint);
