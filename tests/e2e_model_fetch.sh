@@ -180,6 +180,28 @@ grep -q "flaky/resolve/v1/model.safetensors range=bytes=16315044- .*status=416" 
   || fail "complete .part downloaded again"
 same_files "$D4" "after a 416"
 
+# --- integrity: the sha256 announced by the hub is checked ----------------
+grep -q '"model.safetensors.sha256": "'"$(sha256sum "$FIX/model.safetensors" | cut -d' ' -f1)"'"' "$DIR/.complete" \
+  && pass "verified sha256 recorded in .complete" || fail "no verified sha256 in .complete"
+# A .part of the right length but wrong bytes (a changed file on the hub,
+# disk corruption): the 416 says "whole", the sha256 says otherwise.
+head -c 16315044 /dev/zero >"$TMP/zeros"
+run "$BIN" model fetch test/corrupt -q
+expect_rc 1 "wrong sha256 announced"
+expect_err "model.safetensors is corrupted: its sha256 is [0-9a-f]{64} but the hub announced 0{64}" \
+  "sha256 mismatch reported"
+[ ! -e "$CACHE/test--corrupt/main/model.safetensors" ] && [ ! -e "$CACHE/test--corrupt/main/model.safetensors.part" ] \
+  && pass "a corrupted download is not kept" || fail "corrupted download kept"
+D6=$CACHE/test--clip-tiny/v1
+rm -rf "$D6"; mkdir -p "$D6"
+cp "$TMP/zeros" "$D6/model.safetensors.part"
+run "$BIN" model fetch test/clip-tiny --revision v1 -q
+expect_rc 1 "a whole-length .part with wrong bytes"
+expect_err "corrupted" "wrong bytes detected"
+run "$BIN" model fetch test/clip-tiny --revision v1 -q
+expect_rc 0 "the next run downloads it afresh"
+same_files "$D6" "after a corrupted .part"
+
 # --- redirect to another host name: the token must not follow -------------
 HF_TOKEN=secret-token run "$BIN" model fetch test/redirect -q
 expect_rc 0 "fetch through redirects"

@@ -16,14 +16,19 @@ per repository name like the parts of the hub that clipdex must handle:
   test/gated         401 for every file
   test/forbidden     403 for every file
   test/pickle        404 EntryNotFound for model.safetensors
+  test/corrupt       like clip-tiny, but announces a wrong sha256 for
+                     model.safetensors
   anything else      404 RepoNotFound; unknown revision: 404 RevisionNotFound
 
 Every request is logged to --log as one line:
   <METHOD> <path> range=<Range header or -> auth=<yes|no> status=<code>
+Like the hub, replies to /resolve/ for model.safetensors (an LFS file)
+carry X-Linked-Etag: "<sha256>" and X-Linked-Size, also on redirects.
 The chosen port is printed on stdout and written to --port-file.  The
 server exits by itself after --timeout seconds.
 """
 import argparse
+import hashlib
 import http.server
 import os
 import re
@@ -33,7 +38,7 @@ import threading
 import urllib.parse
 
 KNOWN = {"test/clip-tiny", "test/flaky", "test/norange", "test/redirect",
-         "test/gated", "test/forbidden", "test/pickle"}
+         "test/gated", "test/forbidden", "test/pickle", "test/corrupt"}
 REVISIONS = {"main", "v1"}
 PATH_RE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/([^/]+)$")
 
@@ -63,6 +68,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.log(status)
 
+    def lfs_headers(self, repo, name):
+        """X-Linked-* headers of the hub's resolve replies for LFS files."""
+        if name != "model.safetensors" or repo == "/cdn":
+            return []
+        sha, size = self.server.weights_sha, self.server.weights_size
+        if repo == "test/corrupt":
+            sha = "0" * 64
+        return [("X-Linked-Etag", '"%s"' % sha), ("X-Linked-Size", str(size))]
+
     def error_404(self, code, message):
         self.plain(404, message, [("X-Error-Code", code), ("X-Error-Message", message)])
 
@@ -72,7 +86,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = urllib.parse.urlsplit(self.path).path
         if path.startswith("/cdn/"):
-            return self.serve_file(urllib.parse.unquote(path[5:]), "test/redirect")
+            return self.serve_file(urllib.parse.unquote(path[5:]), "/cdn")
         m = PATH_RE.match(path)
         if not m:
             return self.error_404("EntryNotFound", "no such route")
@@ -92,6 +106,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             port = self.server.server_address[1]
             self.send_response(302)
             self.send_header("Location", "http://localhost:%d/cdn/%s" % (port, name))
+            for k, v in self.lfs_headers(repo, name):
+                self.send_header(k, v)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return self.log(302)
@@ -113,10 +129,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             end = int(m.group(2)) if m.group(2) else size - 1
             if start >= size:
                 return self.plain(416, "range not satisfiable",
-                                  [("Content-Range", "bytes */%d" % size)])
+                                  [("Content-Range", "bytes */%d" % size)] +
+                                  self.lfs_headers(repo, name))
             data, status = data[start:min(end, size - 1) + 1], 206
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
+        for k, v in self.lfs_headers(repo, name):
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         if status == 206:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, start + len(data) - 1, size))
@@ -154,6 +173,9 @@ def main():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     srv.args, srv.log_lock, srv.drops_left = args, threading.Lock(), args.drop_times
+    with open(os.path.join(args.root, "model.safetensors"), "rb") as f:
+        weights = f.read()
+    srv.weights_sha, srv.weights_size = hashlib.sha256(weights).hexdigest(), len(weights)
     open(args.log, "w").close()
     port = srv.server_address[1]
     tmp = args.port_file + ".tmp"

@@ -2,7 +2,8 @@
  * test_fetch.c - unit tests of the model cache and downloader internals:
  * repo id / revision validation (nothing may build a path outside the
  * cache), names <-> directory names, URL building, endpoint / token / cache
- * root resolution from params and environment, Content-Range parsing,
+ * root resolution from params and environment, Content-Range and
+ * X-Linked-Etag parsing,
  * completeness, listing, and cdx_model_fetch's no-network paths (a complete
  * cached model is returned without contacting the endpoint).  The HTTP side
  * is tested end to end by e2e_model_fetch.sh.
@@ -227,6 +228,29 @@ static void test_content_range(void)
         CHECKF(cdx_fetch_content_range_total(bad[i]) == -1, "parsed '%s'", bad[i]);
 }
 
+static void test_etag(void)
+{
+    static const char hex[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    char out[65], quoted[80];
+    snprintf(quoted, sizeof quoted, "\"%s\"", hex);
+    cdx_fetch_etag_sha256(quoted, out);
+    CHECK(!strcmp(out, hex));
+    snprintf(quoted, sizeof quoted, "W/\"%s\"", hex);
+    cdx_fetch_etag_sha256(quoted, out);
+    CHECK(!strcmp(out, hex));
+    cdx_fetch_etag_sha256("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", out);
+    CHECK(!strcmp(out, hex));
+    /* git blob ids (40 hex) of non-LFS files, junk, wrong lengths: no sha256 */
+    const char *bad[] = {"\"e1a4b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3\"", "", "\"\"",
+                         "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0g\"",
+                         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a089"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memcpy(out, "x", 2);
+        cdx_fetch_etag_sha256(bad[i], out);
+        CHECKF(out[0] == '\0', "accepted '%s'", bad[i]);
+    }
+}
+
 static void test_cache_root(void)
 {
     char *r = NULL;
@@ -369,6 +393,7 @@ int main(void)
     test_urls();
     test_endpoint_token();
     test_content_range();
+    test_etag();
     test_cache_root();
     test_cache_on_disk();
     rm_rf(tmp_root);

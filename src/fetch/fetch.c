@@ -13,8 +13,9 @@
  *           length equals the .part (then it is whole): restart from 0 once;
  *      416  the .part is whole if its size is N of "Content-Range: bytes
  *           * /N", otherwise restart from 0 once.
- *    The result must have the announced length; then fsync, rename, fsync
- *    the directory.
+ *    The result must have the announced length and, for files the hub
+ *    stores in LFS (the weights), the sha256 it announces in X-Linked-Etag;
+ *    then fsync, rename, fsync the directory.
  * When every file is in place the .complete marker is written; until then
  * the directory is not a model (cdx_model_cache_dir() says incomplete) and
  * the next fetch resumes.  A flock on .lock serialises fetches of one
@@ -38,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,28 @@ static int parse_u63(const char **p, int64_t *v)
     return 1;
 }
 
+void cdx_fetch_etag_sha256(const char *etag, char out[65])
+{
+    out[0] = '\0';
+    if (!strncmp(etag, "W/", 2)) etag += 2;
+    size_t n = strlen(etag);
+    if (n == 66 && etag[0] == '"' && etag[65] == '"') {
+        etag++;
+        n = 64;
+    }
+    if (n != 64) return;
+    for (size_t i = 0; i < 64; i++) {
+        char c = etag[i];
+        if (c >= 'A' && c <= 'F') c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            out[0] = '\0';
+            return;
+        }
+        out[i] = c;
+    }
+    out[64] = '\0';
+}
+
 int64_t cdx_fetch_content_range_total(const char *v)
 {
     int64_t a, b, total;
@@ -174,6 +198,10 @@ typedef struct session {
     char errbuf[CURL_ERROR_SIZE];
     const char *endpoint, *repo_id, *revision;
     int have_token, quiet, tty;
+    /* sha256 the hub announces for the current file (X-Linked-Etag of an LFS
+     * file, lower-case hex; "" if none) and the verified one of the weights */
+    char expect_sha[65], weights_sha[65];
+    int weights_fetched;   /* the weights were (re)downloaded by this run */
 } session;
 
 /* State of one HTTP request writing into a .part file. */
@@ -253,7 +281,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
     xfer *x = ud;
     size_t len = size * n;
-    char v[64];
+    char v[128];
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         /* A new response (e.g. after a redirect): forget the previous one. */
         x->content_length = x->range_total = -1;
@@ -264,6 +292,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
         x->content_length = parse_u63(&p, &cl) && !*p ? cl : -1;
     } else if (header_value(buf, len, "Content-Range", v, sizeof v)) {
         x->range_total = cdx_fetch_content_range_total(v);
+    } else if (header_value(buf, len, "X-Linked-Etag", v, sizeof v)) {
+        /* Kept across redirects: the hub's reply carries it, the CDN's not. */
+        cdx_fetch_etag_sha256(v, x->s->expect_sha);
     } else if (!header_value(buf, len, "X-Error-Code", x->err_code, sizeof x->err_code)) {
         header_value(buf, len, "X-Error-Message", x->err_msg, sizeof x->err_msg);
     }
@@ -501,6 +532,54 @@ static cdx_result sync_dir(const char *dir)
     return CDX_OK;
 }
 
+/* Hex sha256 of the file at path into out. */
+static cdx_result sha256_file(const char *path, char out[65])
+{
+    enum { CHUNK = 1 << 20 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    unsigned char *buf = malloc(CHUNK), md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    cdx_result r = CDX_OK;
+    if (fd < 0) r = cdx_error(CDX_ERR_IO, "%s: %s", path, strerror(errno));
+    else if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
+        r = cdx_error(CDX_ERR_NOMEM, "cannot start sha256");
+    while (r == CDX_OK) {
+        ssize_t got = read(fd, buf, CHUNK);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) r = cdx_error(CDX_ERR_IO, "%s: %s", path, strerror(errno));
+        if (got <= 0) break;
+        if (!EVP_DigestUpdate(ctx, buf, (size_t)got)) r = cdx_error(CDX_ERR_INTERNAL, "sha256 failed");
+    }
+    if (r == CDX_OK && (!EVP_DigestFinal_ex(ctx, md, &md_len) || md_len != 32))
+        r = cdx_error(CDX_ERR_INTERNAL, "sha256 failed");
+    if (r == CDX_OK) cdx_hex(md, 32, out);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    if (fd >= 0) close(fd);
+    return r;
+}
+
+/* Checks a finished .part against the sha256 the hub announced, if any.  A
+ * mismatch (a corrupted or stale .part, or a file that changed on the hub
+ * between two runs) deletes the .part so the next run starts afresh. */
+static cdx_result verify_part(session *s, const cdx_cache_file *f, const char *part)
+{
+    if (!s->expect_sha[0]) return CDX_OK;
+    char got[65];
+    if (!s->quiet) fprintf(stderr, "clipdex: verifying the sha256 of %s\n", f->name);
+    cdx_result r = sha256_file(part, got);
+    if (r != CDX_OK) return r;
+    if (strcmp(got, s->expect_sha) != 0) {
+        unlink(part);
+        return cdx_error(CDX_ERR_NETWORK, "%s is corrupted: its sha256 is %s but the hub "
+                         "announced %s. The partial download was deleted; run the command "
+                         "again to download it afresh.", f->name, got, s->expect_sha);
+    }
+    if (!strcmp(f->name, CDX_CACHE_WEIGHTS)) memcpy(s->weights_sha, got, sizeof got);
+    return CDX_OK;
+}
+
 /* Appends the .part of file f from its current end until complete. */
 static cdx_result download_part(session *s, const cdx_cache_file *f, const char *url,
                                 int fd, int *absent)
@@ -575,6 +654,7 @@ static cdx_result fetch_file(session *s, const char *dir, const cdx_cache_file *
     }
     int64_t resumed_at = st.st_size;
     double t0 = cdx_now();
+    s->expect_sha[0] = '\0';
     if ((r = download_part(s, f, url, fd, &absent)) != CDX_OK) goto out;
     if (absent) {
         *present = 0;
@@ -587,6 +667,8 @@ static cdx_result fetch_file(session *s, const char *dir, const cdx_cache_file *
         goto out;
     }
     fd = -1;
+    if ((r = verify_part(s, f, part)) != CDX_OK) goto out;
+    if (!strcmp(f->name, CDX_CACHE_WEIGHTS)) s->weights_fetched = 1;
     if (rename(part, final) != 0) {
         r = cdx_error(CDX_ERR_IO, "cannot rename %s: %s", part, strerror(errno));
         goto out;
@@ -729,13 +811,32 @@ static void tidy_dir(const char *dir)
     free(parent);
 }
 
+/* The verified weights sha256 an earlier marker in dir recorded, into out. */
+static void previous_weights_sha(const char *dir, char out[65])
+{
+    char *path = cdx_path_join(dir, CDX_CACHE_MARKER), *text = NULL;
+    out[0] = '\0';
+    if (path && cdx_read_file(path, 64 * 1024, &text, NULL) == CDX_OK) {
+        json_t *doc = json_loads(text, 0, NULL);
+        const char *v = json_string_value(json_object_get(doc, "model.safetensors.sha256"));
+        if (v) cdx_fetch_etag_sha256(v, out);
+        json_decref(doc);
+    }
+    cdx_error_clear();
+    free(text);
+    free(path);
+}
+
 static cdx_result write_marker(session *s, const char *dir, const char **present, int n)
 {
     json_t *files = json_array(), *doc;
+    if (!s->weights_fetched) previous_weights_sha(dir, s->weights_sha);
     for (int i = 0; files && i < n; i++) json_array_append_new(files, json_string(present[i]));
     doc = json_pack("{s:s, s:s, s:s, s:o, s:I}", "repo_id", s->repo_id, "revision",
                     s->revision, "endpoint", s->endpoint, "files", files, "fetched_at",
                     (json_int_t)time(NULL));
+    if (doc && s->weights_sha[0])
+        json_object_set_new(doc, "model.safetensors.sha256", json_string(s->weights_sha));
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     json_decref(doc);
     if (!text) return cdx_error(CDX_ERR_NOMEM, "out of memory");

@@ -34,4 +34,8 @@ cdx_result cdx_fetch_file_url(const char *endpoint, const char *repo_id,
  * (no space before '/'); -1 when absent ("/ *") or malformed. */
 int64_t cdx_fetch_content_range_total(const char *value);
 
+/* The sha256 in an X-Linked-Etag value ("<64 hex>", quotes and a W/ prefix
+ * optional) as lower-case hex into out; out = "" when it is not one. */
+void cdx_fetch_etag_sha256(const char *etag, char out[65]);
+
 #endif
