@@ -661,12 +661,17 @@ static cdx_result fetch_file(session *s, const char *dir, const cdx_cache_file *
         unlink(part);
         goto out;
     }
-    if (fsync(fd) != 0 || fstat(fd, &st) != 0 || close(fd) != 0) {
-        fd = -1;
-        r = cdx_error(CDX_ERR_IO, "%s: %s", part, strerror(errno));
-        goto out;
+    int synced = fsync(fd) == 0 && fstat(fd, &st) == 0;
+    int e = errno;
+    if (close(fd) != 0 && synced) {
+        synced = 0;
+        e = errno;
     }
     fd = -1;
+    if (!synced) {
+        r = cdx_error(CDX_ERR_IO, "%s: %s", part, strerror(e));
+        goto out;
+    }
     if ((r = verify_part(s, f, part)) != CDX_OK) goto out;
     if (!strcmp(f->name, CDX_CACHE_WEIGHTS)) s->weights_fetched = 1;
     if (rename(part, final) != 0) {
