@@ -198,6 +198,37 @@ cdx_fetch_params cdx_fetch_default_params(void);
 cdx_result cdx_model_fetch(const char *repo_id, const cdx_fetch_params *params,
                            char **out_dir);
 
+/* ---------------------------------------------------------------- model cache: lookup
+ * (added by the fetch module for `clipdex model path` and `clipdex model list`;
+ * NULL string fields of cdx_fetch_params mean "the default" everywhere.) */
+
+/* The cache root: params->cache_dir, else $CLIPDEX_HOME/models, else
+ * $XDG_DATA_HOME/clipdex/models, else ~/.local/share/clipdex/models.
+ * *out is malloc'd (caller frees); nothing is created on disk. */
+cdx_result cdx_model_cache_root(const cdx_fetch_params *params, char **out);
+
+/* The cache directory of repo_id at params->revision, whether or not it
+ * exists.  *complete (may be NULL) is set to 1 when a fetch finished there
+ * (marker present and every required file in place), else 0.  Fails with
+ * CDX_ERR_INVALID_ARG for a malformed repo id or revision. */
+cdx_result cdx_model_cache_dir(const char *repo_id, const cdx_fetch_params *params,
+                               char **out_dir, int *complete);
+
+typedef struct cdx_cache_entry {
+    const char *repo_id;   /* "owner/name" */
+    const char *revision;  /* e.g. "main" or "refs/pr/3" */
+    const char *dir;       /* local directory */
+    uint64_t bytes;        /* sum of its files, partial downloads included */
+    int complete;          /* as for cdx_model_cache_dir() */
+} cdx_cache_entry;
+
+/* Calls fn for every model directory in the cache, sorted by repo id then
+ * revision; pointers are valid during the call only.  A non-zero return of
+ * fn stops the walk.  A missing cache root is an empty cache. */
+cdx_result cdx_model_cache_list(const cdx_fetch_params *params,
+                                int (*fn)(const cdx_cache_entry *e, void *user),
+                                void *user);
+
 #ifdef __cplusplus
 }
 #endif
