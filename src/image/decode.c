@@ -40,9 +40,20 @@ static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_ready;
 static int vips_have_heif, vips_have_magick;
 
+/* libvips reports recoverable decoder trouble (libjpeg warnings, odd ICC
+ * chunks) with g_warning on stderr; a library must not print, and the
+ * failures that matter reach the caller through fail_on=error. */
+static void vips_log_quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                           gpointer user)
+{
+    (void)domain; (void)level; (void)msg; (void)user;
+}
+
 static void vips_init_once(void)
 {
     if (vips_init("clipdex") != 0) return;
+    if (!getenv("CLIPDEX_VIPS_WARNINGS"))
+        g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, vips_log_quiet, NULL);
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
@@ -85,11 +96,12 @@ typedef enum fmt { FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_GIF, FMT_TIFF, FMT_HEIF, FMT
 
 static cdx_result detect(const uint8_t *d, size_t len, fmt *f, const char **loader)
 {
+    /* vips_foreign_find_load_buffer() returns the loader's type name. */
     static const struct { const char *nick; fmt f; } known[] = {
-        {"jpegload_buffer", FMT_JPEG}, {"pngload_buffer", FMT_PNG},
-        {"webpload_buffer", FMT_WEBP}, {"gifload_buffer", FMT_GIF},
-        {"tiffload_buffer", FMT_TIFF}, {"heifload_buffer", FMT_HEIF},
-        {"magickload_buffer", FMT_BMP},
+        {"VipsForeignLoadJpegBuffer", FMT_JPEG}, {"VipsForeignLoadPngBuffer", FMT_PNG},
+        {"VipsForeignLoadWebpBuffer", FMT_WEBP}, {"VipsForeignLoadNsgifBuffer", FMT_GIF},
+        {"VipsForeignLoadTiffBuffer", FMT_TIFF}, {"VipsForeignLoadHeifBuffer", FMT_HEIF},
+        {"VipsForeignLoadMagickBuffer", FMT_BMP},
     };
     const char *nick = vips_foreign_find_load_buffer(d, len);
     vips_error_clear();
