@@ -134,6 +134,16 @@ static void to_rgb(cdx_pixmode mode, const void *win, size_t i, uint8_t rgb[3])
     }
 }
 
+/* The caller's buffer is [3, image_size, image_size] (clipdex.h). */
+static cdx_result check_model(const cdx_model *model)
+{
+    if (!model) return cdx_error(CDX_ERR_INVALID_ARG, "preprocess: NULL model");
+    if (model->cfg.pre.crop != model->cfg.image_size)
+        return cdx_error(CDX_ERR_MISMATCH, "preprocessor crop size %d differs from the model "
+                         "image size %d", model->cfg.pre.crop, model->cfg.image_size);
+    return CDX_OK;
+}
+
 static cdx_result check_pre(const cdx_preproc_config *pre)
 {
     if (!pre || pre->resize_shortest < 1 || pre->resize_shortest > CDX_CROP_MAX ||
@@ -240,7 +250,9 @@ cdx_result cdx_preprocess_buffer(const cdx_model *model, const void *data, size_
                                  const cdx_image_params *params, float *out,
                                  cdx_image_meta *meta)
 {
-    if (!model) return cdx_error(CDX_ERR_INVALID_ARG, "preprocess: NULL model");
+    if (meta) memset(meta, 0, sizeof *meta);
+    cdx_result r = check_model(model);
+    if (r) return r;
     return cdx_image_preprocess(data, len, &model->cfg.pre, params, out, meta);
 }
 
@@ -249,10 +261,12 @@ cdx_result cdx_preprocess_file(const cdx_model *model, const char *path,
                                cdx_image_meta *meta)
 {
     if (meta) memset(meta, 0, sizeof *meta);
-    if (!model || !path) return cdx_error(CDX_ERR_INVALID_ARG, "preprocess: NULL argument");
+    if (!path) return cdx_error(CDX_ERR_INVALID_ARG, "preprocess: NULL path");
+    cdx_result r = check_model(model);
+    if (r) return r;
     char *buf = NULL;
     size_t len = 0;
-    cdx_result r = cdx_read_file(path, CDX_IMAGE_FILE_MAX, &buf, &len);
+    r = cdx_read_file(path, CDX_IMAGE_FILE_MAX, &buf, &len);
     if (r) return r;   /* message already names the file */
     r = cdx_image_preprocess(buf, len, &model->cfg.pre, params, out, meta);
     free(buf);
