@@ -18,6 +18,7 @@
 #include "testutil.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <vips/vips.h>
 #include <zlib.h>
 
@@ -97,6 +98,52 @@ static void test_fixtures(json_t *images)
         free(exp);
         free(data);
     }
+}
+
+/* ---- 1b. concurrent callers (one-time libvips init, no shared state) ------ */
+
+typedef struct thread_job {
+    json_t *images;
+    int mismatches;
+} thread_job;
+
+static void *thread_main(void *arg)
+{
+    thread_job *job = arg;
+    float *out = malloc(NPIX * sizeof(float));
+    size_t i;
+    json_t *im;
+    json_array_foreach(job->images, i, im) {
+        size_t len;
+        void *data = read_fixture(json_string_value(json_object_get(im, "file")), &len);
+        float *exp = test_load_array(
+            json_string_value(json_object_get(json_object_get(im, "pixels"), "file")), NPIX);
+        if (run(data, len, 0, 0, out, NULL) != CDX_OK || test_max_abs_diff(out, exp, NPIX) != 0.0)
+            job->mismatches++;
+        free(exp);
+        free(data);
+    }
+    free(out);
+    return NULL;
+}
+
+static void test_threads(json_t *images)
+{
+    enum { NT = 4 };
+    pthread_t th[NT];
+    thread_job jobs[NT];
+    for (int t = 0; t < NT; t++) {
+        jobs[t].images = images;
+        jobs[t].mismatches = 0;
+        CHECK(pthread_create(&th[t], NULL, thread_main, &jobs[t]) == 0);
+    }
+    int bad = 0;
+    for (int t = 0; t < NT; t++) {
+        pthread_join(th[t], NULL);
+        bad += jobs[t].mismatches;
+    }
+    printf("  %d threads x %zu images: %d mismatches\n", NT, json_array_size(images), bad);
+    CHECK(bad == 0);
 }
 
 /* ---- libvips helpers for generated inputs -------------------------------- */
@@ -201,7 +248,7 @@ static void test_formats(void)
                           "images/skimage_camera_L.png"};
     const struct { const char *suffix, *name; int lossless; } fmts[] = {
         {".webp[lossless]", "webp", 1}, {".tif", "tiff", 1}, {".gif", "gif", 0},
-        {".bmp", "bmp", 1}, {".heic[Q=90]", "heif", 0}, {".avif[Q=90]", "avif", 0},
+        {".heic[Q=90]", "heif", 0}, {".avif[Q=90]", "avif", 0},
         {".webp[Q=90]", "webp", 0},
     };
     for (size_t s = 0; s < sizeof srcs / sizeof srcs[0]; s++) {
@@ -210,6 +257,14 @@ static void test_formats(void)
         CHECK(run(d, n, 0, 0, ref, NULL) == CDX_OK);
         VipsImage *im = vload(d, n);
         for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+#if defined(__SANITIZE_ADDRESS__)
+            /* libx265 (the HEIC *encoder*, used only to make the test input)
+             * keeps a process-lifetime allocation LeakSanitizer reports. */
+            if (strcmp(fmts[f].name, "heif") == 0) {
+                printf("  %-30s heif  : encoder skipped under ASan\n", srcs[s]);
+                continue;
+            }
+#endif
             size_t en;
             void *enc = vsave(im, fmts[f].suffix, &en);
             if (!enc) {
@@ -559,8 +614,11 @@ int main(void)
     }
     json_t *images = json_object_get(json_object_get(cases, "preprocess"), "images");
     CHECK(json_array_size(images) == 17);
-    CHECK(cdx_image_init() == CDX_OK);
 
+    /* Concurrent first use: libvips is initialised inside, exactly once. */
+    printf("concurrent callers:\n");
+    test_threads(images);
+    CHECK(cdx_image_init() == CDX_OK);
     printf("fixture images (autorotate off, must be bit-exact):\n");
     test_fixtures(images);
     printf("EXIF orientation:\n");
