@@ -7,10 +7,10 @@
  *    written and fdatasync'ed before vecfile_append() returned, and batches
  *    are written strictly one after another (writer mutex + file lock), so
  *    at most the LAST batch in the file can be incomplete after a crash.
- *  - A writable handle never leaves stale metadata past count: open repairs
- *    the tail (zeroes the unused metadata of the last block, truncates after
- *    it) before the first append, so an old torn batch cannot be mistaken
- *    for part of a new one.
+ *  - The file ends exactly after the metadata entry of the last record (see
+ *    size_for()).  A writable open cuts off a torn tail before the first
+ *    append, so no stale entry of an old torn batch can be mistaken for part
+ *    of a new one.
  *  - Mappings are never unmapped before close (they are retired), so a
  *    topk_source obtained from vecfile_source() stays valid.
  *
@@ -173,9 +173,11 @@ static uint64_t meta_off(const vecfile *vf, uint64_t s)
 {
     return HDR_SIZE + (s / BLK) * vf->block_bytes + BLK * vf->stride + (s % BLK) * META_SIZE;
 }
+/* The exact size of a file holding count records: it ends with the last
+ * record's metadata entry (the rest of the last block does not exist). */
 static uint64_t size_for(const vecfile *vf, uint64_t count)
 {
-    return HDR_SIZE + (count + BLK - 1) / BLK * vf->block_bytes;
+    return count == 0 ? HDR_SIZE : meta_off(vf, count - 1) + META_SIZE;
 }
 static size_t stride_for(int dim)
 {
@@ -422,29 +424,12 @@ static cdx_result recover(vecfile *vf, uint64_t fsize, vecfile_open_report *rep)
     return CDX_OK;
 }
 
-/* Writable opens: zero the unused metadata of the last block and drop
- * everything after it, so no stale entry can join a future batch. */
+/* Writable opens: cut the file right after the last committed metadata
+ * entry, so no stale entry of a torn batch can join a future batch. */
 static cdx_result repair_tail(vecfile *vf, uint64_t fsize, vecfile_open_report *rep)
 {
     uint64_t want = size_for(vf, vf->count);
-    size_t tail = vf->count % BLK ? (size_t)(BLK - vf->count % BLK) * META_SIZE : 0;
-    int dirty = fsize != want;
-    if (tail && !dirty) {
-        cdx_result rc = pread_all(vf, vf->fd, vf->scratch, tail, meta_off(vf, vf->count));
-        if (rc != CDX_OK) return rc;
-        for (size_t i = 0; i < tail && !dirty; i++) dirty = vf->scratch[i] != 0;
-    }
-    if (!dirty) return CDX_OK;
-    if (fsize < want) {
-        /* Short last block of a committed batch cannot happen; extend anyway. */
-        if (ftruncate(vf->fd, (off_t)want) != 0)
-            return cdx_error(CDX_ERR_IO, "%s: ftruncate: %s", vf->path, strerror(errno));
-    }
-    if (tail) {
-        memset(vf->scratch, 0, tail);
-        cdx_result rc = pwrite_all(vf->path, vf->fd, vf->scratch, tail, meta_off(vf, vf->count));
-        if (rc != CDX_OK) return rc;
-    }
+    if (fsize == want) return CDX_OK;
     if (ftruncate(vf->fd, (off_t)want) != 0 || fdatasync(vf->fd) != 0)
         return cdx_error(CDX_ERR_IO, "%s: repairing the tail: %s", vf->path, strerror(errno));
     rep->tail_repaired = 1;
