@@ -1,12 +1,12 @@
 /*
  * topk.c - exact top-k search (see topk.h).
  *
- * The rows are cut into 64-row chunks (one bitmap word each).  Every thread
- * streams a contiguous range of chunks; for each chunk it resolves the allow
- * filter to a 64-bit mask, skips the chunk when the mask is empty, scores the
- * rows against up to DOT_MAX_QUERIES queries at a time into a small stack
- * buffer (L1), then offers the allowed, above-threshold scores to that
- * thread's bounded heaps.  The heaps (one per thread and query, capacity
+ * The rows are cut into 64-row chunks (one bitmap word each), grouped in
+ * work units of 64 chunks that the threads take dynamically.  For each chunk
+ * a thread resolves the allow filter to a 64-bit mask, skips the chunk when
+ * the mask is empty, scores the rows against up to DOT_MAX_QUERIES queries
+ * at a time into a small stack buffer (L1), then offers the allowed,
+ * above-threshold scores to that thread's bounded heaps.  The heaps (one per thread and query, capacity
  * offset+k, root = worst kept hit) are merged and sorted at the end.  No
  * allocation happens inside the scan.
  */
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define CHUNK 64
+#define UNIT_CHUNKS 64
 
 topk_params topk_default_params(void)
 {
@@ -219,12 +220,19 @@ cdx_result topk_search(const topk_source *src, const float *queries, size_t nq,
     }
     scan_job job = {src, qp, nq, p, p->kernel ? p->kernel : dot_kernel_best(), K};
 
+    /* Work units of UNIT_CHUNKS chunks (8 MB of 512-d rows) handed out
+     * dynamically: a thread that loses its core to another process does not
+     * hold the whole query back.  The result does not depend on which thread
+     * scanned what (total order at the merge). */
+    uint64_t units = (nchunks + UNIT_CHUNKS - 1) / UNIT_CHUNKS;
     #pragma omp parallel num_threads(T)
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        uint64_t c0 = nchunks * (uint64_t)t / (uint64_t)nt;
-        uint64_t c1 = nchunks * (uint64_t)(t + 1) / (uint64_t)nt;
-        scan_range(&job, c0, c1, heaps + (size_t)t * nq);
+        heap *mine = heaps + (size_t)omp_get_thread_num() * nq;
+        #pragma omp for schedule(dynamic, 1)
+        for (uint64_t u = 0; u < units; u++) {
+            uint64_t c1 = (u + 1) * UNIT_CHUNKS;
+            scan_range(&job, u * UNIT_CHUNKS, c1 < nchunks ? c1 : nchunks, mine);
+        }
     }
 
     /* Merge: the thread heaps of query i are gathered, sorted with the total
