@@ -11,6 +11,8 @@
  *  - p50/p99 latency of exact top-10 over --queries single queries after
  *    warm-up, on --threads threads;
  *  - scan_gbps = vector bytes scanned per query / p50, ratio = scan/mem;
+ *    also from the fastest query (scan_best_gbps, ratio_best), which is the
+ *    fair comparison with the best-of-3 bandwidth on a shared machine;
  *  - the per-query cost when 4 queries share one scan (batched evaluation).
  * Options: --n --dim --queries --threads --quick --json.  Memory: about
  * n * (row bytes + 64) (2.1 GB for the default 1M x 512).
@@ -217,13 +219,15 @@ int main(int argc, char **argv)
     }
 
     double scan_gbps = (double)n * (double)stride / (p50 / 1e3) / 1e9;
+    double scan_best_gbps = (double)n * (double)stride / (lat[0] / 1e3) / 1e9;
     const char *kern = dot_kernel_best()->name;
     if (json) {
         printf("{\"n\": %ld, \"dim\": %ld, \"threads\": %ld, \"kernel\": \"%s\", \"queries\": %ld, "
                "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"scan_gbps\": %.2f, \"mem_gbps\": %.2f, "
-               "\"ratio\": %.3f, \"batch4_ms_per_query\": %.3f, \"gen_s\": %.2f}\n",
+               "\"ratio\": %.3f, \"min_ms\": %.3f, \"scan_best_gbps\": %.2f, \"ratio_best\": %.3f, "
+               "\"batch4_ms_per_query\": %.3f, \"gen_s\": %.2f}\n",
                n, dim, threads, kern, queries, p50, p99, scan_gbps, mem_gbps, scan_gbps / mem_gbps,
-               batch_best, gen_s);
+               lat[0], scan_best_gbps, scan_best_gbps / mem_gbps, batch_best, gen_s);
     } else {
         printf("exact top-10 search, vecfile layout in memory\n");
         printf("  vectors            %ld x %ld float32 (%.2f GB incl. metadata gaps)\n", n, dim, (double)bytes / 1e9);
@@ -233,7 +237,8 @@ int main(int argc, char **argv)
         printf("  batched (4/scan)   %.2f ms per query\n", batch_best);
         printf("  scan rate          %.2f GB/s\n", scan_gbps);
         printf("  memory bandwidth   %.2f GB/s (best of 3 all-core streaming reads)\n", mem_gbps);
-        printf("  scan / bandwidth   %.0f %%\n", 100 * scan_gbps / mem_gbps);
+        printf("  scan / bandwidth   %.0f %% (p50), %.0f %% (fastest query, %.2f ms)\n",
+               100 * scan_gbps / mem_gbps, 100 * scan_best_gbps / mem_gbps, lat[0]);
     }
     if (sink == 12345.678) puts("");   /* keep the reads alive */
     free(lat);
