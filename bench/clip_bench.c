@@ -69,7 +69,7 @@ static double sgemm_rate(cdx_gemm_backend be, int quick)
         for (size_t i = 0; i < (size_t)m * k; i++) A[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)n * k; i++) B[i] = (float)(i % 5) * 0.1f;
         cdx_gemm_nt(be, m, n, k, A, B, NULL, C);   /* warm-up */
-        for (int it = 0; it < (quick ? 3 : 8); it++) {
+        for (int it = 0; it < (quick ? 5 : 10); it++) {
             double t0 = cdx_now();
             cdx_gemm_nt(be, m, n, k, A, B, NULL, C);
             double r = 2.0 * m * n * k / (cdx_now() - t0) / 1e9;

@@ -96,6 +96,19 @@ static void gemm_reference(int m, int n, int k, float alpha, const float *A,
     }
 }
 
+/* The small-M kernel is used unless $CLIPDEX_GEMM_SMALL=0 or no AVX-512. */
+static int small_enabled(void)
+{
+    static int cached = -1;   /* computed once; racing first calls agree */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("CLIPDEX_GEMM_SMALL");
+        v = cdx_gemm_small_available() && !(e && !strcmp(e, "0"));
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 static void add_bias(int m, int n, const float *bias, float *C, int ldc)
 {
 #pragma omp parallel for schedule(static) if ((long)m * n > 65536)
@@ -118,15 +131,20 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
             }
     } else {
         int done = 0;
+        if (be != CDX_GEMM_BE_REFERENCE && m <= CDX_GEMM_SMALL_M && small_enabled()) {
+            if (b_trans) cdx_gemm_small_nt(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            else cdx_gemm_small_nn(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            done = 1;
+        }
 #ifdef CDX_GEMM_DNNL
-        if (be == CDX_GEMM_BE_DNNL)
+        if (!done && be == CDX_GEMM_BE_DNNL)
             done = dnnl_sgemm('N', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda,
                               B, ldb, beta, C, ldc) == dnnl_success;
         /* dnnl_sgemm only fails on bad arguments or out-of-memory; the
          * reference loop below then still gives the right answer. */
 #endif
 #ifdef CDX_HAVE_OPENBLAS
-        if (be == CDX_GEMM_BE_OPENBLAS) {
+        if (!done && be == CDX_GEMM_BE_OPENBLAS) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans,
                         m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
             done = 1;

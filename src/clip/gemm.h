@@ -50,4 +50,17 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
               const float *A, int lda, const float *B, int ldb, int b_trans,
               float beta, const float *bias, float *C, int ldc);
 
+/* Small-M kernels (gemm_small.c), AVX-512 only (cdx_gemm_small_available()):
+ * _nt: C = alpha A B^T + beta C with B [n,k] (a Linear weight);
+ * _nn: C = alpha A B + beta C with B [k,n] (attention probabilities x V).
+ * cdx_gemm() routes the dnnl and openblas backends here when
+ * m <= CDX_GEMM_SMALL_M (measured on Zen 5: oneDNN re-packs B on every call,
+ * which dominates at small M; $CLIPDEX_GEMM_SMALL=0 disables the routing). */
+#define CDX_GEMM_SMALL_M 96
+int cdx_gemm_small_available(void);
+void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc);
+void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc);
+
 #endif
