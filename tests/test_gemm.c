@@ -56,8 +56,11 @@ int main(void)
     cdx_gemm(CDX_GEMM_BE_REFERENCE, 2, 2, 3, 2.0f, A, 3, Bn, 2, 0, 0.0f, NULL, C, 2);
     CHECK(C[0] == 2 * (1 - 3) && C[1] == 2 * (2 + 2) && C[2] == 2 * (4 - 6) && C[3] == 2 * (8 + 5));
 
+    /* m <= CDX_GEMM_SMALL_M goes to the small-M kernels when AVX-512 is
+     * present, larger m to the backend itself */
     const int shapes[][3] = {{1, 1, 1}, {1, 512, 512}, {8, 512, 512}, {7, 33, 65},
-                             {50, 50, 64}, {50, 64, 50}, {77, 192, 64}, {130, 257, 300}};
+                             {50, 50, 64}, {50, 64, 50}, {77, 192, 64}, {5, 150, 77},
+                             {96, 70, 17}, {97, 70, 17}, {130, 257, 300}};
     int tested = 0;
     for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++) {
         if (!cdx_gemm_backend_available((cdx_gemm_backend)be)) continue;
@@ -69,6 +72,28 @@ int main(void)
                 check_backend((cdx_gemm_backend)be, shapes[s][0], shapes[s][1], shapes[s][2], bt,
                               0.125f, 1.0f, 1, 3);
             }
+    }
+    /* the small-M kernels called directly (every row count 1..6 of a tile,
+     * n and k tails, 64-column blocks of the nn kernel) */
+    if (cdx_gemm_small_available()) {
+        unsigned seed = 9;
+        for (int m = 1; m <= 13; m += 3)
+            for (int n = 1; n <= 140; n += 23)
+                for (int k = 1; k <= 70; k += 17)
+                    for (int bt = 0; bt < 2; bt++) {
+                        float *SA = malloc((size_t)m * k * 4), *SB = malloc((size_t)n * k * 4);
+                        float *C0 = malloc((size_t)m * n * 4), *C1 = malloc((size_t)m * n * 4);
+                        for (int i = 0; i < m * k; i++) SA[i] = frand(&seed);
+                        for (int i = 0; i < n * k; i++) SB[i] = frand(&seed);
+                        for (int i = 0; i < m * n; i++) C0[i] = C1[i] = frand(&seed);
+                        cdx_gemm(CDX_GEMM_BE_REFERENCE, m, n, k, 0.5f, SA, k, SB, bt ? k : n, bt, 1.0f,
+                                 NULL, C0, n);
+                        if (bt) cdx_gemm_small_nt(m, n, k, 0.5f, SA, k, SB, k, 1.0f, C1, n);
+                        else cdx_gemm_small_nn(m, n, k, 0.5f, SA, k, SB, n, 1.0f, C1, n);
+                        CHECKF(test_max_abs_diff(C0, C1, (size_t)m * n) < 1e-5, "small %s m=%d n=%d k=%d",
+                               bt ? "nt" : "nn", m, n, k);
+                        free(SA); free(SB); free(C0); free(C1);
+                    }
     }
     printf("default backend: %s (%d backends tested)\n",
            cdx_gemm_backend_name(cdx_gemm_default_backend()), tested);
