@@ -103,6 +103,25 @@ void cdx_model_get_info(const cdx_model *model, cdx_model_info *info);
 cdx_result cdx_tokenize(const cdx_model *model, const char *text, size_t len,
                         int32_t *ids, int *n_untruncated);
 
+/* -------------------------------------------------- standalone tokenizer
+ * (added by the tokenizer branch) The same tokenizer without loading the
+ * model weights, e.g. for `clipdex tokenize`.  Immutable once loaded and
+ * safe to share between threads. */
+
+typedef struct cdx_tokenizer cdx_tokenizer;
+
+/* Load the BPE vocabulary of a model directory: vocab.json + merges.txt, or,
+ * when vocab.json is absent, OpenAI's bpe_simple_vocab_16e6.txt(.gz). */
+cdx_result cdx_tokenizer_load_dir(const char *model_dir, cdx_tokenizer **out);
+void cdx_tokenizer_free(cdx_tokenizer *tok);
+
+/* Like cdx_tokenize() with an explicit context length (>= 1): writes exactly
+ * context_length ids.  Texts are UTF-8 (invalid bytes read as U+FFFD) of at
+ * most 1 MiB; longer ones fail with CDX_ERR_TOO_LARGE. */
+cdx_result cdx_tokenizer_encode(const cdx_tokenizer *tok, const char *text,
+                                size_t len, int context_length, int32_t *ids,
+                                int *n_untruncated);
+
 /* ---------------------------------------------------------------- images */
 
 typedef struct cdx_image_params {

@@ -4,8 +4,12 @@
  *
  * Pipeline: html unescape (twice) -> strip -> collapse Unicode White_Space runs
  * to one space -> full Unicode lower-case -> CLIP's pre-tokenisation pattern
- * -> byte-to-unicode -> BPE merges by rank with "</w>" on the last symbol.
- * Character classes and case mapping come from utf8proc.
+ * (tok_text.h) -> byte-to-unicode -> BPE merges by rank with "</w>" on the
+ * last symbol.  Character classes and case mapping come from utf8proc.
+ *
+ * The handle type, cdx_tokenizer_free() and cdx_tokenizer_encode() are public
+ * (clipdex.h, "standalone tokenizer"); this header adds the file loaders used
+ * by the model loader.
  *
  * A loaded tokenizer is immutable and thread-safe.  Expected workload: short
  * queries (< 100 bytes) at interactive rates, captions in bulk.
@@ -16,8 +20,6 @@
 #include "clipdex.h"
 #include <stddef.h>
 #include <stdint.h>
-
-typedef struct cdx_tokenizer cdx_tokenizer;
 
 #define CDX_TOKEN_SOT 49406
 #define CDX_TOKEN_EOT 49407
@@ -30,13 +32,18 @@ cdx_result cdx_tokenizer_load_hf(const char *vocab_json_path,
 /* OpenAI's bpe_simple_vocab_16e6.txt or .txt.gz (gzip detected from content). */
 cdx_result cdx_tokenizer_load_bpe(const char *path, cdx_tokenizer **out);
 
-void cdx_tokenizer_free(cdx_tokenizer *tok);
+/* Number of vocabulary entries (ids are 0 .. n-1). */
+int cdx_tokenizer_vocab_size(const cdx_tokenizer *tok);
 
-/* Tokenise like clip.tokenize(text, context_length, truncate=True): writes
- * exactly context_length ids.  *n_untruncated (may be NULL) = count of ids
- * before truncation incl. start and end. */
-cdx_result cdx_tokenizer_encode(const cdx_tokenizer *tok, const char *text,
-                                size_t len, int context_length, int32_t *ids,
-                                int *n_untruncated);
+/* The token string of id (byte-to-unicode form, e.g. "photo</w>"), not
+ * NUL-terminated; NULL when id is out of range.  For tests and debugging. */
+const char *cdx_tokenizer_token(const cdx_tokenizer *tok, int id, size_t *len);
+
+/* For tests (a plain reference BPE): the rank of merging ids a and b, with
+ * the merged id in *merged, or -1 when they do not merge; and the id of a
+ * byte's initial symbol (eow != 0: the "</w>" form). */
+long cdx_tokenizer_merge_rank(const cdx_tokenizer *tok, int32_t a, int32_t b,
+                              int32_t *merged);
+int32_t cdx_tokenizer_byte_symbol(const cdx_tokenizer *tok, unsigned char b, int eow);
 
 #endif
