@@ -27,6 +27,7 @@ typedef struct fixture {
     float *pixels;      /* [NI, 3, S, S] */
     int32_t *tokens;    /* [NT, 77] */
     int img_tap[2], txt_tap[2];   /* indices of the intermediates' inputs */
+    char *texts[NT];    /* the texts of the token rows (cases.json) */
 } fixture;
 
 /* max|got-exp| <= tol_rel * max|exp| (+ tol_abs) */
@@ -91,6 +92,7 @@ static void load_inputs(fixture *f, json_t *cases)
     }
     for (int i = 0; i < NT; i++) {
         const char *t = json_string_value(json_object_get(json_array_get(texts, (size_t)i), "text"));
+        f->texts[i] = strdup(t);
         for (int k = 0; k < 2; k++)
             if (!strcmp(t, json_string_value(json_array_get(json_object_get(inter, "texts"), (size_t)k))))
                 f->txt_tap[k] = i;
@@ -136,6 +138,9 @@ static void check_against_expected(const char *label, const fixture *f, const ch
     check_rows_cos("text_embeds", txt, e_txt, NT, f->E);
     check_close("image_embeds_norm", imgn, e_imgn, ni, 0, 1e-4);
     check_close("text_embeds_norm", txtn, e_txtn, nt, 0, 1e-4);
+    /* the same through the tokenizer (cdx_encode_texts) */
+    CHECK(cdx_encode_texts(c, (const char *const *)f->texts, NT, txt, 0) == CDX_OK);
+    check_close("text_embeds via cdx_encode_texts", txt, e_txt, nt, 1e-4, 0);
 
     cdx_model_info info;
     cdx_model_get_info(f->m, &info);
@@ -214,7 +219,7 @@ static void test_fixture_model(const char *weights, const char *dir)
     CHECKF(r == CDX_OK, "load %s: %s", weights, cdx_last_error());
     if (r != CDX_OK) return;
     fixture f = {m, m->cfg.projection_dim, m->vision.cfg.width, m->text.cfg.width,
-                 m->vision.n_tokens, m->vision.image_size, NULL, NULL, {0, 0}, {0, 0}};
+                 m->vision.n_tokens, m->vision.image_size, NULL, NULL, {0, 0}, {0, 0}, {NULL}};
     char path[4096];
     snprintf(path, sizeof path, "%s/expected/cases.json", test_fixture_dir());
     json_t *cases = json_load_file(path, 0, NULL);
@@ -269,6 +274,7 @@ static void test_fixture_model(const char *weights, const char *dir)
     cdx_ctx_free(c);
     free(f.pixels);
     free(f.tokens);
+    for (int i = 0; i < NT; i++) free(f.texts[i]);
     cdx_model_free(m);
 }
 
