@@ -6,6 +6,18 @@
  * dnnl_sgemm, OpenBLAS cblas_sgemm, or the plain reference loop) is chosen at
  * build/start-up time behind this interface so reduced-precision kernels can
  * slot in later with the same signature.
+ *
+ * Adding a reduced-precision backend (BF16 / int8): add an enum value, keep
+ * the float32 A/C of this interface and let the backend own a packed copy of
+ * B (the weights are immutable, so a per-weight packed cache keyed by the B
+ * pointer - or better a packed tensor created at model load next to the F32
+ * one - works); the activations A are converted on the fly inside the
+ * backend.  Callers do not change: the encoder only ever calls cdx_gemm().
+ *
+ * Thread-safety: every function may be called concurrently from any thread,
+ * including from inside an OpenMP parallel region (the backends then run on
+ * the calling thread only).  The threaded backends use the calling thread's
+ * OpenMP thread count (omp_set_num_threads).
  */
 #ifndef CDX_CLIP_GEMM_H
 #define CDX_CLIP_GEMM_H
@@ -13,18 +25,42 @@
 #include <stddef.h>
 
 typedef enum cdx_gemm_backend {
-    CDX_GEMM_REFERENCE = 0,
-    CDX_GEMM_DNNL,
-    CDX_GEMM_OPENBLAS
+    CDX_GEMM_BE_REFERENCE = 0,
+    CDX_GEMM_BE_DNNL,
+    CDX_GEMM_BE_OPENBLAS
 } cdx_gemm_backend;
 
 /* The backend used by cdx_gemm_nt(); the best available unless overridden
  * by $CLIPDEX_GEMM=reference|dnnl|openblas. */
 cdx_gemm_backend cdx_gemm_default_backend(void);
 const char *cdx_gemm_backend_name(cdx_gemm_backend b);
+/* 1 when the backend was compiled in. */
+int cdx_gemm_backend_available(cdx_gemm_backend b);
 
 /* C = A B^T (+ bias broadcast over rows when bias != NULL); ldc = n. */
 void cdx_gemm_nt(cdx_gemm_backend be, int m, int n, int k, const float *A,
                  const float *B, const float *bias, float *C);
+
+/* General form used by the towers:
+ *   C[m,n] = alpha * A[m,k] * op(B) + beta * C  (+ bias[n] when non-NULL)
+ * op(B) = B^T with B stored [n,k] when b_trans, else B stored [k,n].
+ * Leading dimensions are in elements (row-major).  beta == 0 ignores the old
+ * content of C (it may be uninitialised). */
+void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
+              const float *A, int lda, const float *B, int ldb, int b_trans,
+              float beta, const float *bias, float *C, int ldc);
+
+/* Small-M kernels (gemm_small.c), AVX-512 only (cdx_gemm_small_available()):
+ * _nt: C = alpha A B^T + beta C with B [n,k] (a Linear weight);
+ * _nn: C = alpha A B + beta C with B [k,n] (attention probabilities x V).
+ * cdx_gemm() routes the dnnl and openblas backends here when
+ * m <= CDX_GEMM_SMALL_M (measured on Zen 5: oneDNN re-packs B on every call,
+ * which dominates at small M; $CLIPDEX_GEMM_SMALL=0 disables the routing). */
+#define CDX_GEMM_SMALL_M 96
+int cdx_gemm_small_available(void);
+void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc);
+void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

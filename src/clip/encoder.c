@@ -1,0 +1,460 @@
+/*
+ * encoder.c - the CLIP vision and text towers (forward pass) with Hugging
+ * Face CLIP semantics, and the public cdx_ctx / cdx_encode_* API.
+ *
+ * Forward pass (both towers): embeddings -> L pre-norm residual blocks
+ * (x += attn(ln1(x)); x += mlp(ln2(x))) -> final LayerNorm at the pooled
+ * position -> projection.  Vision: im2col patches x patch_w^T, class token
+ * first, + positions, pre_layrnorm, pooled at the class token.  Text: token +
+ * position embeddings, causal attention, pooled at argmax(ids) (the first end
+ * token 49407 in tokenizer output).
+ *
+ * Layout of a batch: the B sequences of a chunk are packed row-wise into one
+ * [M, width] activation matrix (sequence s occupies rows off[s] ..
+ * off[s]+len[s]-1), so every Linear is one GEMM with M = sum of lengths.
+ * Attention runs per (sequence, head) on the fused qkv rows.
+ *
+ * Work that cannot change the pooled output is skipped (unless taps are set,
+ * in which case everything is computed so the taps are complete):
+ *  - text rows are only computed up to their pooled position (causal mask:
+ *    later positions never influence earlier ones), so an 8-token query costs
+ *    ~8/77 of a full row;
+ *  - in the last block only the pooled row of each sequence needs the
+ *    attention output, out-projection and MLP (K/V still need every row).
+ *
+ * Threads: every call sets the calling thread's OpenMP thread count to the
+ * ctx's n_threads for its duration (restored on return): the GEMM backend
+ * threads inside, and our own kernels parallelise over rows or (sequence,
+ * head) pairs.  The model is read-only; all mutable state is the ctx's
+ * scratch, allocated once in cdx_ctx_new for max_batch sequences (larger
+ * calls are processed in chunks of max_batch), so several ctx on one model
+ * may run concurrently in different threads.
+ *
+ * Reference mode (cdx_ctx_set_reference) routes every GEMM to the reference
+ * loop and every kernel to its reference implementation.
+ */
+#include "clip/encoder.h"
+#include "clip/gemm.h"
+#include "clip/model.h"
+#include "clip/ops.h"
+#include "common/error.h"
+#include "common/util.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CDX_MAX_BATCH_LIMIT 4096
+#define CDX_MAX_THREADS 1024
+
+struct cdx_ctx {
+    const cdx_model *m;
+    int n_threads, max_batch;
+    int reference;
+    cdx_gemm_backend be;
+    int have_taps;
+    cdx_taps taps;
+
+    /* scratch, sized in cdx_ctx_new for max_batch sequences of either tower */
+    float *x;        /* [M, width] residual stream */
+    float *h;        /* [M, width] LayerNorm output / attention output */
+    float *qkv;      /* [M, 3*width] */
+    float *big;      /* [M, mlp] MLP hidden, or im2col patches */
+    float *scores;   /* n_threads x [T, T] attention probabilities */
+    size_t scores_slot;
+    float *px, *pa;  /* [B, width] residual / attention at the pooled rows */
+    int *off, *len, *pool;   /* [B] packing of the current chunk */
+    int32_t *ids;    /* [B, context_length] for cdx_encode_texts */
+};
+
+typedef struct seq_batch {
+    int n;        /* sequences */
+    int M;        /* packed rows */
+    int causal;
+    const int *off, *len, *pool;
+} seq_batch;
+
+/* ------------------------------------------------------------ ctx */
+
+cdx_ctx_params cdx_ctx_default_params(void)
+{
+    cdx_ctx_params p = {0, 32};
+    return p;
+}
+
+void cdx_ctx_free(cdx_ctx *ctx)
+{
+    if (!ctx) return;
+    cdx_free_aligned(ctx->x);
+    cdx_free_aligned(ctx->h);
+    cdx_free_aligned(ctx->qkv);
+    cdx_free_aligned(ctx->big);
+    cdx_free_aligned(ctx->scores);
+    cdx_free_aligned(ctx->px);
+    cdx_free_aligned(ctx->pa);
+    free(ctx->off);
+    free(ctx->len);
+    free(ctx->pool);
+    free(ctx->ids);
+    free(ctx);
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+/* a*b*c floats, 0 on overflow */
+static size_t mul3(size_t a, size_t b, size_t c)
+{
+    size_t r;
+    if (!cdx_mul_ok(a, b, &r) || !cdx_mul_ok(r, c, &r)) return 0;
+    return r;
+}
+
+cdx_result cdx_ctx_new(const cdx_model *model, const cdx_ctx_params *params,
+                       cdx_ctx **out)
+{
+    if (!out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_ctx_new: out is NULL");
+    *out = NULL;
+    if (!model) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_ctx_new: model is NULL");
+    cdx_ctx_params p = params ? *params : cdx_ctx_default_params();
+    if (p.max_batch < 1 || p.max_batch > CDX_MAX_BATCH_LIMIT)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_ctx_new: max_batch %d not in 1..%d",
+                         p.max_batch, CDX_MAX_BATCH_LIMIT);
+    if (p.n_threads < 0 || p.n_threads > CDX_MAX_THREADS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_ctx_new: n_threads %d not in 0..%d",
+                         p.n_threads, CDX_MAX_THREADS);
+    cdx_ctx *c = calloc(1, sizeof *c);
+    if (!c) return cdx_error(CDX_ERR_NOMEM, "cdx_ctx_new: out of memory");
+    c->m = model;
+    c->max_batch = p.max_batch;
+    c->n_threads = p.n_threads ? p.n_threads : cdx_cpu_count();
+    c->be = cdx_gemm_default_backend();
+
+    const cdx_vision_tower *v = &model->vision;
+    const cdx_text_tower *t = &model->text;
+    size_t B = (size_t)p.max_batch;
+    size_t Tv = (size_t)v->n_tokens, Tt = (size_t)t->context_length;
+    size_t vw = (size_t)v->cfg.width, tw = (size_t)t->cfg.width;
+    size_t pp3 = mul3(3, (size_t)v->patch_size, (size_t)v->patch_size);
+    size_t act = max_sz(mul3(B, Tv, vw), mul3(B, Tt, tw));
+    size_t big = max_sz(mul3(B, Tv, (size_t)v->cfg.mlp), mul3(B, Tt, (size_t)t->cfg.mlp));
+    big = max_sz(big, mul3(B, (size_t)v->grid * v->grid, pp3));
+    size_t T = max_sz(Tv, Tt);
+    c->scores_slot = (T * T + 15) & ~(size_t)15;   /* keep slots 64-byte aligned */
+    size_t wmax = max_sz(vw, tw);
+    if (!act || !big || !pp3 || !mul3(3, act, 1) || !mul3((size_t)c->n_threads, c->scores_slot, 1)) {
+        free(c);
+        return cdx_error(CDX_ERR_TOO_LARGE, "cdx_ctx_new: scratch size overflows");
+    }
+    c->x = cdx_alloc_aligned(act, sizeof(float));
+    c->h = cdx_alloc_aligned(act, sizeof(float));
+    c->qkv = cdx_alloc_aligned(3 * act, sizeof(float));
+    c->big = cdx_alloc_aligned(big, sizeof(float));
+    c->scores = cdx_alloc_aligned((size_t)c->n_threads * c->scores_slot, sizeof(float));
+    c->px = cdx_alloc_aligned(B * wmax, sizeof(float));
+    c->pa = cdx_alloc_aligned(B * wmax, sizeof(float));
+    c->off = malloc(B * sizeof(int));
+    c->len = malloc(B * sizeof(int));
+    c->pool = malloc(B * sizeof(int));
+    c->ids = malloc(B * Tt * sizeof(int32_t));
+    if (!c->x || !c->h || !c->qkv || !c->big || !c->scores || !c->px || !c->pa ||
+        !c->off || !c->len || !c->pool || !c->ids) {
+        cdx_ctx_free(c);
+        return cdx_error(CDX_ERR_NOMEM, "cdx_ctx_new: out of memory for scratch (max_batch %d)",
+                         p.max_batch);
+    }
+    *out = c;
+    return CDX_OK;
+}
+
+void cdx_ctx_set_taps(cdx_ctx *ctx, const cdx_taps *taps)
+{
+    if (!ctx) return;
+    ctx->have_taps = taps != NULL;
+    if (taps) ctx->taps = *taps;
+    else memset(&ctx->taps, 0, sizeof ctx->taps);
+}
+
+void cdx_ctx_set_reference(cdx_ctx *ctx, int on)
+{
+    if (!ctx) return;
+    ctx->reference = on != 0;
+    ctx->be = on ? CDX_GEMM_BE_REFERENCE : cdx_gemm_default_backend();
+}
+
+/* ------------------------------------------------------------ blocks */
+
+static cdx_epilogue epilogue_of(cdx_act a)
+{
+    return a == CDX_ACT_GELU ? CDX_EPI_GELU : CDX_EPI_QUICK_GELU;
+}
+
+/* y = x W^T + b (+ y when accumulate) */
+static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
+                   float *y, int accumulate, cdx_epilogue epi)
+{
+    cdx_gemm(c->be, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 1,
+             accumulate ? 1.0f : 0.0f, NULL, y, l->out);
+    cdx_bias_act(y, l->out, rows, l->out, l->b, epi, !c->reference);
+}
+
+/* Multi-head attention on fused qkv rows [M, 3W].  pool_only: one query per
+ * sequence (its pooled row), output row s of out; else every row, output row
+ * off[s]+i of out.  out has row stride W. */
+static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *sb,
+                      int pool_only, float *out)
+{
+    const int W = cfg->width, H = cfg->heads, dh = W / H, ld = 3 * W;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int fast = !c->reference, tasks = sb->n * H;
+#pragma omp parallel for schedule(dynamic) num_threads(c->n_threads)
+    for (int task = 0; task < tasks; task++) {
+        int s = task / H, hd = task % H;
+        int L = sb->len[s];
+        const float *base = c->qkv + (size_t)sb->off[s] * ld + (size_t)hd * dh;
+        int q0 = pool_only ? sb->pool[s] : 0, nq = pool_only ? 1 : L;
+        int nk = sb->causal ? q0 + nq : L;
+        float *S = c->scores + (size_t)omp_get_thread_num() * c->scores_slot;
+        float *o = pool_only ? out + (size_t)s * W + (size_t)hd * dh
+                             : out + (size_t)sb->off[s] * W + (size_t)hd * dh;
+        cdx_gemm(c->be, nq, nk, dh, scale, base + (size_t)q0 * ld, ld, base + W, ld, 1,
+                 0.0f, NULL, S, nk);
+        cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
+        cdx_gemm(c->be, nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0, 0.0f, NULL, o, W);
+    }
+}
+
+static void layernorm(const cdx_ctx *c, const cdx_layernorm *ln, float eps,
+                      const float *x, float *y, int rows)
+{
+    cdx_layernorm_rows(x, ln->dim, y, ln->dim, rows, ln->dim, ln->g, ln->b, eps, !c->reference);
+}
+
+/* One residual block over all packed rows of x. */
+static void block_full(cdx_ctx *c, const cdx_block *bk, const cdx_tower_config *cfg,
+                       const seq_batch *sb, float *x)
+{
+    const int M = sb->M;
+    layernorm(c, &bk->ln1, cfg->eps, x, c->h, M);
+    linear(c, &bk->qkv, M, c->h, c->qkv, 0, CDX_EPI_NONE);
+    attention(c, cfg, sb, 0, c->h);
+    linear(c, &bk->out, M, c->h, x, 1, CDX_EPI_NONE);
+    layernorm(c, &bk->ln2, cfg->eps, x, c->h, M);
+    linear(c, &bk->fc1, M, c->h, c->big, 0, epilogue_of(cfg->act));
+    linear(c, &bk->fc2, M, c->big, x, 1, CDX_EPI_NONE);
+}
+
+/* The last block computed only where it matters: K/V for every row, the
+ * rest for the pooled row of each sequence.  Result: c->px [n, W]. */
+static void block_last(cdx_ctx *c, const cdx_block *bk, const cdx_tower_config *cfg,
+                       const seq_batch *sb, const float *x)
+{
+    const int W = cfg->width, n = sb->n;
+    layernorm(c, &bk->ln1, cfg->eps, x, c->h, sb->M);
+    linear(c, &bk->qkv, sb->M, c->h, c->qkv, 0, CDX_EPI_NONE);
+    attention(c, cfg, sb, 1, c->pa);
+    for (int s = 0; s < n; s++)
+        memcpy(c->px + (size_t)s * W, x + (size_t)(sb->off[s] + sb->pool[s]) * W,
+               (size_t)W * sizeof(float));
+    linear(c, &bk->out, n, c->pa, c->px, 1, CDX_EPI_NONE);
+    layernorm(c, &bk->ln2, cfg->eps, c->px, c->h, n);
+    linear(c, &bk->fc1, n, c->h, c->big, 0, epilogue_of(cfg->act));
+    linear(c, &bk->fc2, n, c->big, c->px, 1, CDX_EPI_NONE);
+}
+
+/* All blocks; leaves the residual stream at each pooled row in c->px. */
+static void run_blocks(cdx_ctx *c, const cdx_block *blocks, const cdx_tower_config *cfg,
+                       const seq_batch *sb, float *layer0_tap, size_t tap_ld_rows)
+{
+    const int W = cfg->width;
+    int full = c->have_taps;
+    for (int l = 0; l < cfg->layers; l++) {
+        if (l == cfg->layers - 1 && !full) {
+            block_last(c, &blocks[l], cfg, sb, c->x);
+            return;
+        }
+        block_full(c, &blocks[l], cfg, sb, c->x);
+        if (l == 0 && layer0_tap)
+            for (int s = 0; s < sb->n; s++)
+                memcpy(layer0_tap + (size_t)s * tap_ld_rows * W, c->x + (size_t)sb->off[s] * W,
+                       (size_t)sb->len[s] * W * sizeof(float));
+    }
+    for (int s = 0; s < sb->n; s++)
+        memcpy(c->px + (size_t)s * W, c->x + (size_t)(sb->off[s] + sb->pool[s]) * W,
+               (size_t)W * sizeof(float));
+}
+
+static void normalize_rows(float *v, int rows, int dim)
+{
+    for (int r = 0; r < rows; r++) {
+        float *x = v + (size_t)r * dim;
+        double s = 0;
+        for (int i = 0; i < dim; i++) s += (double)x[i] * x[i];
+        if (s > 0) {
+            float inv = (float)(1.0 / sqrt(s));
+            for (int i = 0; i < dim; i++) x[i] *= inv;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ vision */
+
+static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, int b0)
+{
+    const cdx_vision_tower *v = &c->m->vision;
+    const int W = v->cfg.width, p = v->patch_size, g = v->grid, T = v->n_tokens;
+    const int S = v->image_size, K = 3 * p * p, gg = g * g;
+    const int fast = !c->reference;
+
+    /* im2col: row (b, gy, gx) = the patch flattened (c, y, x) like patch_w */
+#pragma omp parallel for schedule(static) num_threads(c->n_threads)
+    for (int r = 0; r < nb * gg; r++) {
+        int b = r / gg, gy = (r % gg) / g, gx = r % g;
+        float *dst = c->big + (size_t)r * K;
+        for (int ch = 0; ch < 3; ch++)
+            for (int y = 0; y < p; y++)
+                memcpy(dst + (size_t)(ch * p + y) * p,
+                       pixels + (((size_t)b * 3 + ch) * S + (size_t)gy * p + y) * S + (size_t)gx * p,
+                       (size_t)p * sizeof(float));
+    }
+    cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
+#pragma omp parallel for schedule(static) num_threads(c->n_threads)
+    for (int r = 0; r < nb * T; r++) {
+        int b = r / T, t = r % T;
+        const float *src = t == 0 ? v->class_emb : c->h + ((size_t)b * gg + t - 1) * W;
+        const float *pos = v->pos_emb + (size_t)t * W;
+        float *dst = c->x + (size_t)r * W;
+        for (int i = 0; i < W; i++) dst[i] = src[i] + pos[i];
+    }
+    layernorm(c, &v->ln_pre, v->cfg.eps, c->x, c->x, nb * T);
+    const cdx_taps *tp = c->have_taps ? &c->taps : NULL;
+    if (tp && tp->vision_ln_pre)
+        memcpy(tp->vision_ln_pre + (size_t)b0 * T * W, c->x, (size_t)nb * T * W * sizeof(float));
+
+    for (int b = 0; b < nb; b++) {
+        c->off[b] = b * T;
+        c->len[b] = T;
+        c->pool[b] = 0;
+    }
+    seq_batch sb = {nb, nb * T, 0, c->off, c->len, c->pool};
+    run_blocks(c, v->blocks, &v->cfg, &sb,
+               tp && tp->vision_layer0_out ? tp->vision_layer0_out + (size_t)b0 * T * W : NULL, T);
+    cdx_layernorm_rows(c->px, W, c->pa, W, nb, W, v->ln_post.g, v->ln_post.b, v->cfg.eps, fast);
+    if (tp && tp->vision_pooled_ln_post)
+        memcpy(tp->vision_pooled_ln_post + (size_t)b0 * W, c->pa, (size_t)nb * W * sizeof(float));
+    cdx_gemm(c->be, nb, v->proj.out, W, 1.0f, c->pa, W, v->proj.w, W, 1, 0.0f, NULL, out,
+             v->proj.out);
+}
+
+static int enter_threads(const cdx_ctx *c)
+{
+    int prev = omp_get_max_threads();
+    omp_set_num_threads(c->n_threads);
+    return prev;
+}
+
+cdx_result cdx_encode_images(cdx_ctx *ctx, const float *pixels, int n, float *out,
+                             int normalize)
+{
+    if (!ctx || n < 0 || (n > 0 && (!pixels || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_images: bad arguments");
+    const cdx_vision_tower *v = &ctx->m->vision;
+    const size_t per = (size_t)3 * v->image_size * v->image_size;
+    const int E = v->proj.out;
+    int prev = enter_threads(ctx);
+    for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
+        int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
+        vision_chunk(ctx, pixels + (size_t)b0 * per, nb, out + (size_t)b0 * E, b0);
+    }
+    omp_set_num_threads(prev);
+    if (normalize) normalize_rows(out, n, E);
+    return CDX_OK;
+}
+
+/* ------------------------------------------------------------ text */
+
+/* argmax like torch: the first position holding the largest id. */
+static int pool_position(const int32_t *ids, int T)
+{
+    int best = 0;
+    for (int i = 1; i < T; i++)
+        if (ids[i] > ids[best]) best = i;
+    return best;
+}
+
+static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b0)
+{
+    const cdx_text_tower *t = &c->m->text;
+    const int W = t->cfg.width, T = t->context_length;
+    const cdx_taps *tp = c->have_taps ? &c->taps : NULL;
+    int M = 0;
+    for (int s = 0; s < nb; s++) {
+        c->pool[s] = pool_position(ids + (size_t)s * T, T);
+        c->len[s] = tp ? T : c->pool[s] + 1;
+        c->off[s] = M;
+        M += c->len[s];
+    }
+#pragma omp parallel for schedule(static) num_threads(c->n_threads)
+    for (int s = 0; s < nb; s++)
+        for (int i = 0; i < c->len[s]; i++) {
+            const float *te = t->tok_emb + (size_t)ids[(size_t)s * T + i] * W;
+            const float *pe = t->pos_emb + (size_t)i * W;
+            float *dst = c->x + (size_t)(c->off[s] + i) * W;
+            for (int j = 0; j < W; j++) dst[j] = te[j] + pe[j];
+        }
+    if (tp && tp->text_embeddings)   /* taps set: every row has T positions */
+        memcpy(tp->text_embeddings + (size_t)b0 * T * W, c->x, (size_t)nb * T * W * sizeof(float));
+    seq_batch sb = {nb, M, 1, c->off, c->len, c->pool};
+    run_blocks(c, t->blocks, &t->cfg, &sb,
+               tp && tp->text_layer0_out ? tp->text_layer0_out + (size_t)b0 * T * W : NULL, T);
+    layernorm(c, &t->ln_final, t->cfg.eps, c->px, c->pa, nb);
+    if (tp && tp->text_pooled_ln_final)
+        memcpy(tp->text_pooled_ln_final + (size_t)b0 * W, c->pa, (size_t)nb * W * sizeof(float));
+    cdx_gemm(c->be, nb, t->proj.out, W, 1.0f, c->pa, W, t->proj.w, W, 1, 0.0f, NULL, out,
+             t->proj.out);
+}
+
+cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
+                             int normalize)
+{
+    if (!ctx || n < 0 || (n > 0 && (!ids || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_tokens: bad arguments");
+    const cdx_text_tower *t = &ctx->m->text;
+    const int T = t->context_length, E = t->proj.out;
+    for (size_t i = 0; i < (size_t)n * T; i++)
+        if (ids[i] < 0 || ids[i] >= t->vocab_size)
+            return cdx_error(CDX_ERR_INVALID_ARG,
+                             "cdx_encode_tokens: row %zu position %zu: token id %d not in 0..%d",
+                             i / T, i % T, (int)ids[i], t->vocab_size - 1);
+    int prev = enter_threads(ctx);
+    for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
+        int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
+        text_chunk(ctx, ids + (size_t)b0 * T, nb, out + (size_t)b0 * E, b0);
+    }
+    omp_set_num_threads(prev);
+    if (normalize) normalize_rows(out, n, E);
+    return CDX_OK;
+}
+
+cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float *out,
+                            int normalize)
+{
+    if (!ctx || n < 0 || (n > 0 && (!texts || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: bad arguments");
+    const int T = ctx->m->text.context_length, E = ctx->m->text.proj.out;
+    /* Taps index rows by the position in the whole call; chunked calls keep
+     * that offset only inside cdx_encode_tokens, so taps with texts are
+     * limited to one chunk. */
+    for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
+        int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
+        for (int s = 0; s < nb; s++) {
+            const char *txt = texts[b0 + s];
+            if (!txt) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: text %d is NULL", b0 + s);
+            cdx_result r = cdx_tokenize(ctx->m, txt, strlen(txt), ctx->ids + (size_t)s * T, NULL);
+            if (r != CDX_OK) return r;
+        }
+        cdx_result r = cdx_encode_tokens(ctx, ctx->ids, nb, out + (size_t)b0 * E, normalize);
+        if (r != CDX_OK) return r;
+    }
+    return CDX_OK;
+}
