@@ -229,6 +229,184 @@ cdx_result cdx_model_cache_list(const cdx_fetch_params *params,
                                 int (*fn)(const cdx_cache_entry *e, void *user),
                                 void *user);
 
+/* ================================================================ library
+ *
+ * A library is a directory holding a SQLite catalog (WAL) and a vector file
+ * (L2-normalised embeddings, see docs/storage-format.md), bound to one model
+ * by its fingerprint.  A cdx_library handle may be used from many threads at
+ * once: searches and embeddings run concurrently (the handle keeps a pool of
+ * inference contexts); writes (index, add, remove) are serialised inside.
+ * Any number of processes may read; one writer at a time (a lock file).
+ * Crash safety: a vector is durable (fsync) before the catalog transaction
+ * that refers to it commits; whatever a call reported committed survives a
+ * kill at any moment.
+ */
+
+typedef struct cdx_library cdx_library;
+
+typedef struct cdx_library_params {
+    /* create: the model to bind (required).  open: NULL = the model directory
+     * recorded in the library; otherwise a directory whose fingerprint must
+     * equal the library's (CDX_ERR_MISMATCH with a clear message if not). */
+    const char *model_dir;
+    int create;       /* create (init) the library when it does not exist */
+    int writable;     /* take the writer lock (index/add/remove/prune) */
+    int load_model;   /* load the model (needed to embed; default 1; 0 for
+                         info/check/rm/search by vector or by id) */
+    int n_threads;    /* inference and scan threads; 0 = all cores */
+} cdx_library_params;
+
+cdx_library_params cdx_library_default_params(void);
+
+/* Default library directory: $CLIPDEX_LIBRARY, else "./clipdex-library". */
+const char *cdx_library_default_dir(void);
+
+cdx_result cdx_library_open(const char *dir, const cdx_library_params *params,
+                            cdx_library **out);
+void cdx_library_close(cdx_library *lib);
+
+/* The loaded model (NULL when opened with load_model = 0). */
+const cdx_model *cdx_library_model(const cdx_library *lib);
+
+typedef struct cdx_library_info {
+    uint64_t images;            /* catalogued paths/URLs */
+    uint64_t vectors;           /* distinct embedded contents */
+    uint64_t bytes;             /* on-disk size of the library directory */
+    int dim;                    /* embedding dimension */
+    char model_fingerprint[65];
+    char model_dir[4096];       /* model directory recorded at init */
+} cdx_library_info;
+
+cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info);
+
+/* One catalogued image (a path or URL; several may share one content). */
+typedef struct cdx_image_record {
+    int64_t id;
+    char path[4096];       /* absolute path, or URL */
+    char sha256[65];       /* content hash (hex) */
+    uint64_t size;         /* bytes */
+    int64_t mtime;         /* unix seconds (0 for URLs without Last-Modified) */
+    int width, height;     /* as stored */
+    char format[16];       /* "jpeg", "png", ... */
+    int64_t taken;         /* EXIF DateTimeOriginal as unix seconds (UTC as
+                              written), 0 when absent */
+    char camera[128];      /* EXIF "Make Model", "" when absent */
+    int64_t added;         /* unix seconds */
+} cdx_image_record;
+
+cdx_result cdx_library_get_image(cdx_library *lib, int64_t id, cdx_image_record *rec);
+/* The id of a catalogued path or URL (paths are made absolute first). */
+cdx_result cdx_library_find(cdx_library *lib, const char *path_or_url, int64_t *id);
+/* Remove one catalogued path (its vector goes when no path refers to it). */
+cdx_result cdx_library_remove(cdx_library *lib, int64_t id);
+
+/* ---------------------------------------------------------------- indexing */
+
+typedef struct cdx_index_stats {
+    uint64_t found;        /* candidate files/URLs seen so far */
+    uint64_t added;        /* new entries embedded and committed */
+    uint64_t unchanged;    /* skipped: same size + mtime as catalogued */
+    uint64_t moved;        /* new path of known content (not re-embedded) */
+    uint64_t duplicates;   /* new path whose content another path has */
+    uint64_t failed;       /* bad files (reported with a reason) */
+    uint64_t removed;      /* pruned entries whose files are gone */
+    double seconds;
+    double images_per_s;   /* embedded images per second */
+} cdx_index_stats;
+
+typedef enum cdx_index_event_kind {
+    CDX_INDEX_EVENT_ADDED = 0,   /* path, id */
+    CDX_INDEX_EVENT_MOVED,       /* path (new), id */
+    CDX_INDEX_EVENT_DUPLICATE,   /* path, id */
+    CDX_INDEX_EVENT_FAILED,      /* path, reason */
+    CDX_INDEX_EVENT_REMOVED,     /* path, id */
+    CDX_INDEX_EVENT_PROGRESS     /* stats only; about every 0.5 s */
+} cdx_index_event_kind;
+
+typedef struct cdx_index_event {
+    cdx_index_event_kind kind;
+    const char *path;      /* may be NULL for PROGRESS */
+    const char *reason;    /* FAILED only */
+    int64_t id;
+    const cdx_index_stats *stats;   /* running totals */
+} cdx_index_event;
+
+typedef void (*cdx_index_callback)(void *user, const cdx_index_event *ev);
+
+typedef struct cdx_index_params {
+    int prune;                  /* remove entries whose files are gone (under
+                                   the given folders) */
+    const char *urls_file;      /* text file of URLs, one per line, or NULL */
+    uint64_t max_file_bytes;    /* skip larger files (default 256 MiB) */
+    long url_timeout_s;         /* total time per URL (default 60) */
+    uint64_t url_max_bytes;     /* default 64 MiB */
+    int batch_size;             /* images per embedding batch (default 32) */
+    cdx_image_params image;     /* decoding options */
+    cdx_index_callback callback;   /* called from the calling thread */
+    void *user;
+    volatile int *cancel;       /* set non-zero to stop soon (commits first) */
+} cdx_index_params;
+
+cdx_index_params cdx_index_default_params(void);
+
+/* Index files and folders (recursive; symlink loops safe) and URLs.  Bad
+ * files never stop the run: they are reported (FAILED event) and counted. */
+cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
+                             const cdx_index_params *params, cdx_index_stats *stats);
+
+/* Store image bytes under the library (DIR/images/<sha256>.<ext>), index
+ * them and return the id (an existing id when that content is known). */
+cdx_result cdx_library_add_buffer(cdx_library *lib, const void *data, size_t len,
+                                  const cdx_image_params *image, int64_t *id);
+
+/* ---------------------------------------------------------------- search */
+
+typedef struct cdx_search_params {
+    size_t k;                  /* results wanted (default 10, max 10000) */
+    size_t offset;             /* skip this many (pagination) */
+    float min_score;           /* keep scores >= min_score (default -2: all) */
+    const char *path_prefix;   /* only paths starting with this, or NULL */
+    int64_t after, before;     /* date range (unix s; EXIF date else mtime);
+                                  0 = unbounded */
+    const char *format;        /* e.g. "jpeg", or NULL */
+} cdx_search_params;
+
+cdx_search_params cdx_search_default_params(void);
+
+typedef struct cdx_hit {
+    int64_t id;       /* image id (one path per hit; duplicates of one
+                         content are separate hits with equal scores) */
+    float score;      /* cosine similarity */
+} cdx_hit;
+
+/* Exact search with an L2-normalised query vector of the library's dim.
+ * hits has room for params->k entries; *n_hits receives the count, *total
+ * (may be NULL) the number of images passing the filters and min_score. */
+cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
+                                     const cdx_search_params *params,
+                                     cdx_hit *hits, size_t *n_hits, uint64_t *total);
+
+/* Embeddings with the library's model (thread-safe; L2-normalised; out has
+ * dim floats).  The image variants decode with default image params. */
+cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out);
+cdx_result cdx_library_embed_image_file(cdx_library *lib, const char *path, float *out);
+cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data,
+                                          size_t len, float *out);
+/* The stored vector of a catalogued image (query "like this id"). */
+cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out);
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct cdx_check_report {
+    uint64_t images, vectors;
+    uint64_t problems;         /* 0 = consistent */
+} cdx_check_report;
+
+/* Verify catalog and vectors agree (every checksum, every reference);
+ * each problem is passed to fn (may be NULL) as one line of text. */
+cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char *problem),
+                             void *user, cdx_check_report *report);
+
 #ifdef __cplusplus
 }
 #endif
