@@ -14,7 +14,12 @@
  * A dim that is not a multiple of 16 is finished with one masked load (no
  * reads past dim).
  */
+/* File-wide target: GCC's pragma, or clang's equivalent (fuzz builds). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC target("avx512f")
+#endif
 #include "search/dot.h"
 
 #include <immintrin.h>
@@ -65,3 +70,7 @@ void dot_tile_avx512(const float *const *q, size_t nq, const float *rows,
         }
     }
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
