@@ -20,6 +20,7 @@ static const command commands[] = {
     {"preprocess", cmd_preprocess, "write an image's model input tensor (float32)"},
     {"embed", cmd_embed, "print embeddings of texts and images"},
     {"model", cmd_model, "manage models (fetch from the Hugging Face hub)"},
+    {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
 };
 
 static void usage(FILE *f)
