@@ -29,6 +29,7 @@ static void serve_usage(FILE *f)
             "  --max-body BYTES       largest request body (default 33554432 = 32 MiB)\n"
             "  --threads N            inference and search threads (default: all cores)\n"
             "  --max-connections N    simultaneous connections (default 256)\n"
+            "  --fetch-timeout S      total time for fetching an image URL (default 20)\n"
             "  --access-log FILE|-|off  one JSON line per request (default stderr; - = stdout)\n"
             "  --read-only            refuse uploads and deletions (403)\n"
             "  --help                 this help\n\n"
@@ -85,6 +86,10 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 100000, &n))
                 return cli_usage_error("serve", "bad --max-connections: %s", v);
             cfg.max_connections = (unsigned)n;
+            i++;
+        } else if (!strcmp(a, "--fetch-timeout")) {
+            if (cli_parse_int(v, 1, 3600, &n)) return cli_usage_error("serve", "bad --fetch-timeout: %s", v);
+            cfg.fetch_timeout_s = n;
             i++;
         } else if (!strcmp(a, "--access-log")) {
             cfg.access_log = v;

@@ -328,6 +328,16 @@ static int bind_listen(const srv_config *cfg, int *fd_out, struct sockaddr_stora
         snprintf(err, err_len, "cannot resolve host '%s': %s", cfg->host, gai_strerror(gr));
         return -1;
     }
+    /* Checked before binding: no socket is ever opened on a public
+     * address without a token. */
+    if (!srv_addr_is_loopback(res->ai_addr) && !(cfg->token && *cfg->token)) {
+        snprintf(err, err_len,
+                 "refusing to listen on the non-loopback address '%s' without a token: "
+                 "set --token or CLIPDEX_TOKEN (writes then need 'Authorization: Bearer TOKEN')",
+                 cfg->host);
+        freeaddrinfo(res);
+        return -1;
+    }
     int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
     if (fd < 0) {
         snprintf(err, err_len, "socket: %s", strerror(errno));
@@ -368,13 +378,6 @@ int srv_http_start(srv_ctx *s, srv_http **out, char *url, size_t url_len, char *
     struct sockaddr_storage bound;
     if (bind_listen(&s->cfg, &h->listen_fd, &bound, err, err_len)) goto fail;
     const struct sockaddr *sa = (const struct sockaddr *)&bound;
-    if (!srv_addr_is_loopback(sa) && !(s->cfg.token && *s->cfg.token)) {
-        snprintf(err, err_len,
-                 "refusing to listen on the non-loopback address '%s' without a token: "
-                 "set --token or CLIPDEX_TOKEN (writes then need 'Authorization: Bearer TOKEN')",
-                 s->cfg.host);
-        goto fail;
-    }
     char host[INET6_ADDRSTRLEN + 2], port[16];
     if (getnameinfo(sa, sizeof bound, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
@@ -402,11 +405,11 @@ int srv_http_start(srv_ctx *s, srv_http **out, char *url, size_t url_len, char *
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, err_len, "cannot start the HTTP daemon (libmicrohttpd)");

@@ -54,9 +54,9 @@ static int pattern_match(const char *pat, const char *path, const char **id_seg,
         if (!strncmp(p, "{asset}", 7)) {
             /* the rest of the path, only when it names an embedded asset and
              * is not under /api/ */
-            if (!strncmp(path, "/api/", 5)) return 0;
-            if (!srv_asset_find(s)) return 0;
-            *tail = s;
+            if (!strncmp(path, "/api/", 5) || s == path) return 0;
+            if (!srv_asset_find(s - 1)) return 0;  /* with its leading '/' */
+            *tail = s - 1;
             return 1;
         }
         const char *end = strchr(s, '/');
