@@ -37,7 +37,7 @@ typedef struct http_resp {
     CURLcode rc;
 } http_resp;
 
-static size_t hr_body(char *p, size_t sz, size_t n, void *u)
+static inline size_t hr_body(char *p, size_t sz, size_t n, void *u)
 {
     http_resp *r = u;
     size_t k = sz * n;
@@ -50,7 +50,7 @@ static size_t hr_body(char *p, size_t sz, size_t n, void *u)
     return k;
 }
 
-static size_t hr_header(char *p, size_t sz, size_t n, void *u)
+static inline size_t hr_header(char *p, size_t sz, size_t n, void *u)
 {
     http_resp *r = u;
     size_t k = sz * n;
@@ -62,14 +62,14 @@ static size_t hr_header(char *p, size_t sz, size_t n, void *u)
     return k;
 }
 
-static void http_free(http_resp *r)
+static inline void http_free(http_resp *r)
 {
     free(r->body);
     memset(r, 0, sizeof *r);
 }
 
 /* A response header value (case-insensitive name) copied to out; 1 if found. */
-static int http_header(const http_resp *r, const char *name, char *out, size_t out_len)
+static inline int http_header(const http_resp *r, const char *name, char *out, size_t out_len)
 {
     size_t nl = strlen(name);
     const char *p = r->headers;
@@ -92,7 +92,7 @@ static int http_header(const http_resp *r, const char *name, char *out, size_t o
 /* One request.  headers: NULL-terminated list of "Name: value".  form:
  * a curl_mime (multipart) or NULL.  chunked: send body with
  * Transfer-Encoding: chunked (no Content-Length). */
-static http_resp http_do_full(const char *method, const char *url, const char *const *headers,
+static inline http_resp http_do_full(const char *method, const char *url, const char *const *headers,
                               const char *body, size_t body_len, curl_mime *(*form)(CURL *, void *),
                               void *form_arg, int chunked)
 {
@@ -131,12 +131,12 @@ static http_resp http_do_full(const char *method, const char *url, const char *c
     return r;
 }
 
-static http_resp http_get(const char *url, const char *const *headers)
+static inline http_resp http_get(const char *url, const char *const *headers)
 {
     return http_do_full("GET", url, headers, NULL, 0, NULL, NULL, 0);
 }
 
-static http_resp http_json(const char *method, const char *url, const char *json, const char *const *extra)
+static inline http_resp http_json(const char *method, const char *url, const char *json, const char *const *extra)
 {
     const char *h[8] = {"Content-Type: application/json"};
     size_t n = 1;
@@ -153,7 +153,7 @@ static json_t *http_body_json(const http_resp *r)
 }
 
 /* error.code of an error response, "" if not one. */
-static const char *http_error_code(const http_resp *r, char *buf, size_t n)
+static inline const char *http_error_code(const http_resp *r, char *buf, size_t n)
 {
     buf[0] = 0;
     json_t *j = http_body_json(r);
@@ -173,7 +173,7 @@ typedef struct child {
 
 static child *g_children[8];
 
-static void kill_children(void)
+static inline void kill_children(void)
 {
     for (int i = 0; i < 8; i++)
         if (g_children[i] && g_children[i]->pid > 0) {
@@ -185,7 +185,7 @@ static void kill_children(void)
 
 /* Start `clipdex serve ARGS --port 0` and read "listening on URL".  Returns
  * 0 on success; on failure the child's exit status is in *exit_status. */
-static int child_start(child *ch, const char *const *args, int *exit_status, char *first_line, size_t fl)
+static inline int child_start(child *ch, const char *const *args, int *exit_status, char *first_line, size_t fl)
 {
     const char *bin = getenv("CLIPDEX_BIN");
     if (!bin) {
@@ -231,7 +231,7 @@ static int child_start(child *ch, const char *const *args, int *exit_status, cha
 }
 
 /* SIGTERM and wait (up to timeout_s); returns the exit status or -1. */
-static int child_stop(child *ch, double timeout_s)
+static inline int child_stop(child *ch, double timeout_s)
 {
     if (ch->pid <= 0) return -1;
     kill(ch->pid, SIGTERM);
@@ -265,7 +265,7 @@ typedef struct upstream {
     char base[64];
 } upstream;
 
-static enum MHD_Result up_send(struct MHD_Connection *c, unsigned status, const char *type,
+static inline enum MHD_Result up_send(struct MHD_Connection *c, unsigned status, const char *type,
                                const void *data, size_t len, const char *location)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
@@ -276,7 +276,7 @@ static enum MHD_Result up_send(struct MHD_Connection *c, unsigned status, const 
     return ret;
 }
 
-static enum MHD_Result up_access(void *cls, struct MHD_Connection *c, const char *url,
+static inline enum MHD_Result up_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
 {
@@ -312,7 +312,7 @@ static enum MHD_Result up_access(void *cls, struct MHD_Connection *c, const char
     return up_send(c, 404, "text/plain", "no", 2, NULL);
 }
 
-static int upstream_start(upstream *u, const char *img, size_t img_len)
+static inline int upstream_start(upstream *u, const char *img, size_t img_len)
 {
     memset(u, 0, sizeof *u);
     u->img = img;
@@ -331,7 +331,7 @@ static int upstream_start(upstream *u, const char *img, size_t img_len)
     return u->port ? 0 : -1;
 }
 
-static void upstream_stop(upstream *u)
+static inline void upstream_stop(upstream *u)
 {
     if (u->d) MHD_stop_daemon(u->d);
     u->d = NULL;
