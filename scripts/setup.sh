@@ -12,6 +12,8 @@ PKGS=(
   libssl-dev libutf8proc-dev zlib1g-dev libsqlite3-dev libmicrohttpd-dev
   # tests: a real HTTP server on loopback for 'model fetch', image tooling
   python3 curl
+  # bench/serve_bench.sh: HTTP load generator
+  wrk
 )
 
 missing=()

@@ -30,6 +30,7 @@ int cli_parse_date(const char *s, int64_t *out);
 /* Open the library for a command: prints the error and returns 1 on
  * failure, 0 on success. */
 int cli_open_library(const char *dir, const cdx_library_params *p, cdx_library **lib);
+int cmd_serve(int argc, char **argv);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

@@ -1,0 +1,135 @@
+/*
+ * cmd_serve.c - `clipdex serve`: the HTTP API server over a library (see
+ * docs/server.md).  Parses options, opens the library, starts the daemon,
+ * prints "listening on URL" as the first line of stdout, then waits for
+ * SIGTERM/SIGINT and drains in-flight requests before exiting.
+ */
+#include "cli.h"
+
+#include "server/http.h"
+#include "server/server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipdex serve [options]\n\n"
+            "Serve a library over HTTP: a JSON search API and the web interface.\n\n"
+            "options:\n"
+            "  --library DIR          library directory (default $CLIPDEX_LIBRARY or ./clipdex-library)\n"
+            "  --host HOST            address to bind (default 127.0.0.1)\n"
+            "  --port N               port (default 8080; 0 = any free port)\n"
+            "  --token T              bearer token required for writes (default $CLIPDEX_TOKEN);\n"
+            "                         mandatory when HOST is not a loopback address\n"
+            "  --allow-private-urls   let image URLs reach private/loopback/link-local addresses\n"
+            "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (or *); default off\n"
+            "  --max-body BYTES       largest request body (default 33554432 = 32 MiB)\n"
+            "  --threads N            inference and search threads (default: all cores)\n"
+            "  --max-connections N    simultaneous connections (default 256)\n"
+            "  --fetch-timeout S      total time for fetching an image URL (default 20)\n"
+            "  --access-log FILE|-|off  one JSON line per request (default stderr; - = stdout)\n"
+            "  --read-only            refuse uploads and deletions (403)\n"
+            "  --help                 this help\n\n"
+            "The first line on stdout is 'listening on http://HOST:PORT'.\n"
+            "SIGTERM or SIGINT: stop accepting, finish in-flight requests (up to 30 s), exit 0.\n");
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    cfg.library_dir = cdx_library_default_dir();
+    const char *env_token = getenv("CLIPDEX_TOKEN");
+    cfg.token = env_token && *env_token ? env_token : NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            serve_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--allow-private-urls")) {
+            cfg.allow_private_urls = 1;
+        } else if (!strcmp(a, "--read-only")) {
+            cfg.read_only = 1;
+        } else if (!v) {
+            return cli_usage_error("serve", "unknown option or missing value: %s", a);
+        } else if (!strcmp(a, "--library")) {
+            cfg.library_dir = v;
+            i++;
+        } else if (!strcmp(a, "--host")) {
+            cfg.host = v;
+            i++;
+        } else if (!strcmp(a, "--port")) {
+            if (cli_parse_int(v, 0, 65535, &n)) return cli_usage_error("serve", "bad --port: %s", v);
+            cfg.port = (int)n;
+            i++;
+        } else if (!strcmp(a, "--token")) {
+            cfg.token = *v ? v : NULL;
+            i++;
+        } else if (!strcmp(a, "--cors-origin")) {
+            cfg.cors_origin = v;
+            i++;
+        } else if (!strcmp(a, "--max-body")) {
+            if (cli_parse_int(v, 1024, 1L << 32, &n))
+                return cli_usage_error("serve", "bad --max-body (1024..4294967296): %s", v);
+            cfg.max_body = (size_t)n;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(v, 0, 1024, &n)) return cli_usage_error("serve", "bad --threads: %s", v);
+            cfg.threads = (int)n;
+            i++;
+        } else if (!strcmp(a, "--max-connections")) {
+            if (cli_parse_int(v, 1, 100000, &n))
+                return cli_usage_error("serve", "bad --max-connections: %s", v);
+            cfg.max_connections = (unsigned)n;
+            i++;
+        } else if (!strcmp(a, "--fetch-timeout")) {
+            if (cli_parse_int(v, 1, 3600, &n)) return cli_usage_error("serve", "bad --fetch-timeout: %s", v);
+            cfg.fetch_timeout_s = n;
+            i++;
+        } else if (!strcmp(a, "--access-log")) {
+            cfg.access_log = v;
+            i++;
+        } else {
+            return cli_usage_error("serve", "unknown option: %s", a);
+        }
+    }
+
+    /* Signals are taken synchronously by this thread; every other thread
+     * (MHD's, the library's) inherits the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv_ctx s;
+    char err[1024], url[128];
+    if (srv_ctx_open(&s, &cfg, err, sizeof err)) {
+        fprintf(stderr, "clipdex: error: %s\n", err);
+        return 1;
+    }
+    srv_http *h;
+    if (srv_http_start(&s, &h, url, sizeof url, err, sizeof err)) {
+        fprintf(stderr, "clipdex: error: %s\n", err);
+        srv_ctx_close(&s);
+        return 1;
+    }
+    printf("listening on %s\n", url);
+    fflush(stdout);
+    fprintf(stderr, "clipdex serve: library %s, %s%s\n", cfg.library_dir,
+            cfg.read_only ? "read-only" : "writable",
+            cfg.token ? ", writes need the bearer token" : "");
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "clipdex serve: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv_http_stop(h, 30.0);
+    srv_ctx_close(&s);
+    fprintf(stderr, "clipdex serve: stopped\n");
+    return 0;
+}

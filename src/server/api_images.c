@@ -1,0 +1,386 @@
+/*
+ * api_images.c - the image endpoints: metadata, original file, thumbnail,
+ * upload (POST /api/images) and removal, plus the helpers shared with the
+ * search handlers (api.h).
+ *
+ * Files are only ever found through the catalog (an id -> the absolute path
+ * the library recorded); no filesystem path is built from request input.
+ * Thumbnails are made with libvips (shrink-on-load) and cached as
+ * DIR/thumbs/<sha256>-<size>.jpg, written to a unique temporary name and
+ * renamed, so concurrent requests for one thumbnail never see a partial
+ * file.  If the thumbs directory cannot be created (read-only library) they
+ * are made on every request instead.
+ */
+#include "server/api.h"
+#include "server/json_util.h"
+#include "server/urlfetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#define THUMB_MIN 32
+#define THUMB_MAX 1024
+#define THUMB_DEFAULT 256
+
+/* ------------------------------------------------------------ shared helpers */
+
+int srv_fetch_image(srv_ctx *s, const char *url, char **data, size_t *len, srv_response *rs)
+{
+    srv_fetch_params p = {
+        .connect_timeout_ms = s->cfg.fetch_connect_timeout_s * 1000,
+        .timeout_ms = s->cfg.fetch_timeout_s * 1000,
+        .max_bytes = s->cfg.max_body,
+        .max_redirects = s->cfg.fetch_max_redirects,
+        .allow_private = s->cfg.allow_private_urls,
+    };
+    char err[512];
+    srv_fetch_status st = srv_fetch_url(url, &p, data, len, err, sizeof err);
+    switch (st) {
+    case SRV_FETCH_OK: return 0;
+    case SRV_FETCH_BAD_URL: srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_url: %s", err); break;
+    case SRV_FETCH_REFUSED: srv_error(rs, 400, SRV_E_URL_REFUSED, "image_url: %s", err); break;
+    case SRV_FETCH_NOT_IMAGE: srv_error(rs, 400, SRV_E_INVALID_IMAGE, "image_url: %s", err); break;
+    case SRV_FETCH_TOO_LARGE: srv_error(rs, 413, SRV_E_TOO_LARGE, "image_url: %s", err); break;
+    case SRV_FETCH_TIMEOUT: srv_error(rs, 504, SRV_E_URL_FETCH, "image_url: %s", err); break;
+    default: srv_error(rs, 502, SRV_E_URL_FETCH, "image_url: %s", err); break;
+    }
+    return -1;
+}
+
+int srv_parse_multipart(const srv_request *rq, srv_part *parts, size_t *n_parts, srv_response *rs)
+{
+    char err[256];
+    if (srv_multipart_parse(rq->content_type, rq->body ? rq->body : "", rq->body_len, parts,
+                            SRV_MAX_PARTS, n_parts, err, sizeof err)) {
+        srv_error(rs, 400, SRV_E_BAD_REQUEST, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int srv_image_part(const srv_part *parts, size_t n, const srv_part **out, srv_response *rs)
+{
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(parts[i].name, "image") && strcmp(parts[i].name, "file")) continue;
+        if (*out) {
+            srv_error(rs, 400, SRV_E_BAD_REQUEST, "more than one image part in the form");
+            return -1;
+        }
+        *out = &parts[i];
+    }
+    if (!*out) {
+        srv_error(rs, 400, SRV_E_BAD_REQUEST, "the form has no 'image' file part");
+        return -1;
+    }
+    if ((*out)->len == 0) {
+        srv_error(rs, 400, SRV_E_INVALID_IMAGE, "the uploaded image is empty");
+        return -1;
+    }
+    return 0;
+}
+
+json_t *srv_image_json(const cdx_image_record *rec)
+{
+    char file[64], thumb[64];
+    snprintf(file, sizeof file, "/api/images/%lld/file", (long long)rec->id);
+    snprintf(thumb, sizeof thumb, "/api/images/%lld/thumb", (long long)rec->id);
+    json_t *o = json_pack("{s:I,s:o,s:s,s:I,s:I,s:i,s:i,s:s,s:I,s:s,s:s}",
+                          "id", (json_int_t)rec->id, "path", srv_json_string_lossy(rec->path),
+                          "sha256", rec->sha256, "size", (json_int_t)rec->size,
+                          "mtime", (json_int_t)rec->mtime, "width", rec->width, "height", rec->height,
+                          "format", rec->format, "added", (json_int_t)rec->added, "file", file,
+                          "thumbnail", thumb);
+    if (!o) return NULL;
+    json_object_set_new(o, "taken", rec->taken ? json_integer(rec->taken) : json_null());
+    json_object_set_new(o, "camera", rec->camera[0] ? srv_json_string_lossy(rec->camera) : json_null());
+    return o;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+static const char *const no_args[] = {NULL};
+
+/* Look up rq->id; -1 with 404 when absent. */
+static int load_record(srv_ctx *s, const srv_request *rq, cdx_image_record *rec, srv_response *rs)
+{
+    cdx_result r = cdx_library_get_image(s->lib, rq->id, rec);
+    if (r == CDX_ERR_NOT_FOUND) {
+        srv_error(rs, 404, SRV_E_NOT_FOUND, "no image with id %lld", (long long)rq->id);
+        return -1;
+    }
+    if (r) {
+        srv_error_cdx(rs, r, SRV_E_BAD_REQUEST, "image lookup");
+        return -1;
+    }
+    return 0;
+}
+
+void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    if (srv_check_args(rq, no_args, rs)) return;
+    cdx_image_record rec;
+    if (load_record(s, rq, &rec, rs)) return;
+    srv_json_reply(rs, 200, srv_image_json(&rec));
+}
+
+/* ------------------------------------------------------------ original file */
+
+static const char *mime_of(const char *format)
+{
+    static const struct { const char *fmt, *mime; } map[] = {
+        {"jpeg", "image/jpeg"}, {"jpg", "image/jpeg"}, {"png", "image/png"}, {"webp", "image/webp"},
+        {"gif", "image/gif"}, {"tiff", "image/tiff"}, {"bmp", "image/bmp"}, {"heif", "image/heif"},
+        {"heic", "image/heic"}, {"avif", "image/avif"}, {"jxl", "image/jxl"}, {"jp2", "image/jp2"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(map[i].fmt, format)) return map[i].mime;
+    return "application/octet-stream";
+}
+
+/* Open a catalogued file: a regular file, or -1 with 404. */
+static int open_original(const cdx_image_record *rec, struct stat *st, srv_response *rs)
+{
+    if (rec->path[0] != '/') {
+        srv_error(rs, 404, SRV_E_NOT_FOUND, "image %lld was indexed from a URL; its bytes are not stored",
+                  (long long)rec->id);
+        return -1;
+    }
+    int fd = open(rec->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        if (fd >= 0) close(fd);
+        srv_error(rs, 404, SRV_E_NOT_FOUND, "the file of image %lld is gone (re-index the library)",
+                  (long long)rec->id);
+        return -1;
+    }
+    return fd;
+}
+
+void api_image_file(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    if (srv_check_args(rq, no_args, rs)) return;
+    cdx_image_record rec;
+    if (load_record(s, rq, &rec, rs)) return;
+    struct stat st;
+    int fd = open_original(&rec, &st, rs);
+    if (fd < 0) return;
+    /* The content hash is the ETag while the file is as indexed; a changed
+     * file gets a weak validator from its size and mtime instead. */
+    if ((uint64_t)st.st_size == rec.size && (int64_t)st.st_mtime == rec.mtime)
+        snprintf(rs->etag, sizeof rs->etag, "\"%s\"", rec.sha256);
+    else
+        snprintf(rs->etag, sizeof rs->etag, "W/\"%llx-%llx\"", (unsigned long long)st.st_size,
+                 (unsigned long long)st.st_mtime);
+    rs->cache_control = "private, max-age=3600";
+    rs->content_type = mime_of(rec.format);
+    if (srv_etag_match(rq->if_none_match, rs->etag)) {
+        close(fd);
+        rs->status = 304;
+        return;
+    }
+    rs->fd = fd;
+    rs->fd_size = (uint64_t)st.st_size;
+    rs->status = 200;
+}
+
+/* ------------------------------------------------------------ thumbnails */
+
+static atomic_ulong tmp_counter;
+
+/* Write data to path via a unique temporary file and rename. */
+static int write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.%lu.tmp", path, (long)getpid(),
+             (unsigned long)atomic_fetch_add(&tmp_counter, 1));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    /* A thumbnail is a cache entry: no fsync (a torn one after a power cut
+     * would be a bad cache entry, but rename() is atomic for readers). */
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int make_thumbnail(const char *path, int size, void **buf, size_t *len)
+{
+    VipsImage *img = NULL;
+    if (vips_thumbnail(path, &img, size, "height", size, "size", VIPS_SIZE_DOWN, NULL) != 0)
+        return -1;
+    int r = vips_jpegsave_buffer(img, buf, len, "Q", 82, "strip", TRUE, NULL);
+    g_object_unref(img);
+    return r;
+}
+
+void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const char *const allowed[] = {"size", NULL};
+    if (srv_check_args(rq, allowed, rs)) return;
+    long long size = THUMB_DEFAULT;
+    for (size_t i = 0; i < rq->n_args; i++)
+        if (srv_parse_ll(rq->args[i].value, THUMB_MIN, THUMB_MAX, &size)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'size' must be an integer between %d and %d",
+                      THUMB_MIN, THUMB_MAX);
+            return;
+        }
+    cdx_image_record rec;
+    if (load_record(s, rq, &rec, rs)) return;
+    snprintf(rs->etag, sizeof rs->etag, "\"%s-%lld\"", rec.sha256, size);
+    rs->cache_control = "private, max-age=3600";
+    rs->content_type = "image/jpeg";
+    if (srv_etag_match(rq->if_none_match, rs->etag)) {
+        rs->status = 304;
+        return;
+    }
+    char cached[4400] = "";
+    if (s->thumbs_dir[0]) {
+        snprintf(cached, sizeof cached, "%s/%s-%lld.jpg", s->thumbs_dir, rec.sha256, size);
+        int fd = open(cached, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+            rs->fd = fd;
+            rs->fd_size = (uint64_t)st.st_size;
+            rs->status = 200;
+            return;
+        }
+        if (fd >= 0) close(fd);
+    }
+    struct stat st;
+    int fd = open_original(&rec, &st, rs);
+    if (fd < 0) return;
+    close(fd);
+    void *buf = NULL;
+    size_t len = 0;
+    if (make_thumbnail(rec.path, (int)size, &buf, &len) != 0) {
+        vips_error_clear();
+        srv_error(rs, 500, SRV_E_INTERNAL, "cannot make a thumbnail of image %lld", (long long)rec.id);
+        return;
+    }
+    if (cached[0]) write_atomic(cached, buf, len);  /* a failed cache write only costs time */
+    srv_response_free(rs);
+    rs->body = malloc(len ? len : 1);
+    if (!rs->body) {
+        g_free(buf);
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    memcpy(rs->body, buf, len);
+    g_free(buf);
+    rs->body_len = len;
+    rs->content_type = "image/jpeg";
+    rs->status = 200;
+}
+
+/* ------------------------------------------------------------ writes */
+
+/* Serialises uploads so "created or already known" can be told apart. */
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void add_bytes(srv_ctx *s, const void *data, size_t len, srv_response *rs)
+{
+    cdx_image_params ip = cdx_image_default_params();
+    cdx_library_info before, after;
+    int64_t id = 0;
+    pthread_mutex_lock(&write_mu);
+    int have_before = cdx_library_get_info(s->lib, &before) == CDX_OK;
+    cdx_result r = cdx_library_add_buffer(s->lib, data, len, &ip, &id);
+    int created = r == CDX_OK && have_before && cdx_library_get_info(s->lib, &after) == CDX_OK &&
+                  after.images > before.images;
+    pthread_mutex_unlock(&write_mu);
+    if (r) {
+        srv_error_cdx(rs, r, SRV_E_INVALID_IMAGE, "upload");
+        return;
+    }
+    cdx_image_record rec;
+    r = cdx_library_get_image(s->lib, id, &rec);
+    if (r) {
+        srv_error_cdx(rs, r, SRV_E_INTERNAL, "upload");
+        return;
+    }
+    snprintf(rs->location, sizeof rs->location, "/api/images/%lld", (long long)id);
+    json_t *o = srv_image_json(&rec);
+    if (o) json_object_set_new(o, "created", json_boolean(created));
+    srv_json_reply(rs, created ? 201 : 200, o);
+}
+
+void api_image_add(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    if (srv_check_args(rq, no_args, rs)) return;
+    if (srv_is_multipart(rq->content_type)) {
+        srv_part parts[SRV_MAX_PARTS];
+        size_t n = 0;
+        const srv_part *img;
+        if (srv_parse_multipart(rq, parts, &n, rs) || srv_image_part(parts, n, &img, rs)) return;
+        for (size_t i = 0; i < n; i++)
+            if (&parts[i] != img) {
+                srv_error(rs, 400, SRV_E_UNKNOWN_FIELD, "unknown form field '%s'", parts[i].name);
+                return;
+            }
+        add_bytes(s, img->data, img->len, rs);
+        return;
+    }
+    json_t *o;
+    if (srv_parse_body_object(rq, rs, &o)) {
+        if (rs->status == 415)
+            srv_error(rs, 415, SRV_E_MEDIA_TYPE,
+                      "expected Content-Type multipart/form-data or application/json, got %.100s",
+                      rq->content_type ? rq->content_type : "none");
+        return;
+    }
+    static const char *const allowed[] = {"url", NULL};
+    const char *url = NULL;
+    if (srv_check_fields(o, allowed, "the request body", rs) == 0 &&
+        srv_get_string(o, "url", &url, rs) >= 0) {
+        if (!url) {
+            srv_error(rs, 400, SRV_E_BAD_REQUEST, "give 'url' or upload a multipart 'image' part");
+        } else {
+            char *data;
+            size_t len;
+            if (srv_fetch_image(s, url, &data, &len, rs) == 0) {
+                add_bytes(s, data, len, rs);
+                free(data);
+            }
+        }
+    }
+    json_decref(o);
+}
+
+void api_image_delete(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    if (srv_check_args(rq, no_args, rs)) return;
+    pthread_mutex_lock(&write_mu);
+    cdx_result r = cdx_library_remove(s->lib, rq->id);
+    pthread_mutex_unlock(&write_mu);
+    if (r == CDX_ERR_NOT_FOUND) {
+        srv_error(rs, 404, SRV_E_NOT_FOUND, "no image with id %lld", (long long)rq->id);
+        return;
+    }
+    if (r) {
+        srv_error_cdx(rs, r, SRV_E_BAD_REQUEST, "remove");
+        return;
+    }
+    srv_json_reply(rs, 200, json_pack("{s:I,s:b}", "id", (json_int_t)rq->id, "deleted", 1));
+}

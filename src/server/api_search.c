@@ -1,0 +1,463 @@
+/*
+ * api_search.c - the search endpoints: GET/POST /api/search and the classic
+ * /text_search, /image_search and /search/images, all answering with the
+ * same response shape (docs/server.md):
+ *   {"query": {...}, "k", "offset", "total", "took_ms", "results": [...]}
+ *
+ * A request is first normalised into a search_req (from the query string,
+ * a JSON body or a multipart form, strictly validated), then run: embed the
+ * query (text, fetched URL, base64, upload) or take a stored vector (image
+ * id), exact search with filters, then one catalog lookup per hit.
+ * Concurrent queries run in parallel through the library's context pool;
+ * they are not batched together (a text query is one short forward pass).
+ */
+#include "server/api.h"
+#include "server/base64.h"
+#include "server/json_util.h"
+#include "server/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define K_MAX 1000
+#define OFFSET_MAX 9000
+#define TEXT_MAX 4096
+
+typedef enum qkind { Q_TEXT = 1, Q_URL, Q_B64, Q_ID, Q_UPLOAD } qkind;
+
+typedef struct search_req {
+    qkind kind;
+    int n_sources;
+    const char *text;
+    const char *url;
+    const char *b64;
+    size_t b64_len;
+    int64_t image_id;
+    const char *upload;
+    size_t upload_len;
+    long long k, offset;
+    double min_score;
+    int has_min_score;
+    const char *path_prefix, *format;
+    int64_t after, before;
+} search_req;
+
+static void req_init(search_req *sr)
+{
+    memset(sr, 0, sizeof *sr);
+    sr->k = 10;
+}
+
+static int set_text(search_req *sr, const char *field, const char *v, srv_response *rs)
+{
+    size_t n = strlen(v);
+    if (n == 0) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field '%s' is empty", field);
+        return -1;
+    }
+    if (n > TEXT_MAX) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field '%s' is longer than %d bytes", field, TEXT_MAX);
+        return -1;
+    }
+    if (!srv_utf8_valid(v, n)) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field '%s' is not valid UTF-8", field);
+        return -1;
+    }
+    sr->kind = Q_TEXT;
+    sr->text = v;
+    sr->n_sources++;
+    return 0;
+}
+
+/* Options shared by every form (query string, multipart field), given as
+ * strings.  1 handled, 0 not an option, -1 response set. */
+static int apply_option_str(search_req *sr, const char *key, const char *v, srv_response *rs)
+{
+    long long x;
+    if (!strcmp(key, "k")) {
+        if (srv_parse_ll(v, 1, K_MAX, &x)) goto bad_int;
+        sr->k = x;
+    } else if (!strcmp(key, "offset")) {
+        if (srv_parse_ll(v, 0, OFFSET_MAX, &x)) goto bad_int;
+        sr->offset = x;
+    } else if (!strcmp(key, "min_score")) {
+        if (srv_parse_double(v, -1, 1, &sr->min_score)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'min_score' must be a number between -1 and 1");
+            return -1;
+        }
+        sr->has_min_score = 1;
+    } else if (!strcmp(key, "path_prefix")) {
+        sr->path_prefix = v;
+    } else if (!strcmp(key, "format")) {
+        sr->format = v;
+    } else if (!strcmp(key, "after") || !strcmp(key, "before")) {
+        if (srv_parse_time(v, key[0] == 'a' ? &sr->after : &sr->before)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD,
+                      "'%s' must be unix seconds or a date like 2024-05-01 or 2024-05-01T12:00:00Z", key);
+            return -1;
+        }
+    } else {
+        return 0;
+    }
+    return 1;
+bad_int:
+    srv_error(rs, 400, SRV_E_INVALID_FIELD, "'%s' must be an integer between %d and %d", key,
+              strcmp(key, "k") ? 0 : 1, strcmp(key, "k") ? OFFSET_MAX : K_MAX);
+    return -1;
+}
+
+/* Query-string form.  text_key names the text parameter ("q" or "query");
+ * allow_image: image_id / image_url also accepted. */
+static int from_query(const srv_request *rq, const char *text_key, int allow_image,
+                      search_req *sr, srv_response *rs)
+{
+    for (size_t i = 0; i < rq->n_args; i++) {
+        const char *key = rq->args[i].key, *v = rq->args[i].value;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(rq->args[j].key, key)) {
+                srv_error(rs, 400, SRV_E_BAD_REQUEST, "query parameter '%.64s' given twice", key);
+                return -1;
+            }
+        int r = apply_option_str(sr, key, v, rs);
+        if (r < 0) return -1;
+        if (r > 0) continue;
+        if (!strcmp(key, text_key)) {
+            if (set_text(sr, key, v, rs)) return -1;
+        } else if (allow_image && !strcmp(key, "image_id")) {
+            long long id;
+            if (srv_parse_ll(v, 1, INT64_MAX, &id)) {
+                srv_error(rs, 400, SRV_E_INVALID_FIELD, "'image_id' must be a positive integer");
+                return -1;
+            }
+            sr->kind = Q_ID;
+            sr->image_id = id;
+            sr->n_sources++;
+        } else if (allow_image && !strcmp(key, "image_url")) {
+            sr->kind = Q_URL;
+            sr->url = v;
+            sr->n_sources++;
+        } else {
+            srv_error(rs, 400, SRV_E_UNKNOWN_FIELD, "unknown query parameter '%.64s'", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* JSON options: k, offset, min_score, filters{...}. */
+static int json_options(json_t *o, search_req *sr, srv_response *rs)
+{
+    if (srv_get_int(o, "k", 1, K_MAX, &sr->k, rs) < 0) return -1;
+    if (srv_get_int(o, "offset", 0, OFFSET_MAX, &sr->offset, rs) < 0) return -1;
+    int r = srv_get_number(o, "min_score", -1, 1, &sr->min_score, rs);
+    if (r < 0) return -1;
+    sr->has_min_score = r > 0;
+    json_t *f = json_object_get(o, "filters");
+    if (!f || json_is_null(f)) return 0;
+    if (!json_is_object(f)) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field 'filters' must be an object");
+        return -1;
+    }
+    static const char *const allowed[] = {"path_prefix", "after", "before", "format", NULL};
+    if (srv_check_fields(f, allowed, "filters", rs)) return -1;
+    if (srv_get_string(f, "path_prefix", &sr->path_prefix, rs) < 0) return -1;
+    if (srv_get_string(f, "format", &sr->format, rs) < 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        const char *key = i ? "before" : "after";
+        int64_t *dst = i ? &sr->before : &sr->after;
+        json_t *v = json_object_get(f, key);
+        if (!v) continue;
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+            *dst = json_integer_value(v);
+        } else if (!json_is_string(v) || srv_parse_time(json_string_value(v), dst)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD,
+                      "filters.%s must be unix seconds or a date like \"2024-05-01\"", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* JSON sources.  Each key of `sources` maps to its kind. */
+typedef struct source_key {
+    const char *key;
+    qkind kind;
+} source_key;
+
+static int from_json(json_t *o, const source_key *sources, search_req *sr, srv_response *rs)
+{
+    const char *allowed[16];
+    size_t na = 0;
+    for (const source_key *s = sources; s->key; s++) allowed[na++] = s->key;
+    allowed[na++] = "k";
+    allowed[na++] = "offset";
+    allowed[na++] = "min_score";
+    allowed[na++] = "filters";
+    allowed[na] = NULL;
+    if (srv_check_fields(o, allowed, "the request body", rs)) return -1;
+    for (const source_key *s = sources; s->key; s++) {
+        json_t *v = json_object_get(o, s->key);
+        if (!v) continue;
+        if (s->kind == Q_ID) {
+            long long id;
+            if (srv_get_int(o, s->key, 1, INT64_MAX, &id, rs) < 0) return -1;
+            sr->kind = Q_ID;
+            sr->image_id = id;
+            sr->n_sources++;
+            continue;
+        }
+        const char *str;
+        if (srv_get_string(o, s->key, &str, rs) < 0) return -1;
+        if (s->kind == Q_TEXT) {
+            if (set_text(sr, s->key, str, rs)) return -1;
+        } else if (s->kind == Q_URL) {
+            sr->kind = Q_URL;
+            sr->url = str;
+            sr->n_sources++;
+        } else {
+            sr->kind = Q_B64;
+            sr->b64 = str;
+            sr->b64_len = json_string_length(v);
+            sr->n_sources++;
+        }
+    }
+    return json_options(o, sr, rs);
+}
+
+/* Multipart form: one image part plus option fields. */
+static int from_multipart(const srv_request *rq, srv_part *parts, search_req *sr, srv_response *rs,
+                          char (*values)[512])
+{
+    size_t n = 0;
+    if (srv_parse_multipart(rq, parts, &n, rs)) return -1;
+    const srv_part *img;
+    if (srv_image_part(parts, n, &img, rs)) return -1;
+    sr->kind = Q_UPLOAD;
+    sr->upload = img->data;
+    sr->upload_len = img->len;
+    sr->n_sources = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (&parts[i] == img) continue;
+        if (parts[i].has_filename || parts[i].len >= 512) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "form field '%s' must be a short text value",
+                      parts[i].name);
+            return -1;
+        }
+        memcpy(values[i], parts[i].data, parts[i].len);
+        values[i][parts[i].len] = '\0';
+        if (strlen(values[i]) != parts[i].len || !srv_utf8_valid(values[i], parts[i].len)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "form field '%s' is not valid UTF-8 text",
+                      parts[i].name);
+            return -1;
+        }
+        int r = apply_option_str(sr, parts[i].name, values[i], rs);
+        if (r < 0) return -1;
+        if (r == 0) {
+            srv_error(rs, 400, SRV_E_UNKNOWN_FIELD, "unknown form field '%s'", parts[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Compute the query vector.  0 ok, -1 response set. */
+static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response *rs)
+{
+    cdx_result r;
+    switch (sr->kind) {
+    case Q_TEXT:
+        r = cdx_library_embed_text(s->lib, sr->text, q);
+        if (r) { srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "text query"); return -1; }
+        srv_metrics_embeddings(s->metrics, 0, 1);
+        return 0;
+    case Q_ID:
+        r = cdx_library_get_vector(s->lib, sr->image_id, q);
+        if (r == CDX_ERR_NOT_FOUND || r == CDX_ERR_INVALID_ARG) {
+            srv_error(rs, 404, SRV_E_NOT_FOUND, "no image with id %lld", (long long)sr->image_id);
+            return -1;
+        }
+        if (r) { srv_error_cdx(rs, r, SRV_E_BAD_REQUEST, "image_id"); return -1; }
+        return 0;
+    case Q_URL: {
+        char *data;
+        size_t len;
+        if (srv_fetch_image(s, sr->url, &data, &len, rs)) return -1;
+        r = cdx_library_embed_image_buffer(s->lib, data, len, q);
+        free(data);
+        break;
+    }
+    case Q_B64: {
+        unsigned char *data;
+        size_t len;
+        char err[256];
+        if (srv_base64_decode(sr->b64, sr->b64_len, s->cfg.max_body, &data, &len, err, sizeof err)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_base64: %s", err);
+            return -1;
+        }
+        r = cdx_library_embed_image_buffer(s->lib, data, len, q);
+        free(data);
+        break;
+    }
+    case Q_UPLOAD:
+        r = cdx_library_embed_image_buffer(s->lib, sr->upload, sr->upload_len, q);
+        break;
+    default:
+        srv_error(rs, 500, SRV_E_INTERNAL, "no query");
+        return -1;
+    }
+    if (r) {
+        srv_error_cdx(rs, r, SRV_E_INVALID_IMAGE, "image query");
+        return -1;
+    }
+    srv_metrics_embeddings(s->metrics, 1, 1);
+    return 0;
+}
+
+static json_t *query_json(const search_req *sr)
+{
+    switch (sr->kind) {
+    case Q_TEXT: return json_pack("{s:s,s:s}", "type", "text", "text", sr->text);
+    case Q_URL: return json_pack("{s:s,s:o}", "type", "image_url", "image_url",
+                                 srv_json_string_lossy(sr->url));
+    case Q_B64: return json_pack("{s:s,s:I}", "type", "image_base64", "chars", (json_int_t)sr->b64_len);
+    case Q_ID: return json_pack("{s:s,s:I}", "type", "image_id", "image_id", (json_int_t)sr->image_id);
+    case Q_UPLOAD: return json_pack("{s:s,s:I}", "type", "image_upload", "bytes", (json_int_t)sr->upload_len);
+    }
+    return json_null();
+}
+
+static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response *rs)
+{
+    if (sr->n_sources != 1) {
+        srv_error(rs, 400, SRV_E_BAD_REQUEST, "%s",
+                  sr->n_sources ? "give exactly one query (text, image_url, image_base64, image_id or an image file)"
+                                : "no query given (text, image_url, image_base64, image_id or an image file)");
+        return;
+    }
+    if (sr->after && sr->before && sr->after > sr->before) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "'after' is later than 'before'");
+        return;
+    }
+    float *q = malloc((size_t)s->dim * sizeof(float));
+    cdx_hit *hits = malloc((size_t)sr->k * sizeof(cdx_hit));
+    if (!q || !hits) {
+        free(q);
+        free(hits);
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    if (query_vector(s, sr, q, rs)) {
+        free(q);
+        free(hits);
+        return;
+    }
+    cdx_search_params p = cdx_search_default_params();
+    p.k = (size_t)sr->k;
+    p.offset = (size_t)sr->offset;
+    if (sr->has_min_score) p.min_score = (float)sr->min_score;
+    p.path_prefix = sr->path_prefix && *sr->path_prefix ? sr->path_prefix : NULL;
+    p.after = sr->after;
+    p.before = sr->before;
+    p.format = sr->format && *sr->format ? sr->format : NULL;
+    size_t n = 0;
+    uint64_t total = 0;
+    cdx_result r = cdx_library_search_vector(s->lib, q, &p, hits, &n, &total);
+    free(q);
+    if (r) {
+        free(hits);
+        srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
+        return;
+    }
+    json_t *results = json_array();
+    for (size_t i = 0; results && i < n; i++) {
+        cdx_image_record rec;
+        if (cdx_library_get_image(s->lib, hits[i].id, &rec) != CDX_OK) continue;  /* removed meanwhile */
+        json_t *o = srv_image_json(&rec);
+        if (!o) continue;
+        json_object_set_new(o, "score", json_real(hits[i].score));
+        json_array_append_new(results, o);
+    }
+    free(hits);
+    json_t *out = json_pack("{s:o,s:I,s:I,s:I,s:f,s:o}", "query", query_json(sr), "k", (json_int_t)sr->k,
+                            "offset", (json_int_t)sr->offset, "total", (json_int_t)total,
+                            "took_ms", (srv_now() - t0) * 1000.0, "results", results);
+    srv_json_reply(rs, 200, out);
+}
+
+static int is_multipart_request(const srv_request *rq)
+{
+    return srv_is_multipart(rq->content_type);
+}
+
+/* POST body dispatch shared by the POST endpoints. */
+static void post_search(srv_ctx *s, const srv_request *rq, srv_response *rs,
+                        const source_key *sources, int allow_multipart)
+{
+    double t0 = srv_now();
+    search_req sr;
+    req_init(&sr);
+    if (rq->n_args) {
+        srv_error(rs, 400, SRV_E_UNKNOWN_FIELD, "unexpected query parameter '%.64s' (send options in the body)",
+                  rq->args[0].key);
+        return;
+    }
+    if (allow_multipart && is_multipart_request(rq)) {
+        srv_part parts[SRV_MAX_PARTS];
+        char values[SRV_MAX_PARTS][512];
+        if (from_multipart(rq, parts, &sr, rs, values)) return;
+        run_search(s, &sr, t0, rs);
+        return;
+    }
+    json_t *o;
+    if (srv_parse_body_object(rq, rs, &o)) {
+        if (allow_multipart && rs->status == 415)
+            srv_error(rs, 415, SRV_E_MEDIA_TYPE,
+                      "expected Content-Type application/json or multipart/form-data, got %.100s",
+                      rq->content_type ? rq->content_type : "none");
+        return;
+    }
+    if (from_json(o, sources, &sr, rs) == 0) run_search(s, &sr, t0, rs);
+    json_decref(o);
+}
+
+void api_search_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    double t0 = srv_now();
+    search_req sr;
+    req_init(&sr);
+    if (from_query(rq, "q", 1, &sr, rs) == 0) run_search(s, &sr, t0, rs);
+}
+
+void api_text_search_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    double t0 = srv_now();
+    search_req sr;
+    req_init(&sr);
+    if (from_query(rq, "query", 0, &sr, rs) == 0) run_search(s, &sr, t0, rs);
+}
+
+void api_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const source_key src[] = {{"text", Q_TEXT}, {"image_url", Q_URL}, {"image_base64", Q_B64},
+                                     {"image_id", Q_ID}, {NULL, 0}};
+    post_search(s, rq, rs, src, 1);
+}
+
+void api_text_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const source_key src[] = {{"query", Q_TEXT}, {NULL, 0}};
+    post_search(s, rq, rs, src, 0);
+}
+
+void api_image_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const source_key src[] = {{"image_url", Q_URL}, {"image_base64", Q_B64}, {NULL, 0}};
+    post_search(s, rq, rs, src, 1);
+}
+
+void api_search_images_post(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const source_key src[] = {{"text", Q_TEXT}, {NULL, 0}};
+    post_search(s, rq, rs, src, 0);
+}

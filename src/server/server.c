@@ -1,0 +1,74 @@
+/*
+ * server.c - configuration defaults and the lifetime of the server's shared
+ * state (library handle, metrics, thumbnail cache directory).
+ */
+#include "server/server.h"
+
+#include "server/metrics.h"
+#include "server/routes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <vips/vips.h>
+
+void srv_config_defaults(srv_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->max_body = 32u << 20;
+    cfg->max_connections = 256;
+    cfg->fetch_timeout_s = 20;
+    cfg->fetch_connect_timeout_s = 5;
+    cfg->fetch_max_redirects = 3;
+}
+
+int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg;
+    s->started = srv_now();
+    if (VIPS_INIT("clipdex") != 0) {
+        snprintf(err, err_len, "cannot initialise libvips");
+        return -1;
+    }
+    cdx_library_params lp = cdx_library_default_params();
+    lp.writable = !cfg->read_only;
+    lp.load_model = 1;
+    lp.n_threads = cfg->threads;
+    cdx_result r = cdx_library_open(cfg->library_dir, &lp, &s->lib);
+    if (r) {
+        snprintf(err, err_len, "cannot open the library %s: %s%s", cfg->library_dir,
+                 cdx_last_error(),
+                 cfg->read_only ? "" : " (another process writing? try --read-only)");
+        return -1;
+    }
+    cdx_library_info info;
+    r = cdx_library_get_info(s->lib, &info);
+    if (r) {
+        snprintf(err, err_len, "cannot read the library %s: %s", cfg->library_dir, cdx_last_error());
+        srv_ctx_close(s);
+        return -1;
+    }
+    s->dim = info.dim;
+    s->metrics = srv_metrics_new(srv_route_names, srv_n_routes);
+    if (!s->metrics) {
+        snprintf(err, err_len, "out of memory");
+        srv_ctx_close(s);
+        return -1;
+    }
+    /* Thumbnail cache: best effort (a read-only library has none). */
+    snprintf(s->thumbs_dir, sizeof s->thumbs_dir, "%s/thumbs", cfg->library_dir);
+    if (mkdir(s->thumbs_dir, 0755) != 0 && errno != EEXIST) s->thumbs_dir[0] = '\0';
+    return 0;
+}
+
+void srv_ctx_close(srv_ctx *s)
+{
+    cdx_library_close(s->lib);
+    s->lib = NULL;
+    srv_metrics_free(s->metrics);
+    s->metrics = NULL;
+}
