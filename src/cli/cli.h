@@ -16,6 +16,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

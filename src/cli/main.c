@@ -20,6 +20,7 @@ static const command commands[] = {
     {"preprocess", cmd_preprocess, "write an image's model input tensor (float32)"},
     {"embed", cmd_embed, "print embeddings of texts and images"},
     {"model", cmd_model, "manage models (fetch from the Hugging Face hub)"},
+    {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
 };
 
 static void usage(FILE *f)
