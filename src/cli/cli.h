@@ -16,7 +16,21 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+
+/* Library commands' shared helpers (cli_lib.c). */
+/* Parse "YYYY-MM-DD" or ISO 8601 "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|-HH:MM]"
+ * (no zone = UTC) to unix seconds; 0 on success. */
+int cli_parse_date(const char *s, int64_t *out);
+/* Open the library for a command: prints the error and returns 1 on
+ * failure, 0 on success. */
+int cli_open_library(const char *dir, const cdx_library_params *p, cdx_library **lib);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

@@ -20,6 +20,12 @@ static const command commands[] = {
     {"preprocess", cmd_preprocess, "write an image's model input tensor (float32)"},
     {"embed", cmd_embed, "print embeddings of texts and images"},
     {"model", cmd_model, "manage models (fetch from the Hugging Face hub)"},
+    {"init", cmd_init, "create an image library bound to a model"},
+    {"index", cmd_index, "add folders, files and URLs to the library"},
+    {"search", cmd_search, "search the library by text, image or example"},
+    {"info", cmd_info, "show what a library holds"},
+    {"rm", cmd_rm, "remove images from the library"},
+    {"check", cmd_check, "verify the catalog and vectors agree"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
 };
 

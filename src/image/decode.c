@@ -399,3 +399,75 @@ cdx_result cdx_pixels_orient(cdx_pixels *p, int o)
     }
     return CDX_OK;
 }
+
+/* ---- EXIF (for the library catalog) --------------------------------------- */
+
+/* libvips renders an EXIF ASCII tag as "value (value, ASCII, n components,
+ * m bytes)": keep the text before " (", trimmed. */
+static void exif_string(VipsImage *im, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *s = NULL;
+    if (!vips_image_get_typeof(im, name) || vips_image_get_string(im, name, &s) || !s) return;
+    const char *end = strstr(s, " (");
+    size_t n = end ? (size_t)(end - s) : strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\0')) n--;
+    while (n && *s == ' ') { s++; n--; }
+    if (n >= cap) n = cap - 1;
+    for (size_t i = 0; i < n; i++)   /* printable ASCII only: it ends up in JSON and SQL text */
+        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    out[n] = '\0';
+}
+
+/* "YYYY:MM:DD HH:MM:SS" -> unix seconds (as UTC); 0 if malformed. */
+static int64_t exif_date(const char *s)
+{
+    int v[6] = {0};
+    static const int len[6] = {4, 2, 2, 2, 2, 2};
+    const char *p = s;
+    for (int f = 0; f < 6; f++) {
+        for (int i = 0; i < len[f]; i++, p++) {
+            if (*p < '0' || *p > '9') return 0;
+            v[f] = v[f] * 10 + (*p - '0');
+        }
+        if (f < 5 && *p++ == '\0') return 0;
+    }
+    if (v[0] < 1800 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 ||
+        v[4] > 59 || v[5] > 60)
+        return 0;
+    /* days from civil (Howard Hinnant's algorithm): no timegm/TZ dependency */
+    int y = v[0] - (v[1] <= 2);
+    int era = y / 400;
+    int yoe = y - era * 400;
+    int mp = (v[1] + 9) % 12;
+    int doy = (153 * mp + 2) / 5 + v[2] - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    return days * 86400 + v[3] * 3600 + v[4] * 60 + v[5];
+}
+
+cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out)
+{
+    memset(out, 0, sizeof *out);
+    cdx_result r = cdx_image_init();
+    if (r) return r;
+    if (!data || len == 0) return cdx_error(CDX_ERR_FORMAT, "empty file (0 bytes)");
+    fmt f = FMT_JPEG;
+    const char *loader;
+    if ((r = detect(data, len, &f, &loader))) return r;
+    VipsImage *im = open_image(data, len, f, 1);
+    if (!im) return vips_fail(CDX_ERR_FORMAT, "cannot read image header");
+    char date[64], make[64], model[64];
+    exif_string(im, "exif-ifd2-DateTimeOriginal", date, sizeof date);
+    if (!date[0]) exif_string(im, "exif-ifd0-DateTime", date, sizeof date);
+    out->taken = date[0] ? exif_date(date) : 0;
+    exif_string(im, "exif-ifd0-Make", make, sizeof make);
+    exif_string(im, "exif-ifd0-Model", model, sizeof model);
+    if (make[0] && model[0] && strncmp(model, make, strlen(make)) != 0)
+        snprintf(out->camera, sizeof out->camera, "%s %s", make, model);
+    else
+        snprintf(out->camera, sizeof out->camera, "%s", model[0] ? model : make);
+    g_object_unref(im);
+    vips_error_clear();
+    return CDX_OK;
+}

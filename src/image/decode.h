@@ -77,4 +77,16 @@ cdx_result cdx_pixels_orient(cdx_pixels *p, int orientation);
 static inline size_t cdx_pixmode_elem(cdx_pixmode m) { return m == CDX_PIXMODE_I ? 4 : 1; }
 const char *cdx_pixmode_name(cdx_pixmode m);
 
+/* EXIF facts for the image library (added by the library branch): date
+ * taken (exif-ifd2-DateTimeOriginal, else exif-ifd0-DateTime) as unix
+ * seconds reading the wall-clock value as UTC (0 when absent or malformed),
+ * and "Make Model" (exif-ifd0-Make / -Model, "" when absent).  Reads the
+ * header only (no pixels); call it on bytes that decoded successfully. */
+typedef struct cdx_image_exif {
+    int64_t taken;
+    char camera[128];
+} cdx_image_exif;
+
+cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out);
+
 #endif

@@ -1,0 +1,57 @@
+/*
+ * cmd_check.c - `clipdex check [--library DIR] [--json]`: verify every
+ * vector checksum and every catalog reference; exit 0 only when consistent.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clipdex check [--library DIR] [--json]\n\n"
+               "Verify the library: SQLite integrity, every vector record's checksums, and\n"
+               "that every catalogued content has its vector.  Prints each problem; exit\n"
+               "status 0 only when the library is consistent, 1 otherwise.\n");
+}
+
+static void on_problem(void *user, const char *line)
+{
+    int json = *(int *)user;
+    if (json) {
+        fputs("{\"problem\": ", stdout);
+        cli_print_json_string(stdout, line);
+        fputs("}\n", stdout);
+    } else {
+        printf("problem: %s\n", line);
+    }
+}
+
+int cmd_check(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--library") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(a, "--json")) json = 1;
+        else return cli_usage_error("check", "unknown or incomplete argument '%s'", a);
+    }
+    cdx_library_params p = cdx_library_default_params();
+    p.load_model = 0;
+    cdx_library *lib;
+    if (cli_open_library(dir, &p, &lib)) return 1;
+    cdx_check_report rep;
+    cdx_result r = cdx_library_check(lib, on_problem, &json, &rep);
+    cdx_library_close(lib);
+    if (r) return cli_fail("checking library", r);
+    if (json)
+        printf("{\"images\": %llu, \"vectors\": %llu, \"problems\": %llu, \"ok\": %s}\n",
+               (unsigned long long)rep.images, (unsigned long long)rep.vectors,
+               (unsigned long long)rep.problems, rep.problems ? "false" : "true");
+    else
+        printf("%s: %llu images, %llu vectors, %llu problems\n", rep.problems ? "DAMAGED" : "ok",
+               (unsigned long long)rep.images, (unsigned long long)rep.vectors,
+               (unsigned long long)rep.problems);
+    return rep.problems ? 1 : 0;
+}

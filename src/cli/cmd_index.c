@@ -1,0 +1,187 @@
+/*
+ * cmd_index.c - `clipdex index`: add folders, files and URL lists to a
+ * library.  Progress goes to stderr on a terminal (count, rate, ETA); with
+ * --json, JSON lines on stdout: one per event and a final summary.  Bad
+ * files are reported and counted, never fatal.  SIGINT/SIGTERM stop the run
+ * after committing what is complete.
+ *
+ * Exit status: 0 when the run completed (even with failed files), 3 when
+ * there were candidates and every one failed, 1 on a fatal error (library,
+ * I/O), 130 when interrupted, 2 on usage errors.
+ */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile int g_cancel = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_cancel = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipdex index [--library DIR] [--model DIR] [--urls FILE] [--prune]\n"
+            "                     [--json] [--fast] [--batch N] [--threads N] PATH...\n\n"
+            "Index image files and folders (recursively; symlink loops are safe) and the\n"
+            "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
+            "size and mtime) are skipped; moved/renamed files are recognised by content.\n\n"
+            "  --library DIR  library (default $CLIPDEX_LIBRARY or ./clipdex-library)\n"
+            "  --model DIR    model; creates the library when new, else must match it\n"
+            "  --urls FILE    also index the URLs listed in FILE\n"
+            "  --prune        remove entries under the given folders whose files are gone\n"
+            "  --json         JSON lines on stdout (events, then a summary)\n"
+            "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
+            "  --batch N      images per embedding batch (default 32)\n"
+            "  --threads N    inference threads (default all cores)\n\n"
+            "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
+            "failed, 130 interrupted, 1 error.\n");
+}
+
+typedef struct ui {
+    int json, tty;
+    int progress_shown;
+} ui;
+
+static const char *kind_name(cdx_index_event_kind k)
+{
+    switch (k) {
+    case CDX_INDEX_EVENT_ADDED: return "added";
+    case CDX_INDEX_EVENT_MOVED: return "moved";
+    case CDX_INDEX_EVENT_DUPLICATE: return "duplicate";
+    case CDX_INDEX_EVENT_FAILED: return "failed";
+    case CDX_INDEX_EVENT_REMOVED: return "removed";
+    default: return "progress";
+    }
+}
+
+static void print_stats_json(const cdx_index_stats *s)
+{
+    printf("\"found\": %llu, \"added\": %llu, \"unchanged\": %llu, \"moved\": %llu, "
+           "\"duplicates\": %llu, \"failed\": %llu, \"removed\": %llu, \"seconds\": %.3f, "
+           "\"images_per_s\": %.2f",
+           (unsigned long long)s->found, (unsigned long long)s->added,
+           (unsigned long long)s->unchanged, (unsigned long long)s->moved,
+           (unsigned long long)s->duplicates, (unsigned long long)s->failed,
+           (unsigned long long)s->removed, s->seconds, s->images_per_s);
+}
+
+static void on_event(void *user, const cdx_index_event *ev)
+{
+    ui *u = user;
+    const cdx_index_stats *s = ev->stats;
+    if (u->json) {
+        printf("{\"event\": \"%s\"", kind_name(ev->kind));
+        if (ev->path) {
+            fputs(", \"path\": ", stdout);
+            cli_print_json_string(stdout, ev->path);
+        }
+        if (ev->kind == CDX_INDEX_EVENT_FAILED) {
+            fputs(", \"reason\": ", stdout);
+            cli_print_json_string(stdout, ev->reason ? ev->reason : "");
+        } else if (ev->kind != CDX_INDEX_EVENT_PROGRESS) {
+            printf(", \"id\": %lld", (long long)ev->id);
+        } else {
+            fputs(", ", stdout);
+            print_stats_json(s);
+        }
+        fputs("}\n", stdout);
+        fflush(stdout);
+        return;
+    }
+    if (ev->kind == CDX_INDEX_EVENT_FAILED) {
+        if (u->progress_shown) fputs("\r\033[K", stderr);
+        fprintf(stderr, "clipdex: skipped %s: %s\n", ev->path ? ev->path : "?",
+                ev->reason ? ev->reason : "");
+    }
+    if (ev->kind == CDX_INDEX_EVENT_PROGRESS && u->tty) {
+        uint64_t done = s->added + s->unchanged + s->moved + s->duplicates + s->failed;
+        double rate = s->seconds > 0 ? (double)(s->added + s->moved + s->duplicates) / s->seconds : 0;
+        uint64_t left = s->found > done ? s->found - done : 0;
+        char eta[32] = "--:--";
+        if (rate > 0 && left) {
+            long sec = (long)((double)left / rate);
+            snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", sec / 3600, sec / 60 % 60, sec % 60);
+        } else if (!left) {
+            snprintf(eta, sizeof eta, "0:00:00");
+        }
+        fprintf(stderr, "\r\033[K%llu/%llu  added %llu  unchanged %llu  failed %llu  %.1f img/s  ETA %s",
+                (unsigned long long)done, (unsigned long long)s->found,
+                (unsigned long long)s->added, (unsigned long long)s->unchanged,
+                (unsigned long long)s->failed, rate, eta);
+        u->progress_shown = 1;
+    }
+}
+
+int cmd_index(int argc, char **argv)
+{
+    const char *dir = NULL, *model = NULL;
+    cdx_index_params ip = cdx_index_default_params();
+    ui u = {0, 0, 0};
+    long threads = 0;
+    const char **paths = calloc((size_t)argc + 1, sizeof *paths);
+    if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int hv = i + 1 < argc;
+        long v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); free(paths); return 0; }
+        if (!strcmp(a, "--library") && hv) dir = argv[++i];
+        else if (!strcmp(a, "--model") && hv) model = argv[++i];
+        else if (!strcmp(a, "--urls") && hv) ip.urls_file = argv[++i];
+        else if (!strcmp(a, "--prune")) ip.prune = 1;
+        else if (!strcmp(a, "--json")) u.json = 1;
+        else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
+        else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
+        else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
+        else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }
+        else if (!strncmp(a, "--", 2)) { free(paths); return cli_usage_error("index", "unknown or incomplete argument '%s'", a); }
+        else paths[n++] = a;
+    }
+    if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
+    u.tty = !u.json && isatty(2);
+    cdx_library_params lp = cdx_library_default_params();
+    lp.model_dir = model;
+    lp.create = model != NULL;
+    lp.writable = 1;
+    lp.n_threads = (int)threads;
+    cdx_library *lib;
+    if (cli_open_library(dir, &lp, &lib)) { free(paths); return 1; }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    ip.callback = on_event;
+    ip.user = &u;
+    ip.cancel = &g_cancel;
+    cdx_index_stats st;
+    cdx_result r = cdx_library_index(lib, paths, n, &ip, &st);
+    cdx_library_close(lib);
+    free(paths);
+    if (u.progress_shown) fputs("\r\033[K", stderr);
+    if (r) return cli_fail("indexing", r);
+    if (u.json) {
+        fputs("{\"event\": \"summary\", ", stdout);
+        print_stats_json(&st);
+        printf(", \"interrupted\": %s}\n", g_cancel ? "true" : "false");
+    } else {
+        printf("%s%llu added, %llu unchanged, %llu moved, %llu duplicates, %llu failed, %llu removed "
+               "in %.1f s (%.1f images/s)\n", g_cancel ? "interrupted: " : "",
+               (unsigned long long)st.added, (unsigned long long)st.unchanged,
+               (unsigned long long)st.moved, (unsigned long long)st.duplicates,
+               (unsigned long long)st.failed, (unsigned long long)st.removed, st.seconds,
+               st.images_per_s);
+    }
+    fflush(stdout);
+    if (g_cancel) return 130;
+    uint64_t ok = st.added + st.unchanged + st.moved + st.duplicates;
+    return st.failed && !ok ? 3 : 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * cmd_rm.c - `clipdex rm [--library DIR] ID|PATH...`: remove catalogued
+ * images (a content's vector is dropped from search when no path refers to
+ * it).  Files on disk are never touched.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clipdex rm [--library DIR] ID|PATH|URL...\n\n"
+               "Remove images from the library by id or by path/URL (files are not deleted).\n");
+}
+
+int cmd_rm(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--library") && i + 1 < argc) { dir = argv[++i]; continue; }
+        if (!strncmp(a, "--", 2)) return cli_usage_error("rm", "unknown argument '%s'", a);
+        n++;
+    }
+    if (!n) return cli_usage_error("rm", "nothing to remove (give ids or paths)");
+    cdx_library_params p = cdx_library_default_params();
+    p.load_model = 0;
+    p.writable = 1;
+    cdx_library *lib;
+    if (cli_open_library(dir, &p, &lib)) return 1;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--library")) { i++; continue; }
+        long v;
+        int64_t id;
+        cdx_result r;
+        if (cli_parse_int(a, 1, 0x7fffffffffffffffL, &v) == 0) id = v;
+        else if ((r = cdx_library_find(lib, a, &id)) != CDX_OK) { rc = cli_fail(a, r); continue; }
+        cdx_image_record rec;
+        int have = cdx_library_get_image(lib, id, &rec) == CDX_OK;
+        if ((r = cdx_library_remove(lib, id)) != CDX_OK) { rc = cli_fail(a, r); continue; }
+        printf("removed %lld %s\n", (long long)id, have ? rec.path : "");
+    }
+    cdx_library_close(lib);
+    return rc;
+}

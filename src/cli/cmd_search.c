@@ -1,0 +1,187 @@
+/*
+ * cmd_search.c - `clipdex search`: exact search of a library by text, by an
+ * image (file or URL) or by an indexed example (--like ID|PATH), with
+ * filters.  Text prints "rank score id path" lines; --json prints
+ *   {"results": [{"rank", "score", "id", "path"}, ...], "total", "took_ms"}
+ */
+#include "cli.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define URL_MAX_BYTES ((size_t)64 << 20)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipdex search [--library DIR] [-k N] [--offset N] [--min-score S] [--json]\n"
+            "                      [--path-prefix P] [--after DATE] [--before DATE] [--format F]\n"
+            "                      (TEXT | --image FILE|URL | --like ID|PATH)\n\n"
+            "  -k N            results (default 10, max 10000)\n"
+            "  --offset N      skip the first N results (pagination)\n"
+            "  --min-score S   only results with cosine similarity >= S\n"
+            "  --path-prefix P only paths starting with P (plain prefix, no wildcards)\n"
+            "  --after DATE    taken (EXIF) or else modified on/after DATE\n"
+            "  --before DATE   ... strictly before DATE (YYYY-MM-DD or ISO 8601; UTC)\n"
+            "  --format F      only images of format F (jpeg, png, webp, gif, tiff, ...)\n"
+            "  --json          JSON output\n");
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct dl {
+    char *p;
+    size_t n;
+} dl;
+
+static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    dl *d = user;
+    size_t k = size * nmemb;
+    if (d->n + k > URL_MAX_BYTES) return 0;
+    char *np = realloc(d->p, d->n + k);
+    if (!np) return 0;
+    memcpy(np + d->n, ptr, k);
+    d->p = np;
+    d->n += k;
+    return k;
+}
+
+static int embed_url(cdx_library *lib, const char *url, float *q)
+{
+    CURL *h = curl_easy_init();
+    if (!h) return cli_fail("downloading", CDX_ERR_NOMEM);
+    dl d = {NULL, 0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, dl_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &d);
+    CURLcode c = curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    if (c != CURLE_OK) {
+        free(d.p);
+        fprintf(stderr, "clipdex: error: %s: %s\n", url, curl_easy_strerror(c));
+        return 1;
+    }
+    cdx_result r = cdx_library_embed_image_buffer(lib, d.p, d.n, q);
+    free(d.p);
+    return r ? cli_fail(url, r) : 0;
+}
+
+static int make_query(cdx_library *lib, const char *text, const char *image, const char *like,
+                      float *q)
+{
+    cdx_result r;
+    if (text) {
+        r = cdx_library_embed_text(lib, text, q);
+        return r ? cli_fail("embedding the query text", r) : 0;
+    }
+    if (image) {
+        if (!strncmp(image, "http://", 7) || !strncmp(image, "https://", 8))
+            return embed_url(lib, image, q);
+        r = cdx_library_embed_image_file(lib, image, q);
+        return r ? cli_fail("embedding the query image", r) : 0;
+    }
+    long v;
+    int64_t id;
+    if (cli_parse_int(like, 1, 0x7fffffffffffffffL, &v) == 0) id = v;
+    else if ((r = cdx_library_find(lib, like, &id)) != CDX_OK) return cli_fail("--like", r);
+    r = cdx_library_get_vector(lib, id, q);
+    return r ? cli_fail("--like", r) : 0;
+}
+
+int cmd_search(int argc, char **argv)
+{
+    const char *dir = NULL, *text = NULL, *image = NULL, *like = NULL;
+    cdx_search_params sp = cdx_search_default_params();
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int hv = i + 1 < argc;
+        long v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--library") && hv) dir = argv[++i];
+        else if (!strcmp(a, "--json")) json = 1;
+        else if ((!strcmp(a, "-k") || !strcmp(a, "--k")) && hv) {
+            if (cli_parse_int(argv[++i], 1, 10000, &v)) return cli_usage_error("search", "-k: expected 1..10000, got '%s'", argv[i]);
+            sp.k = (size_t)v;
+        } else if (!strcmp(a, "--offset") && hv) {
+            if (cli_parse_int(argv[++i], 0, 1000000, &v)) return cli_usage_error("search", "--offset: expected 0..1000000, got '%s'", argv[i]);
+            sp.offset = (size_t)v;
+        } else if (!strcmp(a, "--min-score") && hv) {
+            char *end;
+            double d = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(d >= -1.0 && d <= 1.0))
+                return cli_usage_error("search", "--min-score: expected a number in [-1, 1], got '%s'", argv[i]);
+            sp.min_score = (float)d;
+        } else if (!strcmp(a, "--path-prefix") && hv) sp.path_prefix = argv[++i];
+        else if (!strcmp(a, "--format") && hv) sp.format = argv[++i];
+        else if ((!strcmp(a, "--after") || !strcmp(a, "--before")) && hv) {
+            int64_t t;
+            if (cli_parse_date(argv[++i], &t))
+                return cli_usage_error("search", "%s: expected YYYY-MM-DD or ISO 8601, got '%s'", a, argv[i]);
+            if (t == 0) t = a[2] == 'a' ? 1 : -1;   /* 0 means "unbounded" in the API */
+            if (a[2] == 'a') sp.after = t;
+            else sp.before = t;
+        } else if (!strcmp(a, "--image") && hv) image = argv[++i];
+        else if (!strcmp(a, "--like") && hv) like = argv[++i];
+        else if (!strncmp(a, "--", 2) || (a[0] == '-' && a[1])) return cli_usage_error("search", "unknown or incomplete argument '%s'", a);
+        else if (text) return cli_usage_error("search", "give one query text (quote it)");
+        else text = a;
+    }
+    if (!!text + !!image + !!like != 1)
+        return cli_usage_error("search", "give exactly one of TEXT, --image FILE|URL, --like ID|PATH");
+    cdx_library_params lp = cdx_library_default_params();
+    lp.load_model = like == NULL;
+    cdx_library *lib;
+    if (cli_open_library(dir, &lp, &lib)) return 1;
+    cdx_library_info info;
+    cdx_result r = cdx_library_get_info(lib, &info);
+    int rc = 1;
+    float *q = NULL;
+    cdx_hit *hits = NULL;
+    if (r) { rc = cli_fail("reading library", r); goto done; }
+    q = calloc((size_t)info.dim, sizeof *q);
+    hits = calloc(sp.k, sizeof *hits);
+    if (!q || !hits) { rc = cli_fail("out of memory", CDX_ERR_NOMEM); goto done; }
+    double t0 = now_ms();
+    if (make_query(lib, text, image, like, q)) goto done;
+    size_t n = 0;
+    uint64_t total = 0;
+    r = cdx_library_search_vector(lib, q, &sp, hits, &n, &total);
+    double took = now_ms() - t0;
+    if (r) { rc = cli_fail("searching", r); goto done; }
+    if (json) fputs("{\"results\": [", stdout);
+    for (size_t i = 0; i < n; i++) {
+        cdx_image_record rec;
+        if (cdx_library_get_image(lib, hits[i].id, &rec) != CDX_OK) snprintf(rec.path, sizeof rec.path, "?");
+        if (json) {
+            printf("%s{\"rank\": %zu, \"score\": %.6f, \"id\": %lld, \"path\": ", i ? ", " : "",
+                   sp.offset + i + 1, (double)hits[i].score, (long long)hits[i].id);
+            cli_print_json_string(stdout, rec.path);
+            putchar('}');
+        } else {
+            printf("%4zu  %.4f  %6lld  %s\n", sp.offset + i + 1, (double)hits[i].score,
+                   (long long)hits[i].id, rec.path);
+        }
+    }
+    if (json) printf("], \"total\": %llu, \"took_ms\": %.1f}\n", (unsigned long long)total, took);
+    rc = fflush(stdout) ? 1 : 0;
+done:
+    free(q);
+    free(hits);
+    cdx_library_close(lib);
+    return rc;
+}

@@ -1,0 +1,559 @@
+/*
+ * catalog.c - the SQLite catalog (see catalog.h for schema and invariants).
+ *
+ * Every statement used more than once is prepared at open and reset after
+ * use; strings from the database are copied into bounded caller buffers
+ * (snprintf truncation is impossible for values we wrote, and harmless for
+ * hostile ones).  Errors carry SQLite's message and the catalog path.
+ */
+#include "store/catalog.h"
+
+#include "common/error.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    ST_META_GET, ST_META_SET, ST_CONTENT_SLOT, ST_CONTENT_INS, ST_IMG_BY_PATH,
+    ST_IMG_BY_ID, ST_IMG_BY_CONTENT, ST_IMG_INS, ST_IMG_UPD, ST_IMG_DEL,
+    ST_IMG_SHA, ST_CONTENT_GC, ST_COUNT
+};
+
+#define IMG_COLS "i.id, i.path, i.sha256, c.size, i.mtime, c.width, c.height, " \
+                 "c.format, c.taken, c.camera, i.added"
+#define IMG_FROM " FROM images i JOIN contents c ON c.sha256 = i.sha256 "
+
+static const char *const sql_text[ST_COUNT] = {
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [ST_CONTENT_SLOT] = "SELECT slot FROM contents WHERE sha256 = ?1",
+    [ST_CONTENT_INS] = "INSERT INTO contents(sha256, slot, size, width, height, format, "
+                       "taken, camera) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_IMG_BY_PATH] = "SELECT " IMG_COLS IMG_FROM "WHERE i.path = ?1",
+    [ST_IMG_BY_ID] = "SELECT " IMG_COLS IMG_FROM "WHERE i.id = ?1",
+    [ST_IMG_BY_CONTENT] = "SELECT " IMG_COLS IMG_FROM "WHERE i.sha256 = ?1 ORDER BY i.id LIMIT 1",
+    [ST_IMG_INS] = "INSERT INTO images(path, sha256, mtime, added) VALUES(?1, ?2, ?3, ?4)",
+    [ST_IMG_UPD] = "UPDATE images SET path = ?2, sha256 = ?3, mtime = ?4 WHERE id = ?1",
+    [ST_IMG_DEL] = "DELETE FROM images WHERE id = ?1",
+    [ST_IMG_SHA] = "SELECT sha256 FROM images WHERE id = ?1",
+    [ST_CONTENT_GC] = "DELETE FROM contents WHERE sha256 = ?1 AND NOT EXISTS "
+                      "(SELECT 1 FROM images WHERE sha256 = ?1)",
+};
+
+/* Version 1 schema.  Later versions add a migrate_vN() step below. */
+static const char schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS contents("
+    "  sha256 TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE, size INTEGER NOT NULL,"
+    "  width INTEGER NOT NULL, height INTEGER NOT NULL, format TEXT NOT NULL,"
+    "  taken INTEGER NOT NULL DEFAULT 0, camera TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS images("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL UNIQUE,"
+    "  sha256 TEXT NOT NULL, mtime INTEGER NOT NULL, added INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);";
+
+struct catalog {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char *path;
+    uint64_t own_commits;
+};
+
+static cdx_result db_fail(catalog *c, const char *what)
+{
+    return cdx_error(CDX_ERR_IO, "%s: %s: %s", c->path, what, sqlite3_errmsg(c->db));
+}
+
+static cdx_result exec(catalog *c, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cdx_result r = cdx_error(CDX_ERR_IO, "%s: %s", c->path, msg ? msg : "SQL error");
+        sqlite3_free(msg);
+        return r;
+    }
+    return CDX_OK;
+}
+
+/* Schema version as stored, 0 when the meta table is absent (fresh file). */
+static cdx_result schema_version(catalog *c, long *v)
+{
+    *v = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+                           &s, NULL) != SQLITE_OK) {
+        /* no meta table yet */
+        return CDX_OK;
+    }
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        char *end = NULL;
+        *v = t ? strtol(t, &end, 10) : -1;
+        if (!t || end == t || *end || *v < 1) *v = -1;
+    }
+    sqlite3_finalize(s);
+    if (*v < 0) return cdx_error(CDX_ERR_FORMAT, "%s: bad schema_version in meta", c->path);
+    return CDX_OK;
+}
+
+static cdx_result setup_schema(catalog *c, int writable)
+{
+    long v;
+    cdx_result r = schema_version(c, &v);
+    if (r) return r;
+    if (v > CATALOG_SCHEMA_VERSION)
+        return cdx_error(CDX_ERR_UNSUPPORTED, "%s: catalog schema version %ld is newer than "
+                         "this clipdex (%d)", c->path, v, CATALOG_SCHEMA_VERSION);
+    if (v == CATALOG_SCHEMA_VERSION) return CDX_OK;
+    if (!writable)
+        return cdx_error(v == 0 ? CDX_ERR_NOT_FOUND : CDX_ERR_UNSUPPORTED,
+                         v == 0 ? "%s: not a clipdex catalog (no schema)"
+                                : "%s: catalog schema is old; run a writing command "
+                                  "(e.g. clipdex index) once to migrate it", c->path);
+    if ((r = exec(c, "BEGIN IMMEDIATE"))) return r;
+    /* v == 0: create.  (Migrations from v1 to v2 etc. would go here, each
+     * step inside this same transaction.) */
+    if ((r = exec(c, schema_v1)) ||
+        (r = exec(c, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '1')"))) {
+        exec(c, "ROLLBACK");
+        return r;
+    }
+    return exec(c, "COMMIT");
+}
+
+cdx_result catalog_open(const char *path, int writable, int create, catalog **out)
+{
+    *out = NULL;
+    catalog *c = calloc(1, sizeof *c);
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    int flags = writable ? SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)
+                         : SQLITE_OPEN_READONLY;
+    flags |= SQLITE_OPEN_NOMUTEX;   /* one thread at a time per handle */
+    cdx_result r;
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+        r = cdx_error(sqlite3_errcode(c->db) == SQLITE_CANTOPEN ? CDX_ERR_NOT_FOUND : CDX_ERR_IO,
+                      "%s: cannot open catalog: %s", path,
+                      c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, 10000);
+    sqlite3_extended_result_codes(c->db, 0);
+    if (writable && (r = exec(c, "PRAGMA journal_mode=WAL"))) goto fail;
+    if ((r = exec(c, "PRAGMA synchronous=FULL; PRAGMA case_sensitive_like=ON;"))) goto fail;
+    if ((r = setup_schema(c, writable))) goto fail;
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(c->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
+                               NULL) != SQLITE_OK) {
+            r = cdx_error(CDX_ERR_FORMAT, "%s: catalog does not have the expected schema: %s",
+                          path, sqlite3_errmsg(c->db));
+            goto fail;
+        }
+    }
+    *out = c;
+    return CDX_OK;
+fail:
+    catalog_close(c);
+    return r;
+}
+
+void catalog_close(catalog *c)
+{
+    if (!c) return;
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    free(c->path);
+    free(c);
+}
+
+uint64_t catalog_version(catalog *c)
+{
+    sqlite3_stmt *s = NULL;
+    uint64_t v = 0;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return (v << 32) + c->own_commits;
+}
+
+/* Step a reset statement that returns no row or one row. */
+static int step(sqlite3_stmt *s) { return sqlite3_step(s); }
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    snprintf(dst, cap, "%s", t ? t : "");
+}
+
+cdx_result catalog_meta_get(catalog *c, const char *key, char *out, size_t cap)
+{
+    sqlite3_stmt *s = c->st[ST_META_GET];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = step(s);
+    cdx_result r = CDX_OK;
+    if (rc == SQLITE_ROW) copy_text(out, cap, s, 0);
+    else if (rc == SQLITE_DONE) r = cdx_error(CDX_ERR_NOT_FOUND, "%s: no '%s' in meta", c->path, key);
+    else r = db_fail(c, "reading meta");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_meta_set(catalog *c, const char *key, const char *value)
+{
+    sqlite3_stmt *s = c->st[ST_META_SET];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "writing meta");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_begin(catalog *c) { return exec(c, "BEGIN IMMEDIATE"); }
+cdx_result catalog_begin_read(catalog *c) { return exec(c, "BEGIN"); }
+
+cdx_result catalog_commit(catalog *c)
+{
+    cdx_result r = exec(c, "COMMIT");
+    if (!r) c->own_commits++;
+    return r;
+}
+
+void catalog_rollback(catalog *c)
+{
+    if (!sqlite3_get_autocommit(c->db)) exec(c, "ROLLBACK");
+}
+
+cdx_result catalog_content_slot(catalog *c, const char *sha256, int64_t *slot)
+{
+    sqlite3_stmt *s = c->st[ST_CONTENT_SLOT];
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    int rc = step(s);
+    cdx_result r = CDX_OK;
+    if (rc == SQLITE_ROW) *slot = sqlite3_column_int64(s, 0);
+    else if (rc == SQLITE_DONE) r = CDX_ERR_NOT_FOUND;   /* common: no message */
+    else r = db_fail(c, "looking up content");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_content_insert(catalog *c, const cdx_image_record *rec, int64_t slot)
+{
+    sqlite3_stmt *s = c->st[ST_CONTENT_INS];
+    sqlite3_bind_text(s, 1, rec->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, slot);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)rec->size);
+    sqlite3_bind_int(s, 4, rec->width);
+    sqlite3_bind_int(s, 5, rec->height);
+    sqlite3_bind_text(s, 6, rec->format, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, rec->taken);
+    sqlite3_bind_text(s, 8, rec->camera, -1, SQLITE_STATIC);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "inserting content");
+    sqlite3_reset(s);
+    return r;
+}
+
+static void read_record(sqlite3_stmt *s, cdx_image_record *rec)
+{
+    memset(rec, 0, sizeof *rec);
+    rec->id = sqlite3_column_int64(s, 0);
+    copy_text(rec->path, sizeof rec->path, s, 1);
+    copy_text(rec->sha256, sizeof rec->sha256, s, 2);
+    rec->size = (uint64_t)sqlite3_column_int64(s, 3);
+    rec->mtime = sqlite3_column_int64(s, 4);
+    rec->width = sqlite3_column_int(s, 5);
+    rec->height = sqlite3_column_int(s, 6);
+    copy_text(rec->format, sizeof rec->format, s, 7);
+    rec->taken = sqlite3_column_int64(s, 8);
+    copy_text(rec->camera, sizeof rec->camera, s, 9);
+    rec->added = sqlite3_column_int64(s, 10);
+}
+
+static cdx_result image_lookup(catalog *c, sqlite3_stmt *s, cdx_image_record *rec)
+{
+    int rc = step(s);
+    cdx_result r = CDX_OK;
+    if (rc == SQLITE_ROW) read_record(s, rec);
+    else if (rc == SQLITE_DONE) r = CDX_ERR_NOT_FOUND;
+    else r = db_fail(c, "looking up image");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_image_by_path(catalog *c, const char *path, cdx_image_record *rec)
+{
+    sqlite3_stmt *s = c->st[ST_IMG_BY_PATH];
+    sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
+    return image_lookup(c, s, rec);
+}
+
+cdx_result catalog_image_by_id(catalog *c, int64_t id, cdx_image_record *rec)
+{
+    sqlite3_stmt *s = c->st[ST_IMG_BY_ID];
+    sqlite3_bind_int64(s, 1, id);
+    return image_lookup(c, s, rec);
+}
+
+cdx_result catalog_image_by_content(catalog *c, const char *sha256, cdx_image_record *rec)
+{
+    sqlite3_stmt *s = c->st[ST_IMG_BY_CONTENT];
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    return image_lookup(c, s, rec);
+}
+
+cdx_result catalog_image_insert(catalog *c, const char *path, const char *sha256,
+                                int64_t mtime, int64_t added, int64_t *id)
+{
+    sqlite3_stmt *s = c->st[ST_IMG_INS];
+    sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, mtime);
+    sqlite3_bind_int64(s, 4, added);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "inserting image");
+    sqlite3_reset(s);
+    if (!r && id) *id = sqlite3_last_insert_rowid(c->db);
+    return r;
+}
+
+cdx_result catalog_image_update(catalog *c, int64_t id, const char *path,
+                                const char *sha256, int64_t mtime)
+{
+    sqlite3_stmt *s = c->st[ST_IMG_UPD];
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, mtime);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "updating image");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_content_gc(catalog *c, const char *sha256)
+{
+    sqlite3_stmt *s = c->st[ST_CONTENT_GC];
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_TRANSIENT);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "deleting content");
+    sqlite3_reset(s);
+    return r;
+}
+
+cdx_result catalog_image_delete(catalog *c, int64_t id)
+{
+    char sha[65] = "";
+    sqlite3_stmt *s = c->st[ST_IMG_SHA];
+    sqlite3_bind_int64(s, 1, id);
+    int rc = step(s);
+    if (rc == SQLITE_ROW) copy_text(sha, sizeof sha, s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE) return cdx_error(CDX_ERR_NOT_FOUND, "no image with id %lld", (long long)id);
+    if (rc != SQLITE_ROW) return db_fail(c, "looking up image");
+    s = c->st[ST_IMG_DEL];
+    sqlite3_bind_int64(s, 1, id);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "deleting image");
+    sqlite3_reset(s);
+    if (r) return r;
+    return catalog_content_gc(c, sha);
+}
+
+char *catalog_like_prefix(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *p = malloc(2 * n + 2);
+    if (!p) return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (prefix[i] == '%' || prefix[i] == '_' || prefix[i] == '\\') p[j++] = '\\';
+        p[j++] = prefix[i];
+    }
+    p[j++] = '%';
+    p[j] = '\0';
+    return p;
+}
+
+cdx_result catalog_each_image(catalog *c, const char *prefix,
+                              int (*fn)(void *user, int64_t id, const char *path,
+                                        int64_t mtime),
+                              void *user)
+{
+    sqlite3_stmt *s = NULL;
+    char *like = prefix ? catalog_like_prefix(prefix) : NULL;
+    if (prefix && !like) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    const char *sql = prefix ? "SELECT id, path, mtime FROM images WHERE path LIKE ?1 ESCAPE '\\' "
+                               "ORDER BY path"
+                             : "SELECT id, path, mtime FROM images ORDER BY path";
+    cdx_result r = CDX_OK;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        free(like);
+        return db_fail(c, "listing images");
+    }
+    if (like) sqlite3_bind_text(s, 1, like, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(s, 1);
+        if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
+    sqlite3_finalize(s);
+    free(like);
+    return r;
+}
+
+cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
+                                         int (*fn)(void *user, int64_t id, const char *path,
+                                                   int64_t mtime),
+                                         void *user)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT id, path, mtime FROM images WHERE sha256 = ?1 ORDER BY id",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "listing images");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    int rc;
+    cdx_result r = CDX_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(s, 1);
+        if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
+    sqlite3_finalize(s);
+    return r;
+}
+
+#define PAIRS_MAX ((size_t)1 << 31)
+
+cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs, size_t *n)
+{
+    *pairs = NULL;
+    *n = 0;
+    char *like = f->path_prefix ? catalog_like_prefix(f->path_prefix) : NULL;
+    if (f->path_prefix && !like) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    /* Each filter is its own clause so SQLite can use the path index for
+     * the LIKE prefix (case_sensitive_like is on). */
+    char sql[640];
+    snprintf(sql, sizeof sql,
+             "SELECT c.slot, i.id FROM images i JOIN contents c ON c.sha256 = i.sha256 "
+             "WHERE 1 %s %s %s %s ORDER BY c.slot, i.id",
+             like ? "AND i.path LIKE ?1 ESCAPE '\\'" : "",
+             f->format ? "AND c.format = ?2" : "",
+             f->after ? "AND (CASE WHEN c.taken <> 0 THEN c.taken ELSE i.mtime END) >= ?3" : "",
+             f->before ? "AND (CASE WHEN c.taken <> 0 THEN c.taken ELSE i.mtime END) < ?4" : "");
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        free(like);
+        return db_fail(c, "filter query");
+    }
+    if (like) sqlite3_bind_text(s, 1, like, -1, SQLITE_STATIC);
+    if (f->format) sqlite3_bind_text(s, 2, f->format, -1, SQLITE_STATIC);
+    if (f->after) sqlite3_bind_int64(s, 3, f->after);
+    if (f->before) sqlite3_bind_int64(s, 4, f->before);
+    size_t cap = 0, cnt = 0;
+    catalog_pair *v = NULL;
+    cdx_result r = CDX_OK;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            size_t nc = cap ? cap * 2 : 1024;
+            if (nc > PAIRS_MAX) { r = cdx_error(CDX_ERR_TOO_LARGE, "too many images"); break; }
+            catalog_pair *nv = realloc(v, nc * sizeof *nv);
+            if (!nv) { r = cdx_error(CDX_ERR_NOMEM, "out of memory"); break; }
+            v = nv;
+            cap = nc;
+        }
+        v[cnt].slot = sqlite3_column_int64(s, 0);
+        v[cnt].id = sqlite3_column_int64(s, 1);
+        cnt++;
+    }
+    if (!r && rc != SQLITE_DONE) r = db_fail(c, "filter query");
+    sqlite3_finalize(s);
+    free(like);
+    if (r) {
+        free(v);
+        return r;
+    }
+    *pairs = v;
+    *n = cnt;
+    return CDX_OK;
+}
+
+static cdx_result count_rows(catalog *c, const char *sql, uint64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    *out = 0;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) return db_fail(c, "counting");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? CDX_OK : db_fail(c, "counting");
+}
+
+cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents)
+{
+    cdx_result r = count_rows(c, "SELECT count(*) FROM images", images);
+    if (!r) r = count_rows(c, "SELECT count(*) FROM contents", contents);
+    return r;
+}
+
+cdx_result catalog_each_content(catalog *c,
+                                int (*fn)(void *user, const char *sha256, int64_t slot),
+                                void *user)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT sha256, slot FROM contents ORDER BY slot", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_fail(c, "listing contents");
+    int rc;
+    cdx_result r = CDX_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *sha = (const char *)sqlite3_column_text(s, 0);
+        if (fn(user, sha ? sha : "", sqlite3_column_int64(s, 1))) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing contents");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem),
+                         void *user, uint64_t *problems)
+{
+    static const struct {
+        const char *sql, *what;
+    } q[] = {
+        {"PRAGMA integrity_check", "sqlite integrity"},
+        {"SELECT 'image ' || i.id || ' (' || i.path || ') refers to missing content ' || i.sha256 "
+         "FROM images i WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.sha256 = i.sha256)",
+         NULL},
+        {"SELECT 'content ' || c.sha256 || ' (slot ' || c.slot || ') has no image' FROM contents c "
+         "WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha256 = c.sha256)", NULL},
+        {"SELECT 'content ' || sha256 || ' has a bad slot ' || quote(slot) FROM contents "
+         "WHERE typeof(slot) <> 'integer' OR slot < 0", NULL},
+        {"SELECT 'content ' || sha256 || ' is not a sha256' FROM contents "
+         "WHERE length(sha256) <> 64 OR sha256 GLOB '*[^0-9a-f]*'", NULL},
+    };
+    *problems = 0;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(c->db, q[i].sql, -1, &s, NULL) != SQLITE_OK)
+            return db_fail(c, "checking");
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(s, 0);
+            if (q[i].what && t && !strcmp(t, "ok")) continue;
+            char line[1024];
+            snprintf(line, sizeof line, "catalog: %s%s%s", q[i].what ? q[i].what : "",
+                     q[i].what ? ": " : "", t ? t : "?");
+            (*problems)++;
+            if (fn) fn(user, line);
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE) return db_fail(c, "checking");
+    }
+    return CDX_OK;
+}

@@ -1,0 +1,133 @@
+/*
+ * catalog.h - the SQLite catalog of an image library: which paths/URLs are
+ * indexed, which content (sha256) each has, and which vecfile slot holds
+ * that content's embedding.
+ *
+ * Schema (version CATALOG_SCHEMA_VERSION, see docs/library.md):
+ *   meta(key TEXT PRIMARY KEY, value TEXT)      schema_version, model_*, dim,
+ *                                               vec_file_id, created
+ *   contents(sha256 TEXT PRIMARY KEY, slot INTEGER UNIQUE, size, width,
+ *            height, format, taken, camera)     one row per embedded content
+ *   images(id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT UNIQUE,
+ *          sha256 TEXT, mtime, added)           one row per path or URL
+ * Invariants (verified by catalog_check_refs / cdx_library_check):
+ *  - every images.sha256 has a contents row; every contents row has at least
+ *    one image (the last image's removal deletes its content row);
+ *  - contents.slot < the vecfile's count and that slot's key is the sha256
+ *    (the vector is appended and fsynced before the transaction that
+ *    inserts the contents row commits: the vecfile protocol).
+ *  - Ids are never reused (AUTOINCREMENT), so a client holding an id never
+ *    sees it name another image.
+ *
+ * Migrations policy: meta.schema_version is checked at open.  An older
+ * version is migrated in place inside one transaction by the writer (each
+ * step vN -> vN+1 is a function in catalog.c); a newer version is refused
+ * (CDX_ERR_UNSUPPORTED) and never written.  Read-only opens of an older
+ * catalog fail with a message asking to run a writing command once.
+ *
+ * Connections: one catalog handle = one SQLite connection (WAL,
+ * synchronous=FULL, busy timeout) with its statements prepared once; a
+ * handle is used by one thread at a time (library.c keeps a writer and a
+ * reader connection, each behind a mutex).  WAL lets readers run while the
+ * writer commits.
+ *
+ * Workload: ingest inserts in batches of ~32..1000 rows per transaction;
+ * lookups by path and by sha256 per candidate file; filter queries over all
+ * rows per filtered search.
+ */
+#ifndef CDX_STORE_CATALOG_H
+#define CDX_STORE_CATALOG_H
+
+#include "clipdex.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CATALOG_SCHEMA_VERSION 1
+
+typedef struct catalog catalog;
+
+/* Open (create when create != 0 and the file is missing) the catalog at path.
+ * Read-only handles use SQLITE_OPEN_READONLY. */
+cdx_result catalog_open(const char *path, int writable, int create, catalog **out);
+void catalog_close(catalog *c);
+
+/* Incremented by SQLite whenever another connection committed (PRAGMA
+ * data_version), plus our own commits: a cheap "did anything change". */
+uint64_t catalog_version(catalog *c);
+
+cdx_result catalog_meta_get(catalog *c, const char *key, char *out, size_t cap);
+cdx_result catalog_meta_set(catalog *c, const char *key, const char *value);
+
+cdx_result catalog_begin(catalog *c);    /* BEGIN IMMEDIATE */
+cdx_result catalog_begin_read(catalog *c);   /* BEGIN (a consistent read snapshot) */
+cdx_result catalog_commit(catalog *c);
+void catalog_rollback(catalog *c);
+
+/* Contents.  rec: sha256, size, width, height, format, taken, camera. */
+cdx_result catalog_content_slot(catalog *c, const char *sha256, int64_t *slot);
+cdx_result catalog_content_insert(catalog *c, const cdx_image_record *rec, int64_t slot);
+
+/* Images.  Lookups fill rec (content fields joined) or return NOT_FOUND. */
+cdx_result catalog_image_by_path(catalog *c, const char *path, cdx_image_record *rec);
+cdx_result catalog_image_by_id(catalog *c, int64_t id, cdx_image_record *rec);
+/* Any image with this content (lowest id), NOT_FOUND if none. */
+cdx_result catalog_image_by_content(catalog *c, const char *sha256, cdx_image_record *rec);
+cdx_result catalog_image_insert(catalog *c, const char *path, const char *sha256,
+                                int64_t mtime, int64_t added, int64_t *id);
+/* Point image id at path/sha256/mtime (a move, or a changed file). */
+cdx_result catalog_image_update(catalog *c, int64_t id, const char *path,
+                                const char *sha256, int64_t mtime);
+/* Delete image id, and its content row when no other image refers to it. */
+cdx_result catalog_image_delete(catalog *c, int64_t id);
+/* Delete the content row if unreferenced (after an update changed it). */
+cdx_result catalog_content_gc(catalog *c, const char *sha256);
+
+/* Calls fn(user, id, path, mtime) for every image whose path starts with
+ * prefix (NULL = all), in path order; non-zero from fn stops. */
+cdx_result catalog_each_image(catalog *c, const char *prefix,
+                              int (*fn)(void *user, int64_t id, const char *path,
+                                        int64_t mtime),
+                              void *user);
+
+/* Every image with this content: fn(user, id, path, mtime), id order. */
+cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
+                                         int (*fn)(void *user, int64_t id, const char *path,
+                                                   int64_t mtime),
+                                         void *user);
+
+/* Search filters -> (slot, id) pairs sorted by slot then id. */
+typedef struct catalog_filter {
+    const char *path_prefix;   /* NULL = any */
+    const char *format;        /* NULL = any */
+    int64_t after, before;     /* 0 = unbounded; date = taken, else mtime;
+                                  after inclusive, before exclusive */
+} catalog_filter;
+
+typedef struct catalog_pair {
+    int64_t slot;
+    int64_t id;
+} catalog_pair;
+
+/* *pairs is malloc'd (caller frees). */
+cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs,
+                         size_t *n);
+
+cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents);
+
+/* Every content row: fn(user, sha256, slot); non-zero from fn stops. */
+cdx_result catalog_each_content(catalog *c,
+                                int (*fn)(void *user, const char *sha256, int64_t slot),
+                                void *user);
+
+/* Structural checks inside the catalog (SQLite integrity, dangling image
+ * references, contents without images, duplicate slots); each problem goes
+ * to fn.  Returns the number of problems in *problems. */
+cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem),
+                         void *user, uint64_t *problems);
+
+/* Escape % _ and \ for a LIKE ... ESCAPE '\' prefix pattern and append '%'.
+ * Returns a malloc'd string or NULL. */
+char *catalog_like_prefix(const char *prefix);
+
+#endif

@@ -1,0 +1,938 @@
+/*
+ * library.c - the public library API (cdx_library_*): a directory holding
+ *   DIR/catalog.db(-wal,-shm)   SQLite catalog (store/catalog.h)
+ *   DIR/vectors.cdxv            vecfile (store/vecfile.h)
+ *   DIR/lock                    flock()ed by the one writer process
+ *   DIR/images/<sha256>.<ext>   bytes stored by cdx_library_add_buffer
+ *
+ * Concurrency inside one handle:
+ *  - wmu serialises writes (index, add, remove) and owns the writer catalog
+ *    connection `wcat` (NULL for read-only handles);
+ *  - rmu guards the reader connection `rcat` and the cached unfiltered
+ *    search snapshot; searches hold it only to obtain a snapshot, the scan
+ *    itself runs unlocked on a refcounted snapshot;
+ *  - vmu guards vecfile_refresh (read-only handles) vs vecfile_source;
+ *  - pmu/pcv guard the pool of inference contexts (query embeddings);
+ *    indexing has its own batched context, used under wmu.
+ * Ordering rule for searches: the catalog snapshot is read BEFORE the
+ * vecfile view is taken, and vectors are durable before the catalog rows
+ * that name them commit, so every slot in the snapshot is < the view's
+ * count (a read-only handle refreshes when it is not).
+ *
+ * Workload: a few opens per process; searches from many threads; one
+ * index run at a time.
+ */
+#include "clipdex.h"
+
+#include "common/error.h"
+#include "common/util.h"
+#include "ingest/pipeline.h"
+#include "ingest/source.h"
+#include "ingest/walk.h"
+#include "search/topk.h"
+#include "store/catalog.h"
+#include "store/vecfile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_MAX 8
+#define SEARCH_K_MAX 10000
+#define SEARCH_OFFSET_MAX 1000000
+
+typedef struct snapshot {
+    catalog_pair *pairs;     /* sorted by slot, id */
+    size_t n;
+    uint64_t *bits;          /* allowed slots */
+    uint64_t nbits;          /* max slot + 1 */
+    int refs;
+} snapshot;
+
+struct cdx_library {
+    char *dir, *cat_path, *vec_path;
+    int writable;
+    int lock_fd;
+    int n_threads;
+    int dim;
+    char fingerprint[65];
+    char model_dir[4096];
+    cdx_model *model;
+
+    pthread_mutex_t wmu;
+    catalog *wcat;
+    cdx_ctx *index_ctx;
+    int index_batch;
+
+    pthread_mutex_t rmu;
+    catalog *rcat;
+    snapshot *all;           /* unfiltered snapshot for all_version */
+    uint64_t all_version;
+
+    pthread_mutex_t vmu;
+    vecfile *vf;
+
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    cdx_ctx *pool[POOL_MAX];
+    int pool_free[POOL_MAX];
+    int n_pool;
+};
+
+/* ---------------------------------------------------------------- defaults */
+
+cdx_library_params cdx_library_default_params(void)
+{
+    cdx_library_params p = {0};
+    p.load_model = 1;
+    return p;
+}
+
+const char *cdx_library_default_dir(void)
+{
+    const char *e = getenv("CLIPDEX_LIBRARY");
+    return e && *e ? e : "./clipdex-library";
+}
+
+cdx_index_params cdx_index_default_params(void)
+{
+    cdx_index_params p = {0};
+    p.max_file_bytes = (uint64_t)256 << 20;
+    p.url_timeout_s = 60;
+    p.url_max_bytes = (uint64_t)64 << 20;
+    p.batch_size = 32;
+    p.image = cdx_image_default_params();
+    return p;
+}
+
+cdx_search_params cdx_search_default_params(void)
+{
+    cdx_search_params p = {0};
+    p.k = 10;
+    p.min_score = -2.0f;
+    return p;
+}
+
+/* ---------------------------------------------------------------- open */
+
+static cdx_result load_checked(cdx_library *lib, const char *model_dir, int recorded)
+{
+    cdx_result r = cdx_model_load(model_dir, NULL, &lib->model);
+    if (r) return cdx_error_prefix(r, recorded ? "loading the library's model" : "loading model");
+    cdx_model_info mi;
+    cdx_model_get_info(lib->model, &mi);
+    if (strcmp(mi.fingerprint, lib->fingerprint) != 0 || mi.embed_dim != lib->dim)
+        return cdx_error(CDX_ERR_MISMATCH,
+                         "library %s was made with model %s (fingerprint %.16s..., dim %d) but "
+                         "%s%s has fingerprint %.16s... (dim %d); use the same model or "
+                         "another library", lib->dir, lib->model_dir, lib->fingerprint, lib->dim,
+                         model_dir, recorded ? " (its files changed since)" : "",
+                         mi.fingerprint, mi.embed_dim);
+    return CDX_OK;
+}
+
+static cdx_result meta_int(catalog *c, const char *key, long lo, long hi, long *out)
+{
+    char buf[64];
+    cdx_result r = catalog_meta_get(c, key, buf, sizeof buf);
+    if (r) return r;
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (errno || end == buf || *end || v < lo || v > hi)
+        return cdx_error(CDX_ERR_FORMAT, "catalog meta '%s' is malformed", key);
+    *out = v;
+    return CDX_OK;
+}
+
+/* First-time setup of a library directory (inside the writer lock). */
+static cdx_result init_library(cdx_library *lib, const char *model_dir)
+{
+    if (!model_dir)
+        return cdx_error(CDX_ERR_INVALID_ARG, "library %s is new: a model is needed to create it "
+                         "(--model DIR)", lib->dir);
+    cdx_result r = cdx_model_load(model_dir, NULL, &lib->model);
+    if (r) return cdx_error_prefix(r, "loading model");
+    cdx_model_info mi;
+    cdx_model_get_info(lib->model, &mi);
+    char *abs = walk_abspath(model_dir);
+    if (!abs) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    snprintf(lib->model_dir, sizeof lib->model_dir, "%s", abs);
+    free(abs);
+    snprintf(lib->fingerprint, sizeof lib->fingerprint, "%s", mi.fingerprint);
+    lib->dim = mi.embed_dim;
+    uint8_t tag[32];
+    if (source_unhex(mi.fingerprint, tag) != 0) memset(tag, 0, sizeof tag);
+    vecfile_params vp = vecfile_default_params();
+    vp.writable = 1;
+    vp.create = 1;
+    vp.dim = lib->dim;
+    vp.model_tag = tag;
+    if ((r = vecfile_open(lib->vec_path, &vp, &lib->vf, NULL))) return r;
+    uint8_t fid[VECFILE_ID_BYTES];
+    char fidhex[2 * VECFILE_ID_BYTES + 1], dimtxt[32], now[32];
+    vecfile_file_id(lib->vf, fid);
+    cdx_hex(fid, sizeof fid, fidhex);
+    snprintf(dimtxt, sizeof dimtxt, "%d", lib->dim);
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    if ((r = catalog_begin(lib->wcat))) return r;
+    if ((r = catalog_meta_set(lib->wcat, "model_dir", lib->model_dir)) ||
+        (r = catalog_meta_set(lib->wcat, "model_fingerprint", lib->fingerprint)) ||
+        (r = catalog_meta_set(lib->wcat, "dim", dimtxt)) ||
+        (r = catalog_meta_set(lib->wcat, "vec_file_id", fidhex)) ||
+        (r = catalog_meta_set(lib->wcat, "created", now)) ||
+        (r = catalog_commit(lib->wcat))) {
+        catalog_rollback(lib->wcat);
+        return r;
+    }
+    return CDX_OK;
+}
+
+static cdx_result open_existing(cdx_library *lib, const cdx_library_params *p)
+{
+    catalog *c = lib->wcat ? lib->wcat : lib->rcat;
+    long dim = 0;
+    cdx_result r = meta_int(c, "dim", 1, VECFILE_MAX_DIM, &dim);
+    if (!r) r = catalog_meta_get(c, "model_fingerprint", lib->fingerprint, sizeof lib->fingerprint);
+    if (!r) r = catalog_meta_get(c, "model_dir", lib->model_dir, sizeof lib->model_dir);
+    if (r) return cdx_error_prefix(r, "reading library metadata");
+    lib->dim = (int)dim;
+    if (p->model_dir) r = load_checked(lib, p->model_dir, 0);
+    else if (p->load_model) r = load_checked(lib, lib->model_dir, 1);
+    if (r) return r;
+    uint8_t tag[32];
+    if (source_unhex(lib->fingerprint, tag) != 0)
+        return cdx_error(CDX_ERR_FORMAT, "catalog meta model_fingerprint is malformed");
+    vecfile_params vp = vecfile_default_params();
+    vp.writable = lib->writable;
+    vp.dim = lib->dim;
+    vp.model_tag = tag;
+    if ((r = vecfile_open(lib->vec_path, &vp, &lib->vf, NULL))) return r;
+    char want[64], have[2 * VECFILE_ID_BYTES + 1];
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecfile_file_id(lib->vf, fid);
+    cdx_hex(fid, sizeof fid, have);
+    if (catalog_meta_get(c, "vec_file_id", want, sizeof want) != CDX_OK || strcmp(want, have))
+        return cdx_error(CDX_ERR_FORMAT, "%s is not the vector file this catalog was made with "
+                         "(file id %s, catalog expects %s)", lib->vec_path, have, want);
+    return CDX_OK;
+}
+
+static cdx_result take_lock(cdx_library *lib)
+{
+    char *path = cdx_path_join(lib->dir, "lock");
+    if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    lib->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    cdx_result r = CDX_OK;
+    if (lib->lock_fd < 0) r = cdx_error(CDX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    else if (flock(lib->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        r = cdx_error(CDX_ERR_IO, "library %s is being written by another process (%s is locked); "
+                      "wait for it to finish", lib->dir, path);
+    free(path);
+    return r;
+}
+
+cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, cdx_library **out)
+{
+    if (!out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_open: NULL out");
+    *out = NULL;
+    cdx_library_params defaults = cdx_library_default_params();
+    const cdx_library_params *p = params ? params : &defaults;
+    if (!dir) dir = cdx_library_default_dir();
+    if (p->create && !p->writable)
+        return cdx_error(CDX_ERR_INVALID_ARG, "creating a library needs writable = 1");
+    cdx_library *lib = calloc(1, sizeof *lib);
+    if (!lib) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    lib->lock_fd = -1;
+    pthread_mutex_init(&lib->wmu, NULL);
+    pthread_mutex_init(&lib->rmu, NULL);
+    pthread_mutex_init(&lib->vmu, NULL);
+    pthread_mutex_init(&lib->pmu, NULL);
+    pthread_cond_init(&lib->pcv, NULL);
+    lib->writable = p->writable;
+    lib->n_threads = p->n_threads > 0 ? p->n_threads : 0;
+    cdx_result r = CDX_OK;
+    lib->dir = walk_abspath(dir);
+    if (!lib->dir || !(lib->cat_path = cdx_path_join(lib->dir, "catalog.db")) ||
+        !(lib->vec_path = cdx_path_join(lib->dir, "vectors.cdxv"))) {
+        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (p->create && mkdir(lib->dir, 0777) != 0 && errno != EEXIST) {
+        r = cdx_error(CDX_ERR_IO, "%s: cannot create: %s", lib->dir, strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (stat(lib->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        r = cdx_error(CDX_ERR_NOT_FOUND, "no library at %s (create one with 'clipdex init "
+                      "--library DIR --model MODEL' or 'clipdex index --model MODEL ...')", lib->dir);
+        goto fail;
+    }
+    if (lib->writable && (r = take_lock(lib))) goto fail;
+    int have_catalog = stat(lib->cat_path, &st) == 0;
+    if (!have_catalog && !p->create) {
+        r = cdx_error(CDX_ERR_NOT_FOUND, "%s is not a clipdex library (no catalog.db); create one "
+                      "with 'clipdex init --library DIR --model MODEL'", lib->dir);
+        goto fail;
+    }
+    if (lib->writable && (r = catalog_open(lib->cat_path, 1, p->create, &lib->wcat))) goto fail;
+    int initialised = 1;
+    if (lib->wcat) {
+        char tmp[8];
+        r = catalog_meta_get(lib->wcat, "model_fingerprint", tmp, sizeof tmp);
+        if (r == CDX_ERR_NOT_FOUND) initialised = 0;
+        else if (r) goto fail;
+        cdx_error_clear();
+    }
+    if (!initialised) {
+        if (!p->create) {
+            r = cdx_error(CDX_ERR_FORMAT, "library %s was never initialised", lib->dir);
+            goto fail;
+        }
+        if ((r = init_library(lib, p->model_dir))) goto fail;
+    }
+    if ((r = catalog_open(lib->cat_path, 0, 0, &lib->rcat))) goto fail;
+    if (initialised && (r = open_existing(lib, p))) goto fail;
+    *out = lib;
+    return CDX_OK;
+fail:
+    cdx_library_close(lib);
+    return r;
+}
+
+static void snapshot_release(snapshot *s)
+{
+    if (!s || --s->refs > 0) return;
+    free(s->pairs);
+    free(s->bits);
+    free(s);
+}
+
+void cdx_library_close(cdx_library *lib)
+{
+    if (!lib) return;
+    for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
+    cdx_ctx_free(lib->index_ctx);
+    if (lib->all) snapshot_release(lib->all);
+    vecfile_close(lib->vf);
+    catalog_close(lib->rcat);
+    catalog_close(lib->wcat);
+    cdx_model_free(lib->model);
+    if (lib->lock_fd >= 0) close(lib->lock_fd);   /* releases the flock */
+    pthread_mutex_destroy(&lib->wmu);
+    pthread_mutex_destroy(&lib->rmu);
+    pthread_mutex_destroy(&lib->vmu);
+    pthread_mutex_destroy(&lib->pmu);
+    pthread_cond_destroy(&lib->pcv);
+    free(lib->dir);
+    free(lib->cat_path);
+    free(lib->vec_path);
+    free(lib);
+}
+
+const cdx_model *cdx_library_model(const cdx_library *lib) { return lib ? lib->model : NULL; }
+
+/* ---------------------------------------------------------------- info */
+
+static uint64_t dir_bytes(const char *dir, int depth)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint64_t sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = cdx_path_join(dir, e->d_name);
+        struct stat st;
+        if (p && lstat(p, &st) == 0) {
+            if (S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
+            else if (S_ISDIR(st.st_mode) && depth < 4) sum += dir_bytes(p, depth + 1);
+        }
+        free(p);
+    }
+    closedir(d);
+    return sum;
+}
+
+cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
+{
+    if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_counts(lib->rcat, &info->images, &info->vectors);
+    pthread_mutex_unlock(&lib->rmu);
+    if (r) return r;
+    info->bytes = dir_bytes(lib->dir, 0);
+    info->dim = lib->dim;
+    snprintf(info->model_fingerprint, sizeof info->model_fingerprint, "%s", lib->fingerprint);
+    snprintf(info->model_dir, sizeof info->model_dir, "%s", lib->model_dir);
+    return CDX_OK;
+}
+
+cdx_result cdx_library_get_image(cdx_library *lib, int64_t id, cdx_image_record *rec)
+{
+    if (!lib || !rec) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_image: NULL argument");
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_image_by_id(lib->rcat, id, rec);
+    pthread_mutex_unlock(&lib->rmu);
+    if (r == CDX_ERR_NOT_FOUND) return cdx_error(r, "no image with id %lld", (long long)id);
+    return r;
+}
+
+static int is_url(const char *s) { return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8); }
+
+cdx_result cdx_library_find(cdx_library *lib, const char *path_or_url, int64_t *id)
+{
+    if (!lib || !path_or_url || !id) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_find: NULL argument");
+    char *abs = is_url(path_or_url) ? strdup(path_or_url) : walk_abspath(path_or_url);
+    if (!abs) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_image_record *rec = malloc(sizeof *rec);
+    cdx_result r = rec ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) {
+        pthread_mutex_lock(&lib->rmu);
+        r = catalog_image_by_path(lib->rcat, abs, rec);
+        pthread_mutex_unlock(&lib->rmu);
+        if (!r) *id = rec->id;
+        else if (r == CDX_ERR_NOT_FOUND) r = cdx_error(r, "%s is not in the library", abs);
+    }
+    free(rec);
+    free(abs);
+    return r;
+}
+
+cdx_result cdx_library_remove(cdx_library *lib, int64_t id)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_remove: NULL library");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = catalog_begin(lib->wcat);
+    if (!r) r = catalog_image_delete(lib->wcat, id);
+    if (!r) r = catalog_commit(lib->wcat);
+    if (r) catalog_rollback(lib->wcat);
+    pthread_mutex_unlock(&lib->wmu);
+    return r;
+}
+
+/* ---------------------------------------------------------------- indexing */
+
+static int decode_threads(void)
+{
+    const char *e = getenv("CLIPDEX_DECODE_THREADS");
+    long v = e ? strtol(e, NULL, 10) : 0;
+    if (v >= 1 && v <= 64) return (int)v;
+    return cdx_cpu_count();
+}
+
+static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n_paths,
+                               const cdx_index_params *p, cdx_index_stats *stats)
+{
+    if (!lib->model)
+        return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model (load_model = 0)");
+    int bs = p->batch_size > 0 ? p->batch_size : 32;
+    if (bs > 1024) return cdx_error(CDX_ERR_INVALID_ARG, "batch_size %d is too large (max 1024)", bs);
+    if (!lib->index_ctx || lib->index_batch < bs) {
+        cdx_ctx_free(lib->index_ctx);
+        lib->index_ctx = NULL;
+        cdx_ctx_params cp = cdx_ctx_default_params();
+        cp.n_threads = lib->n_threads;
+        cp.max_batch = bs;
+        cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->index_ctx);
+        if (r) return r;
+        lib->index_batch = bs;
+    }
+    ingest_target t = {lib->wcat, lib->vf, lib->model, lib->index_ctx, lib->dir, decode_threads()};
+    return ingest_run(&t, paths, n_paths, p, stats);
+}
+
+cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
+                             const cdx_index_params *params, cdx_index_stats *stats)
+{
+    if (!lib || (n_paths > 0 && !paths) || n_paths < 0)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_index: bad arguments");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    cdx_index_params defaults = cdx_index_default_params();
+    cdx_index_stats local;
+    if (!stats) stats = &local;
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = index_locked(lib, paths, n_paths, params ? params : &defaults, stats);
+    pthread_mutex_unlock(&lib->wmu);
+    return r;
+}
+
+typedef struct add_watch {
+    char reason[1024];
+    int failed;
+} add_watch;
+
+static void add_cb(void *user, const cdx_index_event *ev)
+{
+    add_watch *w = user;
+    if (ev->kind == CDX_INDEX_EVENT_FAILED) {
+        w->failed = 1;
+        snprintf(w->reason, sizeof w->reason, "%s", ev->reason ? ev->reason : "failed");
+    }
+}
+
+cdx_result cdx_library_add_buffer(cdx_library *lib, const void *data, size_t len,
+                                  const cdx_image_params *image, int64_t *id)
+{
+    if (!lib || !data || !id) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_add_buffer: NULL argument");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    if (len == 0) return cdx_error(CDX_ERR_FORMAT, "empty image (0 bytes)");
+    cdx_index_params ip = cdx_index_default_params();
+    if (len > ip.max_file_bytes) return cdx_error(CDX_ERR_TOO_LARGE, "image of %zu bytes is too large", len);
+    const char *fmt = source_sniff(data, len);
+    if (!fmt) return cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
+    uint8_t raw[32];
+    char sha[65];
+    source_sha256(data, len, raw, sha);
+    cdx_image_record *rec = malloc(sizeof *rec);
+    char *imgdir = cdx_path_join(lib->dir, "images");
+    char name[80];
+    snprintf(name, sizeof name, "%s.%s", sha, source_ext(fmt));
+    char *path = imgdir ? cdx_path_join(imgdir, name) : NULL;
+    cdx_result r = rec && path ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&lib->wmu);
+    if (!r) {
+        r = catalog_image_by_content(lib->wcat, sha, rec);
+        if (!r) {
+            *id = rec->id;   /* known content */
+            goto done;
+        }
+        if (r != CDX_ERR_NOT_FOUND) goto done;
+        r = CDX_OK;
+    }
+    if (!r && mkdir(imgdir, 0777) != 0 && errno != EEXIST)
+        r = cdx_error(CDX_ERR_IO, "%s: cannot create: %s", imgdir, strerror(errno));
+    if (!r) r = cdx_write_file_atomic(path, data, len);
+    if (!r) {
+        add_watch w = {"", 0};
+        if (image) ip.image = *image;
+        ip.callback = add_cb;
+        ip.user = &w;
+        ip.batch_size = 1;
+        const char *one[1] = {path};
+        cdx_index_stats st;
+        r = index_locked(lib, one, 1, &ip, &st);
+        if (!r && w.failed) {
+            unlink(path);
+            r = cdx_error(CDX_ERR_FORMAT, "%s", w.reason);
+        }
+        if (!r) r = catalog_image_by_path(lib->wcat, path, rec);
+        if (!r) *id = rec->id;
+        else if (r == CDX_ERR_NOT_FOUND) r = cdx_error(CDX_ERR_INTERNAL, "stored image was not indexed");
+    }
+done:
+    pthread_mutex_unlock(&lib->wmu);
+    free(rec);
+    free(path);
+    free(imgdir);
+    return r;
+}
+
+/* ---------------------------------------------------------------- embeddings */
+
+static cdx_result ctx_get(cdx_library *lib, int *idx)
+{
+    if (!lib->model)
+        return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model (load_model = 0)");
+    pthread_mutex_lock(&lib->pmu);
+    for (;;) {
+        for (int i = 0; i < lib->n_pool; i++)
+            if (lib->pool_free[i]) {
+                lib->pool_free[i] = 0;
+                *idx = i;
+                pthread_mutex_unlock(&lib->pmu);
+                return CDX_OK;
+            }
+        if (lib->n_pool < POOL_MAX) {
+            cdx_ctx_params cp = cdx_ctx_default_params();
+            cp.n_threads = lib->n_threads;
+            cp.max_batch = 1;
+            cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->pool[lib->n_pool]);
+            if (!r) {
+                *idx = lib->n_pool++;
+                lib->pool_free[*idx] = 0;
+            }
+            pthread_mutex_unlock(&lib->pmu);
+            return r;
+        }
+        pthread_cond_wait(&lib->pcv, &lib->pmu);
+    }
+}
+
+static void ctx_put(cdx_library *lib, int idx)
+{
+    pthread_mutex_lock(&lib->pmu);
+    lib->pool_free[idx] = 1;
+    pthread_cond_signal(&lib->pcv);
+    pthread_mutex_unlock(&lib->pmu);
+}
+
+cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out)
+{
+    if (!lib || !text || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_text: NULL argument");
+    int i;
+    cdx_result r = ctx_get(lib, &i);
+    if (r) return r;
+    r = cdx_encode_texts(lib->pool[i], &text, 1, out, 1);
+    ctx_put(lib, i);
+    return r;
+}
+
+static cdx_result embed_pixels(cdx_library *lib, const float *px, float *out)
+{
+    int i;
+    cdx_result r = ctx_get(lib, &i);
+    if (r) return r;
+    r = cdx_encode_images(lib->pool[i], px, 1, out, 1);
+    ctx_put(lib, i);
+    return r;
+}
+
+static float *pixel_buffer(cdx_library *lib)
+{
+    cdx_model_info mi;
+    cdx_model_get_info(lib->model, &mi);
+    return cdx_alloc_aligned((size_t)3 * mi.image_size * mi.image_size, sizeof(float));
+}
+
+cdx_result cdx_library_embed_image_file(cdx_library *lib, const char *path, float *out)
+{
+    if (!lib || !path || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_file: NULL argument");
+    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
+    float *px = pixel_buffer(lib);
+    if (!px) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_result r = cdx_preprocess_file(lib->model, path, NULL, px, NULL);
+    if (!r) r = embed_pixels(lib, px, out);
+    cdx_free_aligned(px);
+    return r;
+}
+
+cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data, size_t len, float *out)
+{
+    if (!lib || !data || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffer: NULL argument");
+    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
+    float *px = pixel_buffer(lib);
+    if (!px) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_result r = cdx_preprocess_buffer(lib->model, data, len, NULL, px, NULL);
+    if (!r) r = embed_pixels(lib, px, out);
+    cdx_free_aligned(px);
+    return r;
+}
+
+/* ---------------------------------------------------------------- search */
+
+static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot **out)
+{
+    snapshot *s = calloc(1, sizeof *s);
+    if (!s) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    s->refs = 1;
+    cdx_result r = catalog_query(c, f, &s->pairs, &s->n);
+    if (!r) {
+        int64_t maxs = -1;
+        for (size_t i = 0; i < s->n; i++)
+            if (s->pairs[i].slot > maxs) maxs = s->pairs[i].slot;
+        s->nbits = (uint64_t)(maxs + 1);
+        s->bits = calloc(s->nbits / 64 + 1, sizeof(uint64_t));
+        if (!s->bits) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; !r && i < s->n; i++) {
+            if (s->pairs[i].slot < 0) continue;   /* damaged catalog: check reports it */
+            uint64_t sl = (uint64_t)s->pairs[i].slot;
+            s->bits[sl / 64] |= 1ull << (sl % 64);
+        }
+    }
+    if (r) {
+        snapshot_release(s);
+        return r;
+    }
+    *out = s;
+    return CDX_OK;
+}
+
+static cdx_result snapshot_get(cdx_library *lib, const cdx_search_params *p, snapshot **out)
+{
+    catalog_filter f = {p->path_prefix && *p->path_prefix ? p->path_prefix : NULL,
+                        p->format && *p->format ? p->format : NULL, p->after, p->before};
+    int filtered = f.path_prefix || f.format || f.after || f.before;
+    cdx_result r = CDX_OK;
+    pthread_mutex_lock(&lib->rmu);
+    if (filtered) {
+        r = snapshot_build(lib->rcat, &f, out);
+    } else {
+        uint64_t v = catalog_version(lib->rcat);
+        if (!lib->all || lib->all_version != v) {
+            snapshot *s;
+            r = snapshot_build(lib->rcat, &f, &s);
+            if (!r) {
+                if (lib->all) snapshot_release(lib->all);
+                lib->all = s;
+                lib->all_version = v;
+            }
+        }
+        if (!r) {
+            lib->all->refs++;
+            *out = lib->all;
+        }
+    }
+    pthread_mutex_unlock(&lib->rmu);
+    return r;
+}
+
+static void snapshot_put(cdx_library *lib, snapshot *s)
+{
+    pthread_mutex_lock(&lib->rmu);
+    snapshot_release(s);
+    pthread_mutex_unlock(&lib->rmu);
+}
+
+/* A view of the vectors covering every slot < need. */
+static cdx_result vectors_view(cdx_library *lib, uint64_t need, topk_source *src)
+{
+    cdx_result r = CDX_OK;
+    pthread_mutex_lock(&lib->vmu);
+    if (vecfile_count(lib->vf) < need && !lib->writable) r = vecfile_refresh(lib->vf);
+    *src = vecfile_source(lib->vf);
+    pthread_mutex_unlock(&lib->vmu);
+    if (r) return r;
+    if (src->count < need)
+        return cdx_error(CDX_ERR_FORMAT, "the catalog refers to vector slot %llu but %s has only %llu "
+                         "(run clipdex check)", (unsigned long long)(need - 1), lib->vec_path,
+                         (unsigned long long)src->count);
+    return CDX_OK;
+}
+
+static size_t lower_bound(const catalog_pair *v, size_t n, int64_t slot)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].slot < slot) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static const float *row_of(const topk_source *src, uint64_t slot)
+{
+    return (const float *)((const char *)src->base + (slot / src->block_rows) * src->block_stride +
+                           (slot % src->block_rows) * src->row_stride);
+}
+
+/* Images (not slots) among the allowed ones scoring >= min_score. */
+static uint64_t count_at_least(const snapshot *s, const topk_source *src, const float *q, float min_score)
+{
+    const dot_kernel *k = dot_kernel_best();
+    uint64_t total = 0;
+    for (size_t i = 0; i < s->n;) {
+        size_t j = i;
+        while (j < s->n && s->pairs[j].slot == s->pairs[i].slot) j++;
+        if (s->pairs[i].slot >= 0) {
+            float score;
+            k->tile(&q, 1, row_of(src, (uint64_t)s->pairs[i].slot), 1, src->row_stride / 4,
+                    (size_t)src->dim, &score, 1);
+            if (score >= min_score) total += j - i;
+        }
+        i = j;
+    }
+    return total;
+}
+
+cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
+                                     const cdx_search_params *params, cdx_hit *hits,
+                                     size_t *n_hits, uint64_t *total)
+{
+    if (!lib || !query || !n_hits || (!hits && params && params->k))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_vector: NULL argument");
+    cdx_search_params defaults = cdx_search_default_params();
+    const cdx_search_params *p = params ? params : &defaults;
+    *n_hits = 0;
+    if (total) *total = 0;
+    if (p->k > SEARCH_K_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "k = %zu is more than the maximum %d", p->k, SEARCH_K_MAX);
+    if (p->offset > SEARCH_OFFSET_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "offset %zu is more than the maximum %d", p->offset,
+                         SEARCH_OFFSET_MAX);
+    if (isnan(p->min_score)) return cdx_error(CDX_ERR_INVALID_ARG, "min_score is NaN");
+    for (int i = 0; i < lib->dim; i++)
+        if (!isfinite(query[i])) return cdx_error(CDX_ERR_INVALID_ARG, "query vector has a non-finite value");
+    snapshot *s = NULL;
+    cdx_result r = snapshot_get(lib, p, &s);
+    if (r) return r;
+    topk_source src;
+    topk_hit *th = NULL;
+    size_t want = p->offset + p->k;   /* each slot yields >= 1 image */
+    if ((r = vectors_view(lib, s->nbits, &src))) goto done;
+    if (total) {
+        *total = p->min_score <= -1.5f ? s->n : count_at_least(s, &src, query, p->min_score);
+    }
+    if (!p->k || !s->n) goto done;
+    if (!(th = malloc(want * sizeof *th))) {
+        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    topk_params tp = topk_default_params();
+    tp.k = want;
+    tp.min_score = p->min_score;
+    tp.allow = s->bits;
+    tp.allow_nbits = s->nbits;
+    tp.n_threads = lib->n_threads;
+    size_t nth = 0;
+    if ((r = topk_search(&src, query, 1, &tp, th, &nth))) goto done;
+    size_t skip = p->offset, n = 0;
+    for (size_t i = 0; i < nth && n < p->k; i++) {
+        size_t j = lower_bound(s->pairs, s->n, (int64_t)th[i].slot);
+        for (; j < s->n && s->pairs[j].slot == (int64_t)th[i].slot && n < p->k; j++) {
+            if (skip) {
+                skip--;
+                continue;
+            }
+            hits[n].id = s->pairs[j].id;
+            hits[n].score = th[i].score;
+            n++;
+        }
+    }
+    *n_hits = n;
+done:
+    free(th);
+    snapshot_put(lib, s);
+    return r;
+}
+
+cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out)
+{
+    if (!lib || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_vector: NULL argument");
+    cdx_image_record *rec = malloc(sizeof *rec);
+    if (!rec) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    int64_t slot = -1;
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_image_by_id(lib->rcat, id, rec);
+    if (!r) r = catalog_content_slot(lib->rcat, rec->sha256, &slot);
+    pthread_mutex_unlock(&lib->rmu);
+    free(rec);
+    if (r == CDX_ERR_NOT_FOUND) return cdx_error(r, "no image with id %lld", (long long)id);
+    if (r) return r;
+    if (slot < 0) return cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot", (long long)id);
+    topk_source src;
+    if ((r = vectors_view(lib, (uint64_t)slot + 1, &src))) return r;
+    return vecfile_get(lib->vf, (uint64_t)slot, out, NULL);
+}
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct check_ctx {
+    cdx_library *lib;
+    void (*fn)(void *, const char *);
+    void *user;
+    uint64_t problems;
+    uint64_t count;
+    const vecfile_damage *damaged;
+    size_t n_damaged;
+} check_ctx;
+
+static void problem(check_ctx *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(check_ctx *cc, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cc->problems++;
+    if (cc->fn) cc->fn(cc->user, line);
+}
+
+static int check_content(void *user, const char *sha, int64_t slot)
+{
+    check_ctx *cc = user;
+    if (slot < 0 || (uint64_t)slot >= cc->count) {
+        problem(cc, "content %s refers to vector slot %lld but the vector file has %llu",
+                sha, (long long)slot, (unsigned long long)cc->count);
+        return 0;
+    }
+    uint8_t key[32], want[32];
+    cdx_result r = vecfile_get(cc->lib->vf, (uint64_t)slot, NULL, key);
+    if (r == CDX_ERR_FORMAT) {
+        for (size_t i = 0; i < cc->n_damaged; i++)
+            if (cc->damaged[i].slot == (uint64_t)slot) return 0;   /* already reported */
+        problem(cc, "vector slot %lld (content %s) is damaged: %s", (long long)slot, sha, cdx_last_error());
+        return 0;
+    }
+    if (r) {
+        problem(cc, "vector slot %lld: %s", (long long)slot, cdx_last_error());
+        return 0;
+    }
+    if (source_unhex(sha, want) == 0 && memcmp(key, want, 32))
+        problem(cc, "vector slot %lld holds another content than %s", (long long)slot, sha);
+    return 0;
+}
+
+static void catalog_problem(void *user, const char *line)
+{
+    check_ctx *cc = user;
+    problem(cc, "%s", line);
+}
+
+#define CHECK_LIST 1000
+
+cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char *problem),
+                             void *user, cdx_check_report *report)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_check: NULL library");
+    cdx_check_report local;
+    if (!report) report = &local;
+    memset(report, 0, sizeof *report);
+    check_ctx cc = {lib, fn, user, 0, 0, NULL, 0};
+    vecfile_damage *dmg = calloc(CHECK_LIST, sizeof *dmg);
+    if (!dmg) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_begin_read(lib->rcat);   /* one consistent catalog snapshot */
+    if (!r) {
+        uint64_t catp = 0;
+        r = catalog_check(lib->rcat, fn ? catalog_problem : NULL, &cc, &catp);
+        /* catalog_check counted via catalog_problem already when fn is set */
+        if (!fn) cc.problems += catp;
+    }
+    if (!r) r = catalog_counts(lib->rcat, &report->images, &report->vectors);
+    if (!r) {
+        topk_source src;
+        pthread_mutex_lock(&lib->vmu);
+        if (!lib->writable) r = vecfile_refresh(lib->vf);
+        src = vecfile_source(lib->vf);
+        pthread_mutex_unlock(&lib->vmu);
+        (void)src;
+    }
+    if (!r) {
+        cc.count = vecfile_count(lib->vf);
+        vecfile_check_report vr;
+        cdx_result vc = vecfile_check(lib->vf, dmg, CHECK_LIST, &vr);
+        if (vc == CDX_ERR_FORMAT) {
+            for (size_t i = 0; i < vr.listed; i++)
+                problem(&cc, "vector slot %llu is damaged (%s)", (unsigned long long)dmg[i].slot,
+                        vecfile_damage_str(dmg[i].kind));
+            if (vr.damaged > vr.listed)
+                problem(&cc, "... and %llu more damaged vector slots",
+                        (unsigned long long)(vr.damaged - vr.listed));
+            cc.damaged = dmg;
+            cc.n_damaged = vr.listed;
+        } else if (vc) {
+            r = vc;
+        }
+    }
+    if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
+    catalog_rollback(lib->rcat);
+    pthread_mutex_unlock(&lib->rmu);
+    free(dmg);
+    report->problems = cc.problems;
+    return r;
+}
