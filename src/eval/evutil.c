@@ -41,6 +41,26 @@ const char *ev_last_error(void)
     return ev_msg;
 }
 
+cdx_result ev_error_prefix(cdx_result code, const char *fmt, ...)
+{
+    char old[EV_ERROR_MAX], pre[EV_ERROR_MAX];
+    snprintf(old, sizeof old, "%s", ev_msg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    /* Truncation is fine: messages are capped at EV_ERROR_MAX. */
+    size_t n = strlen(pre);
+    if (n > sizeof ev_msg - 3) n = sizeof ev_msg - 3;
+    memcpy(ev_msg, pre, n);
+    memcpy(ev_msg + n, ": ", 2);
+    size_t room = sizeof ev_msg - n - 3, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(ev_msg + n + 2, old, m);
+    ev_msg[n + 2 + m] = '\0';
+    return code;
+}
+
 cdx_result ev_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
 {
     *out = NULL;

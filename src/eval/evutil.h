@@ -31,6 +31,9 @@ cdx_result ev_error(cdx_result code, const char *fmt, ...)
 /* ev_error(code, "<what>: <cdx_last_error()>") for a failed library call. */
 cdx_result ev_lib_error(cdx_result code, const char *what);
 const char *ev_last_error(void);
+/* Prefix the current message with "<prefix>: " and return code. */
+cdx_result ev_error_prefix(cdx_result code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Read a whole file (<= max_bytes) into a NUL-terminated malloc'd buffer. */
 cdx_result ev_read_file(const char *path, size_t max_bytes, char **out, size_t *len);

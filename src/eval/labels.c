@@ -79,7 +79,7 @@ cdx_result ev_labels_parse(const char *name, const char *data, size_t len,
         if (r != CDX_OK) {
             free(e.path);
             free(e.label);
-            r = ev_error(r, "%s:%ld: %s", name, c.line, ev_last_error());
+            r = ev_error_prefix(r, "%s:%ld", name, c.line);
             goto fail;
         }
     }

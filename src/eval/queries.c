@@ -684,7 +684,7 @@ cdx_result ev_queries_run(cdx_library *lib, const ev_query_set *set,
         qm[i] = res->m;
         continue;
     query_fail:
-        r = ev_error(r, "%s:%ld: %s", set->name, q->line, ev_last_error());
+        r = ev_error_prefix(r, "%s:%ld", set->name, q->line);
         goto done;
     }
     ev_query_metrics_mean(qm, set->n, &out->mean, &out->n_judged);

@@ -13,6 +13,7 @@
 #include "eval/metrics.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,20 +27,22 @@ void ev_templates_free(ev_templates *t)
     memset(t, 0, sizeof *t);
 }
 
-static cdx_result tmpl_add(const char *name, long where, ev_vec *v, const char *s, size_t len)
+/* Add one template; where is "line N" or "templates[N]" for messages. */
+static cdx_result tmpl_add(const char *name, const char *where, ev_vec *v, const char *s,
+                           size_t len)
 {
-    if (len == 0) return ev_error(CDX_ERR_FORMAT, "%s:%ld: empty template", name, where);
+    if (len == 0) return ev_error(CDX_ERR_FORMAT, "%s: %s: empty template", name, where);
     if (len > EV_MAX_TEMPLATE_BYTES)
-        return ev_error(CDX_ERR_FORMAT, "%s:%ld: template longer than %d bytes", name, where,
+        return ev_error(CDX_ERR_FORMAT, "%s: %s: template longer than %d bytes", name, where,
                         EV_MAX_TEMPLATE_BYTES);
-    if (memchr(s, '\0', len)) return ev_error(CDX_ERR_FORMAT, "%s:%ld: NUL byte", name, where);
+    if (memchr(s, '\0', len)) return ev_error(CDX_ERR_FORMAT, "%s: %s: NUL byte", name, where);
     char *c = malloc(len + 1);
     if (!c) return ev_error(CDX_ERR_NOMEM, "out of memory");
     memcpy(c, s, len);
     c[len] = '\0';
     if (!strstr(c, "{}")) {
         free(c);
-        return ev_error(CDX_ERR_FORMAT, "%s:%ld: template has no \"{}\" for the class name", name,
+        return ev_error(CDX_ERR_FORMAT, "%s: %s: template has no \"{}\" for the class name", name,
                         where);
     }
     if (ev_vec_push(v, &c, sizeof c, EV_MAX_TEMPLATES) != CDX_OK) {
@@ -68,11 +71,10 @@ static cdx_result tmpl_json(const char *name, const char *data, size_t len, ev_v
                 r = ev_error(CDX_ERR_FORMAT, "%s: templates[%zu] is not a string", name, i);
                 break;
             }
-            r = tmpl_add(name, (long)i, v, json_string_value(s), json_string_length(s));
-            if (r != CDX_OK) {
-                r = ev_error(r, "%s (templates[%zu])", ev_last_error(), i);
-                break;
-            }
+            char where[48];
+            snprintf(where, sizeof where, "templates[%zu]", i);
+            r = tmpl_add(name, where, v, json_string_value(s), json_string_length(s));
+            if (r != CDX_OK) break;
         }
     }
     json_decref(root);
@@ -97,7 +99,9 @@ cdx_result ev_templates_parse(const char *name, const char *data, size_t len, ev
             const char *le = nl ? nl : end;
             size_t n = (size_t)(le - p);
             if (n && p[n - 1] == '\r') n--;
-            if (n) r = tmpl_add(name, line, &v, p, n);
+            char where[48];
+            snprintf(where, sizeof where, "line %ld", line);
+            if (n) r = tmpl_add(name, where, &v, p, n);
             p = nl ? nl + 1 : end;
         }
     }
