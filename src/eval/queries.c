@@ -341,7 +341,7 @@ cdx_result ev_queries_parse(const char *name, const char *data, size_t len, ev_q
         size_t i = 0;
         while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
             i++;
-        csv = i < len && data[i] != '{';
+        csv = i < len && data[i] != '{' && data[i] != '[';
     }
     ev_vec qs = {0};
     cdx_result r = csv ? parse_csv(name, data, len, &qs) : parse_jsonl(name, data, len, &qs);

@@ -15,7 +15,7 @@
  *      "id": string or number            (echoed in the report)
  *    Unknown keys are errors (a misspelt "relevant" would silently make the
  *    query unjudged).
- *  - CSV (extension .csv, or first byte not '{'): a header naming columns
+ *  - CSV (extension .csv, or first byte neither '{' nor '['): a header naming columns
  *    among text, image, image_id, relevant, label, grades, id; empty cells
  *    are absent; relevant is a ';'-separated list, grades "key=g;key=g".
  * Relative paths are relative to the query file's directory.
