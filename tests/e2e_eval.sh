@@ -49,6 +49,8 @@ PY
 "$BIN" eval zero-shot --library "$L" --labels "$I/manifest.csv" --label-column clip_classname \
     > "$T/zs.txt"
 grep -q "top-1 accuracy" "$T/zs.txt" || fail "zero-shot table"
+# folder labels: coco-mini's val2017/ and train2017/, and imagenet-sample/
+"$BIN" eval zero-shot --library "$L" --labels-from-folders --json > "$T/zsf.json"
 
 # ---------------------------------------------------------------- queries
 python3 - "$T" "$I" <<'PY'
@@ -138,6 +140,11 @@ check(zs["top1"] * n <= b1, "zero-shot top-1 %.4f (%d correct) <= binomial bound
 check(zs["top5"] * n <= b5, "zero-shot top-5 %.4f <= binomial bound %d/%d" % (zs["top5"], b5, n))
 check(sum(c["top1"] * c["images"] for c in zs["classes"]) == round(zs["top1"] * n),
       "zero-shot per-class counts add up to the overall top-1")
+
+f = load("zsf.json")
+check(f["classes_count"] == 3 and f["images"] == f["classes"][0]["images"] + f["classes"][1]["images"]
+      + f["classes"][2]["images"] and sorted(c["name"] for c in f["classes"])
+      == ["imagenet-sample", "train2017", "val2017"], "zero-shot --labels-from-folders: 3 folder classes")
 
 q = load("text.json")
 check(q["queries_total"] == 500 and q["queries_judged"] == 500 and q["k"] == [1, 5, 10, 100],
