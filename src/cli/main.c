@@ -27,6 +27,7 @@ static const command commands[] = {
     {"rm", cmd_rm, "remove images from the library"},
     {"check", cmd_check, "verify the catalog and vectors agree"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
+    {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,269 @@
+/*
+ * cmd_eval.c - `clipdex eval queries|zero-shot|captions`: retrieval and
+ * classification quality of a library (src/eval does the work; this file
+ * parses options, opens the library and prints the report: a table, or
+ * JSON with --json, plus an SVG chart with --plot).  docs/evaluation.md.
+ */
+#include "cli.h"
+#include "eval/captions.h"
+#include "eval/evutil.h"
+#include "eval/labels.h"
+#include "eval/queries.h"
+#include "eval/report.h"
+#include "eval/zeroshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: clipdex eval queries   --library DIR --queries FILE [--k 1,5,10] [--labels FILE]\n"
+        "                              [--label-column NAME] [--depth N] [--exclude-self]\n"
+        "                              [--json] [--plot FILE.svg]\n"
+        "       clipdex eval zero-shot --library DIR (--labels-from-folders | --labels FILE\n"
+        "                              [--label-column NAME]) [--templates FILE] [--json]\n"
+        "                              [--plot FILE.svg]\n"
+        "       clipdex eval captions  --library DIR --captions FILE.json [--images-root DIR]\n"
+        "                              [--k 1,5,10] [--json] [--plot FILE.svg]\n\n"
+        "Measure retrieval quality on a library (see docs/evaluation.md).\n\n"
+        "  queries     judged queries (JSONL or CSV): Precision/Recall/nDCG@K, MRR, mAP,\n"
+        "              latency p50/p95\n"
+        "  zero-shot   classify every labelled image among the class names with CLIP\n"
+        "              prompt ensembling: top-1/top-5 accuracy, per class, confusions\n"
+        "  captions    COCO/Flickr-style captions {\"image\": [\"caption\", ...]}:\n"
+        "              text->image and image->text Recall@K\n\n"
+        "  --library DIR          the library (default $CLIPDEX_LIBRARY or ./clipdex-library)\n"
+        "  --k LIST               cut-offs, comma-separated (default 1,5,10; at most 16)\n"
+        "  --labels FILE          CSV path,label (or a header with \"path\" and a label column)\n"
+        "  --label-column NAME    label column of a --labels file with a header (default label)\n"
+        "  --labels-from-folders  label = name of each image's folder ('_' read as a space)\n"
+        "  --templates FILE       prompt templates with {} (JSON list, {\"templates\": [...]},\n"
+        "                         or one per line); default \"a photo of a {}.\"\n"
+        "  --images-root DIR      where caption image keys are (default: next to FILE.json)\n"
+        "  --depth N              ranking depth for mAP/MRR (default 10000)\n"
+        "  --exclude-self         an image query does not count itself as a result\n"
+        "  --threads N            inference and search threads (default: all cores)\n"
+        "  --json                 print a JSON report instead of the table\n"
+        "  --plot FILE.svg        also write an SVG chart\n");
+}
+
+typedef struct eval_opts {
+    const char *library, *queries, *labels, *label_column, *templates, *captions;
+    const char *images_root, *plot;
+    int json, from_folders, exclude_self, threads;
+    size_t ks[EV_MAX_KS];
+    int n_k;
+    size_t depth;
+} eval_opts;
+
+static int eval_fail(const char *what, cdx_result r)
+{
+    const char *m = ev_last_error();
+    fprintf(stderr, "clipdex: error: %s: %s\n", what, m && *m ? m : cdx_result_str(r));
+    return 1;
+}
+
+static int open_library(const eval_opts *o, cdx_library **lib)
+{
+    cdx_library_params p = cdx_library_default_params();
+    p.load_model = 1;
+    p.n_threads = o->threads;
+    cdx_result r = cdx_library_open(o->library, &p, lib);
+    if (r != CDX_OK) return cli_fail(o->library, r);
+    return 0;
+}
+
+static int finish(const eval_opts *o, json_t *j, cdx_result svg_rc)
+{
+    int rc = 0;
+    if (o->json) {
+        if (!j || ev_json_print(stdout, j) != 0) {
+            fprintf(stderr, "clipdex: error: cannot write the JSON report\n");
+            rc = 1;
+        }
+    }
+    json_decref(j);
+    if (svg_rc != CDX_OK) rc = eval_fail("plot", svg_rc);
+    if (fflush(stdout) != 0) rc = 1;
+    return rc;
+}
+
+static int run_queries(const eval_opts *o)
+{
+    ev_query_set set;
+    ev_labels labels = {0};
+    cdx_result r = ev_queries_load(o->queries, &set);
+    if (r != CDX_OK) return eval_fail("queries", r);
+    if (o->labels && (r = ev_labels_load(o->labels, o->label_column, &labels)) != CDX_OK) {
+        ev_query_set_free(&set);
+        return eval_fail("labels", r);
+    }
+    cdx_library *lib = NULL;
+    int rc = open_library(o, &lib);
+    if (rc) goto out;
+    ev_queries_params p = ev_queries_default_params();
+    if (o->n_k) {
+        memcpy(p.ks, o->ks, sizeof p.ks);
+        p.n_k = o->n_k;
+    }
+    if (o->depth) p.depth = o->depth;
+    p.exclude_self = o->exclude_self;
+    p.labels = o->labels ? &labels : NULL;
+    ev_queries_report rep;
+    r = ev_queries_run(lib, &set, &p, &rep);
+    if (r != CDX_OK) {
+        rc = eval_fail("eval queries", r);
+        goto out;
+    }
+    if (!o->json) ev_queries_table(stdout, &rep);
+    else if (rep.unresolved)
+        fprintf(stderr, "clipdex: warning: %zu judged paths/ids are not in the library (ignored)\n",
+                rep.unresolved);
+    rc = finish(o, o->json ? ev_queries_json(&rep, &set) : NULL,
+                o->plot ? ev_queries_svg(o->plot, &rep) : CDX_OK);
+    ev_queries_report_free(&rep);
+out:
+    cdx_library_close(lib);
+    ev_labels_free(&labels);
+    ev_query_set_free(&set);
+    return rc;
+}
+
+static int run_zeroshot(const eval_opts *o)
+{
+    ev_labels labels = {0};
+    ev_templates tmpl = {0};
+    cdx_result r;
+    if (o->labels && (r = ev_labels_load(o->labels, o->label_column, &labels)) != CDX_OK)
+        return eval_fail("labels", r);
+    if (o->templates && (r = ev_templates_load(o->templates, &tmpl)) != CDX_OK) {
+        ev_labels_free(&labels);
+        return eval_fail("templates", r);
+    }
+    cdx_library *lib = NULL;
+    int rc = open_library(o, &lib);
+    if (rc) goto out;
+    ev_zeroshot_params p = {o->from_folders, o->labels ? &labels : NULL,
+                            o->templates ? &tmpl : NULL};
+    ev_zeroshot_report rep;
+    r = ev_zeroshot_run(lib, &p, &rep);
+    if (r != CDX_OK) {
+        rc = eval_fail("eval zero-shot", r);
+        goto out;
+    }
+    if (!o->json) ev_zeroshot_table(stdout, &rep);
+    else if (rep.missing)
+        fprintf(stderr, "clipdex: warning: %zu labelled paths are not in the library (skipped)\n",
+                rep.missing);
+    rc = finish(o, o->json ? ev_zeroshot_json(&rep) : NULL,
+                o->plot ? ev_zeroshot_svg(o->plot, &rep) : CDX_OK);
+    ev_zeroshot_report_free(&rep);
+out:
+    cdx_library_close(lib);
+    ev_templates_free(&tmpl);
+    ev_labels_free(&labels);
+    return rc;
+}
+
+static int run_captions(const eval_opts *o)
+{
+    ev_captions caps;
+    cdx_result r = ev_captions_load(o->captions, &caps);
+    if (r != CDX_OK) return eval_fail("captions", r);
+    cdx_library *lib = NULL;
+    int rc = open_library(o, &lib);
+    if (rc) goto out;
+    ev_captions_params p = ev_captions_default_params();
+    p.images_root = o->images_root;
+    if (o->n_k) {
+        memcpy(p.ks, o->ks, sizeof p.ks);
+        p.n_k = o->n_k;
+    }
+    ev_captions_report rep;
+    r = ev_captions_run(lib, &caps, &p, &rep);
+    if (r != CDX_OK) {
+        rc = eval_fail("eval captions", r);
+        goto out;
+    }
+    if (!o->json) ev_captions_table(stdout, &rep);
+    else if (rep.missing)
+        fprintf(stderr, "clipdex: warning: %zu captioned images are not in the library "
+                "(skipped; first: %s)\n", rep.missing, rep.first_missing);
+    rc = finish(o, o->json ? ev_captions_json(&rep) : NULL,
+                o->plot ? ev_captions_svg(o->plot, &rep) : CDX_OK);
+out:
+    cdx_library_close(lib);
+    ev_captions_free(&caps);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 2) return cli_usage_error("eval", "missing subcommand (queries, zero-shot, captions)");
+    const char *sub = argv[1];
+    int mode = !strcmp(sub, "queries") ? 0 : !strcmp(sub, "zero-shot") ? 1
+             : !strcmp(sub, "captions") ? 2 : -1;
+    if (mode < 0) return cli_usage_error("eval", "unknown subcommand '%s'", sub);
+    eval_opts o;
+    memset(&o, 0, sizeof o);
+    o.library = cdx_library_default_dir();
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+#define NEEDV() do { if (!v) return cli_usage_error("eval", "%s needs a value", a); i++; } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--json")) o.json = 1;
+        else if (!strcmp(a, "--exclude-self")) o.exclude_self = 1;
+        else if (!strcmp(a, "--labels-from-folders")) o.from_folders = 1;
+        else if (!strcmp(a, "--library")) { NEEDV(); o.library = v; }
+        else if (!strcmp(a, "--queries")) { NEEDV(); o.queries = v; }
+        else if (!strcmp(a, "--labels")) { NEEDV(); o.labels = v; }
+        else if (!strcmp(a, "--label-column")) { NEEDV(); o.label_column = v; }
+        else if (!strcmp(a, "--templates")) { NEEDV(); o.templates = v; }
+        else if (!strcmp(a, "--captions")) { NEEDV(); o.captions = v; }
+        else if (!strcmp(a, "--images-root")) { NEEDV(); o.images_root = v; }
+        else if (!strcmp(a, "--plot")) { NEEDV(); o.plot = v; }
+        else if (!strcmp(a, "--k")) {
+            NEEDV();
+            if (ev_parse_ks(v, o.ks, &o.n_k) != 0)
+                return cli_usage_error("eval", "--k wants comma-separated integers in 1..10000 "
+                                       "(at most %d), got '%s'", EV_MAX_KS, v);
+        } else if (!strcmp(a, "--depth")) {
+            NEEDV();
+            if (cli_parse_int(v, 1, 10000000, &n)) return cli_usage_error("eval", "bad --depth '%s'", v);
+            o.depth = (size_t)n;
+        } else if (!strcmp(a, "--threads")) {
+            NEEDV();
+            if (cli_parse_int(v, 0, 1024, &n)) return cli_usage_error("eval", "bad --threads '%s'", v);
+            o.threads = (int)n;
+        } else {
+            return cli_usage_error("eval", "unknown option '%s'", a);
+        }
+#undef NEEDV
+    }
+    if (mode == 0) {
+        if (!o.queries) return cli_usage_error("eval", "queries needs --queries FILE");
+        if (o.from_folders || o.templates || o.captions || o.images_root)
+            return cli_usage_error("eval", "queries takes --queries, --k, --labels, --depth, "
+                                   "--exclude-self");
+        return run_queries(&o);
+    }
+    if (mode == 1) {
+        if (o.from_folders == !!o.labels)
+            return cli_usage_error("eval", "zero-shot needs exactly one of --labels-from-folders, "
+                                   "--labels FILE");
+        if (o.queries || o.captions || o.images_root || o.n_k || o.depth || o.exclude_self)
+            return cli_usage_error("eval", "zero-shot takes --labels(-from-folders), --templates");
+        return run_zeroshot(&o);
+    }
+    if (!o.captions) return cli_usage_error("eval", "captions needs --captions FILE.json");
+    if (o.queries || o.labels || o.from_folders || o.templates || o.depth || o.exclude_self)
+        return cli_usage_error("eval", "captions takes --captions, --images-root, --k");
+    return run_captions(&o);
+}
