@@ -117,10 +117,12 @@ export function showLoading(count) {
 export function showError(err, onRetry) {
   hideResults();
   setBusy(false);
-  const status = err.status ? `The server answered ${err.status}${err.code ? ` (${err.code})` : ''}` : 'Something went wrong';
-  const box = stateBox('error', 'alert', status, err.message,
+  const title = err.status >= 500 ? 'The server failed to search'
+              : err.status ? 'The server could not run this search' : 'The search did not reach the server';
+  const box = stateBox('error', 'alert', title, err.message,
                        h('button', { type: 'button', class: 'button', onclick: onRetry }, icon('refresh'), 'Try again'));
   box.querySelector('.state-text').classList.add('error-message');
+  if (err.status) box.querySelector('.state-title').after(h('p', { class: 'state-code' }, `HTTP ${err.status}${err.code ? ` · ${err.code}` : ''}`));
   setState(box);
 }
 

@@ -88,7 +88,7 @@ test('a server error is shown on the page with its message', async () => {
   await page.press('#q', 'Enter');
   await page.waitForSelector('.state-error');
   const text = await page.textContent('.state-error');
-  assert.match(text, /The server answered 400 \(url_refused\)/);
+  assert.match(text, /The server could not run this search\s*HTTP 400 · url_refused/);
   assert.match(text, /image_url: refused: the URL resolves to a private, loopback/);
   assert.equal(await page.getAttribute('.state-error', 'role'), 'alert');
   assert.equal(await page.isHidden('#grid'), true);
@@ -102,7 +102,7 @@ test('a server error is shown on the page with its message', async () => {
   });
   await page.waitForURL(/file=notes\.txt/);
   await page.waitForSelector('.state-error .error-message:text("image query: not a recognised image")');
-  assert.match(await page.textContent('.state-error'), /400 \(invalid_image\)/);
+  assert.match(await page.textContent('.state-error'), /HTTP 400 · invalid_image/);
 
   // Retry after fixing the query: a text search works again.
   await page.fill('#q', 'a cat');
