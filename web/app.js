@@ -428,18 +428,27 @@ function openDetail(i) {
   if (!detail.open) detail.showModal();
 }
 
-detail.addEventListener('close', () => {
-  // after the dialog's own focus restoration (to the element opened from)
-  const i = detailIndex;
-  setTimeout(() => { if (i >= 0 && !$('#grid').hidden) focusTile(i); }, 0);
+/* Close, then focus the result shown last (close() itself first restores
+ * focus to the tile the dialog was opened from). */
+function closeDetail() {
+  detail.close();
+  if (detailIndex >= 0 && !$('#grid').hidden) focusTile(detailIndex);
+}
+detail.addEventListener('cancel', (e) => {  // Escape
+  e.preventDefault();
+  closeDetail();
 });
-detail.addEventListener('click', (e) => { if (e.target === detail) detail.close(); });  // backdrop
+detail.addEventListener('click', (e) => { if (e.target === detail) closeDetail(); });  // backdrop
+detail.addEventListener('close', () => {  // closed without closeDetail() (e.g. Chrome skipping 'cancel')
+  const tile = $('#grid').querySelectorAll('.tile')[detailIndex];
+  if (tile && document.activeElement !== tile && !$('#grid').hidden) focusTile(detailIndex);
+});
 detail.addEventListener('keydown', (e) => {
   if (editable(e.target)) return;
   if (e.key === 'ArrowLeft' && detailIndex > 0) openDetail(detailIndex - 1);
   else if (e.key === 'ArrowRight' && detailIndex < results.length - 1) openDetail(detailIndex + 1);
 });
-$('#detail-close').addEventListener('click', () => detail.close());
+$('#detail-close').addEventListener('click', closeDetail);
 $('#detail-prev').addEventListener('click', () => openDetail(detailIndex - 1));
 $('#detail-next').addEventListener('click', () => openDetail(detailIndex + 1));
 $('#detail-similar').addEventListener('click', () => {
@@ -451,7 +460,7 @@ $('#detail-similar').addEventListener('click', () => {
 });
 $('#detail-folder').addEventListener('click', () => {
   const r = results[detailIndex];
-  detail.close();
+  closeDetail();
   setFiltersOpen(true);
   navigate({ folder: view.dirname(r.path), page: 1 });
 });

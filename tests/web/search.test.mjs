@@ -137,6 +137,7 @@ test('keyboard: / focuses search, arrows move in the grid, Enter opens, Escape c
   await page.keyboard.press('Escape');
   await page.waitForFunction(() => !document.querySelector('#detail').open);
   assert.equal(await focused(), 2, 'focus returns to the result shown last');
+  assert.equal(await page.getAttribute('#grid .tile >> nth=2', 'tabindex'), '0');
 });
 
 test('filters: folder prefix, date range, empty state', async () => {
