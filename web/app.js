@@ -391,6 +391,14 @@ document.addEventListener('keydown', (e) => {
   }
 });
 
+/* Down from the search box enters the grid. */
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'ArrowDown' && !$('#grid').hidden && $('#grid .tile:not(.tile-skeleton)')) {
+    e.preventDefault();
+    focusTile(0);
+  }
+});
+
 /* Arrow keys move through the grid (roving tabindex). */
 $('#grid').addEventListener('keydown', (e) => {
   const tile = e.target.closest('.tile');

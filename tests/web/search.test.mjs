@@ -113,10 +113,11 @@ test('keyboard: / focuses search, arrows move in the grid, Enter opens, Escape c
   await page.keyboard.press('/');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'q');
 
-  await page.focus('#grid .tile');
+  await page.keyboard.press('ArrowDown');  // from the search box into the grid
   const focused = () => page.evaluate(() => Number(document.activeElement.dataset.index));
   const cols = await page.$$eval('#grid .tile', (t) => t.filter((x) => x.getBoundingClientRect().top === t[0].getBoundingClientRect().top).length);
   assert.ok(cols > 1);
+  assert.equal(await focused(), 0);
   await page.keyboard.press('ArrowRight');
   assert.equal(await focused(), 1);
   await page.keyboard.press('ArrowDown');
