@@ -55,6 +55,22 @@ test('typing searches (debounced) and shows 16 results in score order', async ()
   assert.deepEqual(page.errors, []);
 });
 
+test('a slow search shows the loading state, then the results', async () => {
+  const page = await openPage(browser);
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route('**/api/search?*', async (route) => { await held; await route.continue(); });
+  await page.fill('#q', 'a lizard');
+  await page.press('#q', 'Enter');
+  await page.waitForSelector('#grid.skeleton .tile-skeleton');
+  assert.equal(await page.getAttribute('#results', 'aria-busy'), 'true');
+  assert.equal(await summary(page), 'Searching…');
+  await shot(page, '02a-loading');
+  release();
+  assert.equal((await waitForResults(page)).length, 16);
+  assert.equal(await page.getAttribute('#results', 'aria-busy'), 'false');
+});
+
 test('pagination and page size', async () => {
   const page = await openPage(browser, { path: '/?q=tench' });
   const first = await waitForResults(page);
