@@ -14,6 +14,9 @@ PKGS=(
   python3 curl
   # bench/serve_bench.sh: HTTP load generator
   wrk
+  # tests/e2e_web.sh: the web interface in a real browser (playwright-core
+  # from npm drives Debian's Chromium; no browser is downloaded)
+  chromium nodejs
 )
 
 missing=()
@@ -22,16 +25,27 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# Debian's nodejs needs the separate npm package; other builds of nodejs
+# (e.g. NodeSource's) bring npm along and conflict with Debian's.
+if ! command -v npm >/dev/null; then missing+=(npm); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-echo "setup: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq "${missing[@]}"
+# npm packages of the web tests (playwright-core only, pinned by
+# tests/web/package-lock.json).  Never `playwright install`: the tests use
+# /usr/bin/chromium.
+web_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
+if [ -f "$web_tests/package-lock.json" ] && [ ! -d "$web_tests/node_modules/playwright-core" ]; then
+  echo "setup: npm ci in tests/web"
+  (cd "$web_tests" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "setup: done"

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# e2e_web.sh - the web interface in a real browser: builds a small library
+# with the fixture model (the formats images plus 20 ImageNet photos, so a
+# search has more than one page), starts a real `clipdex serve --port 0
+# --token ...` on loopback, and runs tests/web/*.test.mjs with node's test
+# runner, driving Debian's Chromium through playwright-core.  Screenshots of
+# every state go to $CLIPDEX_TEST_OUTPUT/web (default: test-output/web next
+# to the binary, i.e. build/test-output/web).
+#
+# Skips (77) when node, /usr/bin/chromium or the shared data are missing;
+# scripts/setup.sh installs them (and runs `npm ci` in tests/web).
+set -u
+bin=${CLIPDEX_BIN:?CLIPDEX_BIN is not set}
+src=${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+shared=${CLIPDEX_SHARED:-$src/../shared}
+chromium=${CLIPDEX_CHROMIUM:-/usr/bin/chromium}
+webdir=$src/tests/web
+
+skip() { echo "SKIP: $*"; exit 77; }
+command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
+[ -x "$chromium" ] || skip "$chromium is missing (scripts/setup.sh installs Debian's chromium)"
+[ -d "$shared/fixtures/clip-tiny" ] && [ -d "$shared/data/formats" ] && [ -d "$shared/data/imagenet-sample" ] ||
+  skip "shared fixtures/data not found under $shared"
+if [ ! -d "$webdir/node_modules/playwright-core" ]; then
+  command -v npm >/dev/null || skip "npm is missing and tests/web/node_modules is not installed"
+  echo "installing tests/web dependencies (npm ci)"
+  (cd "$webdir" && npm ci --no-audit --no-fund --loglevel=error) || skip "npm ci failed in tests/web"
+fi
+
+out=${CLIPDEX_TEST_OUTPUT:-$(cd "$(dirname "$bin")" && pwd)/test-output}/web
+mkdir -p "$out"
+rm -f "$out"/*.png
+tmp=$(mktemp -d /tmp/clipdex-e2e-web.XXXXXX)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# Test images: copies, so the library's paths are ours.  upload/ holds
+# images that are NOT indexed (for the upload test) and a non-image.
+data=$tmp/data
+mkdir -p "$data/formats" "$data/imagenet" "$data/upload"
+find "$shared/data/formats" -maxdepth 1 -type f \( -name '*.png' -o -name '*.jpg' \) -exec cp {} "$data/formats/" \;
+mapfile -t photos < <(find "$shared/data/imagenet-sample" -maxdepth 1 -name '*.JPEG' | sort | head -n 22)
+cp "${photos[@]:0:20}" "$data/imagenet/"
+cp "${photos[@]:20:2}" "$data/upload/"
+printf 'these are notes, not an image\n' >"$data/upload/notes.txt"
+
+lib=$tmp/library
+"$bin" init --library "$lib" --model "$shared/fixtures/clip-tiny" >"$tmp/init.log" 2>&1 ||
+  { cat "$tmp/init.log"; echo "FAIL: clipdex init"; exit 1; }
+"$bin" index --library "$lib" "$data/formats" "$data/imagenet" >"$tmp/index.log" 2>&1 ||
+  { cat "$tmp/index.log"; echo "FAIL: clipdex index"; exit 1; }
+tail -n 1 "$tmp/index.log"
+
+# The server lives at most 5 minutes whatever happens to this script.
+token=web-test-token-$$
+timeout -s TERM 300 "$bin" serve --library "$lib" --port 0 --token "$token" \
+  --access-log "$out/access.log" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+server_pid=$!
+url=
+for _ in $(seq 300); do
+  url=$(sed -n 's/^listening on //p' "$tmp/serve.out")
+  [ -n "$url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$url" ] || { cat "$tmp/serve.err"; echo "FAIL: clipdex serve did not start"; exit 1; }
+echo "server at $url, screenshots in $out"
+
+cd "$webdir" || exit 1
+CLIPDEX_WEB_URL=$url CLIPDEX_WEB_TOKEN=$token CLIPDEX_WEB_SHOTS=$out CLIPDEX_WEB_DATA=$data \
+CLIPDEX_CHROMIUM=$chromium \
+  timeout -s TERM 240 node --test --test-concurrency=1 \
+    search.test.mjs detail.test.mjs image-query.test.mjs upload.test.mjs
+status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- server stderr"
+  tail -n 30 "$tmp/serve.err"
+fi
+exit "$status"
