@@ -153,15 +153,23 @@ int cdx_gemm_small_available(void)
 void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
-    const int nblocks = (n + 3) / 4;
-#pragma omp parallel for schedule(dynamic, 4) if ((long)n * k > 65536)
-    for (int nb = 0; nb < nblocks; nb++) {
-        int n0 = nb * 4, nr = n - n0 < 4 ? n - n0 : 4;
-        /* the first tile of a B block prefetches the next 4 full B rows */
-        const float *pf = n0 + 8 <= n ? B + (size_t)(n0 + 4) * ldb : NULL;
-        for (int i0 = 0; i0 < m; i0 += MR)
-            tiles[m - i0 < MR ? m - i0 : MR](nr, k, alpha, A + (size_t)i0 * lda, lda,
-                    B + (size_t)n0 * ldb, ldb, beta, C + (size_t)i0 * ldc + n0, ldc,
-                    i0 == 0 ? pf : NULL);
+    /* Work unit: a group of B rows small enough to stay in L2 (<= 256 KB).
+     * The first A tile streams the group from memory (prefetching one block
+     * ahead); later A tiles, each kept in L1, re-read it from L2. */
+    int group = (int)((65536 / (k > 0 ? k : 1)) & ~3);
+    if (group < 4) group = 4;
+    const int ngroups = (n + group - 1) / group;
+#pragma omp parallel for schedule(dynamic, 1) if ((long)n * k > 65536)
+    for (int g = 0; g < ngroups; g++) {
+        int g0 = g * group, g1 = g0 + group < n ? g0 + group : n;
+        for (int i0 = 0; i0 < m; i0 += MR) {
+            tile_fn fn = tiles[m - i0 < MR ? m - i0 : MR];
+            for (int n0 = g0; n0 < g1; n0 += 4) {
+                int nr = g1 - n0 < 4 ? g1 - n0 : 4;
+                const float *pf = i0 == 0 && n0 + 8 <= n ? B + (size_t)(n0 + 4) * ldb : NULL;
+                fn(nr, k, alpha, A + (size_t)i0 * lda, lda, B + (size_t)n0 * ldb, ldb, beta,
+                   C + (size_t)i0 * ldc + n0, ldc, pf);
+            }
+        }
     }
 }
