@@ -60,7 +60,7 @@ int main(void)
      * present, larger m to the backend itself */
     const int shapes[][3] = {{1, 1, 1}, {1, 512, 512}, {8, 512, 512}, {7, 33, 65},
                              {50, 50, 64}, {50, 64, 50}, {77, 192, 64}, {5, 150, 77},
-                             {96, 70, 17}, {97, 70, 17}, {130, 257, 300}};
+                             {96, 70, 17}, {97, 70, 17}, {9, 40, 1100}, {130, 257, 300}};
     int tested = 0;
     for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++) {
         if (!cdx_gemm_backend_available((cdx_gemm_backend)be)) continue;

@@ -153,22 +153,31 @@ int cdx_gemm_small_available(void)
 void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
-    /* Work unit: a group of B rows small enough to stay in L2 (<= 256 KB).
-     * The first A tile streams the group from memory (prefetching one block
-     * ahead); later A tiles, each kept in L1, re-read it from L2. */
-    int group = (int)((65536 / (k > 0 ? k : 1)) & ~3);
+    /* k is processed in chunks of <= KC so a 6-row A tile stays in L1
+     * (6 x 512 floats = 12 KB); later chunks accumulate into C.  Work unit: a
+     * group of B rows whose chunk stays in L2 (<= 256 KB): the first A tile
+     * streams it from memory (prefetching one block ahead), later A tiles
+     * re-read it from L2. */
+    enum { KC = 512 };
+    const int nchunks = (k + KC - 1) / KC;
+    const int kc = (k + nchunks - 1) / nchunks;   /* balanced chunks */
+    int group = (int)((65536 / (kc > 0 ? kc : 1)) & ~3);
     if (group < 4) group = 4;
     const int ngroups = (n + group - 1) / group;
 #pragma omp parallel for schedule(dynamic, 1) if ((long)n * k > 65536)
     for (int g = 0; g < ngroups; g++) {
         int g0 = g * group, g1 = g0 + group < n ? g0 + group : n;
-        for (int i0 = 0; i0 < m; i0 += MR) {
-            tile_fn fn = tiles[m - i0 < MR ? m - i0 : MR];
-            for (int n0 = g0; n0 < g1; n0 += 4) {
-                int nr = g1 - n0 < 4 ? g1 - n0 : 4;
-                const float *pf = i0 == 0 && n0 + 8 <= n ? B + (size_t)(n0 + 4) * ldb : NULL;
-                fn(nr, k, alpha, A + (size_t)i0 * lda, lda, B + (size_t)n0 * ldb, ldb, beta,
-                   C + (size_t)i0 * ldc + n0, ldc, pf);
+        for (int k0 = 0; k0 < k; k0 += kc) {
+            int kl = k - k0 < kc ? k - k0 : kc;
+            float bt = k0 == 0 ? beta : 1.0f;
+            for (int i0 = 0; i0 < m; i0 += MR) {
+                tile_fn fn = tiles[m - i0 < MR ? m - i0 : MR];
+                for (int n0 = g0; n0 < g1; n0 += 4) {
+                    int nr = g1 - n0 < 4 ? g1 - n0 : 4;
+                    const float *pf = i0 == 0 && n0 + 8 <= n ? B + (size_t)(n0 + 4) * ldb + k0 : NULL;
+                    fn(nr, kl, alpha, A + (size_t)i0 * lda + k0, lda, B + (size_t)n0 * ldb + k0, ldb,
+                       bt, C + (size_t)i0 * ldc + n0, ldc, pf);
+                }
             }
         }
     }
