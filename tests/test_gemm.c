@@ -77,7 +77,7 @@ int main(void)
      * n and k tails, 64-column blocks of the nn kernel) */
     if (cdx_gemm_small_available()) {
         unsigned seed = 9;
-        for (int m = 1; m <= 13; m += 3)
+        for (int m = 1; m <= 13; m++)
             for (int n = 1; n <= 140; n += 23)
                 for (int k = 1; k <= 70; k += 17)
                     for (int bt = 0; bt < 2; bt++) {

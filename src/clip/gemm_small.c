@@ -88,32 +88,35 @@ typedef void (*tile_fn)(int, int, float, const float *, int, const float *, int,
                         float *, int, const float *);
 static const tile_fn tiles[MR + 1] = {NULL, tile1, tile2, tile3, tile4, tile5, tile6};
 
-/* ---- C = alpha A B + beta C with B [k, n] (attention: probabilities x V).
- * Tiles of up to 4 rows x 64 columns (4 accumulators per row, masked at the
- * right edge); A elements are broadcast, B rows streamed. */
+/* ---- C = alpha A B + beta C with B [k, n] (attention: Q x K^T with K
+ * transposed, probabilities x V).  Tiles of up to 6 rows x up to 4 vectors
+ * of 16 columns (masked at the right edge); A elements are broadcast, B rows
+ * streamed.  Row and vector counts are compile-time constants of each
+ * instantiation, so no FMA is spent on absent rows or columns. */
+#define MR_NN 6
+
 AVX512 static inline __attribute__((always_inline)) void tile_nn(
-    int mr, int nc, int k, float alpha, const float *A, int lda, const float *B, int ldb,
-    float beta, float *C, int ldc)
+    int mr, int nv, int nc, int k, float alpha, const float *A, int lda, const float *B,
+    int ldb, float beta, float *C, int ldc)
 {
-    __m512 acc[4][4];
+    __m512 acc[MR_NN][4];
     __mmask16 msk[4];
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < nv; c++) {
         int left = nc - 16 * c;
-        msk[c] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+        msk[c] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
     }
     for (int i = 0; i < mr; i++)
-        for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_ps();
+        for (int c = 0; c < nv; c++) acc[i][c] = _mm512_setzero_ps();
     for (int p = 0; p < k; p++) {
         __m512 vb[4];
-        for (int c = 0; c < 4; c++) vb[c] = _mm512_maskz_loadu_ps(msk[c], B + (size_t)p * ldb + 16 * c);
+        for (int c = 0; c < nv; c++) vb[c] = _mm512_maskz_loadu_ps(msk[c], B + (size_t)p * ldb + 16 * c);
         for (int i = 0; i < mr; i++) {
             __m512 va = _mm512_set1_ps(A[(size_t)i * lda + p]);
-            for (int c = 0; c < 4; c++) acc[i][c] = _mm512_fmadd_ps(va, vb[c], acc[i][c]);
+            for (int c = 0; c < nv; c++) acc[i][c] = _mm512_fmadd_ps(va, vb[c], acc[i][c]);
         }
     }
     for (int i = 0; i < mr; i++)
-        for (int c = 0; c < 4; c++) {
-            if (!msk[c]) continue;
+        for (int c = 0; c < nv; c++) {
             float *dst = C + (size_t)i * ldc + 16 * c;
             __m512 v = _mm512_mul_ps(acc[i][c], _mm512_set1_ps(alpha));
             if (beta != 0.0f)
@@ -122,26 +125,31 @@ AVX512 static inline __attribute__((always_inline)) void tile_nn(
         }
 }
 
-#define TILE_NN(R) \
-    AVX512 static void tile_nn##R(int nc, int k, float alpha, const float *A, int lda, \
-                                  const float *B, int ldb, float beta, float *C, int ldc) \
-    { tile_nn(R, nc, k, alpha, A, lda, B, ldb, beta, C, ldc); }
-TILE_NN(1) TILE_NN(2) TILE_NN(3) TILE_NN(4)
-
 typedef void (*tile_nn_fn)(int, int, float, const float *, int, const float *, int, float,
                            float *, int);
-static const tile_nn_fn tiles_nn[5] = {NULL, tile_nn1, tile_nn2, tile_nn3, tile_nn4};
+#define TILE_NN(R, V) \
+    AVX512 static void tile_nn##R##_##V(int nc, int k, float alpha, const float *A, int lda, \
+                                        const float *B, int ldb, float beta, float *C, int ldc) \
+    { tile_nn(R, V, nc, k, alpha, A, lda, B, ldb, beta, C, ldc); }
+#define TILE_NN_ROW(R) TILE_NN(R, 1) TILE_NN(R, 2) TILE_NN(R, 3) TILE_NN(R, 4)
+TILE_NN_ROW(1) TILE_NN_ROW(2) TILE_NN_ROW(3) TILE_NN_ROW(4) TILE_NN_ROW(5) TILE_NN_ROW(6)
+#define TILE_NN_REF(R) {NULL, tile_nn##R##_1, tile_nn##R##_2, tile_nn##R##_3, tile_nn##R##_4}
+static const tile_nn_fn tiles_nn[MR_NN + 1][5] = {
+    {NULL}, TILE_NN_REF(1), TILE_NN_REF(2), TILE_NN_REF(3), TILE_NN_REF(4), TILE_NN_REF(5),
+    TILE_NN_REF(6)};
 
 void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
-    const int mblocks = (m + 3) / 4;
+    const int mblocks = (m + MR_NN - 1) / MR_NN;
 #pragma omp parallel for schedule(dynamic, 4) if ((long)m * n * k > 1000000)
     for (int mb = 0; mb < mblocks; mb++) {
-        int i0 = mb * 4, mr = m - i0 < 4 ? m - i0 : 4;
-        for (int n0 = 0; n0 < n; n0 += 64)
-            tiles_nn[mr](n - n0 < 64 ? n - n0 : 64, k, alpha, A + (size_t)i0 * lda, lda, B + n0,
-                         ldb, beta, C + (size_t)i0 * ldc + n0, ldc);
+        int i0 = mb * MR_NN, mr = m - i0 < MR_NN ? m - i0 : MR_NN;
+        for (int n0 = 0; n0 < n; n0 += 64) {
+            int nc = n - n0 < 64 ? n - n0 : 64;
+            tiles_nn[mr][(nc + 15) / 16](nc, k, alpha, A + (size_t)i0 * lda, lda, B + n0, ldb, beta,
+                                         C + (size_t)i0 * ldc + n0, ldc);
+        }
     }
 }
 
