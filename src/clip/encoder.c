@@ -42,6 +42,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -431,26 +432,33 @@ static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b
              t->proj.out);
 }
 
-cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
-                             int normalize)
+/* Encode n token rows; taps (if set) receive them as rows tap0 .. tap0+n-1. */
+static cdx_result encode_tokens_at(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
+                                   int normalize, int tap0)
 {
-    if (!ctx || n < 0 || (n > 0 && (!ids || !out)))
-        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_tokens: bad arguments");
     const cdx_text_tower *t = &ctx->m->text;
     const int T = t->context_length, E = t->proj.out;
     for (size_t i = 0; i < (size_t)n * T; i++)
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
             return cdx_error(CDX_ERR_INVALID_ARG,
                              "cdx_encode_tokens: row %zu position %zu: token id %d not in 0..%d",
-                             i / T, i % T, (int)ids[i], t->vocab_size - 1);
+                             i / T + (size_t)tap0, i % T, (int)ids[i], t->vocab_size - 1);
     int prev = enter_threads(ctx);
     for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
         int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
-        text_chunk(ctx, ids + (size_t)b0 * T, nb, out + (size_t)b0 * E, b0);
+        text_chunk(ctx, ids + (size_t)b0 * T, nb, out + (size_t)b0 * E, tap0 + b0);
     }
     omp_set_num_threads(prev);
     if (normalize) normalize_rows(out, n, E);
     return CDX_OK;
+}
+
+cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
+                             int normalize)
+{
+    if (!ctx || n < 0 || (n > 0 && (!ids || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_tokens: bad arguments");
+    return encode_tokens_at(ctx, ids, n, out, normalize, 0);
 }
 
 cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float *out,
@@ -459,18 +467,20 @@ cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float
     if (!ctx || n < 0 || (n > 0 && (!texts || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: bad arguments");
     const int T = ctx->m->text.context_length, E = ctx->m->text.proj.out;
-    /* Taps index rows by the position in the whole call; chunked calls keep
-     * that offset only inside cdx_encode_tokens, so taps with texts are
-     * limited to one chunk. */
+    /* tokenised max_batch texts at a time into ctx->ids (no allocation) */
     for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
         int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
         for (int s = 0; s < nb; s++) {
             const char *txt = texts[b0 + s];
             if (!txt) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: text %d is NULL", b0 + s);
             cdx_result r = cdx_tokenize(ctx->m, txt, strlen(txt), ctx->ids + (size_t)s * T, NULL);
-            if (r != CDX_OK) return r;
+            if (r != CDX_OK) {
+                char what[64];
+                snprintf(what, sizeof what, "cdx_encode_texts: text %d", b0 + s);
+                return cdx_error_prefix(r, what);
+            }
         }
-        cdx_result r = cdx_encode_tokens(ctx, ctx->ids, nb, out + (size_t)b0 * E, normalize);
+        cdx_result r = encode_tokens_at(ctx, ctx->ids, nb, out + (size_t)b0 * E, normalize, b0);
         if (r != CDX_OK) return r;
     }
     return CDX_OK;
