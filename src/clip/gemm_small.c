@@ -1,6 +1,7 @@
 /*
- * gemm_small.c - hand-written AVX-512 kernel for C = A B^T when A has few
- * rows (a text query, one image), B being a Linear weight [n, k].
+ * gemm_small.c - hand-written AVX-512 kernels for GEMMs whose A has few rows:
+ * C = A B^T with B a Linear weight [n, k] (a text query, one image), and
+ * C = A B with B [k, n] (attention: Q x K^T with K transposed, P x V).
  *
  * Why: with M <= ~100 a GEMM is bound by streaming the weights from memory
  * (a ViT-B/32 text query reads 151 MB of weights for ~8 rows).  oneDNN's
@@ -9,11 +10,19 @@
  * and keeps A in L1/L2.  For large M the packed, cache-blocked oneDNN/OpenBLAS
  * kernels win, so gemm.c only routes M <= CDX_GEMM_SMALL_M here.
  *
- * Kernel: tiles of 6 rows of A x 4 rows of B, 24 accumulators of 16 lanes
- * along k (masked tail), reduced with a 4-way transpose-add at the end.
- * Threads split the n dimension (each streams its own share of B).
+ * A B^T kernel: tiles of 6 rows of A x 4 rows of B, 24 accumulators of 16
+ * lanes along k (masked tail), reduced with a 4-way transpose-add at the end;
+ * k in chunks of <= 512 (A tile in L1), B rows in groups that fit L2 (the
+ * unit of work of a thread, so each thread streams its own share of B once).
  * Edge tiles in n re-use the last valid B row (computed, not stored); the
  * row count of a tile (1..6) is a compile-time constant of its instantiation.
+ * Measured in cache on one Zen 5 core: ~180 GFLOP/s (oneDNN's large-GEMM
+ * peak is ~205).
+ *
+ * A B kernel: A elements broadcast against rows of B, tiles of 6 rows x up to
+ * 64 columns.
+ *
+ * Both are tested against the reference loop in tests/test_gemm.c.
  */
 #include "clip/gemm.h"
 
