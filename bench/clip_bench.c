@@ -22,7 +22,7 @@
  *   projection            2 * W * E
  * LayerNorm/softmax/GELU/bias are not counted.  The full (unskipped)
  * ViT-B/32 count, 8.82 GFLOP, is what ONNX Runtime's 36.1 images/s ~ 318
- * GFLOP/s figure uses; ours is 2.3% lower for B/32 because the last block
+ * GFLOP/s figure uses; ours, 8.29, is 6% lower because the last block
  * only runs the class token.
  *
  * OpenBLAS only uses its AVX-512 kernels on Zen 5 when OPENBLAS_CORETYPE is

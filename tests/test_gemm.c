@@ -60,7 +60,7 @@ int main(void)
      * present, larger m to the backend itself */
     const int shapes[][3] = {{1, 1, 1}, {1, 512, 512}, {8, 512, 512}, {7, 33, 65},
                              {50, 50, 64}, {50, 64, 50}, {77, 192, 64}, {5, 150, 77},
-                             {96, 70, 17}, {97, 70, 17}, {130, 257, 300}};
+                             {96, 70, 17}, {97, 70, 17}, {9, 40, 1100}, {130, 257, 300}};
     int tested = 0;
     for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++) {
         if (!cdx_gemm_backend_available((cdx_gemm_backend)be)) continue;
@@ -77,7 +77,7 @@ int main(void)
      * n and k tails, 64-column blocks of the nn kernel) */
     if (cdx_gemm_small_available()) {
         unsigned seed = 9;
-        for (int m = 1; m <= 13; m += 3)
+        for (int m = 1; m <= 13; m++)
             for (int n = 1; n <= 140; n += 23)
                 for (int k = 1; k <= 70; k += 17)
                     for (int bt = 0; bt < 2; bt++) {

@@ -42,6 +42,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,8 +62,8 @@ struct cdx_ctx {
     float *h;        /* [M, width] LayerNorm output / attention output */
     float *qkv;      /* [M, 3*width] */
     float *big;      /* [M, mlp] MLP hidden, or im2col patches */
-    float *scores;   /* n_threads x [T, T] attention probabilities */
-    size_t scores_slot;
+    float *scores;   /* n_threads x ([T, T] probabilities + [dh, T] keys^T) */
+    size_t scores_slot, kt_offset;
     float *px, *pa;  /* [B, width] residual / attention at the pooled rows */
     int *off, *len, *pool;   /* [B] packing of the current chunk */
     int32_t *ids;    /* [B, context_length] for cdx_encode_texts */
@@ -140,7 +141,9 @@ cdx_result cdx_ctx_new(const cdx_model *model, const cdx_ctx_params *params,
     size_t big = max_sz(mul3(B, Tv, (size_t)v->cfg.mlp), mul3(B, Tt, (size_t)t->cfg.mlp));
     big = max_sz(big, mul3(B, (size_t)v->grid * v->grid, pp3));
     size_t T = max_sz(Tv, Tt);
-    c->scores_slot = (T * T + 15) & ~(size_t)15;   /* keep slots 64-byte aligned */
+    size_t dh = max_sz(vw / (size_t)v->cfg.heads, tw / (size_t)t->cfg.heads);
+    c->kt_offset = (T * T + 15) & ~(size_t)15;      /* keep parts 64-byte aligned */
+    c->scores_slot = c->kt_offset + ((dh * T + 15) & ~(size_t)15);
     size_t wmax = max_sz(vw, tw);
     if (!act || !big || !pp3 || !mul3(3, act, 1) || !mul3((size_t)c->n_threads, c->scores_slot, 1)) {
         free(c);
@@ -200,13 +203,18 @@ static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float 
 
 /* Multi-head attention on fused qkv rows [M, 3W].  pool_only: one query per
  * sequence (its pooled row), output row s of out; else every row, output row
- * off[s]+i of out.  out has row stride W. */
+ * off[s]+i of out.  out has row stride W.
+ * Each (sequence, head) task copies its keys transposed ([dh, L], per-thread
+ * scratch next to its scores) so both products are A x B GEMMs with long
+ * rows: on AVX-512 they run on the small-M broadcast kernel directly (no
+ * per-call backend overhead, no horizontal sums over a k of only 64). */
 static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *sb,
                       int pool_only, float *out)
 {
     const int W = cfg->width, H = cfg->heads, dh = W / H, ld = 3 * W;
     const float scale = 1.0f / sqrtf((float)dh);
     const int fast = !c->reference, tasks = sb->n * H;
+    const int direct = fast && cdx_gemm_small_available();
 #pragma omp parallel for schedule(dynamic) num_threads(c->n_threads)
     for (int task = 0; task < tasks; task++) {
         int s = task / H, hd = task % H;
@@ -215,12 +223,22 @@ static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *
         int q0 = pool_only ? sb->pool[s] : 0, nq = pool_only ? 1 : L;
         int nk = sb->causal ? q0 + nq : L;
         float *S = c->scores + (size_t)omp_get_thread_num() * c->scores_slot;
+        float *Kt = S + c->kt_offset;
         float *o = pool_only ? out + (size_t)s * W + (size_t)hd * dh
                              : out + (size_t)sb->off[s] * W + (size_t)hd * dh;
-        cdx_gemm(c->be, nq, nk, dh, scale, base + (size_t)q0 * ld, ld, base + W, ld, 1,
-                 0.0f, NULL, S, nk);
-        cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
-        cdx_gemm(c->be, nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0, 0.0f, NULL, o, W);
+        for (int j = 0; j < nk; j++) {
+            const float *kr = base + W + (size_t)j * ld;
+            for (int d = 0; d < dh; d++) Kt[(size_t)d * nk + j] = kr[d];
+        }
+        if (direct) {
+            cdx_gemm_small_nn(nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0.0f, S, nk);
+            cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
+            cdx_gemm_small_nn(nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0.0f, o, W);
+        } else {
+            cdx_gemm(c->be, nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0, 0.0f, NULL, S, nk);
+            cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
+            cdx_gemm(c->be, nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0, 0.0f, NULL, o, W);
+        }
     }
 }
 
@@ -414,26 +432,33 @@ static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b
              t->proj.out);
 }
 
-cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
-                             int normalize)
+/* Encode n token rows; taps (if set) receive them as rows tap0 .. tap0+n-1. */
+static cdx_result encode_tokens_at(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
+                                   int normalize, int tap0)
 {
-    if (!ctx || n < 0 || (n > 0 && (!ids || !out)))
-        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_tokens: bad arguments");
     const cdx_text_tower *t = &ctx->m->text;
     const int T = t->context_length, E = t->proj.out;
     for (size_t i = 0; i < (size_t)n * T; i++)
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
             return cdx_error(CDX_ERR_INVALID_ARG,
                              "cdx_encode_tokens: row %zu position %zu: token id %d not in 0..%d",
-                             i / T, i % T, (int)ids[i], t->vocab_size - 1);
+                             i / T + (size_t)tap0, i % T, (int)ids[i], t->vocab_size - 1);
     int prev = enter_threads(ctx);
     for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
         int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
-        text_chunk(ctx, ids + (size_t)b0 * T, nb, out + (size_t)b0 * E, b0);
+        text_chunk(ctx, ids + (size_t)b0 * T, nb, out + (size_t)b0 * E, tap0 + b0);
     }
     omp_set_num_threads(prev);
     if (normalize) normalize_rows(out, n, E);
     return CDX_OK;
+}
+
+cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
+                             int normalize)
+{
+    if (!ctx || n < 0 || (n > 0 && (!ids || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_tokens: bad arguments");
+    return encode_tokens_at(ctx, ids, n, out, normalize, 0);
 }
 
 cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float *out,
@@ -442,18 +467,20 @@ cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float
     if (!ctx || n < 0 || (n > 0 && (!texts || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: bad arguments");
     const int T = ctx->m->text.context_length, E = ctx->m->text.proj.out;
-    /* Taps index rows by the position in the whole call; chunked calls keep
-     * that offset only inside cdx_encode_tokens, so taps with texts are
-     * limited to one chunk. */
+    /* tokenised max_batch texts at a time into ctx->ids (no allocation) */
     for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
         int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;
         for (int s = 0; s < nb; s++) {
             const char *txt = texts[b0 + s];
             if (!txt) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: text %d is NULL", b0 + s);
             cdx_result r = cdx_tokenize(ctx->m, txt, strlen(txt), ctx->ids + (size_t)s * T, NULL);
-            if (r != CDX_OK) return r;
+            if (r != CDX_OK) {
+                char what[64];
+                snprintf(what, sizeof what, "cdx_encode_texts: text %d", b0 + s);
+                return cdx_error_prefix(r, what);
+            }
         }
-        cdx_result r = cdx_encode_tokens(ctx, ctx->ids, nb, out + (size_t)b0 * E, normalize);
+        cdx_result r = encode_tokens_at(ctx, ctx->ids, nb, out + (size_t)b0 * E, normalize, b0);
         if (r != CDX_OK) return r;
     }
     return CDX_OK;
