@@ -254,25 +254,16 @@ fail:
 cdx_result cdx_st_open(const char *path, cdx_st_file *out)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cdx_error(errno == ENOENT ? CDX_ERR_NOT_FOUND : CDX_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
+    int fd;
+    uint64_t fsize;
+    cdx_result r0 = cdx_open_regular(path, &fd, &fsize);
+    if (r0 != CDX_OK) return r0;
+    if (fsize < 8 || fsize > SIZE_MAX) {
         close(fd);
-        return cdx_error(CDX_ERR_IO, "%s: %s", path, strerror(e));
+        return cdx_error(CDX_ERR_FORMAT, "%s: %llu bytes is too short for a safetensors file", path,
+                         (unsigned long long)fsize);
     }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return cdx_error(CDX_ERR_IO, "%s: not a regular file", path);
-    }
-    if (st.st_size < 8 || (uint64_t)st.st_size > SIZE_MAX) {
-        close(fd);
-        return cdx_error(CDX_ERR_FORMAT, "%s: %lld bytes is too short for a safetensors file", path,
-                         (long long)st.st_size);
-    }
-    size_t len = (size_t)st.st_size;
+    size_t len = (size_t)fsize;
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);

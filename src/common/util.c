@@ -13,11 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-cdx_result cdx_read_file(const char *path, size_t max_bytes, char **out,
-                         size_t *out_len)
+cdx_result cdx_open_regular(const char *path, int *fd_out, uint64_t *size)
 {
-    *out = NULL;
-    if (out_len) *out_len = 0;
+    *fd_out = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cdx_error(errno == ENOENT ? CDX_ERR_NOT_FOUND : CDX_ERR_IO,
@@ -32,12 +30,26 @@ cdx_result cdx_read_file(const char *path, size_t max_bytes, char **out,
         close(fd);
         return cdx_error(CDX_ERR_IO, "%s: not a regular file", path);
     }
-    if ((uint64_t)st.st_size > max_bytes) {
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return CDX_OK;
+}
+
+cdx_result cdx_read_file(const char *path, size_t max_bytes, char **out,
+                         size_t *out_len)
+{
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    int fd;
+    uint64_t fsize;
+    cdx_result r = cdx_open_regular(path, &fd, &fsize);
+    if (r != CDX_OK) return r;
+    if (fsize > max_bytes) {
         close(fd);
-        return cdx_error(CDX_ERR_TOO_LARGE, "%s: %lld bytes exceeds the limit of %zu",
-                         path, (long long)st.st_size, max_bytes);
+        return cdx_error(CDX_ERR_TOO_LARGE, "%s: %llu bytes exceeds the limit of %zu",
+                         path, (unsigned long long)fsize, max_bytes);
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)fsize;
     char *buf = malloc(n + 1);
     if (!buf) {
         close(fd);
@@ -45,15 +57,15 @@ cdx_result cdx_read_file(const char *path, size_t max_bytes, char **out,
     }
     size_t got = 0;
     while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
+        ssize_t nr = read(fd, buf + got, n - got);
+        if (nr < 0 && errno == EINTR) continue;
+        if (nr <= 0) {
             int e = errno;
             free(buf);
             close(fd);
-            return cdx_error(CDX_ERR_IO, "%s: %s", path, r == 0 ? "file shrank while reading" : strerror(e));
+            return cdx_error(CDX_ERR_IO, "%s: %s", path, nr == 0 ? "file shrank while reading" : strerror(e));
         }
-        got += (size_t)r;
+        got += (size_t)nr;
     }
     close(fd);
     buf[n] = '\0';

@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Open path read-only (O_CLOEXEC) and check it is a regular file; on
+ * success *fd is open and *size is its length. */
+cdx_result cdx_open_regular(const char *path, int *fd, uint64_t *size);
+
 /* Read a whole file into a NUL-terminated malloc'd buffer; fails with
  * CDX_ERR_TOO_LARGE when the file is larger than max_bytes. */
 cdx_result cdx_read_file(const char *path, size_t max_bytes, char **out,
