@@ -196,6 +196,12 @@ static cdx_epilogue epilogue_of(cdx_act a)
 static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
                    float *y, int accumulate, cdx_epilogue epi)
 {
+    if (l->wp && !c->reference && epi != CDX_EPI_GELU) {   /* pre-packed, fused epilogue */
+        cdx_gemm_packed(rows, l->out, l->in, x, l->in, l->wp, l->b,
+                        epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
+                        accumulate, y, l->out, 1);
+        return;
+    }
     cdx_gemm(c->be, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 1,
              accumulate ? 1.0f : 0.0f, NULL, y, l->out);
     cdx_bias_act(y, l->out, rows, l->out, l->b, epi, !c->reference);
@@ -428,8 +434,7 @@ static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b
     layernorm(c, &t->ln_final, t->cfg.eps, c->px, c->pa, nb);
     if (tp && tp->text_pooled_ln_final)
         memcpy(tp->text_pooled_ln_final + (size_t)b0 * W, c->pa, (size_t)nb * W * sizeof(float));
-    cdx_gemm(c->be, nb, t->proj.out, W, 1.0f, c->pa, W, t->proj.w, W, 1, 0.0f, NULL, out,
-             t->proj.out);
+    linear(c, &t->proj, nb, c->pa, out, 0, CDX_EPI_NONE);
 }
 
 /* Encode n token rows; taps (if set) receive them as rows tap0 .. tap0+n-1. */
