@@ -12,6 +12,7 @@
 #include "clip/simd_math.h"
 
 #include <immintrin.h>
+#include <omp.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -124,16 +125,42 @@ AVX512 static void softmax_avx512(float *s, int valid, int n)
 
 /* ------------------------------------------------------------ dispatch */
 
+/* Enough work for threads, and not already inside a parallel region.  Small
+ * calls branch around the parallel construct entirely: libgomp sets up a
+ * team even for an inactive (if-false or nested) region, which measured
+ * ~20 us per attention task in an 8-token text query. */
+static int par_worth(long work)
+{
+    return work > PAR_MIN_WORK && !omp_in_parallel();
+}
+
+static void ln_row(int r, const float *x, int ldx, float *y, int ldy, int dim, const float *g,
+                   const float *b, float eps, int v)
+{
+    const float *xr = x + (size_t)r * ldx;
+    float *yr = y + (size_t)r * ldy;
+    if (v) layernorm_avx512(xr, yr, dim, g, b, eps);
+    else layernorm_ref(xr, yr, dim, g, b, eps);
+}
+
 void cdx_layernorm_rows(const float *x, int ldx, float *y, int ldy, int rows,
                    int dim, const float *g, const float *b, float eps, int fast)
 {
     int v = fast && cdx_ops_have_avx512();
-#pragma omp parallel for schedule(static) if ((long)rows * dim > PAR_MIN_WORK)
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float *yr = y + (size_t)r * ldy;
-        if (v) layernorm_avx512(xr, yr, dim, g, b, eps);
-        else layernorm_ref(xr, yr, dim, g, b, eps);
+    if (par_worth((long)rows * dim)) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) ln_row(r, x, ldx, y, ldy, dim, g, b, eps, v);
+    } else {
+        for (int r = 0; r < rows; r++) ln_row(r, x, ldx, y, ldy, dim, g, b, eps, v);
+    }
+}
+
+static void bias_act_row(float *c, int n, const float *bias, cdx_epilogue act, int v)
+{
+    if (v) {
+        bias_act_avx512(c, n, bias, act);
+    } else {
+        for (int j = 0; j < n; j++) c[j] = act_ref(c[j] + (bias ? bias[j] : 0.0f), act);
     }
 }
 
@@ -144,28 +171,32 @@ void cdx_bias_act(float *C, int ldc, int rows, int n, const float *bias,
     /* exact GELU has no vector erf here: it uses the libm path either way
      * (no OpenAI/OpenCLIP ViT checkpoint in use needs it to be fast). */
     int v = fast && act != CDX_EPI_GELU && cdx_ops_have_avx512();
-#pragma omp parallel for schedule(static) if ((long)rows * n > PAR_MIN_WORK)
-    for (int r = 0; r < rows; r++) {
-        float *c = C + (size_t)r * ldc;
-        if (v) {
-            bias_act_avx512(c, n, bias, act);
-        } else {
-            for (int j = 0; j < n; j++) c[j] = act_ref(c[j] + (bias ? bias[j] : 0.0f), act);
-        }
+    if (par_worth((long)rows * n)) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) bias_act_row(C + (size_t)r * ldc, n, bias, act, v);
+    } else {
+        for (int r = 0; r < rows; r++) bias_act_row(C + (size_t)r * ldc, n, bias, act, v);
     }
+}
+
+static void softmax_row(float *S, int lds, int r, int n, int causal, int first_valid, int v)
+{
+    int valid = n;
+    if (causal) valid = first_valid + r < n ? first_valid + r : n;
+    if (valid < 1) valid = 1;   /* a query always sees itself */
+    float *s = S + (size_t)r * lds;
+    if (v) softmax_avx512(s, valid, n);
+    else softmax_ref(s, valid, n);
 }
 
 void cdx_softmax_rows(float *S, int lds, int rows, int n, int causal,
                       int first_valid, int fast)
 {
     int v = fast && cdx_ops_have_avx512();
-#pragma omp parallel for schedule(static) if ((long)rows * n > PAR_MIN_WORK)
-    for (int r = 0; r < rows; r++) {
-        int valid = n;
-        if (causal) valid = first_valid + r < n ? first_valid + r : n;
-        if (valid < 1) valid = 1;   /* a query always sees itself */
-        float *s = S + (size_t)r * lds;
-        if (v) softmax_avx512(s, valid, n);
-        else softmax_ref(s, valid, n);
+    if (par_worth((long)rows * n)) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) softmax_row(S, lds, r, n, causal, first_valid, v);
+    } else {
+        for (int r = 0; r < rows; r++) softmax_row(S, lds, r, n, causal, first_valid, v);
     }
 }
