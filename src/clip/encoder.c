@@ -214,6 +214,8 @@ static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float 
  * scratch next to its scores) so both products are A x B GEMMs with long
  * rows: on AVX-512 they run on the small-M broadcast kernel directly (no
  * per-call backend overhead, no horizontal sums over a k of only 64). */
+#define ATT_CHUNK 6   /* query rows per causal chunk: one tile of the nn kernel */
+
 static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *sb,
                       int pool_only, float *out)
 {
@@ -236,7 +238,19 @@ static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *
             const float *kr = base + W + (size_t)j * ld;
             for (int d = 0; d < dh; d++) Kt[(size_t)d * nk + j] = kr[d];
         }
-        if (direct) {
+        if (direct && sb->causal && nq > ATT_CHUNK) {
+            /* causal: a chunk of query rows only needs the keys up to its
+             * last row (the masked triangle is neither computed nor read) */
+            for (int r0 = 0; r0 < nq; r0 += ATT_CHUNK) {
+                int rows = nq - r0 < ATT_CHUNK ? nq - r0 : ATT_CHUNK, nkr = q0 + r0 + rows;
+                float *Sr = S + (size_t)r0 * nk;
+                cdx_gemm_small_nn(rows, nkr, dh, scale, base + (size_t)(q0 + r0) * ld, ld, Kt, nk,
+                                  0.0f, Sr, nk);
+                cdx_softmax_rows(Sr, nk, rows, nkr, 1, q0 + r0 + 1, fast);
+                cdx_gemm_small_nn(rows, dh, nkr, 1.0f, Sr, nk, base + 2 * W, ld, 0.0f,
+                                  o + (size_t)r0 * W, W);
+            }
+        } else if (direct) {
             cdx_gemm_small_nn(nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0.0f, S, nk);
             cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
             cdx_gemm_small_nn(nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0.0f, o, W);
