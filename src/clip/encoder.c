@@ -192,11 +192,23 @@ static cdx_epilogue epilogue_of(cdx_act a)
     return a == CDX_ACT_GELU ? CDX_EPI_GELU : CDX_EPI_QUICK_GELU;
 }
 
+/* Pre-packed weights (gemm_packed.c) up to PACKED_MAX_M rows: measured on
+ * Zen 5 (2 threads) 1.3-1.6x oneDNN's sgemm from 8 to 800 rows (which
+ * re-packs the weights on every call), equal at 1600 rows where, in the
+ * whole image tower at batch 32, oneDNN stayed ~3% ahead: larger calls keep
+ * using the backend. */
+#define PACKED_MAX_M 1024
+
+static int use_packed(const cdx_ctx *c, const float *wp, int rows)
+{
+    return wp && !c->reference && rows <= PACKED_MAX_M;
+}
+
 /* y = x W^T + b (+ y when accumulate) */
 static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
                    float *y, int accumulate, cdx_epilogue epi)
 {
-    if (l->wp && !c->reference && epi != CDX_EPI_GELU) {   /* pre-packed, fused epilogue */
+    if (use_packed(c, l->wp, rows) && epi != CDX_EPI_GELU) {   /* fused epilogue */
         cdx_gemm_packed(rows, l->out, l->in, x, l->in, l->wp, l->b,
                         epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
                         accumulate, y, l->out, 1);
@@ -355,7 +367,10 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
                        pixels + (((size_t)b * 3 + ch) * S + (size_t)gy * p + y) * S + (size_t)gx * p,
                        (size_t)p * sizeof(float));
     }
-    cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
+    if (use_packed(c, v->patch_wp, nb * gg))
+        cdx_gemm_packed(nb * gg, W, K, c->big, K, v->patch_wp, NULL, CDX_PACK_ACT_NONE, 0, c->h, W, 1);
+    else
+        cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
 #pragma omp parallel for schedule(static) num_threads(c->n_threads)
     for (int r = 0; r < nb * T; r++) {
         int b = r / T, t = r % T;
@@ -380,8 +395,7 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
     cdx_layernorm_rows(c->px, W, c->pa, W, nb, W, v->ln_post.g, v->ln_post.b, v->cfg.eps, fast);
     if (tp && tp->vision_pooled_ln_post)
         memcpy(tp->vision_pooled_ln_post + (size_t)b0 * W, c->pa, (size_t)nb * W * sizeof(float));
-    cdx_gemm(c->be, nb, v->proj.out, W, 1.0f, c->pa, W, v->proj.w, W, 1, 0.0f, NULL, out,
-             v->proj.out);
+    linear(c, &v->proj, nb, c->pa, out, 0, CDX_EPI_NONE);
 }
 
 static int enter_threads(const cdx_ctx *c)

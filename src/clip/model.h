@@ -50,6 +50,7 @@ typedef struct cdx_vision_tower {
     int grid;          /* image_size / patch_size */
     int n_tokens;      /* grid*grid + 1 (class token first) */
     const float *patch_w;   /* [width, 3*patch*patch]: conv weight flattened (c, y, x) */
+    const float *patch_wp;  /* patch_w packed for cdx_gemm_packed(); may be NULL */
     const float *class_emb; /* [width] */
     const float *pos_emb;   /* [n_tokens, width] */
     cdx_layernorm ln_pre;

@@ -7,11 +7,12 @@
  * releases exactly these, so both the file loader (model.c) and the random
  * builder used by benchmarks (model_random.c) share one destructor.
  *
- * Packed weights (cdx_model_pack): copies of Linear weights in the panel
- * layout of cdx_gemm_packed(), also cdx_model_alloc() buffers.  Only the text
- * tower is packed (+100% of its weight memory: 151 MB for ViT-B/32): its GEMMs
- * have few rows per call (one query = 1..77 rows), where the layout matters
- * most; the vision tower at batch 32 runs on oneDNN's own packing.
+ * Packed weights (cdx_model_pack): copies of every Linear weight (and the
+ * patch embedding) in the panel layout of cdx_gemm_packed(), also
+ * cdx_model_alloc() buffers: as much memory again as the weights (ViT-B/32:
+ * +151 MB text, +350 MB vision).  For F32 files used in place the unpacked
+ * weights are then clean file-backed pages the fast path never touches again
+ * (only the reference mode and CPUs without AVX-512 read them).
  */
 #include "clip/model_mem.h"
 #include "clip/gemm.h"
@@ -65,17 +66,32 @@ static int pack_linear(cdx_model *m, cdx_linear *l)
     return 1;
 }
 
+static int pack_blocks(cdx_model *m, cdx_block *blocks, int layers)
+{
+    for (int l = 0; l < layers; l++) {
+        cdx_block *b = &blocks[l];
+        if (!pack_linear(m, &b->qkv) || !pack_linear(m, &b->out) || !pack_linear(m, &b->fc1) ||
+            !pack_linear(m, &b->fc2))
+            return 0;
+    }
+    return 1;
+}
+
 cdx_result cdx_model_pack(cdx_model *m)
 {
     const char *e = getenv("CLIPDEX_PACK");
     if (!cdx_gemm_small_available() || (e && !strcmp(e, "0"))) return CDX_OK;
     cdx_text_tower *t = &m->text;
-    int ok = 1;
-    for (int l = 0; ok && l < t->cfg.layers; l++) {
-        cdx_block *b = &t->blocks[l];
-        ok = pack_linear(m, &b->qkv) && pack_linear(m, &b->out) && pack_linear(m, &b->fc1) &&
-             pack_linear(m, &b->fc2);
+    cdx_vision_tower *v = &m->vision;
+    int ok = pack_blocks(m, t->blocks, t->cfg.layers) && pack_linear(m, &t->proj) &&
+             pack_blocks(m, v->blocks, v->cfg.layers) && pack_linear(m, &v->proj);
+    if (ok) {
+        int k = 3 * v->patch_size * v->patch_size;
+        size_t n = cdx_pack_floats(v->cfg.width, k);
+        float *p = n ? cdx_model_alloc(m, n) : NULL;
+        if (p) cdx_pack_weights(v->cfg.width, k, v->patch_w, k, p);
+        v->patch_wp = p;
+        ok = p != NULL;
     }
-    if (ok) ok = pack_linear(m, &t->proj);
-    return ok ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory for packed text weights");
+    return ok ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory for packed weights");
 }
