@@ -95,6 +95,56 @@ int main(void)
                         free(SA); free(SB); free(C0); free(C1);
                     }
     }
+    /* pre-packed weights: both paths against the reference GEMM on the
+     * unpacked weights (+ bias, quick_gelu, residual computed here in double) */
+    {
+        const int pshapes[][3] = {{1, 1, 1},    {1, 512, 512}, {8, 1536, 512}, {7, 33, 65},
+                                  {13, 100, 17}, {77, 130, 513}, {97, 64, 1100}, {200, 70, 40},
+                                  {6, 2048, 512}, {5, 512, 2048}};
+        unsigned seed = 11;
+        for (size_t s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++)
+            for (int mode = 0; mode < 4; mode++) {
+                int m = pshapes[s][0], n = pshapes[s][1], k = pshapes[s][2];
+                int with_bias = mode != 0, act = mode == 2, acc = mode == 3;
+                int ldc = n + 5;
+                float *W = malloc((size_t)n * k * 4), *PA = malloc((size_t)m * k * 4);
+                float *pb = malloc((size_t)n * 4), *P = malloc(cdx_pack_floats(n, k) * 4);
+                float *C0 = malloc((size_t)m * ldc * 4), *C1 = malloc((size_t)m * ldc * 4);
+                float *C2 = malloc((size_t)m * ldc * 4);
+                for (size_t i = 0; i < (size_t)n * k; i++) W[i] = frand(&seed);
+                for (size_t i = 0; i < (size_t)m * k; i++) PA[i] = frand(&seed);
+                for (int i = 0; i < n; i++) pb[i] = frand(&seed);
+                for (size_t i = 0; i < (size_t)m * ldc; i++) C1[i] = C2[i] = frand(&seed);
+                cdx_gemm(CDX_GEMM_BE_REFERENCE, m, n, k, 1.0f, PA, k, W, k, 1, 0.0f, NULL, C0, ldc);
+                double mx = 0;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        double v = C0[(size_t)i * ldc + j];
+                        if (with_bias) v += pb[j];
+                        if (acc) v += C1[(size_t)i * ldc + j];
+                        if (act) v = v / (1.0 + exp(-1.702 * v));
+                        C0[(size_t)i * ldc + j] = (float)v;
+                        if (fabs(v) > mx) mx = fabs(v);
+                    }
+                for (int i = 0; i < m; i++)   /* padding columns must stay untouched */
+                    for (int j = n; j < ldc; j++) C0[(size_t)i * ldc + j] = C1[(size_t)i * ldc + j];
+                cdx_pack_weights(n, k, W, k, P);
+                CHECK(P[0] == W[0] && (n < 2 || P[1] == W[k]) && (k < 2 || P[CDX_PACK_NR] == W[1]));
+                for (int fast = 0; fast < 2; fast++) {
+                    float *Cx = fast ? C1 : C2;
+                    cdx_gemm_packed(m, n, k, PA, k, P, with_bias ? pb : NULL,
+                                    act ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE, acc, Cx, ldc, fast);
+                    double err = 0;
+                    for (size_t i = 0; i < (size_t)m * ldc; i++) {
+                        double d = fabs((double)Cx[i] - C0[i]);
+                        if (d > err) err = d;
+                    }
+                    CHECKF(err <= 1e-6 * (k + 4) + 1e-6 * mx, "packed fast=%d m=%d n=%d k=%d mode=%d: err %g",
+                           fast, m, n, k, mode, err);
+                }
+                free(W); free(PA); free(pb); free(P); free(C0); free(C1); free(C2);
+            }
+    }
     printf("default backend: %s (%d backends tested)\n",
            cdx_gemm_backend_name(cdx_gemm_default_backend()), tested);
 #ifdef CDX_EXPECT_DNNL

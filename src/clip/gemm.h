@@ -63,4 +63,19 @@ void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda
 void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Pre-packed weights (gemm_packed.c).  A Linear weight W [n,k] is re-laid
+ * once, at model load, as panels of CDX_PACK_NR output columns, k-major and
+ * zero-padded: P[(p*k + kk)*NR + j] = W[p*NR + j][kk].  The fast kernel is
+ * AVX-512 (run-time check); fast = 0 or no AVX-512 runs the plain reference
+ * loop over the same layout.
+ *   C = act(A W^T + bias (+ C when accumulate))   (bias may be NULL)
+ * act: CDX_PACK_ACT_NONE or CDX_PACK_ACT_QUICK_GELU (x * sigmoid(1.702 x)). */
+#define CDX_PACK_NR 64
+enum { CDX_PACK_ACT_NONE = 0, CDX_PACK_ACT_QUICK_GELU = 1 };
+/* floats needed for the packed copy (0 when n or k <= 0) */
+size_t cdx_pack_floats(int n, int k);
+void cdx_pack_weights(int n, int k, const float *W, int ldw, float *P);
+void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
+                     const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+
 #endif

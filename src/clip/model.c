@@ -362,6 +362,7 @@ cdx_result cdx_model_load(const char *dir, const cdx_model_params *params, cdx_m
     if (!r) r = load_configs(m, dir, &cfg_json, &cfg_len);
     if (!r) r = load_tokenizer(m, dir);
     if (!r) r = load_weights(m, wpath, cfg_json, cfg_len);
+    if (!r) r = cdx_model_pack(m);
     free(cfg_json);
     free(wpath);
     if (r) {

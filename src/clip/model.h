@@ -26,6 +26,9 @@ typedef struct cdx_linear {
     const float *w;   /* [out, in] */
     const float *b;   /* [out]; may be NULL (projections have no bias) */
     int in, out;
+    /* w re-laid for cdx_gemm_packed() (gemm.h), made once by
+     * cdx_model_pack() at load; may be NULL (no AVX-512, or not packed) */
+    const float *wp;
 } cdx_linear;
 
 typedef struct cdx_layernorm {
@@ -47,6 +50,7 @@ typedef struct cdx_vision_tower {
     int grid;          /* image_size / patch_size */
     int n_tokens;      /* grid*grid + 1 (class token first) */
     const float *patch_w;   /* [width, 3*patch*patch]: conv weight flattened (c, y, x) */
+    const float *patch_wp;  /* patch_w packed for cdx_gemm_packed(); may be NULL */
     const float *class_emb; /* [width] */
     const float *pos_emb;   /* [n_tokens, width] */
     cdx_layernorm ln_pre;

@@ -14,4 +14,9 @@ cdx_model *cdx_model_new_empty(void);
  * when out of memory or on size overflow. */
 float *cdx_model_alloc(cdx_model *m, size_t n_floats);
 
+/* Makes the packed weight copies (cdx_linear.wp, vision patch_wp) the fast
+ * kernels use, when the CPU has AVX-512 and $CLIPDEX_PACK is not "0".  Called once at the end of every model construction (the model is
+ * read-only afterwards).  Fails only when out of memory. */
+cdx_result cdx_model_pack(cdx_model *m);
+
 #endif

@@ -161,7 +161,7 @@ cdx_result cdx_model_random(const cdx_clip_config *cfg, uint64_t seed, cdx_model
     layernorm(&bd, &t->ln_final, tw);
     linear(&bd, &t->proj, cfg->projection_dim, tw, 1.0f / sqrtf((float)tw), 0);
 
-    if (bd.failed) {
+    if (bd.failed || cdx_model_pack(m) != CDX_OK) {
         cdx_model_free(m);
         return cdx_error(CDX_ERR_NOMEM, "random model: out of memory");
     }
