@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include "clip/encoder.h"
+#include "clip/gemm.h"
 #include "clip/model.h"
 #include "clip/model_random.h"
 
@@ -218,6 +219,11 @@ static void test_fixture_model(const char *weights, const char *dir)
     cdx_result r = cdx_model_load(test_fixture_dir(), &mp, &m);
     CHECKF(r == CDX_OK, "load %s: %s", weights, cdx_last_error());
     if (r != CDX_OK) return;
+    /* on AVX-512 the fast path must be the packed-weight one (so the
+     * comparisons below test it) */
+    if (cdx_gemm_small_available() && !getenv("CLIPDEX_PACK"))
+        CHECK(m->text.blocks[0].qkv.wp && m->text.proj.wp && m->vision.blocks[0].fc1.wp &&
+              m->vision.patch_wp);
     fixture f = {m, m->cfg.projection_dim, m->vision.cfg.width, m->text.cfg.width,
                  m->vision.n_tokens, m->vision.image_size, NULL, NULL, {0, 0}, {0, 0}, {NULL}};
     char path[4096];
@@ -302,6 +308,8 @@ static void test_random_models(void)
         cdx_model *m = NULL;
         CHECK(cdx_model_random(&cfg, 7 + variant, &m) == CDX_OK);
         if (!m) return;
+        if (cdx_gemm_small_available() && !getenv("CLIPDEX_PACK"))   /* odd widths: packed tails */
+            CHECK(m->text.blocks[0].fc2.wp && m->vision.blocks[0].qkv.wp);
         cdx_ctx *c = new_ctx(m, 2, 4);
         int n = 6;
         size_t per = (size_t)3 * 60 * 60;

@@ -33,6 +33,9 @@
 #define MRP 6       /* rows per tile */
 #define KC 512      /* k chunk */
 #define RG 96       /* rows per work item (multiple of MRP) */
+#ifndef PFD
+#define PFD 16      /* software prefetch distance, k steps (x 256 bytes) */
+#endif
 
 size_t cdx_pack_floats(int n, int k)
 {
@@ -95,10 +98,10 @@ AVX512 static inline __attribute__((always_inline)) void ptile(
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         __m512 b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
         if (pf) {
-            _mm_prefetch((const char *)(b + 16 * NR), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + 16 * NR + 16), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + 16 * NR + 32), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + 16 * NR + 48), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 48), _MM_HINT_T0);
         }
         for (int i = 0; i < mr; i++) {
             __m512 va = _mm512_set1_ps(a[i][kk]);
