@@ -31,6 +31,13 @@ int cli_parse_date(const char *s, int64_t *out);
 /* Open the library for a command: prints the error and returns 1 on
  * failure, 0 on success. */
 int cli_open_library(const char *dir, const cdx_library_params *p, cdx_library **lib);
+/* For commands taking only [--library DIR] [--json] (info, check): parse
+ * them and open the library without its model.  Returns -1 with *lib open
+ * and *dir_out (may be NULL) its directory, or the exit status to return
+ * (0 after --help, 1 open failed, 2 usage). */
+int cli_open_library_args(const char *cmd, int argc, char **argv,
+                          void (*usage)(FILE *), cdx_library **lib, int *json,
+                          const char **dir_out);
 int cmd_serve(int argc, char **argv);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */

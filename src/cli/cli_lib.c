@@ -14,6 +14,26 @@ int cli_open_library(const char *dir, const cdx_library_params *p, cdx_library *
     return 0;
 }
 
+int cli_open_library_args(const char *cmd, int argc, char **argv,
+                          void (*usage)(FILE *), cdx_library **lib, int *json,
+                          const char **dir_out)
+{
+    const char *dir = NULL;
+    *json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--library") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(a, "--json")) *json = 1;
+        else return cli_usage_error(cmd, "unknown or incomplete argument '%s'", a);
+    }
+    cdx_library_params p = cdx_library_default_params();
+    p.load_model = 0;
+    if (cli_open_library(dir, &p, lib)) return 1;
+    if (dir_out) *dir_out = dir ? dir : cdx_library_default_dir();
+    return -1;
+}
+
 static int digits(const char **s, int n, int *out)
 {
     int v = 0;

@@ -28,19 +28,10 @@ static void on_problem(void *user, const char *line)
 
 int cmd_check(int argc, char **argv)
 {
-    const char *dir = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--library") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(a, "--json")) json = 1;
-        else return cli_usage_error("check", "unknown or incomplete argument '%s'", a);
-    }
-    cdx_library_params p = cdx_library_default_params();
-    p.load_model = 0;
+    int json;
     cdx_library *lib;
-    if (cli_open_library(dir, &p, &lib)) return 1;
+    int rc = cli_open_library_args("check", argc, argv, usage, &lib, &json, NULL);
+    if (rc >= 0) return rc;
     cdx_check_report rep;
     cdx_result r = cdx_library_check(lib, on_problem, &json, &rep);
     cdx_library_close(lib);

@@ -15,24 +15,15 @@ static void usage(FILE *f)
 
 int cmd_info(int argc, char **argv)
 {
-    const char *dir = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--library") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(a, "--json")) json = 1;
-        else return cli_usage_error("info", "unknown or incomplete argument '%s'", a);
-    }
-    cdx_library_params p = cdx_library_default_params();
-    p.load_model = 0;
+    int json;
+    const char *d;
     cdx_library *lib;
-    if (cli_open_library(dir, &p, &lib)) return 1;
+    int rc = cli_open_library_args("info", argc, argv, usage, &lib, &json, &d);
+    if (rc >= 0) return rc;
     cdx_library_info info;
     cdx_result r = cdx_library_get_info(lib, &info);
     cdx_library_close(lib);
     if (r) return cli_fail("reading library", r);
-    const char *d = dir ? dir : cdx_library_default_dir();
     if (json) {
         fputs("{\"library\": ", stdout);
         cli_print_json_string(stdout, d);
