@@ -36,16 +36,15 @@ static void set_body(srv_response *rs, char *body, size_t len, const char *type)
     rs->content_type = type;
 }
 
-void srv_json_reply(srv_response *rs, int status, json_t *obj)
+/* Serialise obj (consumed) as the response body with one trailing newline
+ * (it makes curl output and logs readable); 0 on success, -1 when it cannot
+ * be serialised (rs untouched). */
+static int set_json_body(srv_response *rs, json_t *obj)
 {
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(obj);
-    if (!text) {
-        srv_error(rs, 500, SRV_E_INTERNAL, "cannot serialise the response");
-        return;
-    }
+    if (!text) return -1;
     size_t n = strlen(text);
-    /* One trailing newline makes curl output and logs readable. */
     char *with_nl = realloc(text, n + 2);
     if (with_nl) {
         with_nl[n++] = '\n';
@@ -53,6 +52,15 @@ void srv_json_reply(srv_response *rs, int status, json_t *obj)
         text = with_nl;
     }
     set_body(rs, text, n, "application/json");
+    return 0;
+}
+
+void srv_json_reply(srv_response *rs, int status, json_t *obj)
+{
+    if (set_json_body(rs, obj) != 0) {
+        srv_error(rs, 500, SRV_E_INTERNAL, "cannot serialise the response");
+        return;
+    }
     rs->status = status;
 }
 
@@ -66,9 +74,7 @@ void srv_error(srv_response *rs, int status, const char *code, const char *fmt, 
     /* Messages may quote request input: keep them valid UTF-8 for jansson. */
     if (!srv_utf8_valid(msg, strlen(msg))) snprintf(msg, sizeof msg, "%s", "invalid input");
     json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    json_decref(o);
-    if (!text) {
+    if (set_json_body(rs, o) != 0) {
         static const char fallback[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
         set_body(rs, (char *)fallback, sizeof fallback - 1, "application/json");
@@ -77,14 +83,6 @@ void srv_error(srv_response *rs, int status, const char *code, const char *fmt, 
         rs->error_code = SRV_E_INTERNAL;
         return;
     }
-    size_t n = strlen(text);
-    char *with_nl = realloc(text, n + 2);
-    if (with_nl) {
-        with_nl[n++] = '\n';
-        with_nl[n] = '\0';
-        text = with_nl;
-    }
-    set_body(rs, text, n, "application/json");
     rs->status = status;
     rs->error_code = code;
 }
