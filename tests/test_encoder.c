@@ -51,25 +51,11 @@ static void check_rows_cos(const char *what, const float *got, const float *exp,
     CHECKF(worst >= 0.99999, "%s: min row cosine %.9f", what, worst);
 }
 
-/* "<fixture>/<rel>" with exactly count 4-byte elements (exits otherwise) */
-static void *load_rel(const char *rel, size_t count)
-{
-    char path[8192];
-    snprintf(path, sizeof path, "%s/%s", test_fixture_dir(), rel);
-    size_t len = 0;
-    void *p = test_read_file(path, &len);
-    if (!p || len != count * 4) {
-        fprintf(stderr, "cannot load %s (%zu bytes, want %zu)\n", path, len, count * 4);
-        exit(1);
-    }
-    return p;
-}
-
 static float *load_f32(const char *dir, const char *name, size_t count)
 {
     char rel[256];
     snprintf(rel, sizeof rel, "expected/%s/%s", dir, name);
-    return load_rel(rel, count);
+    return test_load_array(rel, count);
 }
 
 static void load_inputs(fixture *f, json_t *cases)
@@ -84,7 +70,7 @@ static void load_inputs(fixture *f, json_t *cases)
         char rel[256];
         const char *id = json_string_value(json_object_get(json_array_get(imgs, (size_t)i), "id"));
         snprintf(rel, sizeof rel, "expected/preprocess/%s.f32", id);
-        float *p = load_rel(rel, per);
+        float *p = test_load_array(rel, per);
         memcpy(f->pixels + i * per, p, per * sizeof(float));
         free(p);
         for (int k = 0; k < 2; k++)
@@ -98,7 +84,7 @@ static void load_inputs(fixture *f, json_t *cases)
             if (!strcmp(t, json_string_value(json_array_get(json_object_get(inter, "texts"), (size_t)k))))
                 f->txt_tap[k] = i;
     }
-    f->tokens = load_rel("expected/text_tokens.i32", (size_t)NT * CTXLEN);
+    f->tokens = test_load_array("expected/text_tokens.i32", (size_t)NT * CTXLEN);
 }
 
 static cdx_ctx *new_ctx(const cdx_model *m, int threads, int max_batch)
