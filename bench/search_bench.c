@@ -182,7 +182,7 @@ int main(int argc, char **argv)
     double sink = 0;
     double mem_gbps = mem_bandwidth(buf, bytes / 4, (int)threads, &sink);
 
-    topk_source src = {buf, (uint64_t)n, (int)dim, stride, BLOCK, block};
+    cdx_rows src = {buf, (uint64_t)n, (int)dim, stride, BLOCK, block};
     topk_params p = topk_default_params();
     p.k = 10;
     p.n_threads = (int)threads;

@@ -101,7 +101,7 @@ static void test_kernels(void)
 
 typedef struct dataset {
     float *mem;        /* whole allocation */
-    topk_source src;
+    cdx_rows src;
 } dataset;
 
 /* n unit vectors of dim; row_pad extra floats per row; gap floats between
@@ -128,12 +128,6 @@ static dataset make_data(uint64_t n, int dim, int row_pad, uint32_t block_rows, 
     return ds;
 }
 
-static const float *row_of(const topk_source *s, uint64_t i)
-{
-    return (const float *)((const char *)s->base + (i / s->block_rows) * s->block_stride +
-                           (i % s->block_rows) * s->row_stride);
-}
-
 static int odd_only(void *ctx, uint64_t slot) { (void)ctx; return (int)(slot & 1); }
 
 static int cmp_hit(const void *a, const void *b)
@@ -142,7 +136,7 @@ static int cmp_hit(const void *a, const void *b)
 }
 
 /* Expected page for query q with the same kernel. */
-static size_t brute(const topk_source *s, const float *q, const topk_params *p,
+static size_t brute(const cdx_rows *s, const float *q, const topk_params *p,
                     const dot_kernel *k, topk_hit *out)
 {
     topk_hit *all = malloc((s->count + 1) * sizeof *all);
@@ -152,7 +146,7 @@ static size_t brute(const topk_source *s, const float *q, const topk_params *p,
         if (p->allow_fn && !p->allow_fn(p->allow_ctx, i)) continue;
         float v;
         const float *qp[1] = {q};
-        k->tile(qp, 1, row_of(s, i), 1, s->row_stride / 4, (size_t)s->dim, &v, 1);
+        k->tile(qp, 1, cdx_rows_at(s, i), 1, s->row_stride / 4, (size_t)s->dim, &v, 1);
         if (!(v >= p->min_score)) continue;
         all[m].slot = i;
         all[m].score = v;
@@ -165,7 +159,7 @@ static size_t brute(const topk_source *s, const float *q, const topk_params *p,
     return got;
 }
 
-static int compare_search(const topk_source *s, const float *qs, size_t nq, const topk_params *p,
+static int compare_search(const cdx_rows *s, const float *qs, size_t nq, const topk_params *p,
                           const char *what)
 {
     const dot_kernel *k = p->kernel ? p->kernel : dot_kernel_best();
@@ -261,7 +255,7 @@ static void test_ties_and_filters(void)
     for (int i = 0; i < 3; i++) rand_unit(base[i], dim);
     for (uint64_t s = 0; s < n; s++) memcpy(rows + s * (size_t)dim, base[(s * 7) % 3], (size_t)dim * 4);
     memcpy(q, base[1], sizeof q);
-    topk_source src = topk_source_array(rows, n, dim, (size_t)dim * 4);
+    cdx_rows src = cdx_rows_array(rows, n, dim, (size_t)dim * 4);
     topk_hit ref[50], got[50];
     size_t nref = 0, ngot = 0;
     topk_params p = topk_default_params();
@@ -320,7 +314,7 @@ static void test_ties_and_filters(void)
     p.min_score = NAN;
     CHECK(topk_search(&src, q, 1, &p, got, &ngot) == CDX_ERR_INVALID_ARG);
     p = topk_default_params();
-    topk_source bad = src;
+    cdx_rows bad = src;
     bad.block_rows = 10;
     CHECK(topk_search(&bad, q, 1, &p, got, &ngot) == CDX_ERR_INVALID_ARG);
     bad = src;

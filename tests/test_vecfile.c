@@ -19,6 +19,7 @@
  *    reported committed survives, and the next run resumes.
  */
 #include "store/vecfile.h"
+#include "search/topk.h"
 #include "testutil.h"
 
 #include <fcntl.h>
@@ -174,7 +175,7 @@ static void test_basics(void)
     CHECK(vecfile_get(vf, n, NULL, NULL) == CDX_ERR_NOT_FOUND);
 
     /* Search through the mapping finds a stored vector first. */
-    topk_source src = vecfile_source(vf);
+    cdx_rows src = vecfile_rows(vf);
     CHECK(src.count == n && ((uintptr_t)src.base % 64) == 0 && src.row_stride % 64 == 0);
     float q[100];
     gen_vec(200, 100, q);
@@ -460,7 +461,7 @@ static void test_compact(void)
     for (uint64_t s = 0; s < 300; s++) if (s % 3 == 0 || s == 299) keep[s / 64] |= 1ull << (s % 64);
     uint8_t id0[16], id1[16];
     vecfile_file_id(vf, id0);
-    topk_source before = vecfile_source(vf);
+    cdx_rows before = vecfile_rows(vf);
     float row0[48];
     memcpy(row0, before.base, sizeof row0);
     uint64_t map[300];
@@ -538,7 +539,7 @@ static void test_concurrent_reader(void)
         seen = c;
         refreshes++;
         /* The writer's own handle, searched from this thread while it appends. */
-        topk_source src = vecfile_source(w);
+        cdx_rows src = vecfile_rows(w);
         topk_params tp = topk_default_params();
         tp.k = 1;
         topk_hit h;

@@ -6,8 +6,8 @@
  * vector per image, then captions x images dot products twice (t2i, i2t):
  * about 2 * 25000 * 5000 * 512 flops for the COCO 5k test split.
  */
-#include "eval/captions.h"
-#include "eval/evutil.h"
+#include "captions.h"
+#include "evutil.h"
 
 #include <jansson.h>
 #include <stdlib.h>

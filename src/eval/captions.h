@@ -19,7 +19,7 @@
 #define CDX_EVAL_CAPTIONS_H
 
 #include "clipdex.h"
-#include "eval/metrics.h"
+#include "metrics.h"
 
 #include <stddef.h>
 #include <stdint.h>

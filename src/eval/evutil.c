@@ -6,7 +6,7 @@
  * size_t overflow; the CSV reader never reads past `end` and reports the
  * line of the row it failed on.  See evutil.h.
  */
-#include "eval/evutil.h"
+#include "evutil.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -4,8 +4,8 @@
  * validated and errors name the file and line; sizes are capped by
  * EV_MAX_FILE_BYTES / EV_MAX_ITEMS.
  */
-#include "eval/labels.h"
-#include "eval/evutil.h"
+#include "labels.h"
+#include "evutil.h"
 
 #include <stdlib.h>
 #include <string.h>

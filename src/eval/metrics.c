@@ -4,8 +4,8 @@
  * no library calls; sums in double.  Workload: one call per query (rankings
  * of up to the library size) or one pass over a score matrix.
  */
-#include "eval/metrics.h"
-#include "eval/evutil.h"
+#include "metrics.h"
+#include "evutil.h"
 
 #include <math.h>
 #include <stdint.h>

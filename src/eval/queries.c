@@ -9,8 +9,8 @@
  * search and the deeper ranking for AP/MRR); queries run one at a time so
  * the latencies are those of a single user.
  */
-#include "eval/queries.h"
-#include "eval/evutil.h"
+#include "queries.h"
+#include "evutil.h"
 
 #include <jansson.h>
 #include <math.h>

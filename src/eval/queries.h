@@ -24,8 +24,8 @@
 #define CDX_EVAL_QUERIES_H
 
 #include "clipdex.h"
-#include "eval/labels.h"
-#include "eval/metrics.h"
+#include "labels.h"
+#include "metrics.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,8 +7,8 @@
  * plotting stack.  Every label goes through svg_text() (XML escaping, UTF-8
  * safe truncation).  Workload: one report per command.
  */
-#include "eval/report.h"
-#include "eval/evutil.h"
+#include "report.h"
+#include "evutil.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -12,9 +12,9 @@
 #ifndef CDX_EVAL_REPORT_H
 #define CDX_EVAL_REPORT_H
 
-#include "eval/captions.h"
-#include "eval/queries.h"
-#include "eval/zeroshot.h"
+#include "captions.h"
+#include "queries.h"
+#include "zeroshot.h"
 
 #include <jansson.h>
 #include <stdio.h>

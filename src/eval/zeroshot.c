@@ -8,9 +8,9 @@
  * 80 CLIP templates, batched through a private inference context), one
  * stored vector per image, and an images x classes score pass.
  */
-#include "eval/zeroshot.h"
-#include "eval/evutil.h"
-#include "eval/metrics.h"
+#include "zeroshot.h"
+#include "evutil.h"
+#include "metrics.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@
 #define CDX_EVAL_ZEROSHOT_H
 
 #include "clipdex.h"
-#include "eval/labels.h"
+#include "labels.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -31,19 +31,6 @@ topk_params topk_default_params(void)
     return p;
 }
 
-topk_source topk_source_array(const float *rows, uint64_t count, int dim,
-                              size_t row_stride_bytes)
-{
-    topk_source s;
-    s.base = rows;
-    s.count = count;
-    s.dim = dim;
-    s.row_stride = row_stride_bytes;
-    s.block_rows = CHUNK;
-    s.block_stride = CHUNK * row_stride_bytes;
-    return s;
-}
-
 /* ---------------------------------------------------------------- heap */
 
 typedef struct heap {
@@ -88,7 +75,7 @@ static int hit_cmp(const void *a, const void *b)
 /* ---------------------------------------------------------------- scan */
 
 typedef struct scan_job {
-    const topk_source *src;
+    const cdx_rows *src;
     const float *const *qp;
     size_t nq;
     const topk_params *p;
@@ -119,7 +106,7 @@ static uint64_t chunk_mask(const scan_job *j, uint64_t c, size_t nrows)
 
 static void scan_range(const scan_job *j, uint64_t c0, uint64_t c1, heap *heaps)
 {
-    const topk_source *s = j->src;
+    const cdx_rows *s = j->src;
     const size_t rs = s->row_stride / sizeof(float);
     const uint32_t chunks_per_block = s->block_rows / CHUNK;
     const float min_score = j->p->min_score;
@@ -156,7 +143,7 @@ static void scan_range(const scan_job *j, uint64_t c0, uint64_t c1, heap *heaps)
 
 /* ---------------------------------------------------------------- search */
 
-static cdx_result check_args(const topk_source *src, const float *queries, size_t nq,
+static cdx_result check_args(const cdx_rows *src, const float *queries, size_t nq,
                              const topk_params *p, topk_hit *hits, size_t *n_hits)
 {
     if (!src || !p || !n_hits || (nq > 0 && !queries))
@@ -182,7 +169,7 @@ static cdx_result check_args(const topk_source *src, const float *queries, size_
     return CDX_OK;
 }
 
-cdx_result topk_search(const topk_source *src, const float *queries, size_t nq,
+cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
                        const topk_params *p, topk_hit *hits, size_t *n_hits)
 {
     cdx_result rc = check_args(src, queries, nq, p, hits, n_hits);

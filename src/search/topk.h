@@ -1,9 +1,9 @@
 /*
  * topk.h - exact top-k inner-product search over stored vectors.
  *
- * The search scans every row of a topk_source (a vecfile view or any array
- * laid out the same way), scores it against one or more query vectors with
- * the best SIMD kernel for this CPU (search/dot.h), and keeps a per-thread,
+ * The search scans every row of a cdx_rows view (common/rows.h), scores it
+ * against one or more query vectors with the best SIMD kernel for this CPU
+ * (search/dot.h), and keeps a per-thread,
  * per-query bounded heap; heaps are merged at the end.  Vectors are
  * L2-normalised, so the inner product is the cosine similarity.
  *
@@ -17,10 +17,7 @@
  *  - offset/k paginate: the result is ranks [offset, offset+k) of the full
  *    ordering of allowed slots.
  *
- * Invariants of a topk_source: rows are grouped in blocks of block_rows rows
- * (a multiple of 64); row r of block b starts at
- * base + b*block_stride + r*row_stride bytes; row_stride and block_stride are
- * multiples of 4 (64 for full-speed SIMD loads).
+ * The rows come as a cdx_rows view (common/rows.h), whatever owns them.
  *
  * Workload: 10^4..10^7 rows of 64..1024 floats, one query (interactive) or a
  * batch of queries (evaluation: the scan is shared, amortising memory
@@ -31,6 +28,7 @@
 #define CDX_SEARCH_TOPK_H
 
 #include "clipdex.h"
+#include "common/rows.h"
 #include "search/dot.h"
 
 #include <stddef.h>
@@ -38,19 +36,6 @@
 
 #define TOPK_MAX_HEAP_BYTES ((size_t)1 << 30)
 #define TOPK_MAX_QUERIES 4096
-
-typedef struct topk_source {
-    const void *base;        /* start of block 0 */
-    uint64_t count;          /* number of rows */
-    int dim;                 /* floats per row that are scored */
-    size_t row_stride;       /* bytes between consecutive rows of a block */
-    uint32_t block_rows;     /* rows per block, multiple of 64 */
-    size_t block_stride;     /* bytes between consecutive blocks */
-} topk_source;
-
-/* A source for a plain contiguous [count, stride/4] float array. */
-topk_source topk_source_array(const float *rows, uint64_t count, int dim,
-                              size_t row_stride_bytes);
 
 /* Allow-filter callback: nonzero = slot may be returned.  Called from
  * several threads at once; must be thread-safe and cheap. */
@@ -82,7 +67,7 @@ typedef struct topk_hit {
  * hits[i*k .. i*k + n_hits[i]).  Fails (CDX_ERR_INVALID_ARG) on a bad
  * argument or a non-finite query value, CDX_ERR_TOO_LARGE when the heaps
  * would exceed TOPK_MAX_HEAP_BYTES, CDX_ERR_NOMEM on allocation failure. */
-cdx_result topk_search(const topk_source *src, const float *queries, size_t nq,
+cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
                        const topk_params *params, topk_hit *hits, size_t *n_hits);
 
 /* Total order used for results: nonzero when a ranks before b. */

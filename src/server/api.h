@@ -7,8 +7,8 @@
 #ifndef CDX_SERVER_API_H
 #define CDX_SERVER_API_H
 
-#include "server/multipart.h"
-#include "server/server.h"
+#include "multipart.h"
+#include "server.h"
 
 #include <jansson.h>
 

@@ -11,9 +11,9 @@
  * file.  If the thumbs directory cannot be created (read-only library) they
  * are made on every request instead.
  */
-#include "server/api.h"
-#include "server/json_util.h"
-#include "server/urlfetch.h"
+#include "api.h"
+#include "json_util.h"
+#include "urlfetch.h"
 
 #include <errno.h>
 #include <fcntl.h>

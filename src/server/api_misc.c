@@ -1,8 +1,8 @@
 /*
  * api_misc.c - health, stats and the Prometheus metrics endpoint.
  */
-#include "server/json_util.h"
-#include "server/metrics.h"
+#include "json_util.h"
+#include "metrics.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,10 +11,10 @@
  * Concurrent queries run in parallel through the library's context pool;
  * they are not batched together (a text query is one short forward pass).
  */
-#include "server/api.h"
-#include "server/base64.h"
-#include "server/json_util.h"
-#include "server/metrics.h"
+#include "api.h"
+#include "base64.h"
+#include "json_util.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * (see base64.h).  Workload: one payload per image query, up to the body
  * limit (32 MiB by default); one pass to validate and compact, one to decode.
  */
-#include "server/base64.h"
+#include "base64.h"
 
 #include <openssl/evp.h>
 #include <limits.h>

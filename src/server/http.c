@@ -4,11 +4,11 @@
  * access log, metrics and draining shutdown.  See http.h for the threading
  * model.
  */
-#include "server/http.h"
+#include "http.h"
 
-#include "server/json_util.h"
-#include "server/metrics.h"
-#include "server/routes.h"
+#include "json_util.h"
+#include "metrics.h"
+#include "routes.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -25,7 +25,7 @@
 #ifndef CDX_SERVER_HTTP_H
 #define CDX_SERVER_HTTP_H
 
-#include "server/server.h"
+#include "server.h"
 
 #include <stddef.h>
 #include <sys/socket.h>

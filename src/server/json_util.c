@@ -4,7 +4,7 @@
  * adds the rules: objects only, no duplicate keys, no unknown fields, typed
  * fields with ranges, and an error body naming what was wrong.
  */
-#include "server/json_util.h"
+#include "json_util.h"
 
 #include <errno.h>
 #include <math.h>

@@ -12,7 +12,7 @@
 #ifndef CDX_SERVER_JSON_UTIL_H
 #define CDX_SERVER_JSON_UTIL_H
 
-#include "server/server.h"
+#include "server.h"
 
 #include <jansson.h>
 #include <stdarg.h>

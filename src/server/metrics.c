@@ -3,7 +3,7 @@
  * the Prometheus text format (see metrics.h).  No allocation on the request
  * path: every (route, method, status) cell exists from the start.
  */
-#include "server/metrics.h"
+#include "metrics.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * against the body length before use; nothing is copied except the short
  * header fields.
  */
-#include "server/multipart.h"
+#include "multipart.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,10 +2,10 @@
  * routes.c - the route table and dispatch (see routes.h).  A linear scan of
  * ~20 patterns per request is cheaper than anything cleverer.
  */
-#include "server/routes.h"
+#include "routes.h"
 
-#include "server/json_util.h"
-#include "server/web.h"
+#include "json_util.h"
+#include "web.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #ifndef CDX_SERVER_ROUTES_H
 #define CDX_SERVER_ROUTES_H
 
-#include "server/server.h"
+#include "server.h"
 
 enum { SRV_ROUTE_WRITE = 1 };
 

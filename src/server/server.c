@@ -2,10 +2,10 @@
  * server.c - configuration defaults and the lifetime of the server's shared
  * state (library handle, metrics, thumbnail cache directory).
  */
-#include "server/server.h"
+#include "server.h"
 
-#include "server/metrics.h"
-#include "server/routes.h"
+#include "metrics.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <stdio.h>

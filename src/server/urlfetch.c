@@ -4,7 +4,7 @@
  * to searches; no connection reuse across requests is wanted anyway, as
  * every connection must pass the address check).
  */
-#include "server/urlfetch.h"
+#include "urlfetch.h"
 
 #include <curl/curl.h>
 #include <netinet/in.h>

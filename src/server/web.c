@@ -4,10 +4,10 @@
  * every time; a 304 costs one small round trip), because asset names carry
  * no content hash.
  */
-#include "server/web.h"
+#include "web.h"
 
-#include "server/json_util.h"
-#include "server/server.h"
+#include "json_util.h"
+#include "server.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -12,7 +12,7 @@
  *    append, so no stale entry of an old torn batch can be mistaken for part
  *    of a new one.
  *  - Mappings are never unmapped before close (they are retired), so a
- *    topk_source obtained from vecfile_source() stays valid.
+ *    cdx_rows view obtained from vecfile_rows() stays valid.
  *
  * All file offsets and integers are encoded little-endian explicitly; the
  * float32 vector data is mapped and used in place, which is why a
@@ -593,9 +593,9 @@ void vecfile_file_id(const vecfile *vf, uint8_t id[VECFILE_ID_BYTES])
     memcpy(id, vf->file_id, VECFILE_ID_BYTES);
 }
 
-topk_source vecfile_source(vecfile *vf)
+cdx_rows vecfile_rows(vecfile *vf)
 {
-    topk_source s;
+    cdx_rows s;
     pthread_mutex_lock(&vf->mu);
     s.base = vf->map + HDR_SIZE;
     s.count = vf->count;

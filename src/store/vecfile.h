@@ -23,7 +23,7 @@
  * Concurrency: one writer per file (flock LOCK_EX, taken by writable
  * opens); any number of read-only handles in any process, which see new
  * records after vecfile_refresh().  Within a process, one handle may be used
- * by several threads: vecfile_source() snapshots stay valid until
+ * by several threads: vecfile_rows() snapshots stay valid until
  * vecfile_close() (old mappings are retired, not unmapped).
  *
  * Workload: appends of 1..VECFILE_MAX_BATCH vectors (ingest batches), scans
@@ -33,7 +33,7 @@
 #define CDX_STORE_VECFILE_H
 
 #include "clipdex.h"
-#include "search/topk.h"
+#include "common/rows.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -95,9 +95,9 @@ cdx_result vecfile_append(vecfile *vf, const float *vecs,
 cdx_result vecfile_get(vecfile *vf, uint64_t slot, float *out,
                        uint8_t key[VECFILE_KEY_BYTES]);
 
-/* A zero-copy view of the committed rows for topk_search(); valid until
- * vecfile_close() even if the handle appends, refreshes or compacts. */
-topk_source vecfile_source(vecfile *vf);
+/* A zero-copy view of the committed rows; valid until vecfile_close() even
+ * if the handle appends, refreshes or compacts. */
+cdx_rows vecfile_rows(vecfile *vf);
 
 /* Read-only handles: pick up complete batches appended since open (by any
  * process).  CDX_ERR_MISMATCH when the path now holds another file (it was

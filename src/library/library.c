@@ -11,7 +11,7 @@
  *  - rmu guards the reader connection `rcat` and the cached unfiltered
  *    search snapshot; searches hold it only to obtain a snapshot, the scan
  *    itself runs unlocked on a refcounted snapshot;
- *  - vmu guards vecfile_refresh (read-only handles) vs vecfile_source;
+ *  - vmu guards vecfile_refresh (read-only handles) vs vecfile_rows;
  *  - pmu/pcv guard the pool of inference contexts (query embeddings);
  *    indexing has its own batched context, used under wmu.
  * Ordering rule for searches: the catalog snapshot is read BEFORE the
@@ -697,12 +697,12 @@ static void snapshot_put(cdx_library *lib, snapshot *s)
 }
 
 /* A view of the vectors covering every slot < need. */
-static cdx_result vectors_view(cdx_library *lib, uint64_t need, topk_source *src)
+static cdx_result vectors_view(cdx_library *lib, uint64_t need, cdx_rows *src)
 {
     cdx_result r = CDX_OK;
     pthread_mutex_lock(&lib->vmu);
     if (vecfile_count(lib->vf) < need && !lib->writable) r = vecfile_refresh(lib->vf);
-    *src = vecfile_source(lib->vf);
+    *src = vecfile_rows(lib->vf);
     pthread_mutex_unlock(&lib->vmu);
     if (r) return r;
     if (src->count < need)
@@ -723,14 +723,8 @@ static size_t lower_bound(const catalog_pair *v, size_t n, int64_t slot)
     return lo;
 }
 
-static const float *row_of(const topk_source *src, uint64_t slot)
-{
-    return (const float *)((const char *)src->base + (slot / src->block_rows) * src->block_stride +
-                           (slot % src->block_rows) * src->row_stride);
-}
-
 /* Images (not slots) among the allowed ones scoring >= min_score. */
-static uint64_t count_at_least(const snapshot *s, const topk_source *src, const float *q, float min_score)
+static uint64_t count_at_least(const snapshot *s, const cdx_rows *src, const float *q, float min_score)
 {
     const dot_kernel *k = dot_kernel_best();
     uint64_t total = 0;
@@ -739,7 +733,7 @@ static uint64_t count_at_least(const snapshot *s, const topk_source *src, const 
         while (j < s->n && s->pairs[j].slot == s->pairs[i].slot) j++;
         if (s->pairs[i].slot >= 0) {
             float score;
-            k->tile(&q, 1, row_of(src, (uint64_t)s->pairs[i].slot), 1, src->row_stride / 4,
+            k->tile(&q, 1, cdx_rows_at(src, (uint64_t)s->pairs[i].slot), 1, src->row_stride / 4,
                     (size_t)src->dim, &score, 1);
             if (score >= min_score) total += j - i;
         }
@@ -769,7 +763,7 @@ cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
     snapshot *s = NULL;
     cdx_result r = snapshot_get(lib, p, &s);
     if (r) return r;
-    topk_source src;
+    cdx_rows src;
     topk_hit *th = NULL;
     size_t want = p->offset + p->k;   /* each slot yields >= 1 image */
     if ((r = vectors_view(lib, s->nbits, &src))) goto done;
@@ -823,7 +817,7 @@ cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out)
     if (r == CDX_ERR_NOT_FOUND) return cdx_error(r, "no image with id %lld", (long long)id);
     if (r) return r;
     if (slot < 0) return cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot", (long long)id);
-    topk_source src;
+    cdx_rows src;
     if ((r = vectors_view(lib, (uint64_t)slot + 1, &src))) return r;
     return vecfile_get(lib->vf, (uint64_t)slot, out, NULL);
 }
@@ -905,10 +899,10 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     }
     if (!r) r = catalog_counts(lib->rcat, &report->images, &report->vectors);
     if (!r) {
-        topk_source src;
+        cdx_rows src;
         pthread_mutex_lock(&lib->vmu);
         if (!lib->writable) r = vecfile_refresh(lib->vf);
-        src = vecfile_source(lib->vf);
+        src = vecfile_rows(lib->vf);
         pthread_mutex_unlock(&lib->vmu);
         (void)src;
     }
