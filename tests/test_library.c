@@ -107,13 +107,16 @@ static void test_basic(const char *shared)
         CHECKF(hits[i].id == exp[i].id && fabsf(hits[i].score - exp[i].score) < 1e-5f,
                "rank %zu: %lld %f vs %lld %f", i, (long long)hits[i].id, hits[i].score,
                (long long)exp[i].id, exp[i].score);
+    /* min_score is compared with the engine's own float scores, which may
+     * differ from the double-precision reference in the last bit. */
+    float third = hits[2].score;
     sp.offset = 7;   /* last page: 3 left */
     CHECK(cdx_library_search_vector(lib, q, &sp, hits, &n, &total) == CDX_OK);
     CHECK(n == 3 && hits[0].id == exp[7].id && hits[2].id == exp[9].id);
     sp.offset = 0;
-    sp.min_score = exp[2].score;
+    sp.min_score = third;
     CHECK(cdx_library_search_vector(lib, q, &sp, hits, &n, &total) == CDX_OK);
-    CHECK(n == 3 && total == 3);
+    CHECKF(n == 3 && total == 3, "n %zu total %llu", n, (unsigned long long)total);
     sp.min_score = -2;
     sp.format = "jpeg";
     sp.k = 10;
