@@ -312,6 +312,8 @@ typedef struct cdx_index_stats {
     uint64_t removed;      /* pruned entries whose files are gone */
     double seconds;
     double images_per_s;   /* embedded images per second */
+    uint64_t skipped;      /* not images by name nor by content (README.md,
+                              notes.csv in a photo folder): not "failed" */
 } cdx_index_stats;
 
 typedef enum cdx_index_event_kind {
@@ -320,13 +322,15 @@ typedef enum cdx_index_event_kind {
     CDX_INDEX_EVENT_DUPLICATE,   /* path, id */
     CDX_INDEX_EVENT_FAILED,      /* path, reason */
     CDX_INDEX_EVENT_REMOVED,     /* path, id */
-    CDX_INDEX_EVENT_PROGRESS     /* stats only; about every 0.5 s */
+    CDX_INDEX_EVENT_PROGRESS,    /* stats only; about every 0.5 s */
+    CDX_INDEX_EVENT_SKIPPED      /* path, reason: not an image by name nor
+                                    content (counted apart from failures) */
 } cdx_index_event_kind;
 
 typedef struct cdx_index_event {
     cdx_index_event_kind kind;
     const char *path;      /* may be NULL for PROGRESS */
-    const char *reason;    /* FAILED only */
+    const char *reason;    /* FAILED and SKIPPED only */
     int64_t id;
     const cdx_index_stats *stats;   /* running totals */
 } cdx_index_event;

@@ -26,7 +26,9 @@ cp "$FORMATS/horse.png" "$D/a/b/horse-copy.png"            # duplicate bytes
 touch -d 2001-06-01 "$D/a/horse.png"                        # for the date filter
 ln -s .. "$D/a/b/loop"                                      # symlink loop
 : > "$D/a/empty.jpg"                                        # zero bytes
-echo "just some text, not an image" > "$D/a/notes.jpg"      # text named .jpg
+echo "just some text, not an image" > "$D/a/notes.jpg"      # text named .jpg: failed
+printf '# my photos\n' > "$D/a/README.md"                  # not images by name nor
+printf 'file,caption\nx.jpg,a cat\n' > "$D/a/b/data.csv"   # content: skipped
 head -c 20000 "$FORMATS/chelsea.png" > "$D/a/b/truncated.png"
 python3 - "$FORMATS/rocket.jpg" "$D/a/b/corrupt.jpg" "$D/a/bomb.png" <<'PY'
 import sys, struct, zlib
@@ -51,6 +53,8 @@ summary "$T/run1"
 [ "$(field "$T/run1" added)" = 10 ] || fail "run 1: added != 10 (the 10 distinct images)"
 [ "$(field "$T/run1" duplicates)" = 2 ] || fail "run 1: duplicates != 2"
 [ "$(field "$T/run1" failed)" = 5 ] || { grep failed "$T/run1"; fail "run 1: failed != 5"; }
+[ "$(field "$T/run1" skipped)" = 2 ] || { grep skipped "$T/run1"; fail "run 1: skipped != 2"; }
+grep '"event": "skipped"' "$T/run1" | grep -q 'README.md' || fail "run 1: README.md skipped event"
 python3 - "$T/run1" <<'PY' || fail "run 1: failure reasons"
 import json, sys
 fails = {}
@@ -66,6 +70,13 @@ for name, word in want.items():
     assert word in fails[name], (name, fails[name])
 PY
 "$BIN" check --library "$L" >/dev/null || fail "check after run 1"
+# skipped files are listed on stderr only with --verbose; failures always
+"$BIN" index --library "$L" "$D" >"$T/q.out" 2>"$T/q.err" || fail "index (quiet)"
+grep -q README.md "$T/q.err" && fail "README.md listed without --verbose"
+grep -q "failed .*notes.jpg" "$T/q.err" || fail "failure not listed"
+grep -q "2 skipped" "$T/q.out" || fail "summary counts skipped"
+"$BIN" index --library "$L" --verbose "$D" >/dev/null 2>"$T/v.err" || fail "index --verbose"
+grep -q "skipped .*README.md" "$T/v.err" || fail "--verbose lists README.md"
 
 # ---- search
 s() { "$BIN" search --library "$L" --json "$@"; }

@@ -2,7 +2,9 @@
  * cmd_index.c - `clipdex index`: add folders, files and URL lists to a
  * library.  Progress goes to stderr on a terminal (count, rate, ETA); with
  * --json, JSON lines on stdout: one per event and a final summary.  Bad
- * files are reported and counted, never fatal.  SIGINT/SIGTERM stop the run
+ * files are reported and counted, never fatal; files that are not images by
+ * name nor by content (README.md, a CSV) are counted as skipped and listed
+ * only with --verbose or --json.  SIGINT/SIGTERM stop the run
  * after committing what is complete.
  *
  * Exit status: 0 when the run completed (even with failed files), 3 when
@@ -28,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipdex index [--library DIR] [--model DIR] [--urls FILE] [--prune]\n"
-            "                     [--json] [--fast] [--batch N] [--threads N] PATH...\n\n"
+            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
             "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
             "size and mtime) are skipped; moved/renamed files are recognised by content.\n\n"
@@ -37,6 +39,8 @@ static void usage(FILE *f)
             "  --urls FILE    also index the URLs listed in FILE\n"
             "  --prune        remove entries under the given folders whose files are gone\n"
             "  --json         JSON lines on stdout (events, then a summary)\n"
+            "  --verbose      also list skipped files (not images by name nor content,\n"
+            "                 e.g. README.md); they are counted, never 'failed'\n"
             "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
             "  --batch N      images per embedding batch (default 32)\n"
             "  --threads N    inference threads (default all cores)\n\n"
@@ -45,7 +49,7 @@ static void usage(FILE *f)
 }
 
 typedef struct ui {
-    int json, tty;
+    int json, tty, verbose;
     int progress_shown;
 } ui;
 
@@ -57,6 +61,7 @@ static const char *kind_name(cdx_index_event_kind k)
     case CDX_INDEX_EVENT_DUPLICATE: return "duplicate";
     case CDX_INDEX_EVENT_FAILED: return "failed";
     case CDX_INDEX_EVENT_REMOVED: return "removed";
+    case CDX_INDEX_EVENT_SKIPPED: return "skipped";
     default: return "progress";
     }
 }
@@ -64,12 +69,13 @@ static const char *kind_name(cdx_index_event_kind k)
 static void print_stats_json(const cdx_index_stats *s)
 {
     printf("\"found\": %llu, \"added\": %llu, \"unchanged\": %llu, \"moved\": %llu, "
-           "\"duplicates\": %llu, \"failed\": %llu, \"removed\": %llu, \"seconds\": %.3f, "
-           "\"images_per_s\": %.2f",
+           "\"duplicates\": %llu, \"failed\": %llu, \"skipped\": %llu, \"removed\": %llu, "
+           "\"seconds\": %.3f, \"images_per_s\": %.2f",
            (unsigned long long)s->found, (unsigned long long)s->added,
            (unsigned long long)s->unchanged, (unsigned long long)s->moved,
            (unsigned long long)s->duplicates, (unsigned long long)s->failed,
-           (unsigned long long)s->removed, s->seconds, s->images_per_s);
+           (unsigned long long)s->skipped, (unsigned long long)s->removed, s->seconds,
+           s->images_per_s);
 }
 
 static void on_event(void *user, const cdx_index_event *ev)
@@ -82,7 +88,7 @@ static void on_event(void *user, const cdx_index_event *ev)
             fputs(", \"path\": ", stdout);
             cli_print_json_string(stdout, ev->path);
         }
-        if (ev->kind == CDX_INDEX_EVENT_FAILED) {
+        if (ev->kind == CDX_INDEX_EVENT_FAILED || ev->kind == CDX_INDEX_EVENT_SKIPPED) {
             fputs(", \"reason\": ", stdout);
             cli_print_json_string(stdout, ev->reason ? ev->reason : "");
         } else if (ev->kind != CDX_INDEX_EVENT_PROGRESS) {
@@ -95,13 +101,15 @@ static void on_event(void *user, const cdx_index_event *ev)
         fflush(stdout);
         return;
     }
-    if (ev->kind == CDX_INDEX_EVENT_FAILED) {
+    if (ev->kind == CDX_INDEX_EVENT_FAILED ||
+        (ev->kind == CDX_INDEX_EVENT_SKIPPED && u->verbose)) {
         if (u->progress_shown) fputs("\r\033[K", stderr);
-        fprintf(stderr, "clipdex: skipped %s: %s\n", ev->path ? ev->path : "?",
-                ev->reason ? ev->reason : "");
+        fprintf(stderr, "clipdex: %s %s: %s\n",
+                ev->kind == CDX_INDEX_EVENT_FAILED ? "failed" : "skipped",
+                ev->path ? ev->path : "?", ev->reason ? ev->reason : "");
     }
     if (ev->kind == CDX_INDEX_EVENT_PROGRESS && u->tty) {
-        uint64_t done = s->added + s->unchanged + s->moved + s->duplicates + s->failed;
+        uint64_t done = s->added + s->unchanged + s->moved + s->duplicates + s->failed + s->skipped;
         double rate = s->seconds > 0 ? (double)(s->added + s->moved + s->duplicates) / s->seconds : 0;
         uint64_t left = s->found > done ? s->found - done : 0;
         char eta[32] = "--:--";
@@ -123,7 +131,7 @@ int cmd_index(int argc, char **argv)
 {
     const char *dir = NULL, *model = NULL;
     cdx_index_params ip = cdx_index_default_params();
-    ui u = {0, 0, 0};
+    ui u = {0, 0, 0, 0};
     long threads = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
@@ -138,6 +146,7 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--urls") && hv) ip.urls_file = argv[++i];
         else if (!strcmp(a, "--prune")) ip.prune = 1;
         else if (!strcmp(a, "--json")) u.json = 1;
+        else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
         else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
@@ -173,12 +182,13 @@ int cmd_index(int argc, char **argv)
         print_stats_json(&st);
         printf(", \"interrupted\": %s}\n", g_cancel ? "true" : "false");
     } else {
-        printf("%s%llu added, %llu unchanged, %llu moved, %llu duplicates, %llu failed, %llu removed "
-               "in %.1f s (%.1f images/s)\n", g_cancel ? "interrupted: " : "",
+        printf("%s%llu added, %llu unchanged, %llu moved, %llu duplicates, %llu failed, "
+               "%llu skipped, %llu removed in %.1f s (%.1f images/s)\n",
+               g_cancel ? "interrupted: " : "",
                (unsigned long long)st.added, (unsigned long long)st.unchanged,
                (unsigned long long)st.moved, (unsigned long long)st.duplicates,
-               (unsigned long long)st.failed, (unsigned long long)st.removed, st.seconds,
-               st.images_per_s);
+               (unsigned long long)st.failed, (unsigned long long)st.skipped,
+               (unsigned long long)st.removed, st.seconds, st.images_per_s);
     }
     fflush(stdout);
     if (g_cancel) return 130;

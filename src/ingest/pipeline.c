@@ -112,6 +112,7 @@ typedef struct job {
 typedef struct item {
     job *j;
     cdx_result status;
+    int skip;                /* status set, but not an image by name or content */
     char reason[512];
     uint8_t raw[32];
     int known;               /* content already in the catalog: no pixels */
@@ -171,6 +172,18 @@ static void fail_path(run *r, const char *path, const char *reason)
     emit(r, CDX_INDEX_EVENT_FAILED, path, reason, 0);
 }
 
+/* An item that did not become an image: skipped (a README.md or a CSV in a
+ * photo folder: not an image by name nor by content) or failed. */
+static void item_not_indexed(run *r, const item *it)
+{
+    if (!it->skip) {
+        fail_path(r, it->j->path, it->reason);
+        return;
+    }
+    r->st->skipped++;
+    emit(r, CDX_INDEX_EVENT_SKIPPED, it->j->path, it->reason, 0);
+}
+
 static void pool_put(run *r, float *buf)
 {
     if (!buf) return;
@@ -219,6 +232,7 @@ static void work_one(run *r, item *it)
         e = source_read_file(j->path, r->p->max_file_bytes, &data, &len);
     if (e) {
         set_reason(it, e);
+        it->skip = !j->is_url && e == CDX_ERR_UNSUPPORTED && !source_image_name(j->path);
         return;
     }
     source_sha256(data, len, it->raw, it->rec.sha256);
@@ -467,7 +481,7 @@ static cdx_result flush(run *r, batch *b)
         item **v = pass ? b->ops : b->emb;
         for (size_t i = 0; i < n; i++) {
             item *it = v[i];
-            if (it->status) fail_path(r, it->j->path, it->reason);
+            if (it->status) item_not_indexed(r, it);
             else if (it->emit) {
                 count_event(r, it);
                 emit(r, it->ev, it->j->path, NULL, it->id);
@@ -662,7 +676,7 @@ static cdx_result consume(run *r, batch *b, size_t bs)
         item *it = next_item(r, &done);
         if (it) {
             if (it->status) {
-                fail_path(r, it->j->path, it->reason);
+                item_not_indexed(r, it);
                 item_free(r, it);
             } else if (it->known) {
                 if (b->n_ops == b->cap_ops) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,19 @@ const char *source_sniff(const void *head, size_t len)
             if (!memcmp(b + 8, heic[i], 4)) return "heif";
     }
     return NULL;
+}
+
+int source_image_name(const char *path)
+{
+    static const char *const ext[] = {"jpg", "jpeg", "jpe", "jfif", "png", "apng", "gif", "webp",
+                                      "tif", "tiff", "bmp", "dib", "avif", "heic", "heif", "jxl",
+                                      "jp2", "j2k", "ppm", "pgm", "pbm", "pnm", "svg", "ico"};
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash + 1 : path, '.');
+    if (!dot || !dot[1]) return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (!strcasecmp(dot + 1, ext[i])) return 1;
+    return 0;
 }
 
 const char *source_ext(const char *format)
@@ -65,7 +79,7 @@ cdx_result source_read_file(const char *path, uint64_t max_bytes, void **data, s
     ssize_t hn = pread(fd, head, sizeof head, 0);
     if (hn < 0) { r = cdx_error(CDX_ERR_IO, "read error: %s", strerror(errno)); goto done; }
     if (!source_sniff(head, (size_t)hn)) {
-        r = cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
+        r = cdx_error(CDX_ERR_UNSUPPORTED, "not an image (content is no known image format)");
         goto done;
     }
     size_t n = (size_t)st.st_size;

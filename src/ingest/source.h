@@ -28,8 +28,13 @@ const char *source_sniff(const void *head, size_t len);
 /* File-name extension for a sniffed format ("jpg" for jpeg, else the name). */
 const char *source_ext(const char *format);
 
+/* Nonzero when the file name has an image extension (case-insensitive).
+ * A file whose name and content both say "not an image" (README.md,
+ * notes.csv) is skipped by indexing, not reported as failed. */
+int source_image_name(const char *path);
+
 /* Read a whole file of at most max_bytes (after sniffing its first bytes:
- * CDX_ERR_FORMAT "not an image" when they announce no image format).
+ * CDX_ERR_UNSUPPORTED "not an image" when they announce no image format).
  * *data is malloc'd. */
 cdx_result source_read_file(const char *path, uint64_t max_bytes, void **data, size_t *len);
 
