@@ -162,6 +162,18 @@ static void test_search_get(char *ref_ids, size_t ref_n)
     CHECK(json_array_size(res) == 4);
     CHECK(json_integer_value(json_object_get(j, "total")) == 10);
     CHECK(json_is_number(json_object_get(j, "took_ms")));
+    {   /* timings are rounded to 0.01 ms, scores to float32's 9 digits */
+        const char *t = strstr(r.body, "\"took_ms\":");
+        const char *dot = t ? strpbrk(t + 10, ".,}") : NULL;
+        size_t decimals = dot && *dot == '.' ? strspn(dot + 1, "0123456789") : 0;
+        CHECKF(t && decimals <= 2, "took_ms printed with %zu decimals: %.40s", decimals, t ? t : "");
+        const char *sc = strstr(r.body, "\"score\":");
+        size_t sig = 0;   /* significant digits: leading zeros and the point do not count */
+        for (const char *p = sc ? sc + 8 : ""; *p && strchr("-0123456789.", *p); p++)
+            if (*p >= '1' || (*p == '0' && sig)) sig += *p != '.';
+        CHECKF(sc && sig >= 4 && sig <= 9, "score printed with %zu significant digits: %.40s", sig,
+               sc ? sc : "");
+    }
     CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "query"), "text")) ?: "", "a photo of a cat"));
     double prev = 2;
     size_t i;

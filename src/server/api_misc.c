@@ -14,7 +14,7 @@ void api_health(srv_ctx *s, const srv_request *rq, srv_response *rs)
 {
     if (srv_check_args(rq, no_args, rs)) return;
     srv_json_reply(rs, 200, json_pack("{s:s,s:s,s:f}", "status", "ok", "version", CDX_VERSION_STRING,
-                                      "uptime_s", srv_now() - s->started));
+                                      "uptime_s", srv_round(srv_now() - s->started, 1)));
 }
 
 void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs)
@@ -35,7 +35,7 @@ void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs)
                           "bytes", (json_int_t)info.bytes, "dim", info.dim,
                           "model_fingerprint", info.model_fingerprint,
                           "model", srv_json_string_lossy(model),
-                          "server", "uptime_s", srv_now() - s->started,
+                          "server", "uptime_s", srv_round(srv_now() - s->started, 1),
                           "read_only", s->cfg.read_only, "auth_required",
                           s->cfg.token && *s->cfg.token, "max_body", (json_int_t)s->cfg.max_body);
     srv_json_reply(rs, 200, o);

@@ -381,7 +381,7 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     free(hits);
     json_t *out = json_pack("{s:o,s:I,s:I,s:I,s:f,s:o}", "query", query_json(sr), "k", (json_int_t)sr->k,
                             "offset", (json_int_t)sr->offset, "total", (json_int_t)total,
-                            "took_ms", (srv_now() - t0) * 1000.0, "results", results);
+                            "took_ms", srv_round((srv_now() - t0) * 1000.0, 2), "results", results);
     srv_json_reply(rs, 200, out);
 }
 

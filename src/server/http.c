@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -54,6 +55,13 @@ double srv_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double srv_round(double x, int decimals)
+{
+    double f = 1;
+    while (decimals-- > 0) f *= 10;
+    return round(x * f) / f;
 }
 
 int srv_addr_is_loopback(const struct sockaddr *sa)
@@ -269,11 +277,11 @@ static void log_request(srv_http *h, const req_state *st, double ms)
     json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:i,s:I,s:f}", "time", ts, "remote", st->remote,
                           "method", st->method, "path", srv_json_string_lossy(st->path),
                           "status", st->status ? st->status : 499, "bytes", (json_int_t)st->bytes,
-                          "ms", ms);
+                          "ms", srv_round(ms, 2));
     if (!o) return;
     if (st->route < srv_n_routes) json_object_set_new(o, "route", json_string(srv_route_names[st->route]));
     if (st->error_code) json_object_set_new(o, "error", json_string(st->error_code));
-    char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *line = json_dumps(o, SRV_JSON_FLAGS);
     json_decref(o);
     if (!line) return;
     pthread_mutex_lock(&h->log_mu);

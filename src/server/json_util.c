@@ -41,7 +41,7 @@ static void set_body(srv_response *rs, char *body, size_t len, const char *type)
  * be serialised (rs untouched). */
 static int set_json_body(srv_response *rs, json_t *obj)
 {
-    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    char *text = obj ? json_dumps(obj, SRV_JSON_FLAGS) : NULL;
     json_decref(obj);
     if (!text) return -1;
     size_t n = strlen(text);

@@ -133,6 +133,14 @@ void api_web(srv_ctx *s, const srv_request *rq, srv_response *rs);
 /* Monotonic seconds (CLOCK_MONOTONIC). */
 double srv_now(void);
 
+/* x rounded to `decimals` places, for timings in JSON (with the serialiser's
+ * 9 significant digits, 12.3456789 ms prints as 12.35, not 12.345678901). */
+double srv_round(double x, int decimals);
+
+/* Significant digits of every JSON real we print: enough to round-trip a
+ * float32 score, no more. */
+#define SRV_JSON_FLAGS (JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9))
+
 /* True when an If-None-Match header value matches etag (quoted, as sent). */
 int srv_etag_match(const char *if_none_match, const char *etag);
 
