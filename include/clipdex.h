@@ -28,6 +28,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A flag another thread (or a signal handler) sets to ask a long call to
+ * stop; read with atomic loads.  C++ callers get the same layout. */
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<int> cdx_cancel_flag;
+#else
+#include <stdatomic.h>
+typedef atomic_int cdx_cancel_flag;
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -348,7 +358,8 @@ typedef struct cdx_index_params {
     cdx_image_params image;     /* decoding options */
     cdx_index_callback callback;   /* called from the calling thread */
     void *user;
-    volatile int *cancel;       /* set non-zero to stop soon (commits first) */
+    cdx_cancel_flag *cancel;    /* set non-zero to stop soon (commits first);
+                                   may be NULL */
 } cdx_index_params;
 
 cdx_index_params cdx_index_default_params(void);

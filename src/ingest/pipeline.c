@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <sys/stat.h>
 #include <time.h>
 
@@ -147,6 +148,11 @@ typedef struct run {
 
     double t0, last_progress;
 } run;
+
+static int is_cancelled(const cdx_index_params *p)
+{
+    return p->cancel && atomic_load_explicit(p->cancel, memory_order_relaxed);
+}
 
 static void emit(run *r, cdx_index_event_kind kind, const char *path, const char *reason,
                  int64_t id)
@@ -672,7 +678,7 @@ static cdx_result consume(run *r, batch *b, size_t bs)
     cdx_result e = CDX_OK;
     int done = 0;
     while (!done) {
-        if (r->p->cancel && *r->p->cancel) break;
+        if (is_cancelled(r->p)) break;
         item *it = next_item(r, &done);
         if (it) {
             if (it->status) {
@@ -787,7 +793,7 @@ cdx_result ingest_run(ingest_target *t, const char *const *paths, int n_paths,
             item_free(&r, it);
         }
     }
-    int cancelled = p->cancel && *p->cancel;
+    int cancelled = is_cancelled(p);
     if (!e && p->prune && !cancelled) e = prune(&r, paths, n_paths);
     progress(&r, 1);
 

@@ -29,7 +29,7 @@ typedef struct walker {
     walk_list *out;
     walk_error_fn err;
     void *user;
-    volatile int *cancel;
+    cdx_cancel_flag *cancel;
 } walker;
 
 static size_t key_hash(dirkey k)
@@ -94,7 +94,7 @@ static cdx_result walk_dir(walker *w, const char *dir, int depth);
 static cdx_result visit(walker *w, const char *path, int depth)
 {
     struct stat st;
-    if (w->cancel && *w->cancel) return CDX_OK;
+    if (w->cancel && atomic_load_explicit(w->cancel, memory_order_relaxed)) return CDX_OK;
     if (stat(path, &st) != 0) {
         int e = errno;
         struct stat lst;
@@ -156,7 +156,7 @@ static cdx_result walk_dir(walker *w, const char *dir, int depth)
 }
 
 cdx_result walk_path(const char *root, const char *skip_dir, walk_list *out,
-                     walk_error_fn err, void *user, volatile int *cancel)
+                     walk_error_fn err, void *user, cdx_cancel_flag *cancel)
 {
     char *abs = walk_abspath(root);
     if (!abs) return cdx_error(CDX_ERR_NOMEM, "out of memory");

@@ -44,7 +44,7 @@ typedef void (*walk_error_fn)(void *user, const char *path, const char *reason);
  * cancel (may be NULL) stops the walk early.  Fails only on out-of-memory
  * or a cap; per-path problems go to err. */
 cdx_result walk_path(const char *root, const char *skip_dir, walk_list *out,
-                     walk_error_fn err, void *user, volatile int *cancel);
+                     walk_error_fn err, void *user, cdx_cancel_flag *cancel);
 
 void walk_list_free(walk_list *l);
 
