@@ -296,7 +296,7 @@ int ev_parse_id(const char *s, int64_t *out)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || *end != '\0' || v < 0) return -1;
+    if (errno || *end != '\0' || v < 1) return -1;   /* library ids start at 1 */
     *out = (int64_t)v;
     return 0;
 }

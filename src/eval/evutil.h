@@ -73,7 +73,8 @@ char *ev_dirname(const char *path);
  * realpath() when the file exists.  malloc'd, NULL on allocation failure. */
 char *ev_resolve_path(const char *base, const char *p);
 int ev_is_url(const char *s);
-/* Strict non-negative decimal integer (no sign, no spaces) -> 0 ok. */
+/* Strict positive decimal integer (no sign, no spaces; library ids start
+ * at 1) -> 0 ok. */
 int ev_parse_id(const char *s, int64_t *out);
 char *ev_strdup(const char *s);
 double ev_now(void);

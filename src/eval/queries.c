@@ -70,6 +70,8 @@ static cdx_result add_ref(const pctx *pc, ev_query *q, ev_vec *refs, const char 
 {
     if (!*key) return PFAIL(pc, "empty path in the judgments");
     ev_ref r = {NULL, 0, grade, explicit_grade};
+    if (strspn(key, "0123456789") == strlen(key) && ev_parse_id(key, &r.id) != 0)
+        return PFAIL(pc, "\"%s\" is not an image id (ids are 1..2^63-1)", key);
     if (ev_parse_id(key, &r.id) != 0) {
         r.path = ev_strdup(key);
         if (!r.path) return ev_error(CDX_ERR_NOMEM, "out of memory");
@@ -120,13 +122,13 @@ static cdx_result query_from_json(const pctx *pc, json_t *o, ev_query *q)
     json_object_foreach(o, key, val) {
         if (!strcmp(key, "text") || !strcmp(key, "image")) {
             if (!json_is_string(val)) return PFAIL(pc, "\"%s\" must be a string", key);
-            inputs++;
+            if (++inputs > 1) break;   /* reported below; q->input is not overwritten */
             q->kind = key[0] == 't' ? EV_QUERY_TEXT : EV_QUERY_IMAGE;
             if ((r = set_string(pc, &q->input, key, json_string_value(val))) != CDX_OK) return r;
         } else if (!strcmp(key, "image_id")) {
-            if (!json_is_integer(val) || json_integer_value(val) < 0)
-                return PFAIL(pc, "\"image_id\" must be an integer >= 0");
-            inputs++;
+            if (!json_is_integer(val) || json_integer_value(val) < 1)
+                return PFAIL(pc, "\"image_id\" must be an integer >= 1 (library ids start at 1)");
+            if (++inputs > 1) break;
             q->kind = EV_QUERY_IMAGE_ID;
             q->image_id = (int64_t)json_integer_value(val);
         } else if (!strcmp(key, "label")) {
@@ -155,12 +157,12 @@ static cdx_result query_from_json(const pctx *pc, json_t *o, ev_query *q)
         if (!json_is_array(rel)) return PFAIL(pc, "\"relevant\" must be an array");
         size_t i;
         json_array_foreach(rel, i, val) {
-            if (json_is_integer(val) && json_integer_value(val) >= 0)
+            if (json_is_integer(val) && json_integer_value(val) >= 1)
                 r = add_ref_id(pc, q, &refs, (int64_t)json_integer_value(val));
             else if (json_is_string(val))
                 r = add_ref(pc, q, &refs, json_string_value(val), 1.0, 0);
             else
-                return PFAIL(pc, "\"relevant\"[%zu] must be an id (integer >= 0) or a path", i);
+                return PFAIL(pc, "\"relevant\"[%zu] must be an id (integer >= 1) or a path", i);
             if (r != CDX_OK) return r;
         }
     }
