@@ -31,6 +31,8 @@ static void serve_usage(FILE *f)
             "  --max-connections N    simultaneous connections (default 256)\n"
             "  --fetch-timeout S      total time for fetching an image URL (default 20)\n"
             "  --access-log FILE|-|off  one JSON line per request (default stderr; - = stdout)\n"
+            "  --thumb-cache-mb N     cap of the thumbnail cache in DIR/thumbs, least recently\n"
+            "                         used removed first (default 512; 0 = do not cache)\n"
             "  --read-only            refuse uploads and deletions (403)\n"
             "  --help                 this help\n\n"
             "The first line on stdout is 'listening on http://HOST:PORT'.\n"
@@ -93,6 +95,10 @@ int cmd_serve(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--access-log")) {
             cfg.access_log = v;
+            i++;
+        } else if (!strcmp(a, "--thumb-cache-mb")) {
+            if (cli_parse_int(v, 0, 1048576, &n)) return cli_usage_error("serve", "bad --thumb-cache-mb (0..1048576): %s", v);
+            cfg.thumb_cache_bytes = (uint64_t)n << 20;
             i++;
         } else {
             return cli_usage_error("serve", "unknown option: %s", a);

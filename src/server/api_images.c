@@ -6,13 +6,12 @@
  * Files are only ever found through the catalog (an id -> the absolute path
  * the library recorded); no filesystem path is built from request input.
  * Thumbnails are made with libvips (shrink-on-load) and cached as
- * DIR/thumbs/<sha256>-<size>.jpg, written to a unique temporary name and
- * renamed, so concurrent requests for one thumbnail never see a partial
- * file.  If the thumbs directory cannot be created (read-only library) they
+ * DIR/thumbs/<sha256>-<size>.jpg by thumbcache.c (byte cap, LRU eviction).  If the thumbs directory cannot be created (read-only library) they
  * are made on every request instead.
  */
 #include "api.h"
 #include "json_util.h"
+#include "thumbcache.h"
 #include "urlfetch.h"
 
 #include <errno.h>
@@ -193,38 +192,6 @@ void api_image_file(srv_ctx *s, const srv_request *rq, srv_response *rs)
 
 /* ------------------------------------------------------------ thumbnails */
 
-static atomic_ulong tmp_counter;
-
-/* Write data to path via a unique temporary file and rename. */
-static int write_atomic(const char *path, const void *data, size_t len)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.%ld.%lu.tmp", path, (long)getpid(),
-             (unsigned long)atomic_fetch_add(&tmp_counter, 1));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    /* A thumbnail is a cache entry: no fsync (a torn one after a power cut
-     * would be a bad cache entry, but rename() is atomic for readers). */
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static int make_thumbnail(const char *path, int size, void **buf, size_t *len)
 {
     VipsImage *img = NULL;
@@ -255,18 +222,15 @@ void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
         rs->status = 304;
         return;
     }
-    char cached[4400] = "";
-    if (s->thumbs_dir[0]) {
-        snprintf(cached, sizeof cached, "%s/%s-%lld.jpg", s->thumbs_dir, rec.sha256, size);
-        int fd = open(cached, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-            rs->fd = fd;
-            rs->fd_size = (uint64_t)st.st_size;
-            rs->status = 200;
-            return;
-        }
-        if (fd >= 0) close(fd);
+    char name[96];
+    snprintf(name, sizeof name, "%s-%lld.jpg", rec.sha256, size);
+    struct stat cst;
+    int cfd = thumb_cache_get(s->thumbs, name, &cst);
+    if (cfd >= 0) {
+        rs->fd = cfd;
+        rs->fd_size = (uint64_t)cst.st_size;
+        rs->status = 200;
+        return;
     }
     struct stat st;
     int fd = open_original(&rec, &st, rs);
@@ -279,7 +243,7 @@ void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
         srv_error(rs, 500, SRV_E_INTERNAL, "cannot make a thumbnail of image %lld", (long long)rec.id);
         return;
     }
-    if (cached[0]) write_atomic(cached, buf, len);  /* a failed cache write only costs time */
+    thumb_cache_put(s->thumbs, name, buf, len);   /* a failed cache write only costs time */
     srv_response_free(rs);
     rs->body = malloc(len ? len : 1);
     if (!rs->body) {

@@ -3,6 +3,7 @@
  */
 #include "json_util.h"
 #include "metrics.h"
+#include "thumbcache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,15 @@ void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs)
                           "server", "uptime_s", srv_round(srv_now() - s->started, 1),
                           "read_only", s->cfg.read_only, "auth_required",
                           s->cfg.token && *s->cfg.token, "max_body", (json_int_t)s->cfg.max_body);
+    thumb_cache_stats tc;
+    thumb_cache_get_stats(s->thumbs, &tc);
+    if (o)
+        json_object_set_new(o, "thumbnails",
+                            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "cached", s->thumbs != NULL,
+                                      "entries", (json_int_t)tc.entries, "bytes", (json_int_t)tc.bytes,
+                                      "max_bytes", (json_int_t)tc.max_bytes, "hits", (json_int_t)tc.hits,
+                                      "misses", (json_int_t)tc.misses,
+                                      "evictions", (json_int_t)tc.evictions));
     srv_json_reply(rs, 200, o);
 }
 

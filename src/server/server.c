@@ -6,6 +6,7 @@
 
 #include "metrics.h"
 #include "routes.h"
+#include "thumbcache.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ void srv_config_defaults(srv_config *cfg)
     cfg->fetch_timeout_s = 20;
     cfg->fetch_connect_timeout_s = 5;
     cfg->fetch_max_redirects = 3;
+    cfg->thumb_cache_bytes = (uint64_t)512 << 20;
 }
 
 int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
@@ -59,9 +61,10 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
         srv_ctx_close(s);
         return -1;
     }
-    /* Thumbnail cache: best effort (a read-only library has none). */
-    snprintf(s->thumbs_dir, sizeof s->thumbs_dir, "%s/thumbs", cfg->library_dir);
-    if (mkdir(s->thumbs_dir, 0755) != 0 && errno != EEXIST) s->thumbs_dir[0] = '\0';
+    /* Thumbnail cache: best effort (a read-only library directory has none). */
+    char thumbs[4200];
+    snprintf(thumbs, sizeof thumbs, "%s/thumbs", cfg->library_dir);
+    s->thumbs = thumb_cache_open(thumbs, cfg->thumb_cache_bytes);
     return 0;
 }
 
@@ -71,4 +74,6 @@ void srv_ctx_close(srv_ctx *s)
     s->lib = NULL;
     srv_metrics_free(s->metrics);
     s->metrics = NULL;
+    thumb_cache_close(s->thumbs);
+    s->thumbs = NULL;
 }

@@ -47,6 +47,7 @@ typedef struct srv_config {
     long fetch_timeout_s;      /* total time per URL fetch (default 20) */
     long fetch_connect_timeout_s; /* default 5 */
     long fetch_max_redirects;  /* default 3 */
+    uint64_t thumb_cache_bytes; /* thumbnail cache cap (default 512 MiB; 0 = no cache) */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);
@@ -56,7 +57,7 @@ typedef struct srv_ctx {
     srv_config cfg;
     cdx_library *lib;
     int dim;
-    char thumbs_dir[4096];     /* "" = do not cache thumbnails */
+    struct thumb_cache *thumbs; /* NULL = thumbnails are not cached */
     struct srv_metrics *metrics;
     double started;            /* cdx-independent monotonic seconds */
     atomic_int draining;       /* set on SIGTERM: responses say Connection: close */
