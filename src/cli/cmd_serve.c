@@ -29,6 +29,10 @@ static void serve_usage(FILE *f)
             "  --max-body BYTES       largest request body (default 33554432 = 32 MiB)\n"
             "  --threads N            inference and search threads (default: all cores)\n"
             "  --max-connections N    simultaneous connections (default 256)\n"
+            "  --max-per-client N     simultaneous connections from one address (default 64;\n"
+            "                         0 = no limit)\n"
+            "  --header-timeout S     a request header must arrive without a pause of S\n"
+            "                         seconds (also the keep-alive idle time; default 5)\n"
             "  --fetch-timeout S      total time for fetching an image URL (default 20)\n"
             "  --access-log FILE|-|off  one JSON line per request (default stderr; - = stdout)\n"
             "  --thumb-cache-mb N     cap of the thumbnail cache in DIR/thumbs, least recently\n"
@@ -88,6 +92,14 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 100000, &n))
                 return cli_usage_error("serve", "bad --max-connections: %s", v);
             cfg.max_connections = (unsigned)n;
+            i++;
+        } else if (!strcmp(a, "--max-per-client")) {
+            if (cli_parse_int(v, 0, 100000, &n)) return cli_usage_error("serve", "bad --max-per-client (0..100000): %s", v);
+            cfg.max_per_client = (unsigned)n;
+            i++;
+        } else if (!strcmp(a, "--header-timeout")) {
+            if (cli_parse_int(v, 1, 3600, &n)) return cli_usage_error("serve", "bad --header-timeout (1..3600): %s", v);
+            cfg.header_timeout_s = (unsigned)n;
             i++;
         } else if (!strcmp(a, "--fetch-timeout")) {
             if (cli_parse_int(v, 1, 3600, &n)) return cli_usage_error("serve", "bad --fetch-timeout: %s", v);

@@ -50,6 +50,9 @@ typedef struct req_state {
     char remote[64];
 } req_state;
 
+/* Inactivity allowed while a body is received or a handler works. */
+#define BODY_TIMEOUT_S 30
+
 double srv_now(void)
 {
     struct timespec ts;
@@ -187,6 +190,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     size_t max = h->s->cfg.max_body;
     char msg[160];
     if (!st) {
+        /* The header is complete: from here the body and the handler get
+         * the ordinary inactivity timeout (the header had header_timeout_s). */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)BODY_TIMEOUT_S);
         st = calloc(1, sizeof *st);
         if (!st) return MHD_NO;
         st->t0 = srv_now();
@@ -291,12 +297,25 @@ static void log_request(srv_http *h, const req_state *st, double ms)
     free(line);
 }
 
+/* A new connection (or, from on_completed, a kept-alive one waiting for its
+ * next request) must send a whole request header within header_timeout_s
+ * of inactivity: slow or stalled senders are dropped in seconds, not the
+ * 30 s a body or a handler may take. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)socket_context;
+    srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->s->cfg.header_timeout_s);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     (void)toe;
     srv_http *h = cls;
+    if (c) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->s->cfg.header_timeout_s);
     req_state *st = *con_cls;
     if (!st) return;
     *con_cls = NULL;
@@ -416,8 +435,10 @@ int srv_http_start(srv_ctx *s, srv_http **out, char *url, size_t url_len, char *
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.max_per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)BODY_TIMEOUT_S,
         MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, err_len, "cannot start the HTTP daemon (libmicrohttpd)");

@@ -3,7 +3,9 @@
  *
  * Threading model (chosen for a 2-core machine serving many clients): one
  * thread per connection (MHD_USE_THREAD_PER_CONNECTION), capped by
- * --max-connections (default 256) and an idle timeout of 30 s.  Handlers
+ * --max-connections (default 256) and --max-per-client per address (64).
+ * A request header must arrive with no pause over --header-timeout (5 s;
+ * also the keep-alive idle time); bodies and handlers get 30 s.  Handlers
  * block: a text embedding takes milliseconds to tens of milliseconds, a
  * thumbnail a few, a URL fetch up to its timeout.  With a small pool of
  * select/epoll threads one slow fetch or embedding would stall every

@@ -25,6 +25,8 @@ void srv_config_defaults(srv_config *cfg)
     cfg->fetch_connect_timeout_s = 5;
     cfg->fetch_max_redirects = 3;
     cfg->thumb_cache_bytes = (uint64_t)512 << 20;
+    cfg->max_per_client = 64;
+    cfg->header_timeout_s = 5;
 }
 
 int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)

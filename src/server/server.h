@@ -44,6 +44,9 @@ typedef struct srv_config {
     const char *access_log;    /* NULL = stderr, "-" = stdout, "off", FILE */
     int read_only;
     unsigned max_connections;  /* default 256 */
+    unsigned max_per_client;   /* connections per client address (default 64; 0 = no limit) */
+    unsigned header_timeout_s; /* inactivity allowed before a request header is
+                                  complete, also between kept-alive requests (default 5) */
     long fetch_timeout_s;      /* total time per URL fetch (default 20) */
     long fetch_connect_timeout_s; /* default 5 */
     long fetch_max_redirects;  /* default 3 */
