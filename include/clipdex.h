@@ -2,12 +2,11 @@
  * clipdex.h - the public API of libclipdex.
  *
  * clipdex embeds images and texts with an OpenAI/OpenCLIP ViT CLIP model
- * loaded from a Hugging Face model directory, and (in later modules) keeps
- * them in an on-disk library that answers text->image and image->image
- * queries.  This header is the only one the CLI, the server and outside
- * programs include.
+ * loaded from a Hugging Face model directory, and keeps them in an on-disk
+ * library that answers text->image and image->image queries.  This header
+ * is the only one the CLI, the server and outside programs include.
  *
- * Conventions (see ../shared/STYLE.md):
+ * Conventions:
  *  - Opaque handles with a constructor/destructor pair; destructors accept
  *    NULL.
  *  - Every fallible call returns a cdx_result.  On failure a human-readable
@@ -114,9 +113,8 @@ cdx_result cdx_tokenize(const cdx_model *model, const char *text, size_t len,
                         int32_t *ids, int *n_untruncated);
 
 /* -------------------------------------------------- standalone tokenizer
- * (added by the tokenizer branch) The same tokenizer without loading the
- * model weights, e.g. for `clipdex tokenize`.  Immutable once loaded and
- * safe to share between threads. */
+ * The same tokenizer without loading the model weights, e.g. for `clipdex
+ * tokenize`.  Immutable once loaded and safe to share between threads. */
 
 typedef struct cdx_tokenizer cdx_tokenizer;
 
@@ -209,8 +207,8 @@ cdx_result cdx_model_fetch(const char *repo_id, const cdx_fetch_params *params,
                            char **out_dir);
 
 /* ---------------------------------------------------------------- model cache: lookup
- * (added by the fetch module for `clipdex model path` and `clipdex model list`;
- * NULL string fields of cdx_fetch_params mean "the default" everywhere.) */
+ * (as used by `clipdex model path` and `clipdex model list`; NULL string
+ * fields of cdx_fetch_params mean "the default" everywhere.) */
 
 /* The cache root: params->cache_dir, else $CLIPDEX_HOME/models, else
  * $XDG_DATA_HOME/clipdex/models, else ~/.local/share/clipdex/models.
