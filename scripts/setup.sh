@@ -14,6 +14,9 @@ PKGS=(
   python3 curl
   # bench/serve_bench.sh: HTTP load generator
   wrk
+  # scripts/package.sh (Debian package: man pages from --help, dependencies)
+  # and its test, which installs the package with apt
+  help2man dpkg-dev adduser
   # tests/e2e_web.sh: the web interface in a real browser (playwright-core
   # from npm drives Debian's Chromium; no browser is downloaded)
   chromium nodejs
