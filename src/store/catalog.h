@@ -96,6 +96,13 @@ cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
                                                    int64_t mtime),
                                          void *user);
 
+/* Images in id order: skip offset, then at most limit (< 0 = all) rows:
+ * fn(user, rec, slot) with the record and its content's vector slot;
+ * non-zero from fn stops. */
+cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
+                               int (*fn)(void *user, const cdx_image_record *rec, int64_t slot),
+                               void *user);
+
 /* Search filters -> (slot, id) pairs sorted by slot then id. */
 typedef struct catalog_filter {
     const char *path_prefix;   /* NULL = any */
