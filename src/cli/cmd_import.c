@@ -4,8 +4,10 @@
  * vector) into a library.  The input is validated completely first (a bad
  * file imports nothing), then committed in batches; running the same
  * command again after an interruption resumes (rows already imported are
- * skipped).  Progress goes to stderr on a terminal; --json prints a summary
- * object on stdout.  SIGINT/SIGTERM stop after the current batch.
+ * skipped).  Progress goes to stderr on a terminal; --json prints one JSON
+ * line per committed batch ({"event": "progress", "rows": ...}, printed only
+ * after the commit: reported rows are durable) and a final
+ * {"event": "summary", ...}.  SIGINT/SIGTERM stop after the current batch.
  *
  * Exit status: 0 done, 1 error, 2 usage, 130 interrupted.
  */
@@ -43,18 +45,36 @@ static void usage(FILE *f)
             "  --base DIR      relative paths are under DIR (default: current directory)\n"
             "  --model DIR     create the library with this model when it does not exist\n"
             "  --batch N       rows per committed batch (default 4096, max 65536)\n"
-            "  --json          print a JSON summary on stdout\n\n"
+            "  --json          JSON lines on stdout: one per committed batch, then a summary\n\n"
             "Both files are checked completely before anything is written.  A path already\n"
             "in the library with the same vector is skipped, so re-running an interrupted\n"
             "import resumes it.  Exit status: 0 done, 130 interrupted, 1 error.\n");
 }
 
+typedef struct ui {
+    int json, tty;
+} ui;
+
+static void print_stats_json(const char *event, const cdx_import_stats *st, int interrupted)
+{
+    printf("{\"event\": \"%s\", \"rows\": %llu, \"total_rows\": %llu, \"added\": %llu, "
+           "\"updated\": %llu, \"unchanged\": %llu, \"duplicates\": %llu, \"seconds\": %.3f, "
+           "\"interrupted\": %s}\n", event,
+           (unsigned long long)st->rows, (unsigned long long)st->total_rows,
+           (unsigned long long)st->added, (unsigned long long)st->updated,
+           (unsigned long long)st->unchanged, (unsigned long long)st->duplicates, st->seconds,
+           interrupted ? "true" : "false");
+    fflush(stdout);
+}
+
 static void on_progress(void *user, const cdx_import_stats *st)
 {
-    if (!*(int *)user) return;
-    fprintf(stderr, "\rimport: %llu / %llu rows (%llu added, %llu unchanged)  %.1f s",
-            (unsigned long long)st->rows, (unsigned long long)st->total_rows,
-            (unsigned long long)st->added, (unsigned long long)st->unchanged, st->seconds);
+    const ui *u = user;
+    if (u->json) print_stats_json("progress", st, 0);
+    else if (u->tty)
+        fprintf(stderr, "\rimport: %llu / %llu rows (%llu added, %llu unchanged)  %.1f s",
+                (unsigned long long)st->rows, (unsigned long long)st->total_rows,
+                (unsigned long long)st->added, (unsigned long long)st->unchanged, st->seconds);
 }
 
 int cmd_import(int argc, char **argv)
@@ -92,9 +112,9 @@ int cmd_import(int argc, char **argv)
     lp.create = model != NULL;
     cdx_library *lib;
     if (cli_open_library(dir, &lp, &lib)) return 1;
-    int tty = isatty(2) && !json;
+    ui u = {json, isatty(2) && !json};
     ip.progress = on_progress;
-    ip.user = &tty;
+    ip.user = &u;
     ip.cancel = &g_cancel;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -104,17 +124,12 @@ int cmd_import(int argc, char **argv)
     cdx_import_stats st;
     memset(&st, 0, sizeof st);
     cdx_result r = cdx_library_import(lib, vectors, meta, &ip, &st);
-    if (tty) fputc('\n', stderr);
+    if (u.tty) fputc('\n', stderr);
     cdx_library_close(lib);
     if (r) return cli_fail("import", r);
     int interrupted = g_cancel && st.rows < st.total_rows;
     if (json)
-        printf("{\"rows\": %llu, \"total_rows\": %llu, \"added\": %llu, \"updated\": %llu, "
-               "\"unchanged\": %llu, \"duplicates\": %llu, \"seconds\": %.3f, \"interrupted\": %s}\n",
-               (unsigned long long)st.rows, (unsigned long long)st.total_rows,
-               (unsigned long long)st.added, (unsigned long long)st.updated,
-               (unsigned long long)st.unchanged, (unsigned long long)st.duplicates, st.seconds,
-               interrupted ? "true" : "false");
+        print_stats_json("summary", &st, interrupted);
     else
         printf("imported %llu of %llu rows: %llu added, %llu updated, %llu unchanged, "
                "%llu sharing a stored vector (%.1f s)%s\n",
