@@ -101,9 +101,9 @@ static cdx_result next_record(meta_reader *r, int *got, uint64_t *first_line)
         if (e || !*got) return e;
         *first_line = r->line;
         if (r->csv) {
+            size_t quotes = 0, scanned = 0;   /* each byte is counted once */
             for (;;) {
-                size_t quotes = 0;
-                for (size_t i = 0; i < r->rec_len; i++) quotes += r->rec[i] == '"';
+                for (; scanned < r->rec_len; scanned++) quotes += r->rec[scanned] == '"';
                 if (quotes % 2 == 0) break;
                 int more;
                 if ((e = read_line(r, &more))) return e;

@@ -803,6 +803,10 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
             return cdx_error(CDX_ERR_INVALID_ARG, "query vector %zu has a non-finite value",
                              i / (size_t)lib->dim);
     if (!nq) return CDX_OK;
+    size_t scratch;
+    if (!cdx_mul_ok(p->offset + p->k, nq, &scratch) || scratch > TOPK_MAX_HEAP_BYTES / sizeof(topk_hit))
+        return cdx_error(CDX_ERR_TOO_LARGE, "%zu queries x (offset + k = %zu) results is too much for "
+                         "one call; split the queries", nq, p->offset + p->k);
     snapshot *s = NULL;
     if ((r = snapshot_get(lib, p, &s))) return r;
     cdx_rows src;
