@@ -10,6 +10,9 @@
  *            height, format, taken, camera)     one row per embedded content
  *   images(id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT UNIQUE,
  *          sha256 TEXT, mtime, added)           one row per path or URL
+ * Imported vectors (ingest/import.h) have no image bytes: their contents
+ * sha256 is sha256("clipdex-vector-v1\0" || normalised vector), size 0
+ * unless given.
  * Invariants (verified by catalog_check_refs / cdx_library_check):
  *  - every images.sha256 has a contents row; every contents row has at least
  *    one image (the last image's removal deletes its content row);
