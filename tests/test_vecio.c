@@ -12,7 +12,9 @@
  */
 #include "clipdex.h"
 #include "search/topk.h"
+#include "ingest/source.h"
 #include "store/npy.h"
+#include "store/vecfile.h"
 #include "testutil.h"
 
 #include <unistd.h>
@@ -623,6 +625,72 @@ static void test_library(const char *shared)
     free(v2);
 }
 
+/* A crash between the vector append and the catalog commit leaves the
+ * batch's vectors unreferenced at the end of the file; the next import
+ * adopts them (same key = same vector) instead of appending them again. */
+static void test_orphan_adoption(const char *model)
+{
+    cdx_library *lib = open_lib("orph", 1, model);
+    CHECK(lib != NULL);
+    if (!lib) return;
+    float *v = random_vectors(20, DIM);
+    char vec[256], meta[256], vec10[256], meta10[256], vf_path[256];
+    path_of(vec, sizeof vec, "orph20.npy");
+    path_of(meta, sizeof meta, "orph20.jsonl");
+    path_of(vec10, sizeof vec10, "orph10.npy");
+    path_of(meta10, sizeof meta10, "orph10.jsonl");
+    path_of(vf_path, sizeof vf_path, "orph/vectors.cdxv");
+    write_npy_f32(vec, v, 20, DIM);
+    write_jsonl(meta, 20, NULL);
+    write_npy_f32(vec10, v, 10, DIM);
+    write_jsonl(meta10, 10, NULL);
+    cdx_import_stats st;
+    CHECK(cdx_library_import(lib, vec10, meta10, NULL, &st) == CDX_OK && st.added == 10);
+    cdx_library_close(lib);
+    /* the "crashed" batch: rows 10..19 appended with their keys, never
+     * committed */
+    vecfile_params vp = vecfile_default_params();
+    vp.writable = 1;
+    vp.dim = DIM;
+    vecfile *vf = NULL;
+    CHECK(vecfile_open(vf_path, &vp, &vf, NULL) == CDX_OK);
+    if (!vf) return;
+    float rows[10 * DIM];
+    uint8_t keys[10][32];
+    uint8_t buf[sizeof "clipdex-vector-v1" + DIM * 4];
+    for (int i = 0; i < 10; i++) {
+        float *r = rows + i * DIM;
+        memcpy(r, v + (size_t)(10 + i) * DIM, DIM * 4);
+        double n2 = 0;
+        for (int d = 0; d < DIM; d++) n2 += (double)r[d] * r[d];
+        double inv = 1.0 / sqrt(n2);
+        for (int d = 0; d < DIM; d++) r[d] = (float)(r[d] * inv);
+        memcpy(buf, "clipdex-vector-v1", sizeof "clipdex-vector-v1");
+        memcpy(buf + sizeof "clipdex-vector-v1", r, DIM * 4);
+        char hex[65];
+        source_sha256(buf, sizeof buf, keys[i], hex);
+    }
+    CHECK(vecfile_append(vf, rows, (const uint8_t(*)[32])keys, 10, NULL) == CDX_OK);
+    CHECK(vecfile_count(vf) == 20);   /* 10 committed + 10 orphans */
+    vecfile_close(vf);
+    lib = open_lib("orph", 1, NULL);
+    CHECK(lib != NULL);
+    if (!lib) return;
+    CHECK(cdx_library_import(lib, vec, meta, NULL, &st) == CDX_OK && st.unchanged == 10 && st.added == 10);
+    cdx_check_report rep;
+    CHECK(cdx_library_check(lib, NULL, NULL, &rep) == CDX_OK && rep.problems == 0 && rep.images == 20 &&
+          rep.vectors == 20);
+    cdx_library_close(lib);
+    vp.writable = 0;
+    CHECK(vecfile_open(vf_path, &vp, &vf, NULL) == CDX_OK);
+    if (vf) {
+        CHECKF(vecfile_count(vf) == 20, "vector file has %llu records: the orphans were not adopted",
+               (unsigned long long)vecfile_count(vf));
+        vecfile_close(vf);
+    }
+    free(v);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/cdx_test_vecio_XXXXXX");
@@ -631,7 +699,12 @@ int main(void)
     test_topk_counts();
     const char *shared = getenv("CLIPDEX_SHARED");
     struct stat sst;
-    if (shared && stat(shared, &sst) == 0) test_library(shared);
+    if (shared && stat(shared, &sst) == 0) {
+        test_library(shared);
+        char model[512];
+        snprintf(model, sizeof model, "%s/fixtures/clip-tiny", shared);
+        test_orphan_adoption(model);
+    }
     else printf("SKIP (library part): ../shared is absent\n");
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

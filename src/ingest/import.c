@@ -428,7 +428,62 @@ typedef struct batch {
     uint8_t *hashbuf;
 } batch;
 
-enum { B_NEW, B_DUP, B_UNCHANGED };
+enum { B_NEW, B_FRESH, B_DUP, B_UNCHANGED };
+/* B_NEW: content catalogued already (slot >= 0); B_FRESH: first row of a
+ * content new to the catalog (slot >= 0 adopted, else -2 - its index in the
+ * appended run); B_DUP: a later row of a B_FRESH content in this batch. */
+
+/* Unreferenced vector records at the end of the file (a batch appended
+ * before a crash, not committed), by key: the next import adopts them
+ * instead of appending the same vectors again. */
+#define ORPHAN_SCAN_MAX ((uint64_t)2 * IMPORT_BATCH_MAX)
+
+typedef struct orphan {
+    uint8_t key[32];
+    int64_t slot;
+    int used;
+} orphan;
+
+typedef struct orphans {
+    orphan *v;
+    size_t n;
+} orphans;
+
+static int cmp_orphan(const void *a, const void *b)
+{
+    return memcmp(((const orphan *)a)->key, ((const orphan *)b)->key, 32);
+}
+
+static cdx_result orphans_load(import_target *t, orphans *o)
+{
+    o->v = NULL;
+    o->n = 0;
+    int64_t maxs;
+    cdx_result e = catalog_max_slot(t->cat, &maxs);
+    if (e) return e;
+    uint64_t count = vecfile_count(t->vf), from = (uint64_t)(maxs + 1);
+    if (count <= from) return CDX_OK;
+    if (count - from > ORPHAN_SCAN_MAX) from = count - ORPHAN_SCAN_MAX;
+    if (!(o->v = calloc((size_t)(count - from), sizeof *o->v))) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    for (uint64_t s = from; s < count; s++) {
+        if (vecfile_get(t->vf, s, NULL, o->v[o->n].key) != CDX_OK) continue;   /* damaged: never adopt */
+        o->v[o->n].slot = (int64_t)s;
+        o->n++;
+    }
+    cdx_error_clear();
+    qsort(o->v, o->n, sizeof *o->v, cmp_orphan);
+    return CDX_OK;
+}
+
+static int64_t orphan_take(orphans *o, const uint8_t key[32])
+{
+    orphan k;
+    memcpy(k.key, key, 32);
+    orphan *f = o->n ? bsearch(&k, o->v, o->n, sizeof *o->v, cmp_orphan) : NULL;
+    if (!f || f->used) return -1;
+    f->used = 1;
+    return f->slot;
+}
 
 static void batch_free(batch *b)
 {
@@ -484,7 +539,7 @@ static void key_vector(batch *b, size_t i, int dim)
 }
 
 /* Classify the rows, append new vectors, commit one transaction. */
-static cdx_result commit_batch(import_target *t, batch *b, cdx_import_stats *st)
+static cdx_result commit_batch(import_target *t, batch *b, orphans *orph, cdx_import_stats *st)
 {
     catalog *c = t->cat;
     cdx_image_record *rec = malloc(sizeof *rec);
@@ -516,7 +571,8 @@ static cdx_result commit_batch(import_target *t, batch *b, cdx_import_stats *st)
     if (e) return e;
     /* The same path twice in one batch: the later row wins, the earlier
      * one is dropped (as a second import of that path would). */
-    /* In-batch duplicate vectors: the first occurrence is appended. */
+    /* In-batch duplicate vectors: the first occurrence is adopted or
+     * appended, the others refer to it. */
     qsort_r(b->order, b->n, sizeof *b->order, cmp_key, b);
     size_t m = 0;
     for (size_t k = 0; k < b->n; k++) {
@@ -524,12 +580,14 @@ static cdx_result commit_batch(import_target *t, batch *b, cdx_import_stats *st)
         if (b->state[i] == B_UNCHANGED || b->slot[i] >= 0) continue;
         if (k > 0 && !memcmp(b->keys[b->order[k - 1]], b->keys[i], 32)) {
             size_t f = b->order[k - 1];
-            if (b->slot[f] < -1 || b->state[f] == B_DUP) {
-                b->state[i] = B_DUP;   /* appended by an earlier row with this key */
+            if (b->state[f] == B_FRESH || b->state[f] == B_DUP) {
+                b->state[i] = B_DUP;
                 b->slot[i] = b->slot[f];
                 continue;
             }
         }
+        b->state[i] = B_FRESH;
+        if ((b->slot[i] = orphan_take(orph, b->keys[i])) >= 0) continue;
         memcpy(b->append + m * (size_t)t->dim, b->vecs + i * (size_t)t->dim, (size_t)t->dim * 4);
         memcpy(b->append_keys[m], b->keys[i], 32);
         b->slot[i] = -2 - (int64_t)m;   /* -2 - index into the appended run */
@@ -547,8 +605,7 @@ static cdx_result commit_batch(import_target *t, batch *b, cdx_import_stats *st)
             unchanged++;
             continue;
         }
-        int fresh = b->slot[i] <= -2 && b->state[i] == B_NEW;
-        if (fresh) {
+        if (b->state[i] == B_FRESH) {
             cdx_image_record cr;
             memset(&cr, 0, sizeof cr);
             snprintf(cr.sha256, sizeof cr.sha256, "%s", b->hex[i]);
@@ -558,7 +615,7 @@ static cdx_result commit_batch(import_target *t, batch *b, cdx_import_stats *st)
             snprintf(cr.format, sizeof cr.format, "%s", row->format);
             cr.taken = row->taken;
             snprintf(cr.camera, sizeof cr.camera, "%s", row->camera);
-            e = catalog_content_insert(c, &cr, (int64_t)first + (-2 - b->slot[i]));
+            e = catalog_content_insert(c, &cr, b->slot[i] >= 0 ? b->slot[i] : (int64_t)first + (-2 - b->slot[i]));
         } else if (!b->existing[i]) {
             dups++;
         }
@@ -619,7 +676,9 @@ cdx_result import_run(import_target *t, const char *vectors_path, const char *me
     if (!scratch) e = cdx_error(CDX_ERR_NOMEM, "out of memory");
     if (!e) e = validate(t, &f, vectors_path, meta_path, p, scratch);
     st->total_rows = f.rows;
+    orphans orph = {NULL, 0};
     if (!e) e = batch_alloc(&b, bs, f.dim);
+    if (!e) e = orphans_load(t, &orph);
     if (!e) e = meta_reader_open(meta_path, p->meta_format, p->base_dir, &mr);
     uint64_t next = 0;
     while (!e && next < f.rows) {
@@ -637,13 +696,14 @@ cdx_result import_run(import_target *t, const char *vectors_path, const char *me
             b.n++;
             next++;
         }
-        if (!e) e = commit_batch(t, &b, st);
+        if (!e) e = commit_batch(t, &b, &orph, st);
         st->seconds = cdx_now() - t0;
         if (!e && p->progress) p->progress(p->user, st);
     }
     st->seconds = cdx_now() - t0;
     meta_reader_close(mr);
     batch_free(&b);
+    free(orph.v);
     free(scratch);
     npy_close(&f);
     return e;

@@ -7,9 +7,10 @@
  * finite and non-zero), so a bad file writes nothing.  Then per batch:
  * vectors of new contents are appended (fdatasync), and one catalog
  * transaction inserts their contents rows and the images rows.  A kill at
- * any moment loses at most the uncommitted batch (its appended vectors
- * stay as unreferenced rows until compaction); running the same import
- * again skips every path already catalogued with the same vector.
+ * any moment loses at most the uncommitted batch; running the same import
+ * again skips every path already catalogued with the same vector, and
+ * adopts the vectors of the lost batch (unreferenced records at the end of
+ * the vector file, found by key) instead of appending them again.
  *
  * Keys: an imported content has no image bytes; its 32-byte key (the
  * catalog's sha256 column and the vecfile record key) is

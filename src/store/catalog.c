@@ -529,6 +529,14 @@ cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents)
     return r;
 }
 
+cdx_result catalog_max_slot(catalog *c, int64_t *slot)
+{
+    uint64_t v = 0;
+    cdx_result r = count_rows(c, "SELECT coalesce(max(slot) + 1, 0) FROM contents", &v);
+    *slot = (int64_t)v - 1;
+    return r;
+}
+
 cdx_result catalog_each_content(catalog *c,
                                 int (*fn)(void *user, const char *sha256, int64_t slot),
                                 void *user)

@@ -124,6 +124,8 @@ cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pai
                          size_t *n);
 
 cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents);
+/* The highest slot any content refers to, -1 when there is none. */
+cdx_result catalog_max_slot(catalog *c, int64_t *slot);
 
 /* Every content row: fn(user, sha256, slot); non-zero from fn stops. */
 cdx_result catalog_each_content(catalog *c,
