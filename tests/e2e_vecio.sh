@@ -5,7 +5,8 @@
 #     moments, several times: after every kill `clipdex check` passes and
 #     every row a killed run reported committed (JSON progress lines are
 #     printed after their commit) is in the catalog.  Running the import
-#     again resumes it: the final run ends with exactly 20 000 images.
+#     again resumes it: the final run ends with exactly 20 000 images and
+#     as many vector records (the batches lost to kills are adopted).
 #  2. `clipdex export` writes vectors equal to the normalised input, in
 #     input order; importing the export into a new library gives the same
 #     search results (`search --vectors`, one JSON line per query).
@@ -97,6 +98,19 @@ assert s["event"] == "summary" and s["rows"] == n and s["added"] + s["unchanged"
 assert s["updated"] == 0 and not s["interrupted"], s
 PY
 "$BIN" check --library "$L" || fail "final check"
+# No vector was stored twice: the batches lost to the kills were adopted by
+# the next run (record count from the file size, docs/storage-format.md).
+python3 - "$L/vectors.cdxv" "$N" <<'PY' || fail "vector file holds more records than images"
+import os, sys
+size, n = os.path.getsize(sys.argv[1]), int(sys.argv[2])
+row, block = 256, 64 * 256 + 64 * 64          # dim 64
+def size_of(c):
+    s = c - 1
+    return 4096 + (s // 64) * block + 64 * row + (s % 64) * 64 + 64
+count = next((c for c in range(1, 4 * n) if size_of(c) == size), None)
+print("vector records:", count)
+assert count == n, (count, n)
+PY
 "$BIN" info --library "$L" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["images"]==int(sys.argv[1]), d' "$N" ||
     fail "info counts"
 
