@@ -569,8 +569,8 @@ static cdx_result commit_batch(import_target *t, batch *b, orphans *orph, cdx_im
     }
     free(rec);
     if (e) return e;
-    /* The same path twice in one batch: the later row wins, the earlier
-     * one is dropped (as a second import of that path would). */
+    /* The same path twice in one batch: the first row inserts it, the later
+     * one re-points it (the later row wins, as a second import would). */
     /* In-batch duplicate vectors: the first occurrence is adopted or
      * appended, the others refer to it. */
     qsort_r(b->order, b->n, sizeof *b->order, cmp_key, b);
