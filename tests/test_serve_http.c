@@ -566,6 +566,90 @@ static void test_image_queries(void)
 
 /* ------------------------------------------------------------ images */
 
+/* "vector": [...] in POST /api/search (vecio branch): the stored vector of
+ * horse.png, scaled (the server normalises), finds horse first; wrong
+ * length, non-numbers and a zero vector are 400 invalid_field. */
+static void test_vector_query(void)
+{
+    int64_t horse = id_of("horse.png");
+    cdx_library *lib;
+    cdx_library_params lp = cdx_library_default_params();
+    lp.load_model = 0;
+    float v[1024];
+    cdx_library_info info;
+    CHECK(cdx_library_open(lib_dir, &lp, &lib) == CDX_OK);
+    CHECK(cdx_library_get_info(lib, &info) == CDX_OK && info.dim <= 1024);
+    CHECK(cdx_library_get_vector(lib, horse, v) == CDX_OK);
+    cdx_library_close(lib);
+    char body[32768];
+    size_t o = (size_t)snprintf(body, sizeof body, "{\"k\": 2, \"vector\": [");
+    for (int i = 0; i < info.dim; i++)
+        o += (size_t)snprintf(body + o, sizeof body - o, "%s%.9g", i ? "," : "", (double)v[i] * 3.0);
+    snprintf(body + o, sizeof body - o, "]}");
+    http_resp r = json_a("POST", "/api/search", body, NULL);
+    expect_top(&r, horse, "vector");
+    json_t *j = http_body_json(&r);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "query"), "type")) ?: "", "vector"));
+    json_decref(j);
+    http_free(&r);
+    static const char *const bad[] = {"{\"vector\": [1, 2, 3]}", "{\"vector\": \"1,2\"}", NULL};
+    for (int i = 0; bad[i]; i++) {
+        r = json_a("POST", "/api/search", bad[i], NULL);
+        EXPECT_ERR(r, 400, "invalid_field");
+        http_free(&r);
+    }
+    o = (size_t)snprintf(body, sizeof body, "{\"vector\": [");
+    for (int i = 0; i < info.dim; i++) o += (size_t)snprintf(body + o, sizeof body - o, "%s0", i ? "," : "");
+    snprintf(body + o, sizeof body - o, "]}");
+    r = json_a("POST", "/api/search", body, NULL);
+    EXPECT_ERR(r, 400, "invalid_field");
+    http_free(&r);
+    body[o - 1] = '"';   /* a string among the numbers */
+    snprintf(body + o, sizeof body - o, "\"]}");
+    r = json_a("POST", "/api/search", body, NULL);
+    EXPECT_ERR(r, 400, "invalid_field");
+    http_free(&r);
+    r = json_a("POST", "/api/search", "{\"vector\": [1], \"text\": \"cat\"}", NULL);
+    EXPECT_ERR(r, 400, "bad_request");
+    http_free(&r);
+}
+
+/* GET /api/images pages through the catalog in id order. */
+static void test_image_list(void)
+{
+    http_resp r = get_a("/api/images?limit=1000", NULL);
+    json_t *all = http_body_json(&r);
+    size_t n = json_array_size(json_object_get(all, "images"));
+    json_int_t total = json_integer_value(json_object_get(all, "total"));
+    CHECKF(r.status == 200 && n > 3 && (json_int_t)n == total, "list: %ld %zu %lld", r.status, n, (long long)total);
+    http_free(&r);
+    size_t seen = 0;
+    for (int off = 0; off < (int)n + 3; off += 3) {
+        char p[64];
+        snprintf(p, sizeof p, "/api/images?offset=%d&limit=3", off);
+        r = get_a(p, NULL);
+        json_t *j = http_body_json(&r);
+        json_t *imgs = json_object_get(j, "images");
+        for (size_t i = 0; i < json_array_size(imgs); i++, seen++)
+            CHECK(json_integer_value(json_object_get(json_array_get(imgs, i), "id")) ==
+                  json_integer_value(json_object_get(json_array_get(json_object_get(all, "images"), seen), "id")));
+        json_decref(j);
+        http_free(&r);
+    }
+    CHECK(seen == n);
+    json_decref(all);
+    static const char *const bad[] = {"/api/images?limit=0", "/api/images?limit=1001", "/api/images?offset=-1",
+                                      "/api/images?limit=x", NULL};
+    for (int i = 0; bad[i]; i++) {
+        r = get_a(bad[i], NULL);
+        EXPECT_ERR(r, 400, "invalid_field");
+        http_free(&r);
+    }
+    r = get_a("/api/images?color=red", NULL);
+    CHECK(r.status == 400);
+    http_free(&r);
+}
+
 static void test_images(void)
 {
     int64_t id = id_of("rocket.jpg");
@@ -1142,6 +1226,8 @@ int main(void)
     test_search_get_errors();
     test_search_post(ref);
     test_image_queries();
+    test_vector_query();
+    test_image_list();
     test_images();
     test_writes();
     test_protocol();

@@ -1,8 +1,11 @@
 /*
  * cmd_search.c - `clipdex search`: exact search of a library by text, by an
  * image (file or URL) or by an indexed example (--like ID|PATH), with
- * filters.  Text prints "rank score id path" lines; --json prints
+ * filters, or by vectors computed elsewhere (--vector FILE: one query from a
+ * .npy or raw float32 file; --vectors FILE.npy: many queries searched in one
+ * scan).  Text prints "rank score id path" lines; --json prints
  *   {"results": [{"rank", "score", "id", "path"}, ...], "total", "took_ms"}
+ * and --vectors prints one such object per query and line, with "query": i.
  */
 #include "cli.h"
 
@@ -18,7 +21,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: clipdex search [--library DIR] [-k N] [--offset N] [--min-score S] [--json]\n"
             "                      [--path-prefix P] [--after DATE] [--before DATE] [--format F]\n"
-            "                      (TEXT | --image FILE|URL | --like ID|PATH)\n\n"
+            "                      (TEXT | --image FILE|URL | --like ID|PATH |\n"
+            "                       --vector FILE | --vectors FILE.npy)\n\n"
+            "  --vector FILE   query by a vector computed elsewhere: a .npy (float32/float16,\n"
+            "                  shape (D,) or (1, D)) or raw little-endian float32 (.f32);\n"
+            "                  normalised before the search\n"
+            "  --vectors FILE  many queries from a .npy [N, D], searched in one scan; prints\n"
+            "                  one JSON line per query: {\"query\": i, \"results\", \"total\"}\n"
             "  -k N            results (default 10, max 10000)\n"
             "  --offset N      skip the first N results (pagination)\n"
             "  --min-score S   only results with cosine similarity >= S\n"
@@ -102,9 +111,72 @@ static int make_query(cdx_library *lib, const char *text, const char *image, con
     return r ? cli_fail("--like", r) : 0;
 }
 
+/* Results of one query: text lines, or one JSON object (query >= 0 adds
+ * "query": query, for --vectors). */
+static void print_results(cdx_library *lib, const cdx_hit *hits, size_t n, const cdx_search_params *sp,
+                          int json, long query, uint64_t total, double took)
+{
+    if (json && query >= 0) printf("{\"query\": %ld, \"results\": [", query);
+    else if (json) fputs("{\"results\": [", stdout);
+    for (size_t i = 0; i < n; i++) {
+        cdx_image_record rec;
+        if (cdx_library_get_image(lib, hits[i].id, &rec) != CDX_OK) snprintf(rec.path, sizeof rec.path, "?");
+        if (json) {
+            printf("%s{\"rank\": %zu, \"score\": %.6f, \"id\": %lld, \"path\": ", i ? ", " : "",
+                   sp->offset + i + 1, (double)hits[i].score, (long long)hits[i].id);
+            cli_print_json_string(stdout, rec.path);
+            putchar('}');
+        } else {
+            printf("%4zu  %.4f  %6lld  %s\n", sp->offset + i + 1, (double)hits[i].score,
+                   (long long)hits[i].id, rec.path);
+        }
+    }
+    if (json) printf("], \"total\": %llu, \"took_ms\": %.1f}\n", (unsigned long long)total, took);
+}
+
+/* --vectors FILE: normalise every query, search them CDX_SEARCH_MAX_QUERIES
+ * at a time, one JSON line each. */
+static int search_many(cdx_library *lib, const char *file, int dim, const cdx_search_params *sp)
+{
+    float *q = NULL;
+    size_t nq = 0;
+    cdx_result r = cdx_vectors_read(file, dim, &q, &nq);
+    if (r) return cli_fail("--vectors", r);
+    for (size_t i = 0; i < nq; i++)
+        if ((r = cdx_vector_normalize(q + i * (size_t)dim, dim))) {
+            fprintf(stderr, "clipdex: error: --vectors: query %zu: %s\n", i, cdx_last_error());
+            free(q);
+            return 1;
+        }
+    size_t chunk = nq < CDX_SEARCH_MAX_QUERIES ? nq : CDX_SEARCH_MAX_QUERIES;
+    cdx_hit *hits = calloc((chunk ? chunk : 1) * sp->k, sizeof *hits);
+    size_t *n = calloc(chunk ? chunk : 1, sizeof *n);
+    uint64_t *totals = calloc(chunk ? chunk : 1, sizeof *totals);
+    int rc = 0;
+    if (!hits || !n || !totals) rc = cli_fail("out of memory", CDX_ERR_NOMEM);
+    for (size_t b = 0; !rc && b < nq; b += chunk) {
+        size_t m = nq - b < chunk ? nq - b : chunk;
+        double t0 = now_ms();
+        r = cdx_library_search_vectors(lib, q + b * (size_t)dim, m, sp, hits, n, totals);
+        double took = (now_ms() - t0) / (double)m;
+        if (r) {
+            rc = cli_fail("searching", r);
+            break;
+        }
+        for (size_t i = 0; i < m; i++)
+            print_results(lib, hits + i * sp->k, n[i], sp, 1, (long)(b + i), totals[i], took);
+    }
+    free(q);
+    free(hits);
+    free(n);
+    free(totals);
+    if (!rc && fflush(stdout)) rc = 1;
+    return rc;
+}
+
 int cmd_search(int argc, char **argv)
 {
-    const char *dir = NULL, *text = NULL, *image = NULL, *like = NULL;
+    const char *dir = NULL, *text = NULL, *image = NULL, *like = NULL, *vector = NULL, *vectors = NULL;
     cdx_search_params sp = cdx_search_default_params();
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -137,14 +209,17 @@ int cmd_search(int argc, char **argv)
             else sp.before = t;
         } else if (!strcmp(a, "--image") && hv) image = argv[++i];
         else if (!strcmp(a, "--like") && hv) like = argv[++i];
+        else if (!strcmp(a, "--vector") && hv) vector = argv[++i];
+        else if (!strcmp(a, "--vectors") && hv) vectors = argv[++i];
         else if (!strncmp(a, "--", 2) || (a[0] == '-' && a[1])) return cli_usage_error("search", "unknown or incomplete argument '%s'", a);
         else if (text) return cli_usage_error("search", "give one query text (quote it)");
         else text = a;
     }
-    if (!!text + !!image + !!like != 1)
-        return cli_usage_error("search", "give exactly one of TEXT, --image FILE|URL, --like ID|PATH");
+    if (!!text + !!image + !!like + !!vector + !!vectors != 1)
+        return cli_usage_error("search", "give exactly one of TEXT, --image FILE|URL, --like ID|PATH, "
+                               "--vector FILE, --vectors FILE");
     cdx_library_params lp = cdx_library_default_params();
-    lp.load_model = like == NULL;
+    lp.load_model = text || image;
     cdx_library *lib;
     if (cli_open_library(dir, &lp, &lib)) return 1;
     cdx_library_info info;
@@ -156,28 +231,33 @@ int cmd_search(int argc, char **argv)
     q = calloc((size_t)info.dim, sizeof *q);
     hits = calloc(sp.k, sizeof *hits);
     if (!q || !hits) { rc = cli_fail("out of memory", CDX_ERR_NOMEM); goto done; }
+    if (vectors) {
+        rc = search_many(lib, vectors, info.dim, &sp);
+        goto done;
+    }
     double t0 = now_ms();
-    if (make_query(lib, text, image, like, q)) goto done;
     size_t n = 0;
     uint64_t total = 0;
-    r = cdx_library_search_vector(lib, q, &sp, hits, &n, &total);
+    if (vector) {
+        float *v = NULL;
+        size_t nv = 0;
+        r = cdx_vectors_read(vector, info.dim, &v, &nv);
+        if (r) { rc = cli_fail("--vector", r); goto done; }
+        if (nv != 1) {
+            fprintf(stderr, "clipdex: error: --vector: %s holds %zu vectors; give one (or use --vectors)\n",
+                    vector, nv);
+            free(v);
+            goto done;
+        }
+        r = cdx_library_search_raw(lib, v, info.dim, &sp, hits, &n, &total);
+        free(v);
+    } else {
+        if (make_query(lib, text, image, like, q)) goto done;
+        r = cdx_library_search_vector(lib, q, &sp, hits, &n, &total);
+    }
     double took = now_ms() - t0;
     if (r) { rc = cli_fail("searching", r); goto done; }
-    if (json) fputs("{\"results\": [", stdout);
-    for (size_t i = 0; i < n; i++) {
-        cdx_image_record rec;
-        if (cdx_library_get_image(lib, hits[i].id, &rec) != CDX_OK) snprintf(rec.path, sizeof rec.path, "?");
-        if (json) {
-            printf("%s{\"rank\": %zu, \"score\": %.6f, \"id\": %lld, \"path\": ", i ? ", " : "",
-                   sp.offset + i + 1, (double)hits[i].score, (long long)hits[i].id);
-            cli_print_json_string(stdout, rec.path);
-            putchar('}');
-        } else {
-            printf("%4zu  %.4f  %6lld  %s\n", sp.offset + i + 1, (double)hits[i].score,
-                   (long long)hits[i].id, rec.path);
-        }
-    }
-    if (json) printf("], \"total\": %llu, \"took_ms\": %.1f}\n", (unsigned long long)total, took);
+    print_results(lib, hits, n, &sp, json, -1, total, took);
     rc = fflush(stdout) ? 1 : 0;
 done:
     free(q);

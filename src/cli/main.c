@@ -26,6 +26,8 @@ static const command commands[] = {
     {"info", cmd_info, "show what a library holds"},
     {"rm", cmd_rm, "remove images from the library"},
     {"check", cmd_check, "verify the catalog and vectors agree"},
+    {"import", cmd_import, "load embeddings computed elsewhere (.npy + CSV/JSONL)"},
+    {"export", cmd_export, "write the library's vectors (.npy) and records (JSONL)"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
 };

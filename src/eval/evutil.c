@@ -320,12 +320,6 @@ cdx_result ev_find(cdx_library *lib, const char *base, const char *path, int64_t
 
 /* ------------------------------------------------------------------ library listing */
 
-static int cmp_image(const void *a, const void *b)
-{
-    int64_t x = ((const ev_image *)a)->id, y = ((const ev_image *)b)->id;
-    return (x > y) - (x < y);
-}
-
 void ev_images_free(ev_image *im, size_t n)
 {
     if (!im) return;
@@ -369,52 +363,42 @@ cdx_result ev_library_list(cdx_library *lib, ev_image **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    cdx_library_info info;
-    cdx_result r = cdx_library_get_info(lib, &info);
-    if (r != CDX_OK) return ev_lib_error(r, "library info");
-    if (info.dim <= 0) return ev_error(CDX_ERR_FORMAT, "library has no embedding dimension");
-    if (info.images > EV_MAX_ITEMS)
+    uint64_t total = 0;
+    size_t got = 0;
+    cdx_result r = cdx_library_list_images(lib, 0, 0, NULL, &got, &total);
+    if (r != CDX_OK) return ev_lib_error(r, "listing the library");
+    if (total > EV_MAX_ITEMS)
         return ev_error(CDX_ERR_TOO_LARGE, "library has %llu images; evaluation supports at most %zu",
-                        (unsigned long long)info.images, EV_MAX_ITEMS);
-    size_t want = (size_t)info.images;
-    /* Any unit query ranks every image; the exact search orders ties by id,
-     * so offset paging is stable while nothing writes to the library. */
-    float *q = calloc((size_t)info.dim, sizeof *q);
-    cdx_hit *hits = malloc((want ? want : 1) * sizeof *hits);
+                        (unsigned long long)total, EV_MAX_ITEMS);
+    /* Pages in id order; a library written meanwhile may grow or shrink,
+     * the list stops at the first short page. */
+    size_t want = (size_t)total, n = 0;
+    cdx_image_record *page = malloc(CDX_LIST_MAX * sizeof *page);
     ev_image *im = calloc(want ? want : 1, sizeof *im);
-    size_t n = 0, got = 0;
-    if (!q || !hits || !im) {
+    if (!page || !im) {
         r = ev_error(CDX_ERR_NOMEM, "out of memory listing the library");
         goto done;
     }
-    q[0] = 1.0f;
-    r = ev_search_ranking(lib, q, want, hits, &got);
-    if (r != CDX_OK) goto done;
-    for (; n < got; n++) {
-        cdx_image_record rec;
-        r = cdx_library_get_image(lib, hits[n].id, &rec);
+    while (n < want) {
+        size_t lim = want - n < CDX_LIST_MAX ? want - n : CDX_LIST_MAX;
+        r = cdx_library_list_images(lib, n, lim, page, &got, NULL);
         if (r != CDX_OK) {
-            r = ev_lib_error(r, "listing the library (image record)");
+            r = ev_lib_error(r, "listing the library");
             goto done;
         }
-        im[n].id = hits[n].id;
-        im[n].path = ev_strdup(rec.path);
-        if (!im[n].path) {
-            r = ev_error(CDX_ERR_NOMEM, "out of memory listing the library");
-            goto done;
+        for (size_t i = 0; i < got; i++, n++) {
+            im[n].id = page[i].id;
+            im[n].path = ev_strdup(page[i].path);
+            if (!im[n].path) {
+                r = ev_error(CDX_ERR_NOMEM, "out of memory listing the library");
+                goto done;
+            }
         }
+        if (got < lim) break;
     }
-    qsort(im, n, sizeof *im, cmp_image);
-    for (size_t i = 1; i < n; i++)
-        if (im[i].id == im[i - 1].id) {
-            r = ev_error(CDX_ERR_INTERNAL, "library listing returned id %lld twice "
-                         "(was the library modified during evaluation?)", (long long)im[i].id);
-            goto done;
-        }
     r = CDX_OK;
 done:
-    free(q);
-    free(hits);
+    free(page);
     if (r != CDX_OK) {
         ev_images_free(im, n);
         return r;

@@ -83,8 +83,7 @@ double ev_now(void);
 cdx_result ev_find(cdx_library *lib, const char *base, const char *path, int64_t *id);
 
 /* Every catalogued image of a library: ids in ascending order with their
- * paths.  Pages through cdx_library_search_vector (at most 10000 hits per
- * call, offset paging) and sorts by id. */
+ * paths (pages of cdx_library_list_images). */
 typedef struct ev_image {
     int64_t id;
     char *path;

@@ -26,15 +26,18 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "ingest/import.h"
 #include "ingest/pipeline.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
 #include "search/topk.h"
 #include "store/catalog.h"
+#include "store/npy.h"
 #include "store/vecfile.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -42,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -56,6 +60,8 @@ typedef struct snapshot {
     size_t n;
     uint64_t *bits;          /* allowed slots */
     uint64_t nbits;          /* max slot + 1 */
+    uint32_t *weight;        /* images per slot (nbits entries); NULL when
+                                every allowed slot has exactly one */
     int refs;
 } snapshot;
 
@@ -315,6 +321,7 @@ static void snapshot_release(snapshot *s)
     if (!s || --s->refs > 0) return;
     free(s->pairs);
     free(s->bits);
+    free(s->weight);
     free(s);
 }
 
@@ -472,6 +479,7 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
 typedef struct add_watch {
     char reason[1024];
     int failed;
+    int catalogued;   /* an ADDED / MOVED / DUPLICATE event: a new image row or path */
 } add_watch;
 
 static void add_cb(void *user, const cdx_index_event *ev)
@@ -481,11 +489,21 @@ static void add_cb(void *user, const cdx_index_event *ev)
         w->failed = 1;
         snprintf(w->reason, sizeof w->reason, "%s", ev->reason ? ev->reason : "failed");
     }
+    if (ev->kind == CDX_INDEX_EVENT_ADDED || ev->kind == CDX_INDEX_EVENT_DUPLICATE ||
+        ev->kind == CDX_INDEX_EVENT_MOVED)
+        w->catalogued = 1;
 }
 
 cdx_result cdx_library_add_buffer(cdx_library *lib, const void *data, size_t len,
                                   const cdx_image_params *image, int64_t *id)
 {
+    return cdx_library_add_buffer_ex(lib, data, len, image, id, NULL);
+}
+
+cdx_result cdx_library_add_buffer_ex(cdx_library *lib, const void *data, size_t len,
+                                     const cdx_image_params *image, int64_t *id, int *created)
+{
+    if (created) *created = 0;
     if (!lib || !data || !id) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_add_buffer: NULL argument");
     if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
     if (len == 0) return cdx_error(CDX_ERR_FORMAT, "empty image (0 bytes)");
@@ -516,7 +534,7 @@ cdx_result cdx_library_add_buffer(cdx_library *lib, const void *data, size_t len
         r = cdx_error(CDX_ERR_IO, "%s: cannot create: %s", imgdir, strerror(errno));
     if (!r) r = cdx_write_file_atomic(path, data, len);
     if (!r) {
-        add_watch w = {"", 0};
+        add_watch w = {"", 0, 0};
         if (image) ip.image = *image;
         ip.callback = add_cb;
         ip.user = &w;
@@ -531,6 +549,7 @@ cdx_result cdx_library_add_buffer(cdx_library *lib, const void *data, size_t len
         if (!r) r = catalog_image_by_path(lib->wcat, path, rec);
         if (!r) *id = rec->id;
         else if (r == CDX_ERR_NOT_FOUND) r = cdx_error(CDX_ERR_INTERNAL, "stored image was not indexed");
+        if (!r && created) *created = w.catalogued;
     }
 done:
     pthread_mutex_unlock(&lib->wmu);
@@ -646,11 +665,18 @@ static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot *
         s->nbits = (uint64_t)(maxs + 1);
         s->bits = calloc(s->nbits / 64 + 1, sizeof(uint64_t));
         if (!s->bits) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        int shared = 0;
         for (size_t i = 0; !r && i < s->n; i++) {
             if (s->pairs[i].slot < 0) continue;   /* damaged catalog: check reports it */
             uint64_t sl = (uint64_t)s->pairs[i].slot;
             s->bits[sl / 64] |= 1ull << (sl % 64);
+            if (i > 0 && s->pairs[i - 1].slot == s->pairs[i].slot) shared = 1;
         }
+        /* Several images on one slot: the in-scan count weighs the slot. */
+        if (!r && shared && !(s->weight = calloc(s->nbits + 1, sizeof *s->weight)))
+            r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; !r && s->weight && i < s->n; i++)
+            if (s->pairs[i].slot >= 0) s->weight[s->pairs[i].slot]++;
     }
     if (r) {
         snapshot_release(s);
@@ -723,66 +749,22 @@ static size_t lower_bound(const catalog_pair *v, size_t n, int64_t slot)
     return lo;
 }
 
-/* Images (not slots) among the allowed ones scoring >= min_score. */
-static uint64_t count_at_least(const snapshot *s, const cdx_rows *src, const float *q, float min_score)
+static cdx_result check_search_params(const cdx_search_params *p)
 {
-    const dot_kernel *k = dot_kernel_best();
-    uint64_t total = 0;
-    for (size_t i = 0; i < s->n;) {
-        size_t j = i;
-        while (j < s->n && s->pairs[j].slot == s->pairs[i].slot) j++;
-        if (s->pairs[i].slot >= 0) {
-            float score;
-            k->tile(&q, 1, cdx_rows_at(src, (uint64_t)s->pairs[i].slot), 1, src->row_stride / 4,
-                    (size_t)src->dim, &score, 1);
-            if (score >= min_score) total += j - i;
-        }
-        i = j;
-    }
-    return total;
-}
-
-cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
-                                     const cdx_search_params *params, cdx_hit *hits,
-                                     size_t *n_hits, uint64_t *total)
-{
-    if (!lib || !query || !n_hits || (!hits && params && params->k))
-        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_vector: NULL argument");
-    cdx_search_params defaults = cdx_search_default_params();
-    const cdx_search_params *p = params ? params : &defaults;
-    *n_hits = 0;
-    if (total) *total = 0;
     if (p->k > SEARCH_K_MAX)
         return cdx_error(CDX_ERR_INVALID_ARG, "k = %zu is more than the maximum %d", p->k, SEARCH_K_MAX);
     if (p->offset > SEARCH_OFFSET_MAX)
         return cdx_error(CDX_ERR_INVALID_ARG, "offset %zu is more than the maximum %d", p->offset,
                          SEARCH_OFFSET_MAX);
     if (isnan(p->min_score)) return cdx_error(CDX_ERR_INVALID_ARG, "min_score is NaN");
-    for (int i = 0; i < lib->dim; i++)
-        if (!isfinite(query[i])) return cdx_error(CDX_ERR_INVALID_ARG, "query vector has a non-finite value");
-    snapshot *s = NULL;
-    cdx_result r = snapshot_get(lib, p, &s);
-    if (r) return r;
-    cdx_rows src;
-    topk_hit *th = NULL;
-    size_t want = p->offset + p->k;   /* each slot yields >= 1 image */
-    if ((r = vectors_view(lib, s->nbits, &src))) goto done;
-    if (total) {
-        *total = p->min_score <= -1.5f ? s->n : count_at_least(s, &src, query, p->min_score);
-    }
-    if (!p->k || !s->n) goto done;
-    if (!(th = malloc(want * sizeof *th))) {
-        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    topk_params tp = topk_default_params();
-    tp.k = want;
-    tp.min_score = p->min_score;
-    tp.allow = s->bits;
-    tp.allow_nbits = s->nbits;
-    tp.n_threads = lib->n_threads;
-    size_t nth = 0;
-    if ((r = topk_search(&src, query, 1, &tp, th, &nth))) goto done;
+    return CDX_OK;
+}
+
+/* Slot hits of one query -> image hits (a slot expands to its images in id
+ * order; the image offset is applied here).  Returns the count written. */
+static size_t expand_hits(const snapshot *s, const topk_hit *th, size_t nth,
+                          const cdx_search_params *p, cdx_hit *hits)
+{
     size_t skip = p->offset, n = 0;
     for (size_t i = 0; i < nth && n < p->k; i++) {
         size_t j = lower_bound(s->pairs, s->n, (int64_t)th[i].slot);
@@ -796,10 +778,113 @@ cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
             n++;
         }
     }
-    *n_hits = n;
+    return n;
+}
+
+cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, size_t nq,
+                                      const cdx_search_params *params, cdx_hit *hits,
+                                      size_t *n_hits, uint64_t *totals)
+{
+    if (!lib || (nq && (!queries || !n_hits)) || (!hits && nq && params && params->k))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_vectors: NULL argument");
+    cdx_search_params defaults = cdx_search_default_params();
+    const cdx_search_params *p = params ? params : &defaults;
+    for (size_t i = 0; i < nq; i++) {
+        n_hits[i] = 0;
+        if (totals) totals[i] = 0;
+    }
+    cdx_result r = check_search_params(p);
+    if (r) return r;
+    if (nq > CDX_SEARCH_MAX_QUERIES)
+        return cdx_error(CDX_ERR_INVALID_ARG, "%zu queries in one call (the maximum is %d)", nq,
+                         CDX_SEARCH_MAX_QUERIES);
+    for (size_t i = 0; i < nq * (size_t)lib->dim; i++)
+        if (!isfinite(queries[i]))
+            return cdx_error(CDX_ERR_INVALID_ARG, "query vector %zu has a non-finite value",
+                             i / (size_t)lib->dim);
+    if (!nq) return CDX_OK;
+    size_t scratch;
+    if (!cdx_mul_ok(p->offset + p->k, nq, &scratch) || scratch > TOPK_MAX_HEAP_BYTES / sizeof(topk_hit))
+        return cdx_error(CDX_ERR_TOO_LARGE, "%zu queries x (offset + k = %zu) results is too much for "
+                         "one call; split the queries", nq, p->offset + p->k);
+    snapshot *s = NULL;
+    if ((r = snapshot_get(lib, p, &s))) return r;
+    cdx_rows src;
+    topk_hit *th = NULL;
+    size_t *nth = NULL;
+    uint64_t *counts = NULL;
+    size_t want = p->offset + p->k;   /* each slot yields >= 1 image */
+    /* total: every allowed image when min_score lets all through, else
+     * counted inside the scan (weighted by images per slot). */
+    int count = totals && p->min_score > -1.5f;
+    if ((r = vectors_view(lib, s->nbits, &src))) goto done;
+    if (totals && !count)
+        for (size_t i = 0; i < nq; i++) totals[i] = s->n;
+    if ((!p->k && !count) || !s->n) goto done;
+    if (!(th = malloc((want ? want : 1) * nq * sizeof *th)) || !(nth = calloc(nq, sizeof *nth)) ||
+        (count && !(counts = calloc(nq, sizeof *counts)))) {
+        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    topk_params tp = topk_default_params();
+    tp.k = p->k ? want : 0;
+    tp.min_score = p->min_score;
+    tp.allow = s->bits;
+    tp.allow_nbits = s->nbits;
+    tp.n_threads = lib->n_threads;
+    tp.counts = counts;
+    tp.weight = s->weight;
+    if ((r = topk_search(&src, queries, nq, &tp, th, nth))) goto done;
+    for (size_t i = 0; i < nq; i++) {
+        if (p->k) n_hits[i] = expand_hits(s, th + i * want, nth[i], p, hits + i * p->k);
+        if (count) totals[i] = counts[i];
+    }
 done:
     free(th);
+    free(nth);
+    free(counts);
     snapshot_put(lib, s);
+    return r;
+}
+
+cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
+                                     const cdx_search_params *params, cdx_hit *hits,
+                                     size_t *n_hits, uint64_t *total)
+{
+    if (!lib || !query || !n_hits || (!hits && params && params->k))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_vector: NULL argument");
+    return cdx_library_search_vectors(lib, query, 1, params, hits, n_hits, total);
+}
+
+cdx_result cdx_vector_normalize(float *v, int dim)
+{
+    if (!v || dim < 1) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_vector_normalize: bad arguments");
+    double s = 0;
+    for (int i = 0; i < dim; i++) {
+        if (!isfinite(v[i])) return cdx_error(CDX_ERR_INVALID_ARG, "vector value %d is not finite", i);
+        s += (double)v[i] * v[i];
+    }
+    if (!(s > 1e-30) || !isfinite(s))
+        return cdx_error(CDX_ERR_INVALID_ARG, "the vector has no usable length (all zero or too large)");
+    double inv = 1.0 / sqrt(s);
+    for (int i = 0; i < dim; i++) v[i] = (float)(v[i] * inv);
+    return CDX_OK;
+}
+
+cdx_result cdx_library_search_raw(cdx_library *lib, const float *vec, int dim,
+                                  const cdx_search_params *params, cdx_hit *hits,
+                                  size_t *n_hits, uint64_t *total)
+{
+    if (!lib || !vec) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_raw: NULL argument");
+    if (dim != lib->dim)
+        return cdx_error(CDX_ERR_MISMATCH, "the query vector has %d dimensions but the library's "
+                         "model embeds in %d", dim, lib->dim);
+    float *q = malloc((size_t)dim * sizeof *q);
+    if (!q) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    memcpy(q, vec, (size_t)dim * sizeof *q);
+    cdx_result r = cdx_vector_normalize(q, dim);
+    if (!r) r = cdx_library_search_vector(lib, q, params, hits, n_hits, total);
+    free(q);
     return r;
 }
 
@@ -929,4 +1014,197 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     free(dmg);
     report->problems = cc.problems;
     return r;
+}
+
+/* ---------------------------------------------------------------- listing, import, export
+ * (vecio branch) */
+
+typedef struct list_ctx {
+    cdx_image_record *recs;
+    size_t n;
+} list_ctx;
+
+static int list_one(void *user, const cdx_image_record *rec, int64_t slot)
+{
+    (void)slot;
+    list_ctx *lc = user;
+    lc->recs[lc->n++] = *rec;
+    return 0;
+}
+
+cdx_result cdx_library_list_images(cdx_library *lib, uint64_t offset, size_t limit,
+                                   cdx_image_record *recs, size_t *n, uint64_t *total)
+{
+    if (!lib || !n || (limit && !recs))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_list_images: NULL argument");
+    *n = 0;
+    if (limit > CDX_LIST_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "limit %zu is more than the maximum %d", limit, CDX_LIST_MAX);
+    list_ctx lc = {recs, 0};
+    uint64_t contents;
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_begin_read(lib->rcat);   /* page and total from one snapshot */
+    if (!r && limit) r = catalog_images_page(lib->rcat, offset, (int64_t)limit, list_one, &lc);
+    if (!r && total) r = catalog_counts(lib->rcat, total, &contents);
+    catalog_rollback(lib->rcat);
+    pthread_mutex_unlock(&lib->rmu);
+    *n = lc.n;
+    return r;
+}
+
+cdx_import_params cdx_import_default_params(void)
+{
+    cdx_import_params p;
+    memset(&p, 0, sizeof p);
+    p.batch_size = 4096;
+    return p;
+}
+
+cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const char *meta_path,
+                              const cdx_import_params *params, cdx_import_stats *stats)
+{
+    if (!lib || !vectors_path || !meta_path)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_import: NULL argument");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    cdx_import_params defaults = cdx_import_default_params();
+    cdx_import_stats local;
+    import_target t = {lib->wcat, lib->vf, lib->dim, lib->fingerprint};
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = import_run(&t, vectors_path, meta_path, params ? params : &defaults,
+                              stats ? stats : &local);
+    pthread_mutex_unlock(&lib->wmu);
+    return r;
+}
+
+typedef struct export_ctx {
+    cdx_library *lib;
+    npy_writer *w;
+    FILE *jf;
+    const char *jtmp;
+    float *v;
+    uint64_t n;
+    cdx_result err;
+} export_ctx;
+
+static int export_one(void *user, const cdx_image_record *rec, int64_t slot)
+{
+    export_ctx *x = user;
+    cdx_result r = CDX_OK;
+    if (slot < 0) r = cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot (run clipdex check)",
+                                (long long)rec->id);
+    cdx_rows src;
+    if (!r) r = vectors_view(x->lib, (uint64_t)slot + 1, &src);
+    if (!r) r = vecfile_get(x->lib->vf, (uint64_t)slot, x->v, NULL);
+    if (!r) r = npy_writer_rows(x->w, x->v, 1);
+    if (!r) {
+        json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:i,s:i,s:s,s:I,s:I,s:s,s:I}", "id", (json_int_t)rec->id,
+                              "path", rec->path, "sha256", rec->sha256, "size", (json_int_t)rec->size,
+                              "width", rec->width, "height", rec->height, "format", rec->format,
+                              "mtime", (json_int_t)rec->mtime, "taken", (json_int_t)rec->taken,
+                              "camera", rec->camera, "added", (json_int_t)rec->added);
+        char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        if (!line) r = cdx_error(CDX_ERR_FORMAT, "image %lld: its path is not valid UTF-8 and cannot be "
+                                 "exported as JSON", (long long)rec->id);
+        else if (fputs(line, x->jf) < 0 || fputc('\n', x->jf) < 0)
+            r = cdx_error(CDX_ERR_IO, "%s: write: %s", x->jtmp, strerror(errno));
+        free(line);
+        json_decref(o);
+    }
+    x->err = r;
+    x->n++;
+    return r != CDX_OK;
+}
+
+cdx_result cdx_library_export(cdx_library *lib, const char *npy_path, const char *jsonl_path, uint64_t *n)
+{
+    if (!lib || !npy_path || !jsonl_path)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_export: NULL argument");
+    if (n) *n = 0;
+    size_t jl = strlen(jsonl_path) + 32;
+    char *jtmp = malloc(jl);
+    float *v = malloc((size_t)lib->dim * sizeof *v);
+    catalog *c = NULL;
+    export_ctx x = {lib, NULL, NULL, jtmp, v, 0, CDX_OK};
+    cdx_result r = jtmp && v ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    /* Its own catalog connection: one consistent snapshot for the whole
+     * export without holding the searchers' connection. */
+    if (!r) r = catalog_open(lib->cat_path, 0, 0, &c);
+    if (!r) r = catalog_begin_read(c);
+    if (!r) {
+        snprintf(jtmp, jl, "%s.tmp.%d", jsonl_path, (int)getpid());
+        if (!(x.jf = fopen(jtmp, "we"))) r = cdx_error(CDX_ERR_IO, "%s: %s", jtmp, strerror(errno));
+    }
+    if (!r) r = npy_writer_open(npy_path, lib->dim, &x.w);
+    if (!r) r = catalog_images_page(c, 0, -1, export_one, &x);
+    if (!r) r = x.err;
+    if (!r && (fflush(x.jf) != 0 || fsync(fileno(x.jf)) != 0))
+        r = cdx_error(CDX_ERR_IO, "%s: %s", jtmp, strerror(errno));
+    if (x.jf && fclose(x.jf) != 0 && !r) r = cdx_error(CDX_ERR_IO, "%s: close: %s", jtmp, strerror(errno));
+    if (!r) {
+        r = npy_writer_finish(x.w);
+        x.w = NULL;
+    }
+    if (!r && rename(jtmp, jsonl_path) != 0) r = cdx_error(CDX_ERR_IO, "%s: %s", jsonl_path, strerror(errno));
+    if (r && x.jf) unlink(jtmp);
+    npy_writer_abort(x.w);
+    if (c) catalog_rollback(c);
+    catalog_close(c);
+    free(jtmp);
+    free(v);
+    if (!r && n) *n = x.n;
+    return r;
+}
+
+#define VECTORS_READ_MAX ((uint64_t)1 << 30)
+
+cdx_result cdx_vectors_read(const char *path, int dim, float **out, size_t *n)
+{
+    if (!path || !out || !n || dim < 1)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_vectors_read: bad arguments");
+    *out = NULL;
+    *n = 0;
+    const char *dot = strrchr(path, '.');
+    if (dot && !strcasecmp(dot, ".npy")) {
+        npy_file f;
+        cdx_result r = npy_open(path, &f);
+        if (r) return r;
+        if (f.dim != dim) {
+            npy_close(&f);
+            return cdx_error(CDX_ERR_MISMATCH, "%s holds %d-dimensional vectors but the library's model "
+                             "embeds in %d", path, f.dim, dim);
+        }
+        if (f.rows * (uint64_t)dim * 4 > VECTORS_READ_MAX) {
+            npy_close(&f);
+            return cdx_error(CDX_ERR_TOO_LARGE, "%s: more than 1 GiB of vectors", path);
+        }
+        float *v = malloc((size_t)(f.rows ? f.rows : 1) * (size_t)dim * sizeof *v);
+        if (!v) {
+            npy_close(&f);
+            return cdx_error(CDX_ERR_NOMEM, "out of memory");
+        }
+        for (uint64_t i = 0; i < f.rows; i++) npy_row(&f, i, v + i * (size_t)dim);
+        *n = (size_t)f.rows;
+        *out = v;
+        npy_close(&f);
+        return CDX_OK;
+    }
+    char *buf;
+    size_t len;
+    cdx_result r = cdx_read_file(path, (size_t)VECTORS_READ_MAX, &buf, &len);
+    if (r) return r;
+    if (len == 0 || len % ((size_t)dim * 4)) {
+        free(buf);
+        return cdx_error(CDX_ERR_MISMATCH, "%s: %zu bytes is not a whole number of %d-dimensional "
+                         "float32 vectors (%d bytes each)", path, len, dim, dim * 4);
+    }
+    float *v = malloc(len);
+    if (!v) {
+        free(buf);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    memcpy(v, buf, len);   /* little-endian host */
+    free(buf);
+    *out = v;
+    *n = len / ((size_t)dim * 4);
+    return CDX_OK;
 }

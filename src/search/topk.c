@@ -104,12 +104,13 @@ static uint64_t chunk_mask(const scan_job *j, uint64_t c, size_t nrows)
     return w;
 }
 
-static void scan_range(const scan_job *j, uint64_t c0, uint64_t c1, heap *heaps)
+static void scan_range(const scan_job *j, uint64_t c0, uint64_t c1, heap *heaps, uint64_t *counts)
 {
     const cdx_rows *s = j->src;
     const size_t rs = s->row_stride / sizeof(float);
     const uint32_t chunks_per_block = s->block_rows / CHUNK;
     const float min_score = j->p->min_score;
+    const uint32_t *weight = j->p->weight;
     float scores[DOT_MAX_QUERIES * CHUNK];
 
     for (uint64_t c = c0; c < c1; c++) {
@@ -128,14 +129,17 @@ static void scan_range(const scan_job *j, uint64_t c0, uint64_t c1, heap *heaps)
             for (size_t i = 0; i < ng; i++) {
                 heap *hp = &heaps[g + i];
                 const float *sc = scores + i * CHUNK;
+                uint64_t cnt = 0;
                 for (uint64_t m = mask; m; m &= m - 1) {
                     int r = __builtin_ctzll(m);
                     float v = sc[r];
                     if (!(v >= min_score)) continue;
-                    if (hp->n == hp->cap && v < hp->h[0].score) continue;  /* fast reject */
+                    cnt += weight ? weight[first + (uint64_t)r] : 1;
+                    if (hp->n == hp->cap && (hp->cap == 0 || v < hp->h[0].score)) continue;  /* fast reject */
                     topk_hit x = {first + (uint64_t)r, v};
                     heap_offer(hp, x);
                 }
+                if (counts) counts[g + i] += cnt;
             }
         }
     }
@@ -175,12 +179,15 @@ cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
     cdx_result rc = check_args(src, queries, nq, p, hits, n_hits);
     if (rc != CDX_OK) return rc;
     for (size_t i = 0; i < nq; i++) n_hits[i] = 0;
+    if (p->counts)
+        for (size_t i = 0; i < nq; i++) p->counts[i] = 0;
 
     size_t K;
     if (!cdx_add_ok(p->offset, p->k, &K))
         return cdx_error(CDX_ERR_INVALID_ARG, "topk_search: offset + k overflows");
     if (K > src->count) K = (size_t)src->count;
-    if (p->k == 0 || K <= p->offset || nq == 0) return CDX_OK;
+    if (p->k == 0 || K <= p->offset) K = 0;   /* no page to return */
+    if (nq == 0 || (K == 0 && !p->counts) || src->count == 0) return CDX_OK;
 
     uint64_t nchunks = (src->count + CHUNK - 1) / CHUNK;
     int T = p->n_threads > 0 ? p->n_threads : omp_get_max_threads();
@@ -193,11 +200,12 @@ cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
         return cdx_error(CDX_ERR_TOO_LARGE,
                          "topk_search: %zu queries x top %zu x %d threads exceed the heap limit of %zu bytes",
                          nq, K, T, TOPK_MAX_HEAP_BYTES);
-    topk_hit *store = malloc(bytes);
+    topk_hit *store = malloc(bytes ? bytes : 1);
     heap *heaps = calloc((size_t)T * nq, sizeof *heaps);
     const float **qp = malloc(nq * sizeof *qp);
-    if (!store || !heaps || !qp) {
-        free(store); free(heaps); free(qp);
+    uint64_t *tcounts = p->counts ? calloc((size_t)T * nq, sizeof *tcounts) : NULL;
+    if (!store || !heaps || !qp || (p->counts && !tcounts)) {
+        free(store); free(heaps); free(qp); free(tcounts);
         return cdx_error(CDX_ERR_NOMEM, "topk_search: out of memory for %zu bytes of heaps", bytes);
     }
     for (size_t i = 0; i < nq; i++) qp[i] = queries + i * (size_t)src->dim;
@@ -215,17 +223,22 @@ cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
     #pragma omp parallel num_threads(T)
     {
         heap *mine = heaps + (size_t)omp_get_thread_num() * nq;
+        uint64_t *my_counts = tcounts ? tcounts + (size_t)omp_get_thread_num() * nq : NULL;
         #pragma omp for schedule(dynamic, 1)
         for (uint64_t u = 0; u < units; u++) {
             uint64_t c1 = (u + 1) * UNIT_CHUNKS;
-            scan_range(&job, u * UNIT_CHUNKS, c1 < nchunks ? c1 : nchunks, mine);
+            scan_range(&job, u * UNIT_CHUNKS, c1 < nchunks ? c1 : nchunks, mine, my_counts);
         }
+    }
+    if (tcounts) {
+        for (size_t i = 0; i < (size_t)T * nq; i++) p->counts[i % nq] += tcounts[i];
+        free(tcounts);
     }
 
     /* Merge: the thread heaps of query i are gathered, sorted with the total
      * order (so the thread split cannot change the result) and the page
      * [offset, K) is copied out. */
-    topk_hit *merged = malloc((size_t)T * K * sizeof *merged);
+    topk_hit *merged = malloc((size_t)T * K * sizeof *merged + 1);
     if (!merged) {
         free(store); free(heaps); free(qp);
         return cdx_error(CDX_ERR_NOMEM, "topk_search: out of memory merging results");

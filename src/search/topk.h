@@ -16,6 +16,9 @@
  *  - min_score keeps only scores >= min_score.
  *  - offset/k paginate: the result is ranks [offset, offset+k) of the full
  *    ordering of allowed slots.
+ *  - counts (optional): per query, the number of allowed rows scoring
+ *    >= min_score, each row weighted by weight[slot] (1 when weight is
+ *    NULL), counted during the same scan (no second pass).
  *
  * The rows come as a cdx_rows view (common/rows.h), whatever owns them.
  *
@@ -53,6 +56,11 @@ typedef struct topk_params {
     void *allow_ctx;
     int n_threads;               /* 0 = all cores */
     const dot_kernel *kernel;    /* NULL = dot_kernel_best() */
+    uint64_t *counts;            /* NULL, or nq entries: weighted count of the
+                                    allowed rows scoring >= min_score */
+    const uint32_t *weight;      /* per-slot weight for counts (entries for
+                                    slots < allow_nbits, or for every row when
+                                    allow is NULL); NULL = 1 each */
 } topk_params;
 
 topk_params topk_default_params(void);

@@ -131,6 +131,44 @@ void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
     srv_json_reply(rs, 200, srv_image_json(&rec));
 }
 
+/* GET /api/images?offset=N&limit=M: catalogued images in id order. */
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+
+void api_image_list(srv_ctx *s, const srv_request *rq, srv_response *rs)
+{
+    static const char *const allowed[] = {"offset", "limit", NULL};
+    if (srv_check_args(rq, allowed, rs)) return;
+    long long offset = 0, limit = LIST_DEFAULT;
+    for (size_t i = 0; i < rq->n_args; i++) {
+        int is_off = !strcmp(rq->args[i].key, "offset");
+        if (srv_parse_ll(rq->args[i].value, is_off ? 0 : 1, is_off ? INT64_MAX : LIST_MAX,
+                         is_off ? &offset : &limit)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, is_off ? "'offset' must be a non-negative integer"
+                                                           : "'limit' must be an integer between 1 and 1000");
+            return;
+        }
+    }
+    cdx_image_record *recs = malloc((size_t)limit * sizeof *recs);
+    if (!recs) {
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    uint64_t total = 0;
+    cdx_result r = cdx_library_list_images(s->lib, (uint64_t)offset, (size_t)limit, recs, &n, &total);
+    if (r) {
+        free(recs);
+        srv_error_cdx(rs, r, SRV_E_INTERNAL, "listing images");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, srv_image_json(&recs[i]));
+    free(recs);
+    srv_json_reply(rs, 200, json_pack("{s:I,s:I,s:I,s:o}", "offset", (json_int_t)offset, "limit",
+                                      (json_int_t)limit, "total", (json_int_t)total, "images", arr));
+}
+
 /* ------------------------------------------------------------ original file */
 
 static const char *mime_of(const char *format)
@@ -260,20 +298,12 @@ void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
 
 /* ------------------------------------------------------------ writes */
 
-/* Serialises uploads so "created or already known" can be told apart. */
-static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
-
 static void add_bytes(srv_ctx *s, const void *data, size_t len, srv_response *rs)
 {
     cdx_image_params ip = cdx_image_default_params();
-    cdx_library_info before, after;
     int64_t id = 0;
-    pthread_mutex_lock(&write_mu);
-    int have_before = cdx_library_get_info(s->lib, &before) == CDX_OK;
-    cdx_result r = cdx_library_add_buffer(s->lib, data, len, &ip, &id);
-    int created = r == CDX_OK && have_before && cdx_library_get_info(s->lib, &after) == CDX_OK &&
-                  after.images > before.images;
-    pthread_mutex_unlock(&write_mu);
+    int created = 0;
+    cdx_result r = cdx_library_add_buffer_ex(s->lib, data, len, &ip, &id, &created);
     if (r) {
         srv_error_cdx(rs, r, SRV_E_INVALID_IMAGE, "upload");
         return;
@@ -335,9 +365,7 @@ void api_image_add(srv_ctx *s, const srv_request *rq, srv_response *rs)
 void api_image_delete(srv_ctx *s, const srv_request *rq, srv_response *rs)
 {
     if (srv_check_args(rq, no_args, rs)) return;
-    pthread_mutex_lock(&write_mu);
     cdx_result r = cdx_library_remove(s->lib, rq->id);
-    pthread_mutex_unlock(&write_mu);
     if (r == CDX_ERR_NOT_FOUND) {
         srv_error(rs, 404, SRV_E_NOT_FOUND, "no image with id %lld", (long long)rq->id);
         return;

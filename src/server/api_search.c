@@ -6,8 +6,9 @@
  *
  * A request is first normalised into a search_req (from the query string,
  * a JSON body or a multipart form, strictly validated), then run: embed the
- * query (text, fetched URL, base64, upload) or take a stored vector (image
- * id), exact search with filters, then one catalog lookup per hit.
+ * query (text, fetched URL, base64, upload), take a stored vector (image
+ * id) or a given one ("vector": [...], normalised here), exact search with
+ * filters, then one catalog lookup per hit.
  * Concurrent queries run in parallel through the library's context pool;
  * they are not batched together (a text query is one short forward pass).
  */
@@ -24,7 +25,7 @@
 #define OFFSET_MAX 9000
 #define TEXT_MAX 4096
 
-typedef enum qkind { Q_TEXT = 1, Q_URL, Q_B64, Q_ID, Q_UPLOAD } qkind;
+typedef enum qkind { Q_TEXT = 1, Q_URL, Q_B64, Q_ID, Q_UPLOAD, Q_VECTOR } qkind;
 
 typedef struct search_req {
     qkind kind;
@@ -36,6 +37,7 @@ typedef struct search_req {
     int64_t image_id;
     const char *upload;
     size_t upload_len;
+    json_t *vector;          /* Q_VECTOR: the JSON array (owned by the body) */
     long long k, offset;
     double min_score;
     int has_min_score;
@@ -199,6 +201,16 @@ static int from_json(json_t *o, const source_key *sources, search_req *sr, srv_r
     for (const source_key *s = sources; s->key; s++) {
         json_t *v = json_object_get(o, s->key);
         if (!v) continue;
+        if (s->kind == Q_VECTOR) {
+            if (!json_is_array(v)) {
+                srv_error(rs, 400, SRV_E_INVALID_FIELD, "field 'vector' must be an array of numbers");
+                return -1;
+            }
+            sr->kind = Q_VECTOR;
+            sr->vector = v;
+            sr->n_sources++;
+            continue;
+        }
         if (s->kind == Q_ID) {
             long long id;
             if (srv_get_int(o, s->key, 1, INT64_MAX, &id, rs) < 0) return -1;
@@ -266,6 +278,27 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
 {
     cdx_result r;
     switch (sr->kind) {
+    case Q_VECTOR: {
+        size_t n = json_array_size(sr->vector);
+        if (n != (size_t)s->dim) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'vector' has %zu values but the library's model "
+                      "embeds in %d dimensions", n, s->dim);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *x = json_array_get(sr->vector, i);
+            if (!json_is_number(x)) {
+                srv_error(rs, 400, SRV_E_INVALID_FIELD, "'vector' value %zu is not a number", i);
+                return -1;
+            }
+            q[i] = (float)json_number_value(x);
+        }
+        if (cdx_vector_normalize(q, s->dim)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'vector': %s", cdx_last_error());
+            return -1;
+        }
+        return 0;
+    }
     case Q_TEXT:
         r = cdx_library_embed_text(s->lib, sr->text, q);
         if (r) { srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "text query"); return -1; }
@@ -323,6 +356,8 @@ static json_t *query_json(const search_req *sr)
     case Q_B64: return json_pack("{s:s,s:I}", "type", "image_base64", "chars", (json_int_t)sr->b64_len);
     case Q_ID: return json_pack("{s:s,s:I}", "type", "image_id", "image_id", (json_int_t)sr->image_id);
     case Q_UPLOAD: return json_pack("{s:s,s:I}", "type", "image_upload", "bytes", (json_int_t)sr->upload_len);
+    case Q_VECTOR: return json_pack("{s:s,s:I}", "type", "vector", "dim",
+                                    (json_int_t)json_array_size(sr->vector));
     }
     return json_null();
 }
@@ -331,8 +366,8 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
 {
     if (sr->n_sources != 1) {
         srv_error(rs, 400, SRV_E_BAD_REQUEST, "%s",
-                  sr->n_sources ? "give exactly one query (text, image_url, image_base64, image_id or an image file)"
-                                : "no query given (text, image_url, image_base64, image_id or an image file)");
+                  sr->n_sources ? "give exactly one query (text, image_url, image_base64, image_id, vector or an image file)"
+                                : "no query given (text, image_url, image_base64, image_id, vector or an image file)");
         return;
     }
     if (sr->after && sr->before && sr->after > sr->before) {
@@ -440,7 +475,7 @@ void api_text_search_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
 void api_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs)
 {
     static const source_key src[] = {{"text", Q_TEXT}, {"image_url", Q_URL}, {"image_base64", Q_B64},
-                                     {"image_id", Q_ID}, {NULL, 0}};
+                                     {"image_id", Q_ID}, {"vector", Q_VECTOR}, {NULL, 0}};
     post_search(s, rq, rs, src, 1);
 }
 

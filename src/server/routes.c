@@ -20,6 +20,7 @@
     X("POST", "/image_search", api_image_search_post, 0) \
     X("POST", "/search/images", api_search_images_post, 0) \
     X("POST", "/api/images", api_image_add, SRV_ROUTE_WRITE) \
+    X("GET", "/api/images", api_image_list, 0) \
     X("GET", "/api/images/{id}", api_image_get, 0) \
     X("DELETE", "/api/images/{id}", api_image_delete, SRV_ROUTE_WRITE) \
     X("GET", "/api/images/{id}/file", api_image_file, 0) \

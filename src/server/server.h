@@ -123,6 +123,7 @@ void api_text_search_get(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_text_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_image_search_post(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_search_images_post(srv_ctx *s, const srv_request *rq, srv_response *rs);
+void api_image_list(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_image_file(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs);

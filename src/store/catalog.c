@@ -427,6 +427,34 @@ cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
     return r;
 }
 
+cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
+                               int (*fn)(void *user, const cdx_image_record *rec, int64_t slot),
+                               void *user)
+{
+    sqlite3_stmt *s = NULL;
+    if (offset > INT64_MAX) return cdx_error(CDX_ERR_INVALID_ARG, "offset too large");
+    if (sqlite3_prepare_v2(c->db, "SELECT " IMG_COLS ", c.slot" IMG_FROM
+                           "ORDER BY i.id LIMIT ?1 OFFSET ?2", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "listing images");
+    sqlite3_bind_int64(s, 1, limit < 0 ? -1 : limit);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)offset);
+    cdx_image_record *rec = malloc(sizeof *rec);
+    if (!rec) {
+        sqlite3_finalize(s);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    int rc;
+    cdx_result r = CDX_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_record(s, rec);
+        if (fn(user, rec, sqlite3_column_int64(s, 11))) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
+    sqlite3_finalize(s);
+    free(rec);
+    return r;
+}
+
 #define PAIRS_MAX ((size_t)1 << 31)
 
 cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs, size_t *n)
@@ -498,6 +526,14 @@ cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents)
 {
     cdx_result r = count_rows(c, "SELECT count(*) FROM images", images);
     if (!r) r = count_rows(c, "SELECT count(*) FROM contents", contents);
+    return r;
+}
+
+cdx_result catalog_max_slot(catalog *c, int64_t *slot)
+{
+    uint64_t v = 0;
+    cdx_result r = count_rows(c, "SELECT coalesce(max(slot) + 1, 0) FROM contents", &v);
+    *slot = (int64_t)v - 1;
     return r;
 }
 

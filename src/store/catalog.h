@@ -10,6 +10,9 @@
  *            height, format, taken, camera)     one row per embedded content
  *   images(id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT UNIQUE,
  *          sha256 TEXT, mtime, added)           one row per path or URL
+ * Imported vectors (ingest/import.h) have no image bytes: their contents
+ * sha256 is sha256("clipdex-vector-v1\0" || normalised vector), size 0
+ * unless given.
  * Invariants (verified by catalog_check_refs / cdx_library_check):
  *  - every images.sha256 has a contents row; every contents row has at least
  *    one image (the last image's removal deletes its content row);
@@ -96,6 +99,13 @@ cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
                                                    int64_t mtime),
                                          void *user);
 
+/* Images in id order: skip offset, then at most limit (< 0 = all) rows:
+ * fn(user, rec, slot) with the record and its content's vector slot;
+ * non-zero from fn stops. */
+cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
+                               int (*fn)(void *user, const cdx_image_record *rec, int64_t slot),
+                               void *user);
+
 /* Search filters -> (slot, id) pairs sorted by slot then id. */
 typedef struct catalog_filter {
     const char *path_prefix;   /* NULL = any */
@@ -114,6 +124,8 @@ cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pai
                          size_t *n);
 
 cdx_result catalog_counts(catalog *c, uint64_t *images, uint64_t *contents);
+/* The highest slot any content refers to, -1 when there is none. */
+cdx_result catalog_max_slot(catalog *c, int64_t *slot);
 
 /* Every content row: fn(user, sha256, slot); non-zero from fn stops. */
 cdx_result catalog_each_content(catalog *c,
