@@ -244,6 +244,32 @@ cdx_result cdx_model_cache_list(const cdx_fetch_params *params,
 
 typedef struct cdx_library cdx_library;
 
+/* Compaction: rewriting the vector file without the rows no image refers
+ * to any more (removed or replaced contents, orphans of interrupted runs).
+ * Crash-safe and concurrent with searches: see docs/library.md
+ * "Compaction". */
+typedef struct cdx_compact_params {
+    /* Thresholds of automatic compaction (after index and remove) and of
+     * cdx_library_compact with only_if_needed: the vector file has at least
+     * min_dead dead rows AND they are at least dead_fraction of its rows.
+     * dead_fraction <= 0 disables automatic compaction. */
+    double dead_fraction;     /* default 0.25 */
+    uint64_t min_dead;        /* default 1024 */
+    int only_if_needed;       /* cdx_library_compact: apply the thresholds
+                                 (default 0: compact when any row is dead) */
+} cdx_compact_params;
+
+cdx_compact_params cdx_compact_default_params(void);
+
+typedef struct cdx_compact_report {
+    int compacted;            /* 1 when a new vector file replaced the old */
+    uint64_t rows_before;     /* vector rows before (live + dead) */
+    uint64_t rows_after;      /* vector rows after (= live rows when compacted) */
+    uint64_t bytes_before, bytes_after;   /* vector file sizes */
+    uint64_t bytes_freed;     /* bytes_before - bytes_after */
+    double seconds;
+} cdx_compact_report;
+
 typedef struct cdx_library_params {
     /* create: the model to bind (required).  open: NULL = the model directory
      * recorded in the library; otherwise a directory whose fingerprint must
@@ -254,6 +280,8 @@ typedef struct cdx_library_params {
     int load_model;   /* load the model (needed to embed; default 1; 0 for
                          info/check/rm/search by vector or by id) */
     int n_threads;    /* inference and scan threads; 0 = all cores */
+    cdx_compact_params compact;   /* automatic compaction after index/remove
+                                     (cdx_compact_default_params()) */
 } cdx_library_params;
 
 cdx_library_params cdx_library_default_params(void);
@@ -275,6 +303,9 @@ typedef struct cdx_library_info {
     int dim;                    /* embedding dimension */
     char model_fingerprint[65];
     char model_dir[4096];       /* model directory recorded at init */
+    uint64_t vector_rows;       /* rows in the vector file (live + dead) */
+    uint64_t dead_rows;         /* rows no image refers to (compaction frees them) */
+    uint64_t reclaimable_bytes; /* what compacting now would free */
 } cdx_library_info;
 
 cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info);
@@ -299,6 +330,14 @@ cdx_result cdx_library_get_image(cdx_library *lib, int64_t id, cdx_image_record 
 cdx_result cdx_library_find(cdx_library *lib, const char *path_or_url, int64_t *id);
 /* Remove one catalogued path (its vector goes when no path refers to it). */
 cdx_result cdx_library_remove(cdx_library *lib, int64_t id);
+
+/* Rewrite the vector file without its dead rows (writable handles).  Ids,
+ * vectors and scores are unchanged; slots are renumbered.  Searches of this
+ * and other handles (other processes too) keep working meanwhile and see
+ * the new file after the switch.  params may be NULL (defaults), report
+ * may be NULL.  Needs free disk space for the live rows' copy. */
+cdx_result cdx_library_compact(cdx_library *lib, const cdx_compact_params *params,
+                               cdx_compact_report *report);
 
 /* ---------------------------------------------------------------- indexing */
 
