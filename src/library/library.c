@@ -333,6 +333,7 @@ static cdx_result vectors_view(cdx_library *lib, const char *id, const char *nam
     if (vecfile_count((*ref)->vf) < need && !lib->writable) r = vecfile_refresh((*ref)->vf);
     *src = vecfile_rows((*ref)->vf);
     pthread_mutex_unlock(&lib->vmu);
+    if (r == CDX_ERR_MISMATCH) *stale = 1;   /* the file was replaced or deleted meanwhile */
     if (!r && need != UINT64_MAX && src->count < need)
         r = cdx_error(CDX_ERR_FORMAT, "the catalog refers to vector slot %llu but %s has only %llu "
                       "(run clipdex check)", (unsigned long long)(need - 1), (*ref)->path,
