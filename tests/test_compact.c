@@ -388,7 +388,7 @@ static void test_concurrent(void)
     int compactions = 0;
     for (int round = 0; round < 4; round++) {
         /* remove ids 7k+3+round (never a searched one) */
-        for (int64_t id = 3 + round; id <= N_SYN; id += 7 * 3) {
+        for (int64_t id = 3 + round; id <= N_SYN; id += 7 * 11) {
             if (g_removed[id]) continue;
             CHECK(cdx_library_remove(w, id) == CDX_OK);
             g_removed[id] = 1;
@@ -435,7 +435,7 @@ static double now_s(void)
 
 static void test_kill9(void)
 {
-    const int rounds = 16;
+    const int rounds = 14;
     uint64_t orphan = 1000000000ull, seed = (uint64_t)time(NULL);
     printf("kill -9 seed %llu\n", (unsigned long long)seed);
     double full = 0;

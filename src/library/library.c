@@ -210,6 +210,7 @@ static cdx_result vec_meta(catalog *c, char id[VEC_ID_HEX], char name[VEC_NAME_M
 {
     char buf[VEC_NAME_MAX + 8];
     cdx_result r = catalog_meta_get(c, "vec_file_id", buf, sizeof buf);
+    if (r == CDX_ERR_NOT_FOUND) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file_id is missing");
     if (r) return cdx_error_prefix(r, "reading library metadata");
     if (strlen(buf) != VEC_ID_HEX - 1) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file_id is malformed");
     memcpy(id, buf, VEC_ID_HEX);
