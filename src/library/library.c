@@ -62,7 +62,7 @@
 #define SEARCH_K_MAX 10000
 #define SEARCH_OFFSET_MAX 1000000
 #define VEC_DEFAULT_NAME "vectors.cdxv"
-#define VEC_NAME_MAX 64
+#define VEC_NAME_MAX 64          /* > strlen("vectors-<32 hex>.cdxv") */
 #define VEC_ID_HEX (2 * VECFILE_ID_BYTES + 1)
 #define VEC_RETRIES 8            /* snapshot/file races with a compacting writer */
 
@@ -222,7 +222,7 @@ static cdx_result vec_meta(catalog *c, char id[VEC_ID_HEX], char name[VEC_NAME_M
         return cdx_error_prefix(r, "reading library metadata");
     }
     if (!vec_name_ok(buf)) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file '%.80s' is not a vector file name", buf);
-    snprintf(name, VEC_NAME_MAX, "%s", buf);
+    memcpy(name, buf, strlen(buf) + 1);      /* vec_name_ok: at most 45 bytes */
     return CDX_OK;
 }
 
