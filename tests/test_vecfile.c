@@ -13,7 +13,10 @@
  *  - damage in the middle: check() names the slot and kind, get() fails,
  *    open refuses damage adjacent to a torn tail;
  *  - compaction keeps order and content, maps old to new slots, changes the
- *    file id and leaves earlier views readable;
+ *    file id and leaves earlier views readable; 100 compactions of one
+ *    handle (more than the 64 retired mappings that used to leave it on a
+ *    stale map) read right rows through get() and both old and new views;
+ *    compact_into writes a second file and leaves the first untouched;
  *  - a reader handle refreshing while a writer thread appends;
  *  - kill -9 of a child process that appends in a loop: everything it
  *    reported committed survives, and the next run resumes.
@@ -496,6 +499,108 @@ static void test_compact(void)
     vecfile_close(vf);
 }
 
+/* 1 when row i of view v equals content c normalised (through the mapping,
+ * no checksum: what a search reads). */
+static int view_row_ok(const cdx_rows *v, uint64_t i, uint64_t c)
+{
+    float want[1024];
+    gen_vec(c, v->dim, want);
+    double n = 0;
+    for (int d = 0; d < v->dim; d++) n += (double)want[d] * want[d];
+    n = sqrt(n);
+    const float *row = cdx_rows_at(v, i);
+    for (int d = 0; d < v->dim; d++) if (fabs(row[d] - want[d] / n) > 1e-6) return 0;
+    return 1;
+}
+
+/* The retired-map bug: once a handle had retired 64 mappings, compaction
+ * left it on the old file's mapping with the new file's count, so reads
+ * returned wrong rows whose checksums passed.  100 compactions on one
+ * handle (each dropping the oldest record and appending one), with a view
+ * from the start held throughout: every row read through get(), through a
+ * fresh view, and through the first view must be right after every one. */
+static void test_many_compactions(void)
+{
+    char path[256];
+    path_in(path, sizeof path, "many.vec");
+    cdx_result rc;
+    vecfile *vf = open_rw(path, 16, &rc, NULL);
+    if (!vf) { CHECK(0); return; }
+    const uint64_t n = 70;
+    CHECK(append_range(vf, 0, n) == CDX_OK);
+    cdx_rows first = vecfile_rows(vf);
+    uint64_t keep[2], map[128];
+    int ok = 1, rounds = 100;
+    for (int r = 1; r <= rounds && ok; r++) {
+        /* slots 0..n-1 hold contents r-1..r-1+n-1: drop slot 0 */
+        memset(keep, 0xff, sizeof keep);
+        keep[0] &= ~1ull;
+        rc = vecfile_compact(vf, keep, map);
+        CHECKF(rc == CDX_OK, "compaction %d: %s", r, cdx_last_error());
+        ok &= vecfile_count(vf) == n - 1 && map[0] == UINT64_MAX && map[1] == 0;
+        /* the next content keeps the count at n (gen content r-1+n at slot n-1) */
+        uint64_t c_new = (uint64_t)r - 1 + n;
+        float v[16];
+        uint8_t k[1][32];
+        gen_vec(c_new, 16, v);
+        gen_key(c_new, k[0]);
+        uint64_t got = 0;
+        ok &= vecfile_append(vf, v, (const uint8_t (*)[32])k, 1, &got) == CDX_OK && got == n - 1;
+        cdx_rows now = vecfile_rows(vf);
+        ok &= now.count == n;
+        for (uint64_t s = 0; s < n && ok; s++)
+            ok &= slot_ok(vf, s, (uint64_t)r + s) && view_row_ok(&now, s, (uint64_t)r + s);
+        for (uint64_t s = 0; s < n && ok; s++) ok &= view_row_ok(&first, s, s);
+        if (!ok) fprintf(stderr, "wrong rows after compaction %d\n", r);
+    }
+    CHECK(ok);
+    CHECK(vecfile_check(vf, NULL, 0, NULL) == CDX_OK);
+    vecfile_close(vf);
+    vecfile_open_report rep;
+    vecfile *ro = open_ro(path, &rc, &rep);
+    CHECK(ro && rep.count == n && slot_ok(ro, 0, (uint64_t)rounds) && slot_ok(ro, n - 1, (uint64_t)rounds + n - 1));
+    vecfile_close(ro);
+}
+
+/* compact_into writes a second file and leaves the first untouched. */
+static void test_compact_into(void)
+{
+    char path[256], dst[256];
+    path_in(path, sizeof path, "into.vec");
+    path_in(dst, sizeof dst, "into.new.vec");
+    cdx_result rc;
+    vecfile *vf = open_rw(path, 24, &rc, NULL);
+    if (!vf) { CHECK(0); return; }
+    CHECK(append_range(vf, 0, 150) == CDX_OK);
+    uint64_t keep[3] = {0}, map[150];
+    for (uint64_t s = 0; s < 150; s++) if (s % 2) keep[s / 64] |= 1ull << (s % 64);
+    uint8_t id[16], id_old[16], got_id[16];
+    vecfile_new_id(id);
+    vecfile_file_id(vf, id_old);
+    vecfile *nv = NULL;
+    CHECKF(vecfile_compact_into(vf, keep, map, dst, id, &nv) == CDX_OK, "%s", cdx_last_error());
+    if (!nv) { vecfile_close(vf); return; }
+    vecfile_file_id(nv, got_id);
+    CHECK(memcmp(got_id, id, 16) == 0);
+    CHECK(vecfile_count(nv) == 75 && vecfile_count(vf) == 150 && map[0] == UINT64_MAX && map[149] == 74);
+    int ok = 1;
+    for (uint64_t s = 0; s < 75; s++) ok &= slot_ok(nv, s, 2 * s + 1);
+    for (uint64_t s = 0; s < 150; s++) ok &= slot_ok(vf, s, s);
+    CHECK(ok);
+    vecfile_file_id(vf, got_id);
+    CHECK(memcmp(got_id, id_old, 16) == 0);
+    CHECK(vecfile_bytes_for(nv, 75) < vecfile_bytes_for(vf, 150));
+    struct stat st;
+    CHECK(stat(dst, &st) == 0 && (uint64_t)st.st_size == vecfile_bytes_for(nv, 75));
+    CHECK(append_range(nv, 75, 2) == CDX_OK && slot_ok(nv, 76, 76));
+    /* an existing target is refused and left alone */
+    vecfile *again = NULL;
+    CHECK(vecfile_compact_into(vf, keep, NULL, dst, NULL, &again) == CDX_ERR_IO && again == NULL);
+    CHECK(stat(dst, &st) == 0 && (uint64_t)st.st_size == vecfile_bytes_for(nv, 77));
+    vecfile_close(nv);
+    vecfile_close(vf);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
 typedef struct writer_arg {
@@ -627,6 +732,8 @@ int main(void)
     test_torn_tail();
     test_damage();
     test_compact();
+    test_many_compactions();
+    test_compact_into();
     test_concurrent_reader();
     test_kill9();
     char cmd[300];

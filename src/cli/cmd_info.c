@@ -10,7 +10,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clipdex info [--library DIR] [--json]\n\n"
                "Show the library: images (catalogued paths and URLs), vectors (distinct\n"
-               "embedded contents), model, dimension and bytes on disk.\n");
+               "embedded contents), model, dimension, bytes on disk, and the vector\n"
+               "file's dead rows and the bytes 'clipdex compact' would free.\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -31,12 +32,18 @@ int cmd_info(int argc, char **argv)
                (unsigned long long)info.images, (unsigned long long)info.vectors,
                (unsigned long long)info.bytes, info.dim);
         cli_print_json_string(stdout, info.model_dir);
-        printf(", \"model_fingerprint\": \"%s\"}\n", info.model_fingerprint);
+        printf(", \"model_fingerprint\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
+               "\"reclaimable_bytes\": %llu}\n", info.model_fingerprint,
+               (unsigned long long)info.vector_rows, (unsigned long long)info.dead_rows,
+               (unsigned long long)info.reclaimable_bytes);
     } else {
         printf("library:     %s\nimages:      %llu\nvectors:     %llu\nmodel:       %s\n"
                "fingerprint: %s\ndim:         %d\nbytes:       %llu\n",
                d, (unsigned long long)info.images, (unsigned long long)info.vectors,
                info.model_dir, info.model_fingerprint, info.dim, (unsigned long long)info.bytes);
+        printf("dead rows:   %llu of %llu vector rows (%llu bytes reclaimable by 'clipdex compact')\n",
+               (unsigned long long)info.dead_rows, (unsigned long long)info.vector_rows,
+               (unsigned long long)info.reclaimable_bytes);
     }
     return 0;
 }

@@ -26,6 +26,7 @@ static const command commands[] = {
     {"info", cmd_info, "show what a library holds"},
     {"rm", cmd_rm, "remove images from the library"},
     {"check", cmd_check, "verify the catalog and vectors agree"},
+    {"compact", cmd_compact, "free the space of removed images' vectors"},
     {"import", cmd_import, "load embeddings computed elsewhere (.npy + CSV/JSONL)"},
     {"export", cmd_export, "write the library's vectors (.npy) and records (JSONL)"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},

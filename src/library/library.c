@@ -1,7 +1,10 @@
 /*
  * library.c - the public library API (cdx_library_*): a directory holding
  *   DIR/catalog.db(-wal,-shm)   SQLite catalog (store/catalog.h)
- *   DIR/vectors.cdxv            vecfile (store/vecfile.h)
+ *   DIR/vectors*.cdxv           vecfile (store/vecfile.h): the one the catalog
+ *                               names (meta vec_file; "vectors.cdxv" until
+ *                               the first compaction, then
+ *                               "vectors-<file id>.cdxv")
  *   DIR/lock                    flock()ed by the one writer process
  *   DIR/images/<sha256>.<ext>   bytes stored by cdx_library_add_buffer
  *
@@ -11,13 +14,21 @@
  *  - rmu guards the reader connection `rcat` and the cached unfiltered
  *    search snapshot; searches hold it only to obtain a snapshot, the scan
  *    itself runs unlocked on a refcounted snapshot;
- *  - vmu guards vecfile_refresh (read-only handles) vs vecfile_rows;
+ *  - vmu guards the current vector file `vec` (a refcounted vecref:
+ *    searches hold a reference while they scan, so a switch to a compacted
+ *    file never unmaps rows under a scan) and vecfile_refresh vs
+ *    vecfile_rows;
  *  - pmu/pcv guard the pool of inference contexts (query embeddings);
  *    indexing has its own batched context, used under wmu.
  * Ordering rule for searches: the catalog snapshot is read BEFORE the
  * vecfile view is taken, and vectors are durable before the catalog rows
  * that name them commit, so every slot in the snapshot is < the view's
- * count (a read-only handle refreshes when it is not).
+ * count (a read-only handle refreshes when it is not).  The snapshot also
+ * records which vector file (file id) its slots refer to, read in the same
+ * read transaction; a search uses that file (a read-only handle switches to
+ * it) or, when the writer already switched, retries with a fresh snapshot.
+ * Lock order: wmu -> rmu -> vmu (the compaction commit takes vmu under wmu
+ * only).
  *
  * Workload: a few opens per process; searches from many threads; one
  * index run at a time.
@@ -54,6 +65,18 @@
 #define POOL_MAX 8
 #define SEARCH_K_MAX 10000
 #define SEARCH_OFFSET_MAX 1000000
+#define VEC_DEFAULT_NAME "vectors.cdxv"
+#define VEC_NAME_MAX 64          /* > strlen("vectors-<32 hex>.cdxv") */
+#define VEC_ID_HEX (2 * VECFILE_ID_BYTES + 1)
+#define VEC_RETRIES 8            /* snapshot/file races with a compacting writer */
+
+/* One open vector file; refs: the library's (while current) + readers'. */
+typedef struct vecref {
+    vecfile *vf;
+    char *path;
+    char id[VEC_ID_HEX];
+    int refs;
+} vecref;
 
 typedef struct snapshot {
     catalog_pair *pairs;     /* sorted by slot, id */
@@ -63,10 +86,14 @@ typedef struct snapshot {
     uint32_t *weight;        /* images per slot (nbits entries); NULL when
                                 every allowed slot has exactly one */
     int refs;
+    char vec_id[VEC_ID_HEX];         /* the vector file the slots refer to */
+    char vec_name[VEC_NAME_MAX];
 } snapshot;
 
 struct cdx_library {
-    char *dir, *cat_path, *vec_path;
+    char *dir, *cat_path;
+    uint8_t model_tag[32];
+    cdx_compact_params compact;      /* automatic compaction */
     int writable;
     int lock_fd;
     int n_threads;
@@ -86,7 +113,7 @@ struct cdx_library {
     uint64_t all_version;
 
     pthread_mutex_t vmu;
-    vecfile *vf;
+    vecref *vec;             /* current vector file */
 
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
@@ -97,10 +124,19 @@ struct cdx_library {
 
 /* ---------------------------------------------------------------- defaults */
 
+cdx_compact_params cdx_compact_default_params(void)
+{
+    cdx_compact_params p = {0};
+    p.dead_fraction = 0.25;
+    p.min_dead = 1024;
+    return p;
+}
+
 cdx_library_params cdx_library_default_params(void)
 {
     cdx_library_params p = {0};
     p.load_model = 1;
+    p.compact = cdx_compact_default_params();
     return p;
 }
 
@@ -161,6 +197,177 @@ static cdx_result meta_int(catalog *c, const char *key, long lo, long hi, long *
     return CDX_OK;
 }
 
+/* ---------------------------------------------------------------- vector file */
+
+/* "vectors.cdxv" or "vectors-<32 lower-case hex>.cdxv": the only names the
+ * catalog may give (it is input too: no path can be smuggled in). */
+static int vec_name_ok(const char *name)
+{
+    if (!strcmp(name, VEC_DEFAULT_NAME)) return 1;
+    if (strlen(name) != 8 + 32 + 5 || strncmp(name, "vectors-", 8) || strcmp(name + 40, ".cdxv")) return 0;
+    for (int i = 8; i < 40; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* The vector file the catalog names: its file id (hex) and name.  Call in a
+ * read transaction when other connections may write. */
+static cdx_result vec_meta(catalog *c, char id[VEC_ID_HEX], char name[VEC_NAME_MAX])
+{
+    char buf[VEC_NAME_MAX + 8];
+    cdx_result r = catalog_meta_get(c, "vec_file_id", buf, sizeof buf);
+    if (r == CDX_ERR_NOT_FOUND) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file_id is missing");
+    if (r) return cdx_error_prefix(r, "reading library metadata");
+    if (strlen(buf) != VEC_ID_HEX - 1) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file_id is malformed");
+    memcpy(id, buf, VEC_ID_HEX);
+    r = catalog_meta_get(c, "vec_file", buf, sizeof buf);
+    if (r == CDX_ERR_NOT_FOUND) {
+        cdx_error_clear();
+        snprintf(buf, sizeof buf, "%s", VEC_DEFAULT_NAME);   /* libraries made before compaction */
+    } else if (r) {
+        return cdx_error_prefix(r, "reading library metadata");
+    }
+    if (!vec_name_ok(buf)) return cdx_error(CDX_ERR_FORMAT, "catalog meta vec_file '%.80s' is not a vector file name", buf);
+    memcpy(name, buf, strlen(buf) + 1);      /* vec_name_ok: at most 45 bytes */
+    return CDX_OK;
+}
+
+static void vecref_release(vecref *v)    /* caller holds vmu (or owns v alone) */
+{
+    if (!v || --v->refs > 0) return;
+    vecfile_close(v->vf);
+    free(v->path);
+    free(v);
+}
+
+static void vecref_id(vecfile *vf, char id[VEC_ID_HEX])
+{
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecfile_file_id(vf, fid);
+    cdx_hex(fid, sizeof fid, id);
+}
+
+/* Wrap an open vecfile (takes ownership, also on failure). */
+static cdx_result vecref_wrap(vecfile *vf, const char *path, vecref **out)
+{
+    vecref *v = calloc(1, sizeof *v);
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        vecfile_close(vf);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    v->vf = vf;
+    v->refs = 1;
+    vecref_id(vf, v->id);
+    *out = v;
+    return CDX_OK;
+}
+
+/* Open the named vector file and require the file id the catalog expects.
+ * *stale = 1 when the file is gone or is another one (for a reader: a
+ * compaction switched files after the catalog was read). */
+static cdx_result vecref_open(cdx_library *lib, const char *name, const char *want_id, vecref **out,
+                              int *stale)
+{
+    *stale = 0;
+    char *path = cdx_path_join(lib->dir, name);
+    if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    vecfile_params vp = vecfile_default_params();
+    vp.writable = lib->writable;
+    vp.dim = lib->dim;
+    vp.model_tag = lib->model_tag;
+    vecfile *vf = NULL;
+    cdx_result r = vecfile_open(path, &vp, &vf, NULL);
+    if (r == CDX_ERR_NOT_FOUND) *stale = 1;
+    if (!r) r = vecref_wrap(vf, path, out);
+    if (!r && strcmp((*out)->id, want_id)) {
+        *stale = 1;
+        r = cdx_error(CDX_ERR_FORMAT, "%s is not the vector file this catalog was made with "
+                      "(file id %s, catalog expects %s)", path, (*out)->id, want_id);
+        vecref_release(*out);
+        *out = NULL;
+    }
+    free(path);
+    return r;
+}
+
+/* A reference to the vector file with file id `id` (named `name`).  A
+ * read-only handle switches to it; *stale = 1 when the catalog and the
+ * files moved on meanwhile (a compaction): take a fresh snapshot. */
+static cdx_result vec_acquire(cdx_library *lib, const char *id, const char *name, vecref **out,
+                              int *stale)
+{
+    cdx_result r = CDX_OK;
+    *stale = 0;
+    *out = NULL;
+    pthread_mutex_lock(&lib->vmu);
+    if (lib->vec && !strcmp(lib->vec->id, id)) {
+        *out = lib->vec;
+    } else if (lib->writable) {   /* the writer switches under vmu right after its commit */
+        *stale = 1;
+        r = cdx_error(CDX_ERR_MISMATCH, "the vector file was switched by a compaction meanwhile");
+    } else {
+        vecref *n = NULL;
+        r = vecref_open(lib, name, id, &n, stale);
+        if (!r) {
+            vecref_release(lib->vec);
+            lib->vec = n;
+            *out = n;
+        }
+    }
+    if (*out) (*out)->refs++;
+    pthread_mutex_unlock(&lib->vmu);
+    return r;
+}
+
+static void vec_put(cdx_library *lib, vecref *v)
+{
+    if (!v) return;
+    pthread_mutex_lock(&lib->vmu);
+    vecref_release(v);
+    pthread_mutex_unlock(&lib->vmu);
+}
+
+/* A reference to the vector file with file id `id` (see vec_acquire) and
+ * a view of it covering every slot < need (need = UINT64_MAX: refresh a
+ * reader's view whatever its count, and require nothing). */
+static cdx_result vectors_view(cdx_library *lib, const char *id, const char *name, uint64_t need,
+                               vecref **ref, cdx_rows *src, int *stale)
+{
+    cdx_result r = vec_acquire(lib, id, name, ref, stale);
+    if (r) return r;
+    pthread_mutex_lock(&lib->vmu);
+    if (vecfile_count((*ref)->vf) < need && !lib->writable) r = vecfile_refresh((*ref)->vf);
+    *src = vecfile_rows((*ref)->vf);
+    pthread_mutex_unlock(&lib->vmu);
+    if (r == CDX_ERR_MISMATCH) *stale = 1;   /* the file was replaced or deleted meanwhile */
+    if (!r && need != UINT64_MAX && src->count < need)
+        r = cdx_error(CDX_ERR_FORMAT, "the catalog refers to vector slot %llu but %s has only %llu "
+                      "(run clipdex check)", (unsigned long long)(need - 1), (*ref)->path,
+                      (unsigned long long)src->count);
+    if (r) {
+        vec_put(lib, *ref);
+        *ref = NULL;
+    }
+    return r;
+}
+
+/* Writers: delete vector files the catalog does not name (a compaction
+ * that died before its commit, or the old file of one that died after). */
+static void remove_leftovers(cdx_library *lib, const char *keep)
+{
+    DIR *d = opendir(lib->dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!vec_name_ok(e->d_name) || !strcmp(e->d_name, keep)) continue;
+        char *p = cdx_path_join(lib->dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
 /* First-time setup of a library directory (inside the writer lock). */
 static cdx_result init_library(cdx_library *lib, const char *model_dir)
 {
@@ -177,25 +384,28 @@ static cdx_result init_library(cdx_library *lib, const char *model_dir)
     free(abs);
     snprintf(lib->fingerprint, sizeof lib->fingerprint, "%s", mi.fingerprint);
     lib->dim = mi.embed_dim;
-    uint8_t tag[32];
-    if (source_unhex(mi.fingerprint, tag) != 0) memset(tag, 0, sizeof tag);
+    if (source_unhex(mi.fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
     vecfile_params vp = vecfile_default_params();
     vp.writable = 1;
     vp.create = 1;
     vp.dim = lib->dim;
-    vp.model_tag = tag;
-    if ((r = vecfile_open(lib->vec_path, &vp, &lib->vf, NULL))) return r;
-    uint8_t fid[VECFILE_ID_BYTES];
-    char fidhex[2 * VECFILE_ID_BYTES + 1], dimtxt[32], now[32];
-    vecfile_file_id(lib->vf, fid);
-    cdx_hex(fid, sizeof fid, fidhex);
+    vp.model_tag = lib->model_tag;
+    char *vpath = cdx_path_join(lib->dir, VEC_DEFAULT_NAME);
+    vecfile *vf = NULL;
+    if (!vpath) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    r = vecfile_open(vpath, &vp, &vf, NULL);
+    if (!r) r = vecref_wrap(vf, vpath, &lib->vec);
+    free(vpath);
+    if (r) return r;
+    char dimtxt[32], now[32];
     snprintf(dimtxt, sizeof dimtxt, "%d", lib->dim);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     if ((r = catalog_begin(lib->wcat))) return r;
     if ((r = catalog_meta_set(lib->wcat, "model_dir", lib->model_dir)) ||
         (r = catalog_meta_set(lib->wcat, "model_fingerprint", lib->fingerprint)) ||
         (r = catalog_meta_set(lib->wcat, "dim", dimtxt)) ||
-        (r = catalog_meta_set(lib->wcat, "vec_file_id", fidhex)) ||
+        (r = catalog_meta_set(lib->wcat, "vec_file_id", lib->vec->id)) ||
+        (r = catalog_meta_set(lib->wcat, "vec_file", VEC_DEFAULT_NAME)) ||
         (r = catalog_meta_set(lib->wcat, "created", now)) ||
         (r = catalog_commit(lib->wcat))) {
         catalog_rollback(lib->wcat);
@@ -216,22 +426,23 @@ static cdx_result open_existing(cdx_library *lib, const cdx_library_params *p)
     if (p->model_dir) r = load_checked(lib, p->model_dir, 0);
     else if (p->load_model) r = load_checked(lib, lib->model_dir, 1);
     if (r) return r;
-    uint8_t tag[32];
-    if (source_unhex(lib->fingerprint, tag) != 0)
+    if (source_unhex(lib->fingerprint, lib->model_tag) != 0)
         return cdx_error(CDX_ERR_FORMAT, "catalog meta model_fingerprint is malformed");
-    vecfile_params vp = vecfile_default_params();
-    vp.writable = lib->writable;
-    vp.dim = lib->dim;
-    vp.model_tag = tag;
-    if ((r = vecfile_open(lib->vec_path, &vp, &lib->vf, NULL))) return r;
-    char want[64], have[2 * VECFILE_ID_BYTES + 1];
-    uint8_t fid[VECFILE_ID_BYTES];
-    vecfile_file_id(lib->vf, fid);
-    cdx_hex(fid, sizeof fid, have);
-    if (catalog_meta_get(c, "vec_file_id", want, sizeof want) != CDX_OK || strcmp(want, have))
-        return cdx_error(CDX_ERR_FORMAT, "%s is not the vector file this catalog was made with "
-                         "(file id %s, catalog expects %s)", lib->vec_path, have, want);
-    return CDX_OK;
+    /* The writer holds the lock: nothing moves.  A reader reads the name
+     * and id in one transaction and retries when a compaction switched the
+     * file between that read and the open. */
+    for (int attempt = 0;; attempt++) {
+        char id[VEC_ID_HEX], name[VEC_NAME_MAX];
+        int txn = !lib->writable && catalog_begin_read(c) == CDX_OK;
+        r = vec_meta(c, id, name);
+        if (txn) catalog_rollback(c);
+        if (r) return r;
+        int stale;
+        r = vecref_open(lib, name, id, &lib->vec, &stale);
+        if (!r || !stale || lib->writable || attempt >= VEC_RETRIES) break;
+    }
+    if (!r && lib->writable) remove_leftovers(lib, strrchr(lib->vec->path, '/') + 1);
+    return r;
 }
 
 static cdx_result take_lock(cdx_library *lib)
@@ -269,8 +480,8 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     lib->n_threads = p->n_threads > 0 ? p->n_threads : 0;
     cdx_result r = CDX_OK;
     lib->dir = walk_abspath(dir);
-    if (!lib->dir || !(lib->cat_path = cdx_path_join(lib->dir, "catalog.db")) ||
-        !(lib->vec_path = cdx_path_join(lib->dir, "vectors.cdxv"))) {
+    lib->compact = p->compact;
+    if (!lib->dir || !(lib->cat_path = cdx_path_join(lib->dir, "catalog.db"))) {
         r = cdx_error(CDX_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -331,7 +542,7 @@ void cdx_library_close(cdx_library *lib)
     for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
     cdx_ctx_free(lib->index_ctx);
     if (lib->all) snapshot_release(lib->all);
-    vecfile_close(lib->vf);
+    vecref_release(lib->vec);
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
     cdx_model_free(lib->model);
@@ -343,7 +554,6 @@ void cdx_library_close(cdx_library *lib)
     pthread_cond_destroy(&lib->pcv);
     free(lib->dir);
     free(lib->cat_path);
-    free(lib->vec_path);
     free(lib);
 }
 
@@ -375,9 +585,29 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
 {
     if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_info: NULL argument");
     memset(info, 0, sizeof *info);
-    pthread_mutex_lock(&lib->rmu);
-    cdx_result r = catalog_counts(lib->rcat, &info->images, &info->vectors);
-    pthread_mutex_unlock(&lib->rmu);
+    cdx_result r;
+    for (int attempt = 0;; attempt++) {
+        char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+        pthread_mutex_lock(&lib->rmu);
+        r = catalog_begin_read(lib->rcat);
+        if (!r) r = catalog_counts(lib->rcat, &info->images, &info->vectors);
+        if (!r) r = vec_meta(lib->rcat, vid, vname);
+        catalog_rollback(lib->rcat);
+        pthread_mutex_unlock(&lib->rmu);
+        if (r) return r;
+        vecref *vr = NULL;
+        cdx_rows src;
+        int stale;
+        r = vectors_view(lib, vid, vname, UINT64_MAX, &vr, &src, &stale);
+        if (!r) {
+            info->vector_rows = src.count;
+            info->dead_rows = src.count > info->vectors ? src.count - info->vectors : 0;
+            info->reclaimable_bytes = vecfile_bytes_for(vr->vf, src.count) -
+                                      vecfile_bytes_for(vr->vf, src.count - info->dead_rows);
+            vec_put(lib, vr);
+        }
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+    }
     if (r) return r;
     info->bytes = dir_bytes(lib->dir, 0);
     info->dim = lib->dim;
@@ -417,6 +647,8 @@ cdx_result cdx_library_find(cdx_library *lib, const char *path_or_url, int64_t *
     return r;
 }
 
+static void auto_compact(cdx_library *lib);
+
 cdx_result cdx_library_remove(cdx_library *lib, int64_t id)
 {
     if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_remove: NULL library");
@@ -426,8 +658,164 @@ cdx_result cdx_library_remove(cdx_library *lib, int64_t id)
     if (!r) r = catalog_image_delete(lib->wcat, id);
     if (!r) r = catalog_commit(lib->wcat);
     if (r) catalog_rollback(lib->wcat);
+    if (!r) auto_compact(lib);
     pthread_mutex_unlock(&lib->wmu);
     return r;
+}
+
+/* ---------------------------------------------------------------- compaction */
+
+/* Live slots in increasing order (catalog_each_content sorts by slot). */
+typedef struct slot_list {
+    int64_t *v;
+    size_t n, cap;
+    uint64_t rows;           /* vector rows: every slot must be below */
+    int bad;                 /* 1 = slot out of range, 2 = out of memory */
+} slot_list;
+
+static int collect_slot(void *user, const char *sha, int64_t slot)
+{
+    (void)sha;
+    slot_list *l = user;
+    if (slot < 0 || (uint64_t)slot >= l->rows || (l->n && slot <= l->v[l->n - 1])) {
+        l->bad = 1;
+        return 1;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        int64_t *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->bad = 2;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = slot;
+    return 0;
+}
+
+static int compact_wanted(const cdx_compact_params *p, uint64_t rows, uint64_t dead)
+{
+    if (!dead) return 0;
+    if (!p->only_if_needed) return 1;
+    return p->dead_fraction > 0 && dead >= p->min_dead && (double)dead >= p->dead_fraction * (double)rows;
+}
+
+/* Write the live rows to a new file vectors-<id>.cdxv (fsynced), then ONE
+ * catalog transaction renumbers the slots and names the new file; the old
+ * file is deleted after the commit.  A crash before the commit leaves the
+ * old file in use and the new one a leftover; after it, the reverse; the
+ * next writable open deletes the file the catalog does not name.  The
+ * switch of lib->vec happens under vmu together with the commit, so a
+ * search of this handle sees either the old catalog and file or the new
+ * ones (see vec_acquire). */
+static cdx_result compact_locked(cdx_library *lib, const cdx_compact_params *p, cdx_compact_report *rep)
+{
+    double t0 = cdx_now();
+    memset(rep, 0, sizeof *rep);
+    vecref *old = lib->vec;     /* only this function replaces it, under wmu */
+    uint64_t rows = vecfile_count(old->vf), images = 0, contents = 0;
+    rep->rows_before = rep->rows_after = rows;
+    rep->bytes_before = rep->bytes_after = vecfile_bytes_for(old->vf, rows);
+    cdx_result r = catalog_counts(lib->wcat, &images, &contents);
+    if (r) return r;
+    if (contents > rows)
+        return cdx_error(CDX_ERR_FORMAT, "the catalog has %llu contents but %s only %llu vectors "
+                         "(run clipdex check)", (unsigned long long)contents, old->path,
+                         (unsigned long long)rows);
+    if (!compact_wanted(p, rows, rows - contents)) return CDX_OK;
+
+    slot_list live = {NULL, 0, 0, rows, 0};
+    uint64_t *keep = calloc(rows / 64 + 1, sizeof *keep), *map = malloc((rows + 1) * sizeof *map);
+    char *path = NULL, *old_path = strdup(old->path);
+    vecfile *nvf = NULL;
+    vecref *nref = NULL;
+    if (!keep || !map || !old_path) { r = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
+    if ((r = catalog_begin(lib->wcat))) goto done;
+    if ((r = catalog_each_content(lib->wcat, collect_slot, &live))) goto done;
+    if (live.bad) {
+        r = live.bad == 2 ? cdx_error(CDX_ERR_NOMEM, "out of memory")
+                          : cdx_error(CDX_ERR_FORMAT, "the catalog holds an invalid or duplicate slot "
+                                      "(run clipdex check)");
+        goto done;
+    }
+    for (size_t i = 0; i < live.n; i++) keep[live.v[i] / 64] |= 1ull << (live.v[i] % 64);
+    uint8_t id[VECFILE_ID_BYTES];
+    char hex[VEC_ID_HEX], name[VEC_NAME_MAX];
+    vecfile_new_id(id);
+    cdx_hex(id, sizeof id, hex);
+    snprintf(name, sizeof name, "vectors-%s.cdxv", hex);
+    if (!(path = cdx_path_join(lib->dir, name))) { r = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
+    if ((r = vecfile_compact_into(old->vf, keep, map, path, id, &nvf))) goto done;
+    if ((r = vecref_wrap(nvf, path, &nref))) {
+        unlink(path);
+        goto done;
+    }
+    for (size_t i = 0; !r && i < live.n; i++)       /* increasing old slot: no collisions */
+        if (map[live.v[i]] != (uint64_t)live.v[i])
+            r = catalog_content_reslot(lib->wcat, live.v[i], (int64_t)map[live.v[i]]);
+    if (!r) r = catalog_meta_set(lib->wcat, "vec_file_id", nref->id);
+    if (!r) r = catalog_meta_set(lib->wcat, "vec_file", name);
+    if (r) {
+        unlink(path);
+        goto done;
+    }
+    pthread_mutex_lock(&lib->vmu);
+    r = catalog_commit(lib->wcat);   /* the switch */
+    if (!r) {
+        lib->vec = nref;
+        vecref_release(old);         /* searches still holding it keep it open */
+        nref = NULL;
+    }
+    pthread_mutex_unlock(&lib->vmu);
+    /* A failed commit may still have reached the disk: keep the new file;
+     * the next writable open deletes whichever file the catalog does not name. */
+    if (r) goto done;
+    unlink(old_path);                /* open handles of readers keep their copy */
+    rep->compacted = 1;
+    rep->rows_after = live.n;
+    rep->bytes_after = vecfile_bytes_for(lib->vec->vf, live.n);
+done:
+    catalog_rollback(lib->wcat);
+    if (nref) vecref_release(nref);
+    rep->bytes_freed = rep->bytes_before - rep->bytes_after;
+    rep->seconds = cdx_now() - t0;
+    free(live.v);
+    free(keep);
+    free(map);
+    free(path);
+    free(old_path);
+    return r;
+}
+
+cdx_result cdx_library_compact(cdx_library *lib, const cdx_compact_params *params,
+                               cdx_compact_report *report)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_compact: NULL library");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    cdx_compact_params defaults = cdx_compact_default_params();
+    const cdx_compact_params *p = params ? params : &defaults;
+    if (isnan(p->dead_fraction) || p->dead_fraction > 1)
+        return cdx_error(CDX_ERR_INVALID_ARG, "dead_fraction must be in 0..1");
+    cdx_compact_report local;
+    if (!report) report = &local;
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = compact_locked(lib, p, report);
+    pthread_mutex_unlock(&lib->wmu);
+    return r;
+}
+
+/* After a successful write (under wmu).  A failure (e.g. no disk space for
+ * the copy) leaves the library as it was and is not the write's failure:
+ * the next write tries again, `clipdex compact` reports it. */
+static void auto_compact(cdx_library *lib)
+{
+    if (!(lib->compact.dead_fraction > 0)) return;
+    cdx_compact_params p = lib->compact;
+    p.only_if_needed = 1;
+    cdx_compact_report rep;
+    if (compact_locked(lib, &p, &rep) != CDX_OK) cdx_error_clear();
 }
 
 /* ---------------------------------------------------------------- indexing */
@@ -457,7 +845,7 @@ static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n
         if (r) return r;
         lib->index_batch = bs;
     }
-    ingest_target t = {lib->wcat, lib->vf, lib->model, lib->index_ctx, lib->dir, decode_threads()};
+    ingest_target t = {lib->wcat, lib->vec->vf, lib->model, lib->index_ctx, lib->dir, decode_threads()};
     return ingest_run(&t, paths, n_paths, p, stats);
 }
 
@@ -470,8 +858,10 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
     cdx_index_params defaults = cdx_index_default_params();
     cdx_index_stats local;
     if (!stats) stats = &local;
+    const cdx_index_params *ip = params ? params : &defaults;
     pthread_mutex_lock(&lib->wmu);
-    cdx_result r = index_locked(lib, paths, n_paths, params ? params : &defaults, stats);
+    cdx_result r = index_locked(lib, paths, n_paths, ip, stats);
+    if (!r && !(ip->cancel && *ip->cancel)) auto_compact(lib);
     pthread_mutex_unlock(&lib->wmu);
     return r;
 }
@@ -657,7 +1047,10 @@ static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot *
     snapshot *s = calloc(1, sizeof *s);
     if (!s) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     s->refs = 1;
-    cdx_result r = catalog_query(c, f, &s->pairs, &s->n);
+    cdx_result r = catalog_begin_read(c);    /* the slots and the file they refer to */
+    if (!r) r = vec_meta(c, s->vec_id, s->vec_name);
+    if (!r) r = catalog_query(c, f, &s->pairs, &s->n);
+    catalog_rollback(c);
     if (!r) {
         int64_t maxs = -1;
         for (size_t i = 0; i < s->n; i++)
@@ -720,22 +1113,6 @@ static void snapshot_put(cdx_library *lib, snapshot *s)
     pthread_mutex_lock(&lib->rmu);
     snapshot_release(s);
     pthread_mutex_unlock(&lib->rmu);
-}
-
-/* A view of the vectors covering every slot < need. */
-static cdx_result vectors_view(cdx_library *lib, uint64_t need, cdx_rows *src)
-{
-    cdx_result r = CDX_OK;
-    pthread_mutex_lock(&lib->vmu);
-    if (vecfile_count(lib->vf) < need && !lib->writable) r = vecfile_refresh(lib->vf);
-    *src = vecfile_rows(lib->vf);
-    pthread_mutex_unlock(&lib->vmu);
-    if (r) return r;
-    if (src->count < need)
-        return cdx_error(CDX_ERR_FORMAT, "the catalog refers to vector slot %llu but %s has only %llu "
-                         "(run clipdex check)", (unsigned long long)(need - 1), lib->vec_path,
-                         (unsigned long long)src->count);
-    return CDX_OK;
 }
 
 static size_t lower_bound(const catalog_pair *v, size_t n, int64_t slot)
@@ -808,8 +1185,15 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
         return cdx_error(CDX_ERR_TOO_LARGE, "%zu queries x (offset + k = %zu) results is too much for "
                          "one call; split the queries", nq, p->offset + p->k);
     snapshot *s = NULL;
-    if ((r = snapshot_get(lib, p, &s))) return r;
+    vecref *vr = NULL;
     cdx_rows src;
+    for (int attempt = 0;; attempt++) {
+        int stale;
+        if ((r = snapshot_get(lib, p, &s))) return r;
+        r = vectors_view(lib, s->vec_id, s->vec_name, s->nbits, &vr, &src, &stale);
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+        snapshot_put(lib, s);    /* a compaction switched files: again */
+    }
     topk_hit *th = NULL;
     size_t *nth = NULL;
     uint64_t *counts = NULL;
@@ -817,7 +1201,7 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
     /* total: every allowed image when min_score lets all through, else
      * counted inside the scan (weighted by images per slot). */
     int count = totals && p->min_score > -1.5f;
-    if ((r = vectors_view(lib, s->nbits, &src))) goto done;
+    if (r) goto done;
     if (totals && !count)
         for (size_t i = 0; i < nq; i++) totals[i] = s->n;
     if ((!p->k && !count) || !s->n) goto done;
@@ -843,6 +1227,7 @@ done:
     free(th);
     free(nth);
     free(counts);
+    vec_put(lib, vr);
     snapshot_put(lib, s);
     return r;
 }
@@ -893,24 +1278,38 @@ cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out)
     if (!lib || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_vector: NULL argument");
     cdx_image_record *rec = malloc(sizeof *rec);
     if (!rec) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    int64_t slot = -1;
-    pthread_mutex_lock(&lib->rmu);
-    cdx_result r = catalog_image_by_id(lib->rcat, id, rec);
-    if (!r) r = catalog_content_slot(lib->rcat, rec->sha256, &slot);
-    pthread_mutex_unlock(&lib->rmu);
+    cdx_result r;
+    for (int attempt = 0;; attempt++) {
+        int64_t slot = -1;
+        char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+        pthread_mutex_lock(&lib->rmu);
+        r = catalog_begin_read(lib->rcat);   /* the slot and the file it refers to */
+        if (!r) r = catalog_image_by_id(lib->rcat, id, rec);
+        if (!r) r = catalog_content_slot(lib->rcat, rec->sha256, &slot);
+        if (!r) r = vec_meta(lib->rcat, vid, vname);
+        catalog_rollback(lib->rcat);
+        pthread_mutex_unlock(&lib->rmu);
+        if (r == CDX_ERR_NOT_FOUND) r = cdx_error(r, "no image with id %lld", (long long)id);
+        if (!r && slot < 0) r = cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot", (long long)id);
+        if (r) break;
+        cdx_rows src;
+        vecref *vr = NULL;
+        int stale;
+        r = vectors_view(lib, vid, vname, (uint64_t)slot + 1, &vr, &src, &stale);
+        if (!r) {
+            r = vecfile_get(vr->vf, (uint64_t)slot, out, NULL);
+            vec_put(lib, vr);
+        }
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+    }
     free(rec);
-    if (r == CDX_ERR_NOT_FOUND) return cdx_error(r, "no image with id %lld", (long long)id);
-    if (r) return r;
-    if (slot < 0) return cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot", (long long)id);
-    cdx_rows src;
-    if ((r = vectors_view(lib, (uint64_t)slot + 1, &src))) return r;
-    return vecfile_get(lib->vf, (uint64_t)slot, out, NULL);
+    return r;
 }
 
 /* ---------------------------------------------------------------- check */
 
 typedef struct check_ctx {
-    cdx_library *lib;
+    vecfile *vf;
     void (*fn)(void *, const char *);
     void *user;
     uint64_t problems;
@@ -940,7 +1339,7 @@ static int check_content(void *user, const char *sha, int64_t slot)
         return 0;
     }
     uint8_t key[32], want[32];
-    cdx_result r = vecfile_get(cc->lib->vf, (uint64_t)slot, NULL, key);
+    cdx_result r = vecfile_get(cc->vf, (uint64_t)slot, NULL, key);
     if (r == CDX_ERR_FORMAT) {
         for (size_t i = 0; i < cc->n_damaged; i++)
             if (cc->damaged[i].slot == (uint64_t)slot) return 0;   /* already reported */
@@ -971,11 +1370,23 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     cdx_check_report local;
     if (!report) report = &local;
     memset(report, 0, sizeof *report);
-    check_ctx cc = {lib, fn, user, 0, 0, NULL, 0};
+    check_ctx cc = {NULL, fn, user, 0, 0, NULL, 0};
     vecfile_damage *dmg = calloc(CHECK_LIST, sizeof *dmg);
     if (!dmg) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    vecref *vr = NULL;
     pthread_mutex_lock(&lib->rmu);
-    cdx_result r = catalog_begin_read(lib->rcat);   /* one consistent catalog snapshot */
+    cdx_result r;
+    for (int attempt = 0;; attempt++) {   /* the catalog snapshot and its vector file */
+        int stale;
+        char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+        cdx_rows src;
+        r = catalog_begin_read(lib->rcat);
+        if (!r) r = vec_meta(lib->rcat, vid, vname);
+        if (!r) r = vectors_view(lib, vid, vname, UINT64_MAX, &vr, &src, &stale);
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+        catalog_rollback(lib->rcat);
+    }
+    if (!r) cc.vf = vr->vf;
     if (!r) {
         uint64_t catp = 0;
         r = catalog_check(lib->rcat, fn ? catalog_problem : NULL, &cc, &catp);
@@ -984,26 +1395,18 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     }
     if (!r) r = catalog_counts(lib->rcat, &report->images, &report->vectors);
     if (!r) {
-        cdx_rows src;
-        pthread_mutex_lock(&lib->vmu);
-        if (!lib->writable) r = vecfile_refresh(lib->vf);
-        src = vecfile_rows(lib->vf);
-        pthread_mutex_unlock(&lib->vmu);
-        (void)src;
-    }
-    if (!r) {
-        cc.count = vecfile_count(lib->vf);
-        vecfile_check_report vr;
-        cdx_result vc = vecfile_check(lib->vf, dmg, CHECK_LIST, &vr);
+        cc.count = vecfile_count(cc.vf);
+        vecfile_check_report vrep;
+        cdx_result vc = vecfile_check(cc.vf, dmg, CHECK_LIST, &vrep);
         if (vc == CDX_ERR_FORMAT) {
-            for (size_t i = 0; i < vr.listed; i++)
+            for (size_t i = 0; i < vrep.listed; i++)
                 problem(&cc, "vector slot %llu is damaged (%s)", (unsigned long long)dmg[i].slot,
                         vecfile_damage_str(dmg[i].kind));
-            if (vr.damaged > vr.listed)
+            if (vrep.damaged > vrep.listed)
                 problem(&cc, "... and %llu more damaged vector slots",
-                        (unsigned long long)(vr.damaged - vr.listed));
+                        (unsigned long long)(vrep.damaged - vrep.listed));
             cc.damaged = dmg;
-            cc.n_damaged = vr.listed;
+            cc.n_damaged = vrep.listed;
         } else if (vc) {
             r = vc;
         }
@@ -1011,6 +1414,7 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
     catalog_rollback(lib->rcat);
     pthread_mutex_unlock(&lib->rmu);
+    vec_put(lib, vr);
     free(dmg);
     report->problems = cc.problems;
     return r;
@@ -1068,7 +1472,7 @@ cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const 
     if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
     cdx_import_params defaults = cdx_import_default_params();
     cdx_import_stats local;
-    import_target t = {lib->wcat, lib->vf, lib->dim, lib->fingerprint};
+    import_target t = {lib->wcat, lib->vec->vf, lib->dim, lib->fingerprint};
     pthread_mutex_lock(&lib->wmu);
     cdx_result r = import_run(&t, vectors_path, meta_path, params ? params : &defaults,
                               stats ? stats : &local);
@@ -1078,6 +1482,7 @@ cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const 
 
 typedef struct export_ctx {
     cdx_library *lib;
+    vecref *vr;              /* the vector file the export's catalog snapshot names */
     npy_writer *w;
     FILE *jf;
     const char *jtmp;
@@ -1092,9 +1497,7 @@ static int export_one(void *user, const cdx_image_record *rec, int64_t slot)
     cdx_result r = CDX_OK;
     if (slot < 0) r = cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot (run clipdex check)",
                                 (long long)rec->id);
-    cdx_rows src;
-    if (!r) r = vectors_view(x->lib, (uint64_t)slot + 1, &src);
-    if (!r) r = vecfile_get(x->lib->vf, (uint64_t)slot, x->v, NULL);
+    if (!r) r = vecfile_get(x->vr->vf, (uint64_t)slot, x->v, NULL);
     if (!r) r = npy_writer_rows(x->w, x->v, 1);
     if (!r) {
         json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:i,s:i,s:s,s:I,s:I,s:s,s:I}", "id", (json_int_t)rec->id,
@@ -1124,12 +1527,23 @@ cdx_result cdx_library_export(cdx_library *lib, const char *npy_path, const char
     char *jtmp = malloc(jl);
     float *v = malloc((size_t)lib->dim * sizeof *v);
     catalog *c = NULL;
-    export_ctx x = {lib, NULL, NULL, jtmp, v, 0, CDX_OK};
+    export_ctx x = {lib, NULL, NULL, NULL, jtmp, v, 0, CDX_OK};
     cdx_result r = jtmp && v ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
     /* Its own catalog connection: one consistent snapshot for the whole
-     * export without holding the searchers' connection. */
+     * export without holding the searchers' connection, and the vector
+     * file that snapshot names (retried when a compaction switches it). */
     if (!r) r = catalog_open(lib->cat_path, 0, 0, &c);
-    if (!r) r = catalog_begin_read(c);
+    for (int attempt = 0; !r; attempt++) {
+        char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+        cdx_rows src;
+        int stale = 0;
+        r = catalog_begin_read(c);
+        if (!r) r = vec_meta(c, vid, vname);
+        if (!r) r = vectors_view(lib, vid, vname, UINT64_MAX, &x.vr, &src, &stale);
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+        catalog_rollback(c);
+        r = CDX_OK;
+    }
     if (!r) {
         snprintf(jtmp, jl, "%s.tmp.%d", jsonl_path, (int)getpid());
         if (!(x.jf = fopen(jtmp, "we"))) r = cdx_error(CDX_ERR_IO, "%s: %s", jtmp, strerror(errno));
@@ -1147,6 +1561,7 @@ cdx_result cdx_library_export(cdx_library *lib, const char *npy_path, const char
     if (!r && rename(jtmp, jsonl_path) != 0) r = cdx_error(CDX_ERR_IO, "%s: %s", jsonl_path, strerror(errno));
     if (r && x.jf) unlink(jtmp);
     npy_writer_abort(x.w);
+    vec_put(lib, x.vr);
     if (c) catalog_rollback(c);
     catalog_close(c);
     free(jtmp);

@@ -18,7 +18,7 @@
 enum {
     ST_META_GET, ST_META_SET, ST_CONTENT_SLOT, ST_CONTENT_INS, ST_IMG_BY_PATH,
     ST_IMG_BY_ID, ST_IMG_BY_CONTENT, ST_IMG_INS, ST_IMG_UPD, ST_IMG_DEL,
-    ST_IMG_SHA, ST_CONTENT_GC, ST_COUNT
+    ST_IMG_SHA, ST_CONTENT_GC, ST_CONTENT_RESLOT, ST_COUNT
 };
 
 #define IMG_COLS "i.id, i.path, i.sha256, c.size, i.mtime, c.width, c.height, " \
@@ -41,6 +41,7 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_IMG_SHA] = "SELECT sha256 FROM images WHERE id = ?1",
     [ST_CONTENT_GC] = "DELETE FROM contents WHERE sha256 = ?1 AND NOT EXISTS "
                       "(SELECT 1 FROM images WHERE sha256 = ?1)",
+    [ST_CONTENT_RESLOT] = "UPDATE contents SET slot = ?2 WHERE slot = ?1",
 };
 
 /* Version 1 schema.  Later versions add a migrate_vN() step below. */
@@ -553,6 +554,19 @@ cdx_result catalog_each_content(catalog *c,
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing contents");
     sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_content_reslot(catalog *c, int64_t old_slot, int64_t new_slot)
+{
+    sqlite3_stmt *s = c->st[ST_CONTENT_RESLOT];
+    sqlite3_bind_int64(s, 1, old_slot);
+    sqlite3_bind_int64(s, 2, new_slot);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "renumbering a slot");
+    if (!r && sqlite3_changes(c->db) != 1)
+        r = cdx_error(CDX_ERR_INTERNAL, "%s: slot %lld to renumber is not in contents", c->path,
+                      (long long)old_slot);
+    sqlite3_reset(s);
     return r;
 }
 

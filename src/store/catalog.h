@@ -132,6 +132,12 @@ cdx_result catalog_each_content(catalog *c,
                                 int (*fn)(void *user, const char *sha256, int64_t slot),
                                 void *user);
 
+/* Compaction: move the content at old_slot to new_slot (inside the
+ * caller's transaction).  Renumbering in increasing old_slot order with
+ * new_slot <= old_slot (what compaction produces) never collides with the
+ * UNIQUE constraint. */
+cdx_result catalog_content_reslot(catalog *c, int64_t old_slot, int64_t new_slot);
+
 /* Structural checks inside the catalog (SQLite integrity, dangling image
  * references, contents without images, duplicate slots); each problem goes
  * to fn.  Returns the number of problems in *problems. */

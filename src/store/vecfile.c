@@ -57,7 +57,7 @@ _Static_assert(sizeof(float) == 4 && sizeof(size_t) == 8, "64-bit host with IEEE
 #define META_MAGIC 0x43455256u            /* "VREC" little-endian */
 #define DTYPE_F32 0u
 #define BLK VECFILE_BLOCK_RECORDS
-#define MAX_RETIRED 64
+#define RETIRED_CAP 65536            /* retired mappings per handle (hard cap) */
 #define MIN_RESERVE ((size_t)64 << 20)
 #define COMPACT_BATCH 4096
 #define UNIT_TOL 1e-4
@@ -79,8 +79,8 @@ struct vecfile {
     pthread_mutex_t mu;         /* guards map, map_len, count, fd swaps */
     const uint8_t *map;
     size_t map_len;
-    struct { void *p; size_t len; } retired[MAX_RETIRED];
-    int n_retired;
+    struct retired { void *p; size_t len; } *retired;
+    size_t n_retired, cap_retired;
     uint64_t count;
 };
 
@@ -329,23 +329,54 @@ static cdx_result header_decode(vecfile *vf, const uint8_t *h)
 
 /* ---------------------------------------------------------------- mapping */
 
+/* Make room for one more retired mapping (caller holds mu).  Called BEFORE
+ * any state change that retires a mapping, so that retiring cannot fail
+ * half-way: a full list used to leave the handle on the old mapping with
+ * the new file's count (wrong rows whose checksums still pass). */
+static cdx_result retire_reserve(vecfile *vf)
+{
+    if (vf->n_retired < vf->cap_retired) return CDX_OK;
+    if (vf->cap_retired >= RETIRED_CAP)
+        return cdx_error(CDX_ERR_TOO_LARGE, "%s: %d mappings retired by this handle; reopen it",
+                         vf->path, RETIRED_CAP);
+    size_t cap = vf->cap_retired ? vf->cap_retired * 2 : 16;
+    struct retired *r = realloc(vf->retired, cap * sizeof *r);
+    if (!r) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    vf->retired = r;
+    vf->cap_retired = cap;
+    return CDX_OK;
+}
+
+/* Retire the current mapping (room reserved by retire_reserve). */
+static void retire_map(vecfile *vf)
+{
+    if (!vf->map) return;
+    vf->retired[vf->n_retired].p = (void *)vf->map;
+    vf->retired[vf->n_retired].len = vf->map_len;
+    vf->n_retired++;
+    vf->map = NULL;
+    vf->map_len = 0;
+}
+
+static size_t reserve_for(uint64_t need)
+{
+    size_t len = MIN_RESERVE;
+    while (len < need * 2) len *= 2;
+    return len;
+}
+
 /* Make the mapping cover need bytes (caller holds mu).  Old mappings are
  * retired, not unmapped: views handed out earlier keep working. */
 static cdx_result map_ensure(vecfile *vf, uint64_t need)
 {
     if (vf->map && need <= vf->map_len) return CDX_OK;
-    if (vf->n_retired == MAX_RETIRED)
-        return cdx_error(CDX_ERR_TOO_LARGE, "%s: too many remaps", vf->path);
-    size_t len = MIN_RESERVE;
-    while (len < need * 2) len *= 2;
+    cdx_result rc = retire_reserve(vf);
+    if (rc != CDX_OK) return rc;
+    size_t len = reserve_for(need);
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, vf->fd, 0);
     if (p == MAP_FAILED)
         return cdx_error(CDX_ERR_IO, "%s: mmap %zu bytes: %s", vf->path, len, strerror(errno));
-    if (vf->map) {
-        vf->retired[vf->n_retired].p = (void *)vf->map;
-        vf->retired[vf->n_retired].len = vf->map_len;
-        vf->n_retired++;
-    }
+    retire_map(vf);
     vf->map = p;
     vf->map_len = len;
     return CDX_OK;
@@ -569,7 +600,8 @@ void vecfile_close(vecfile *vf)
 {
     if (!vf) return;
     if (vf->map) munmap((void *)vf->map, vf->map_len);
-    for (int i = 0; i < vf->n_retired; i++) munmap(vf->retired[i].p, vf->retired[i].len);
+    for (size_t i = 0; i < vf->n_retired; i++) munmap(vf->retired[i].p, vf->retired[i].len);
+    free(vf->retired);
     if (vf->fd >= 0) close(vf->fd);
     pthread_mutex_destroy(&vf->mu);
     pthread_mutex_destroy(&vf->wmu);
@@ -838,28 +870,20 @@ static cdx_result fill_compact(void *ctx, size_t i, float *row, uint8_t key[VECF
     return vecfile_get(c->vf, c->slots[i], row, key);
 }
 
-cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new)
+/* Write the kept records of vf into fd (an empty file at path) under a new
+ * header with file id id, then fsync it.  *n_out receives the record count.
+ * Caller holds wmu (no append runs meanwhile). */
+static cdx_result compact_write(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new,
+                                const char *path, int fd, const uint8_t id[VECFILE_ID_BYTES],
+                                uint64_t *n_out)
 {
-    if (!vf->writable) return cdx_error(CDX_ERR_INVALID_ARG, "%s: opened read-only", vf->path);
-    pthread_mutex_lock(&vf->wmu);
     cdx_result rc = CDX_OK;
-    int fd = -1;
     uint64_t *slots = malloc(COMPACT_BATCH * sizeof *slots);
     uint8_t *h = calloc(1, HDR_SIZE);
-    char *tmp = path_with(vf->path, ".compact.tmp");
-    uint8_t id[16];
     uint64_t count = vf->count, out = 0;
-    if (!slots || !h || !tmp) { rc = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
-    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
-    unlink(tmp);
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        rc = cdx_error(CDX_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    random_id(id);
+    if (!slots || !h) { rc = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
     header_encode(h, vf->dim, id, vf->model_tag);
-    if ((rc = pwrite_all(tmp, fd, h, HDR_SIZE, 0)) != CDX_OK) goto done;
+    if ((rc = pwrite_all(path, fd, h, HDR_SIZE, 0)) != CDX_OK) goto done;
     size_t pending = 0;
     compact_ctx ctx = {vf, slots};
     for (uint64_t s = 0; s <= count; s++) {
@@ -869,13 +893,54 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
             if (kept) slots[pending++] = s;
         }
         if (pending == COMPACT_BATCH || (s == count && pending)) {
-            if ((rc = write_batch(vf, tmp, fd, out, pending, fill_compact, &ctx)) != CDX_OK) goto done;
+            if ((rc = write_batch(vf, path, fd, out, pending, fill_compact, &ctx)) != CDX_OK) goto done;
             out += pending;
             pending = 0;
         }
     }
     if (ftruncate(fd, (off_t)size_for(vf, out)) != 0 || fsync(fd) != 0) {
+        rc = cdx_error(CDX_ERR_IO, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    *n_out = out;
+done:
+    free(h);
+    free(slots);
+    return rc;
+}
+
+cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new)
+{
+    if (!vf->writable) return cdx_error(CDX_ERR_INVALID_ARG, "%s: opened read-only", vf->path);
+    pthread_mutex_lock(&vf->wmu);
+    cdx_result rc = CDX_OK;
+    int fd = -1;
+    void *nmap = MAP_FAILED;
+    size_t nlen = 0;
+    char *tmp = path_with(vf->path, ".compact.tmp");
+    uint8_t id[16];
+    uint64_t out = 0;
+    if (!tmp) { rc = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
+    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    unlink(tmp);
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         rc = cdx_error(CDX_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    random_id(id);
+    if ((rc = compact_write(vf, keep, old_to_new, tmp, fd, id, &out)) != CDX_OK) goto done;
+    /* Everything that can fail happens before the rename: room to retire
+     * the old mapping, and the new mapping itself.  (wmu is held, so nothing
+     * else retires a mapping meanwhile.) */
+    pthread_mutex_lock(&vf->mu);
+    rc = retire_reserve(vf);
+    pthread_mutex_unlock(&vf->mu);
+    if (rc != CDX_OK) goto done;
+    nlen = reserve_for(size_for(vf, out));
+    nmap = mmap(NULL, nlen, PROT_READ, MAP_SHARED, fd, 0);
+    if (nmap == MAP_FAILED) {
+        rc = cdx_error(CDX_ERR_IO, "%s: mmap %zu bytes: %s", tmp, nlen, strerror(errno));
         goto done;
     }
     if (rename(tmp, vf->path) != 0) {
@@ -889,28 +954,70 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
     vf->fd = fd;
     fd = -1;
     memcpy(vf->file_id, id, 16);
+    retire_map(vf);                        /* old views stay valid */
+    vf->map = nmap;
+    vf->map_len = nlen;
+    nmap = MAP_FAILED;
     vf->count = out;
-    if (vf->map) {                        /* retire: old views stay valid */
-        if (vf->n_retired < MAX_RETIRED) {
-            vf->retired[vf->n_retired].p = (void *)vf->map;
-            vf->retired[vf->n_retired].len = vf->map_len;
-            vf->n_retired++;
-            vf->map = NULL;
-        } else {
-            rc = cdx_error(CDX_ERR_TOO_LARGE, "%s: too many remaps; reopen", vf->path);
-            vf->broken = 1;
-        }
-    }
-    if (!vf->map) {
-        cdx_result r2 = map_ensure(vf, size_for(vf, out));
-        if (r2 != CDX_OK) { rc = r2; vf->broken = 1; }
-    }
     pthread_mutex_unlock(&vf->mu);
 done:
+    if (nmap != MAP_FAILED) munmap(nmap, nlen);
     if (fd >= 0) { close(fd); unlink(tmp); }
     free(tmp);
-    free(h);
-    free(slots);
     pthread_mutex_unlock(&vf->wmu);
     return rc;
+}
+
+cdx_result vecfile_compact_into(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new,
+                                const char *new_path, const uint8_t new_id[VECFILE_ID_BYTES],
+                                vecfile **out)
+{
+    if (!vf || !new_path || !out) return cdx_error(CDX_ERR_INVALID_ARG, "vecfile_compact_into: NULL argument");
+    *out = NULL;
+    if (!vf->writable) return cdx_error(CDX_ERR_INVALID_ARG, "%s: opened read-only", vf->path);
+    pthread_mutex_lock(&vf->wmu);
+    cdx_result rc = CDX_OK;
+    uint8_t id[16];
+    uint64_t n = 0;
+    int fd = -1, created = 0;
+    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    fd = open(new_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = cdx_error(CDX_ERR_IO, "%s: %s", new_path, strerror(errno));
+        goto done;
+    }
+    created = 1;
+    if (new_id) memcpy(id, new_id, sizeof id);
+    else random_id(id);
+    if ((rc = compact_write(vf, keep, old_to_new, new_path, fd, id, &n)) != CDX_OK) goto done;
+    if ((rc = fsync_dir_of(new_path)) != CDX_OK) goto done;
+    close(fd);                             /* the open below takes the lock again */
+    fd = -1;
+    vecfile_params p = vecfile_default_params();
+    p.writable = 1;
+    p.dim = vf->dim;
+    p.model_tag = vf->model_tag;
+    vecfile_open_report rep;
+    if ((rc = vecfile_open(new_path, &p, out, &rep)) != CDX_OK) goto done;
+    if (rep.count != n || rep.torn_records) {
+        vecfile_close(*out);
+        *out = NULL;
+        rc = cdx_error(CDX_ERR_IO, "%s: compacted file reads back %llu records, wrote %llu",
+                       new_path, (unsigned long long)rep.count, (unsigned long long)n);
+    }
+done:
+    if (fd >= 0) close(fd);
+    if (rc != CDX_OK && created) unlink(new_path);
+    pthread_mutex_unlock(&vf->wmu);
+    return rc;
+}
+
+uint64_t vecfile_bytes_for(const vecfile *vf, uint64_t count)
+{
+    return size_for(vf, count);
+}
+
+void vecfile_new_id(uint8_t id[VECFILE_ID_BYTES])
+{
+    random_id(id);
 }

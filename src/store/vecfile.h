@@ -24,7 +24,9 @@
  * opens); any number of read-only handles in any process, which see new
  * records after vecfile_refresh().  Within a process, one handle may be used
  * by several threads: vecfile_rows() snapshots stay valid until
- * vecfile_close() (old mappings are retired, not unmapped).
+ * vecfile_close() (old mappings are retired, not unmapped; a handle retires
+ * at most 65536 mappings, then remaps and compactions fail cleanly with
+ * CDX_ERR_TOO_LARGE and the handle must be reopened).
  *
  * Workload: appends of 1..VECFILE_MAX_BATCH vectors (ingest batches), scans
  * of up to ~10^7 vectors through the mapping, occasional check/compaction.
@@ -139,6 +141,22 @@ cdx_result vecfile_check(vecfile *vf, vecfile_damage *list, size_t max_list,
  * on the new file.  A damaged kept record aborts with CDX_ERR_FORMAT and
  * leaves the original untouched. */
 cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new);
+
+/* The same rewrite into a NEW file at new_path (created with O_EXCL; must
+ * not exist) with file id new_id (NULL = random), fsynced together with its
+ * directory entry; vf and its file are left untouched.  *out receives a
+ * writable handle on the new file.  The caller decides when the new file
+ * becomes the one in use (the library: one catalog transaction naming it,
+ * docs/storage-format.md "Compaction").  On failure new_path is removed. */
+cdx_result vecfile_compact_into(vecfile *vf, const uint64_t *keep, uint64_t *old_to_new,
+                                const char *new_path, const uint8_t new_id[VECFILE_ID_BYTES],
+                                vecfile **out);
+
+/* Bytes of a file of this handle's geometry holding count records. */
+uint64_t vecfile_bytes_for(const vecfile *vf, uint64_t count);
+
+/* A fresh random file id (as creation and compaction choose them). */
+void vecfile_new_id(uint8_t id[VECFILE_ID_BYTES]);
 
 /* CRC32C (Castagnoli), as used by the format; SSE4.2 when available. */
 uint32_t vecfile_crc32c(const void *data, size_t len);
