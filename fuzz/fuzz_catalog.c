@@ -48,7 +48,8 @@ static void exercise(catalog *c)
     char buf[256];
     (void)catalog_meta_get(c, "dim", buf, sizeof buf);
     (void)catalog_meta_get(c, "model_fingerprint", buf, sizeof buf);
-    (void)catalog_version(c);
+    uint64_t version;
+    (void)catalog_version(c, &version);
     uint64_t images = 0, contents = 0, seen = 0, problems = 0;
     (void)catalog_counts(c, &images, &contents);
     catalog_pair *pairs = NULL;

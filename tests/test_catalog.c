@@ -113,7 +113,10 @@ int main(void)
     uint64_t problems = 9;
     int seen = 0;
     CHECK(catalog_check(c, on_problem, &seen, &problems) == CDX_OK && problems == 0);
-    uint64_t v0 = catalog_version(c);
+    uint64_t v0 = 0, v1 = 0;
+    CHECK(catalog_version(c, &v0) == CDX_OK);
+    CHECK(catalog_begin(c) == CDX_OK && catalog_meta_set(c, "x", "1") == CDX_OK && catalog_commit(c) == CDX_OK);
+    CHECK(catalog_version(c, &v1) == CDX_OK && v1 != v0);   /* our own commit counts */
     catalog_close(c);
 
     /* damage from outside: a content row without images, an image without content */

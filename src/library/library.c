@@ -115,6 +115,11 @@ struct cdx_library {
     pthread_mutex_t vmu;
     vecref *vec;             /* current vector file */
 
+    /* info->bytes walks the directory (images/, thumbs/): cached until the
+     * catalog changes or BYTES_MAX_AGE_S pass (guarded by rmu). */
+    uint64_t bytes_cache, bytes_version;
+    double bytes_at;
+
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
     cdx_ctx *pool[POOL_MAX];
@@ -561,6 +566,8 @@ const cdx_model *cdx_library_model(const cdx_library *lib) { return lib ? lib->m
 
 /* ---------------------------------------------------------------- info */
 
+#define BYTES_MAX_AGE_S 30.0
+
 static uint64_t dir_bytes(const char *dir, int depth)
 {
     DIR *d = opendir(dir);
@@ -586,6 +593,7 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
     if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_info: NULL argument");
     memset(info, 0, sizeof *info);
     cdx_result r;
+    uint64_t version = 0;
     for (int attempt = 0;; attempt++) {
         char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
         pthread_mutex_lock(&lib->rmu);
@@ -593,6 +601,7 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
         if (!r) r = catalog_counts(lib->rcat, &info->images, &info->vectors);
         if (!r) r = vec_meta(lib->rcat, vid, vname);
         catalog_rollback(lib->rcat);
+        if (!r) r = catalog_version(lib->rcat, &version);
         pthread_mutex_unlock(&lib->rmu);
         if (r) return r;
         vecref *vr = NULL;
@@ -609,7 +618,19 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
         if (!r || !stale || attempt >= VEC_RETRIES) break;
     }
     if (r) return r;
-    info->bytes = dir_bytes(lib->dir, 0);
+    double now = cdx_now();
+    pthread_mutex_lock(&lib->rmu);
+    int fresh = lib->bytes_at > 0 && lib->bytes_version == version && now - lib->bytes_at < BYTES_MAX_AGE_S;
+    info->bytes = lib->bytes_cache;
+    pthread_mutex_unlock(&lib->rmu);
+    if (!fresh) {   /* the walk runs unlocked; concurrent callers may both walk */
+        info->bytes = dir_bytes(lib->dir, 0);
+        pthread_mutex_lock(&lib->rmu);
+        lib->bytes_cache = info->bytes;
+        lib->bytes_version = version;
+        lib->bytes_at = now;
+        pthread_mutex_unlock(&lib->rmu);
+    }
     info->dim = lib->dim;
     snprintf(info->model_fingerprint, sizeof info->model_fingerprint, "%s", lib->fingerprint);
     snprintf(info->model_dir, sizeof info->model_dir, "%s", lib->model_dir);
@@ -1089,8 +1110,9 @@ static cdx_result snapshot_get(cdx_library *lib, const cdx_search_params *p, sna
     if (filtered) {
         r = snapshot_build(lib->rcat, &f, out);
     } else {
-        uint64_t v = catalog_version(lib->rcat);
-        if (!lib->all || lib->all_version != v) {
+        uint64_t v = 0;
+        r = catalog_version(lib->rcat, &v);   /* unreadable: no cached snapshot is trusted */
+        if (!r && (!lib->all || lib->all_version != v)) {
             snapshot *s;
             r = snapshot_build(lib->rcat, &f, &s);
             if (!r) {

@@ -173,15 +173,18 @@ void catalog_close(catalog *c)
     free(c);
 }
 
-uint64_t catalog_version(catalog *c)
+cdx_result catalog_version(catalog *c, uint64_t *out)
 {
     sqlite3_stmt *s = NULL;
-    uint64_t v = 0;
+    cdx_result r = CDX_OK;
     if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_ROW)
-        v = (uint64_t)sqlite3_column_int64(s, 0);
+        *out = ((uint64_t)sqlite3_column_int64(s, 0) << 32) + c->own_commits;
+    else
+        r = cdx_error(CDX_ERR_IO, "%s: cannot read the catalog's data version: %s", c->path,
+                      sqlite3_errmsg(c->db));
     sqlite3_finalize(s);
-    return (v << 32) + c->own_commits;
+    return r;
 }
 
 /* Step a reset statement that returns no row or one row. */

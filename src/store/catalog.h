@@ -56,8 +56,10 @@ cdx_result catalog_open(const char *path, int writable, int create, catalog **ou
 void catalog_close(catalog *c);
 
 /* Incremented by SQLite whenever another connection committed (PRAGMA
- * data_version), plus our own commits: a cheap "did anything change". */
-uint64_t catalog_version(catalog *c);
+ * data_version), plus our own commits: a cheap "did anything change".
+ * Fails (CDX_ERR_IO) when it cannot be read: callers must then treat
+ * anything cached as stale. */
+cdx_result catalog_version(catalog *c, uint64_t *out);
 
 cdx_result catalog_meta_get(catalog *c, const char *key, char *out, size_t cap);
 cdx_result catalog_meta_set(catalog *c, const char *key, const char *value);
