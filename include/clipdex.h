@@ -237,6 +237,55 @@ cdx_result cdx_model_cache_list(const cdx_fetch_params *params,
                                 int (*fn)(const cdx_cache_entry *e, void *user),
                                 void *user);
 
+/* ---------------------------------------------------------------- model registry
+ * Named, versioned models with aliases, lineage and evaluation results, in
+ * <model cache root>/registry.db (see docs/models.md).  A version is the
+ * model's content fingerprint; references are NAME (its latest version),
+ * NAME@ALIAS, NAME@VERSION-PREFIX (>= 8 hex digits) or @VERSION-PREFIX.
+ * Safe for concurrent use by several processes. */
+
+typedef struct cdx_registry cdx_registry;
+
+typedef struct cdx_registry_model {
+    char version[65];          /* content fingerprint (hex sha256) */
+    char name[129];
+    char dir[4096];            /* model directory (absolute) */
+    int64_t registered;        /* unix seconds */
+    char clipdex_version[32];  /* clipdex that registered it */
+    char aliases[512];         /* comma-separated, sorted */
+    char lineage[8192];        /* JSON object (truncated past 8 KiB here) */
+} cdx_registry_model;
+
+/* Open (creating) the registry at path, or, when path is NULL, in the model
+ * cache root of params (NULL = defaults). */
+cdx_result cdx_registry_open(const char *path, const cdx_fetch_params *params, cdx_registry **out);
+void cdx_registry_close(cdx_registry *reg);
+/* Nonzero when name is a valid model name. */
+int cdx_registry_name_ok(const char *name);
+/* Register the model in model_dir (loaded to validate it and compute its
+ * fingerprint) under name, with lineage (a JSON object, NULL = {}).  The
+ * same files again under the same name update the directory (and lineage
+ * when given); under another name: CDX_ERR_MISMATCH.  out may be NULL. */
+cdx_result cdx_registry_register(cdx_registry *reg, const char *model_dir, const char *name,
+                                 const char *lineage_json, cdx_registry_model *out);
+cdx_result cdx_registry_resolve(cdx_registry *reg, const char *ref, cdx_registry_model *out);
+/* Point alias at the version ref resolves to (moving it if set). */
+cdx_result cdx_registry_tag(cdx_registry *reg, const char *ref, const char *alias);
+cdx_result cdx_registry_untag(cdx_registry *reg, const char *name, const char *alias);
+/* Forget one version (NAME@VERSION or NAME@ALIAS): its aliases and
+ * evaluations too.  The model files are left alone. */
+cdx_result cdx_registry_remove(cdx_registry *reg, const char *ref);
+/* Every registered version, by name then registration time; a non-zero
+ * return of fn stops the walk. */
+cdx_result cdx_registry_list(cdx_registry *reg, int (*fn)(const cdx_registry_model *m, void *user),
+                             void *user);
+/* Attach evaluation results (a JSON object, e.g. `clipdex eval --json`) of
+ * kind ("zero-shot", "captions", "queries") to the version ref names. */
+cdx_result cdx_registry_record_eval(cdx_registry *reg, const char *ref, const char *kind,
+                                    const char *metrics_json);
+/* All evaluations of a version as a JSON array (malloc'd text). */
+cdx_result cdx_registry_evals(cdx_registry *reg, const char *version, char **json_out);
+
 /* ================================================================ library
  *
  * A library is a directory holding a SQLite catalog (WAL) and a vector file

@@ -45,13 +45,17 @@ static void usage(FILE *f)
         "  --exclude-self         an image query does not count itself as a result\n"
         "  --threads N            inference and search threads (default: all cores)\n"
         "  --json                 print a JSON report instead of the table\n"
+        "  --record               also store the JSON report with the library's model in\n"
+        "                         the model registry (the model must be registered:\n"
+        "                         'clipdex model register'; see 'clipdex model show')\n"
         "  --plot FILE.svg        also write an SVG chart\n");
 }
 
 typedef struct eval_opts {
     const char *library, *queries, *labels, *label_column, *templates, *captions;
     const char *images_root, *plot;
-    int json, from_folders, exclude_self, threads;
+    int json, from_folders, exclude_self, threads, record;
+    const char *kind;   /* "queries", "zero-shot", "captions" */
     size_t ks[EV_MAX_KS];
     int n_k;
     size_t depth;
@@ -74,9 +78,30 @@ static int open_library(const eval_opts *o, cdx_library **lib)
     return 0;
 }
 
-static int finish(const eval_opts *o, json_t *j, cdx_result svg_rc)
+/* Store the report with the library's model in the registry. */
+static int record(const eval_opts *o, cdx_library *lib, json_t *j)
 {
-    int rc = 0;
+    cdx_library_info *info = malloc(sizeof *info);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    cdx_registry *g = NULL;
+    cdx_result r = info && text ? cdx_library_get_info(lib, info) : CDX_ERR_NOMEM;
+    if (!r) r = cdx_registry_open(NULL, NULL, &g);
+    if (!r) {
+        char ref[80];
+        snprintf(ref, sizeof ref, "@%s", info->model_fingerprint);
+        r = cdx_registry_record_eval(g, ref, o->kind, text);
+        if (!r) fprintf(stderr, "clipdex: recorded the %s results of model %.12s in the registry\n",
+                        o->kind, info->model_fingerprint);
+    }
+    cdx_registry_close(g);
+    free(text);
+    free(info);
+    return r ? cli_fail("recording the results", r) : 0;
+}
+
+static int finish(const eval_opts *o, cdx_library *lib, json_t *j, cdx_result svg_rc)
+{
+    int rc = o->record ? record(o, lib, j) : 0;
     if (o->json) {
         if (!j || ev_json_print(stdout, j) != 0) {
             fprintf(stderr, "clipdex: error: cannot write the JSON report\n");
@@ -120,7 +145,7 @@ static int run_queries(const eval_opts *o)
     else if (rep.unresolved)
         fprintf(stderr, "clipdex: warning: %zu judged paths/ids are not in the library (ignored)\n",
                 rep.unresolved);
-    rc = finish(o, o->json ? ev_queries_json(&rep, &set) : NULL,
+    rc = finish(o, lib, o->json || o->record ? ev_queries_json(&rep, &set) : NULL,
                 o->plot ? ev_queries_svg(o->plot, &rep) : CDX_OK);
     ev_queries_report_free(&rep);
 out:
@@ -156,7 +181,7 @@ static int run_zeroshot(const eval_opts *o)
     else if (rep.missing)
         fprintf(stderr, "clipdex: warning: %zu labelled paths are not in the library (skipped)\n",
                 rep.missing);
-    rc = finish(o, o->json ? ev_zeroshot_json(&rep) : NULL,
+    rc = finish(o, lib, o->json || o->record ? ev_zeroshot_json(&rep) : NULL,
                 o->plot ? ev_zeroshot_svg(o->plot, &rep) : CDX_OK);
     ev_zeroshot_report_free(&rep);
 out:
@@ -190,7 +215,7 @@ static int run_captions(const eval_opts *o)
     else if (rep.missing)
         fprintf(stderr, "clipdex: warning: %zu captioned images are not in the library "
                 "(skipped; first: %s)\n", rep.missing, rep.first_missing);
-    rc = finish(o, o->json ? ev_captions_json(&rep) : NULL,
+    rc = finish(o, lib, o->json || o->record ? ev_captions_json(&rep) : NULL,
                 o->plot ? ev_captions_svg(o->plot, &rep) : CDX_OK);
 out:
     cdx_library_close(lib);
@@ -212,6 +237,7 @@ int cmd_eval(int argc, char **argv)
     eval_opts o;
     memset(&o, 0, sizeof o);
     o.library = cdx_library_default_dir();
+    o.kind = sub;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -219,6 +245,7 @@ int cmd_eval(int argc, char **argv)
 #define NEEDV() do { if (!v) return cli_usage_error("eval", "%s needs a value", a); i++; } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--json")) o.json = 1;
+        else if (!strcmp(a, "--record")) o.record = 1;
         else if (!strcmp(a, "--exclude-self")) o.exclude_self = 1;
         else if (!strcmp(a, "--labels-from-folders")) o.from_folders = 1;
         else if (!strcmp(a, "--library")) { NEEDV(); o.library = v; }
