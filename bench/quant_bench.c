@@ -10,6 +10,9 @@
  * on --threads threads: ms per query (median), speedup vs the float32 scan
  * timed in the same run, recall@10 vs exact, and resident bytes per image
  * (codes + per-row aux; the float32 rows are only touched for re-scoring).
+ * Also the CPU time per query (process CPU clock, all threads) and its
+ * ratio, the fairer figure on a loaded machine (use --threads 1 there:
+ * idle OpenMP threads spin and count as CPU).
  * Options: --n (default 1000000) --dim (512) --queries (50) --threads (0 =
  * all) --pca (128; 0 = no PCA rows) --seed --json.  Memory: about
  * n * (dim*4 + dim + 72) bytes.
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -32,6 +36,16 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     if (!*s || *end || v < lo || v > hi) return 0;
     *out = v;
     return 1;
+}
+
+/* CPU seconds used by the process (all threads): on a loaded machine the
+ * fair measure of compute, as wall time includes time the scheduler gave
+ * to other processes. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -43,7 +57,7 @@ static int cmp_double(const void *a, const void *b)
 typedef struct method {
     const char *name;
     quant_kind kind;
-    int pca;
+    int pca, rot;
     size_t rescore;
 } method;
 
@@ -93,53 +107,54 @@ int main(int argc, char **argv)
         fprintf(stderr, "exact search failed\n");
         return 1;
     }
-    /* float32 scan timing, one query at a time. */
-    topk_search(&src, qs, 1, &tp, got, ng);   /* warm-up */
-    for (long q = 0; q < nq; q++) {
-        double a = cdx_now();
-        topk_search(&src, qs + (size_t)q * dim, 1, &tp, got, ng);
-        ms[q] = (cdx_now() - a) * 1e3;
-    }
-    qsort(ms, (size_t)nq, sizeof *ms, cmp_double);
-    double f32_ms = ms[nq / 2];
+    /* Each method's queries are timed interleaved with float32 scans of
+     * the same queries, so a shared machine's load hits both alike; the
+     * speedup is the ratio of the two medians. */
+    double *fms = malloc((size_t)nq * sizeof *fms);
+    double *cms = malloc((size_t)nq * sizeof *cms), *fcms = malloc((size_t)nq * sizeof *fcms);
+    if (!fms || !cms || !fcms) return 1;
     if (json) printf("{\"n\": %ld, \"dim\": %ld, \"queries\": %ld, \"threads\": %d, \"kernels\": \"%s\", "
-                     "\"gen_s\": %.2f, \"methods\": [\n  {\"method\": \"f32\", \"ms\": %.3f, \"speedup\": 1.0, "
-                     "\"recall10\": 1.0, \"bytes_per_image\": %zu}",
+                     "\"gen_s\": %.2f, \"f32_bytes_per_image\": %zu, \"methods\": [",
                      n, dim, nq, threads ? (int)threads : omp_get_max_threads(), qdot_best()->name,
-                     gen_s, f32_ms, rs);
+                     gen_s, rs);
     else printf("quant_bench: n=%ld dim=%ld queries=%ld kernels=%s (generation %.1f s)\n"
-                "%-22s %9s %8s %9s %8s %8s\n%-22s %9.3f %8.2f %9.4f %8zu %8s\n",
-                n, dim, nq, qdot_best()->name, gen_s, "method", "ms/query", "speedup", "recall@10",
-                "B/image", "build_s", "f32 scan", f32_ms, 1.0, 1.0, rs, "-");
+                "float32: %zu bytes/image; each row timed against float32 scans interleaved with it\n"
+                "%-20s %8s %8s %8s %8s %8s %9s %8s %8s\n",
+                n, dim, nq, qdot_best()->name, gen_s, rs, "method", "ms", "f32 ms", "speedup",
+                "cpu ms", "cpu-x", "recall@10", "B/image", "build_s");
 
     method methods[] = {
-        {"int8", QUANT_I8, 0, 1}, {"int8", QUANT_I8, 0, 2}, {"int8", QUANT_I8, 0, 4},
-        {"bit", QUANT_BIT, 0, 4}, {"bit", QUANT_BIT, 0, 10}, {"bit", QUANT_BIT, 0, 30},
-        {"pca-int8", QUANT_I8, 1, 4}, {"pca-int8", QUANT_I8, 1, 10},
-        {"pca-bit", QUANT_BIT, 1, 10}, {"pca-bit", QUANT_BIT, 1, 50},
+        {"int8", QUANT_I8, 0, 0, 1}, {"int8", QUANT_I8, 0, 0, 2}, {"int8", QUANT_I8, 0, 0, 4},
+        {"int8-rot", QUANT_I8, 0, 1, 2},
+        {"bit-rot", QUANT_BIT, 0, 1, 10}, {"bit-rot", QUANT_BIT, 0, 1, 30},
+        {"bit", QUANT_BIT, 0, 0, 30},
+        {"pca-int8", QUANT_I8, 1, 0, 4}, {"pca-int8", QUANT_I8, 1, 0, 10},
+        {"pca-bit-rot", QUANT_BIT, 1, 1, 30},
     };
-    quant_model *models[2] = {NULL, NULL};
-    double fit_s[2] = {0, 0};
+    int first = 1;
+    quant_model *models[4] = {NULL, NULL, NULL, NULL};
+    double fit_s[4] = {0, 0, 0, 0};
     for (size_t mi = 0; mi < sizeof methods / sizeof *methods; mi++) {
         const method *me = &methods[mi];
         if (me->pca && !pca) continue;
-        if (!models[me->pca]) {
+        int mk = me->pca * 2 + me->rot;
+        if (!models[mk]) {
             double a = cdx_now();
-            if (quant_model_fit(&src, 50000, me->pca ? (int)pca : 0, &models[me->pca])) {
+            if (quant_model_fit(&src, 50000, me->pca ? (int)pca : 0, me->rot, &models[mk])) {
                 fprintf(stderr, "fit failed: %s\n", cdx_last_error());
                 return 1;
             }
-            fit_s[me->pca] = cdx_now() - a;
+            fit_s[mk] = cdx_now() - a;
         }
-        const quant_model *m = models[me->pca];
+        const quant_model *m = models[mk];
         /* Codes for this (model, kind), rebuilt per method: cheap next to the scans. */
-        size_t cb = quant_code_bytes(me->kind, m->pdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
+        size_t cb = quant_code_bytes(me->kind, m->cdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
         uint64_t nb = ((uint64_t)n + QSCAN_BLOCK - 1) / QSCAN_BLOCK;
         uint8_t *codes = cdx_alloc_aligned((size_t)nb * bb, 1);
         if (!codes) { fprintf(stderr, "out of memory\n"); return 1; }
         double a = cdx_now();
         if (qcodes_encode_rows(m, me->kind, &src, 0, (uint64_t)n, codes)) return 1;
-        double build_s = cdx_now() - a + fit_s[me->pca];
+        double build_s = cdx_now() - a + fit_s[mk];
         qcodes_view cv = {me->kind, codes, (uint64_t)n, cb, bb};
         qscan_params qp = qscan_default_params();
         qp.topk = tp;
@@ -147,35 +162,49 @@ int main(int argc, char **argv)
         double hit = 0;
         qscan_search(&cv, m, &src, qs, 1, &qp, got, ng);   /* warm-up */
         for (long q = 0; q < nq; q++) {
-            double b = cdx_now();
+            double b = cdx_now(), c = cpu_now();
+            topk_search(&src, qs + (size_t)q * dim, 1, &tp, got, ng);
+            fms[q] = (cdx_now() - b) * 1e3;
+            fcms[q] = (cpu_now() - c) * 1e3;
+            b = cdx_now();
+            c = cpu_now();
             if (qscan_search(&cv, m, &src, qs + (size_t)q * dim, 1, &qp, got, ng)) {
                 fprintf(stderr, "qscan failed: %s\n", cdx_last_error());
                 return 1;
             }
             ms[q] = (cdx_now() - b) * 1e3;
+            cms[q] = (cpu_now() - c) * 1e3;
             for (size_t i = 0; i < ng[0]; i++)
                 for (size_t j = 0; j < ne[q]; j++)
                     if (got[i].slot == exact[(size_t)q * K + j].slot) { hit++; break; }
         }
         qsort(ms, (size_t)nq, sizeof *ms, cmp_double);
+        qsort(fms, (size_t)nq, sizeof *fms, cmp_double);
+        qsort(cms, (size_t)nq, sizeof *cms, cmp_double);
+        qsort(fcms, (size_t)nq, sizeof *fcms, cmp_double);
+        double cpu_ms = cms[nq / 2], f32_cpu_ms = fcms[nq / 2];
+        double f32_ms = fms[nq / 2];
         double mq = ms[nq / 2], recall = hit / ((double)nq * K);
         size_t bpi = cb + sizeof(quant_aux);
         char label[64];
-        snprintf(label, sizeof label, "%s%s%ld x%zu", me->name, me->pca ? "/" : "",
-                 me->pca ? pca : 0L, me->rescore);
-        if (!me->pca) snprintf(label, sizeof label, "%s x%zu", me->name, me->rescore);
-        if (json) printf(",\n  {\"method\": \"%s\", \"pca\": %ld, \"rescore\": %zu, \"ms\": %.3f, "
-                         "\"speedup\": %.2f, \"recall10\": %.4f, \"bytes_per_image\": %zu, \"build_s\": %.2f}",
-                         me->name, me->pca ? pca : 0L, me->rescore, mq, f32_ms / mq, recall, bpi, build_s);
-        else printf("%-22s %9.3f %8.2f %9.4f %8zu %8.2f\n", label, mq, f32_ms / mq, recall, bpi, build_s);
+        if (me->pca) snprintf(label, sizeof label, "%s/%ld x%zu", me->name, pca, me->rescore);
+        else snprintf(label, sizeof label, "%s x%zu", me->name, me->rescore);
+        if (json) printf("%s\n  {\"method\": \"%s\", \"pca\": %ld, \"rescore\": %zu, \"ms\": %.3f, "
+                         "\"f32_ms\": %.3f, \"speedup\": %.2f, \"cpu_ms\": %.3f, \"f32_cpu_ms\": %.3f, "
+                         "\"cpu_speedup\": %.2f, \"recall10\": %.4f, \"bytes_per_image\": %zu, "
+                         "\"build_s\": %.2f}", first ? "" : ",",
+                         me->name, me->pca ? pca : 0L, me->rescore, mq, f32_ms, f32_ms / mq, cpu_ms, f32_cpu_ms,
+                         f32_cpu_ms / cpu_ms, recall, bpi, build_s);
+        else printf("%-20s %8.3f %8.3f %8.2f %8.3f %8.2f %9.4f %8zu %8.2f\n", label, mq, f32_ms, f32_ms / mq,
+                    cpu_ms, f32_cpu_ms / cpu_ms, recall, bpi, build_s);
+        first = 0;
         fflush(stdout);
         cdx_free_aligned(codes);
     }
     if (json) printf("\n]}\n");
-    quant_model_free(models[0]);
-    quant_model_free(models[1]);
+    for (int i = 0; i < 4; i++) quant_model_free(models[i]);
     clipgen_free(g);
     cdx_free_aligned(rows);
-    free(qs); free(exact); free(got); free(ne); free(ng); free(ms);
+    free(qs); free(exact); free(got); free(ne); free(ng); free(ms); free(fms); free(cms); free(fcms);
     return 0;
 }

@@ -20,6 +20,10 @@
 
 #include <immintrin.h>
 
+/* Software prefetch distance in rows: the hardware prefetcher alone left
+ * the scan at ~2/3 of the float32 scan's bytes per second (measured). */
+#define QDOT_PREFETCH_ROWS 16
+
 static inline __m256i dot32(__m256i acc, __m256i q, const int8_t *x, __m256i ones)
 {
     __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)x));
@@ -33,6 +37,8 @@ void qdot_i8_avx2(const uint8_t *q, const int8_t *rows, size_t nrows, size_t len
     for (; r + 4 <= nrows; r += 4) {
         const int8_t *x = rows + r * len;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t i = 0; i < 4 * len; i += 64)   /* the group after next */
+            _mm_prefetch((const char *)(x + QDOT_PREFETCH_ROWS * len + i), _MM_HINT_T0);
         for (size_t i = 0; i < len; i += 32) {
             __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i));
             a0 = dot32(a0, qv, x + i, ones);
@@ -62,6 +68,8 @@ void qdot_bit_popcnt(const uint64_t *planes, const uint64_t *rows, size_t nrows,
 {
     for (size_t r = 0; r < nrows; r++) {
         const uint64_t *x = rows + r * words;
+        for (size_t w = 0; w < words; w += 8)
+            _mm_prefetch((const char *)(x + QDOT_PREFETCH_ROWS * words + w), _MM_HINT_T0);
         uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;
         for (size_t w = 0; w < words; w++) {
             uint64_t v = x[w];

@@ -15,6 +15,8 @@
 
 #include <immintrin.h>
 
+#define QDOT_PREFETCH_ROWS 16   /* as dot_i8_avx2.c */
+
 #define T_BW __attribute__((target("avx512f,avx512bw")))
 #define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define T_POP __attribute__((target("avx512f,avx512vpopcntdq")))
@@ -33,6 +35,8 @@ T_BW void qdot_i8_avx512bw(const uint8_t *q, const int8_t *rows, size_t nrows, s
     for (; r + 4 <= nrows; r += 4) {
         const int8_t *x = rows + r * len;
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t i = 0; i < 4 * len; i += 64)
+            _mm_prefetch((const char *)(x + QDOT_PREFETCH_ROWS * len + i), _MM_HINT_T0);
         for (size_t i = 0; i < len; i += 64) {
             __m512i qv = _mm512_loadu_si512((const void *)(q + i));
             a0 = dot64_bw(a0, qv, x + i, ones);
@@ -61,6 +65,8 @@ T_VNNI void qdot_i8_avx512vnni(const uint8_t *q, const int8_t *rows, size_t nrow
     for (; r + 4 <= nrows; r += 4) {
         const int8_t *x = rows + r * len;
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t i = 0; i < 4 * len; i += 64)
+            _mm_prefetch((const char *)(x + QDOT_PREFETCH_ROWS * len + i), _MM_HINT_T0);
         for (size_t i = 0; i < len; i += 64) {
             __m512i qv = _mm512_loadu_si512((const void *)(q + i));
             a0 = _mm512_dpbusd_epi32(a0, qv, _mm512_loadu_si512((const void *)(x + i)));
@@ -88,6 +94,8 @@ T_POP void qdot_bit_avx512(const uint64_t *planes, const uint64_t *rows, size_t 
 {
     for (size_t r = 0; r < nrows; r++) {
         const uint64_t *x = rows + r * words;
+        for (size_t w = 0; w < words; w += 8)
+            _mm_prefetch((const char *)(x + QDOT_PREFETCH_ROWS * words + w), _MM_HINT_T0);
         __m512i acc = _mm512_setzero_si512();
         for (size_t w = 0; w < words; w += 8) {
             __m512i v = _mm512_loadu_si512((const void *)(x + w));

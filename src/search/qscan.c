@@ -34,12 +34,12 @@ cdx_result qcodes_encode_rows(const quant_model *m, quant_kind kind, const cdx_r
 {
     if (r1 < r0 || r1 > src->count || src->dim != m->dim)
         return cdx_error(CDX_ERR_INVALID_ARG, "qcodes_encode_rows: bad row range or dimension");
-    size_t cb = quant_code_bytes(kind, m->pdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
+    size_t cb = quant_code_bytes(kind, m->cdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
     uint64_t b0 = r0 / QSCAN_BLOCK, b1 = (r1 + QSCAN_BLOCK - 1) / QSCAN_BLOCK;
     int failed = 0;
     #pragma omp parallel
     {
-        float *scratch = malloc((size_t)(m->dim + m->pdim) * sizeof(float));
+        float *scratch = malloc(quant_encode_scratch(m, QSCAN_BLOCK) * sizeof(float));
         if (!scratch) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
         #pragma omp for schedule(dynamic, 16)
         for (uint64_t b = b0; b < b1; b++) {
@@ -47,12 +47,11 @@ cdx_result qcodes_encode_rows(const quant_model *m, quant_kind kind, const cdx_r
             uint8_t *blk = out + (b - b0) * bb;
             uint64_t lo = b * QSCAN_BLOCK > r0 ? b * QSCAN_BLOCK : r0;
             uint64_t hi = (b + 1) * QSCAN_BLOCK < r1 ? (b + 1) * QSCAN_BLOCK : r1;
-            for (uint64_t r = lo; r < hi; r++) {
-                size_t i = (size_t)(r % QSCAN_BLOCK);
-                quant_aux a;
-                quant_encode(m, kind, cdx_rows_at(src, r), blk + i * cb, &a, scratch);
-                memcpy(blk + QSCAN_BLOCK * cb + i * sizeof a, &a, sizeof a);
-            }
+            const float *x[QSCAN_BLOCK];
+            for (uint64_t r = lo; r < hi; r++) x[r - lo] = cdx_rows_at(src, r);
+            size_t i = (size_t)(lo % QSCAN_BLOCK);
+            quant_encode_batch(m, kind, x, (size_t)(hi - lo), blk + i * cb, cb,
+                               (quant_aux *)(blk + QSCAN_BLOCK * cb) + i, scratch);
         }
         free(scratch);
     }
@@ -112,7 +111,7 @@ static cdx_result check_args(const qcodes_view *cv, const quant_model *m, const 
     if (nq > TOPK_MAX_QUERIES)
         return cdx_error(CDX_ERR_INVALID_ARG, "qscan_search: too many queries (%zu)", nq);
     if (src->dim != m->dim || cv->count > src->count || (cv->count && !cv->base) ||
-        cv->code_bytes != quant_code_bytes(cv->kind, m->pdim) ||
+        cv->code_bytes != quant_code_bytes(cv->kind, m->cdim) ||
         cv->block_bytes != QSCAN_BLOCK * (cv->code_bytes + sizeof(quant_aux)))
         return cdx_error(CDX_ERR_INVALID_ARG, "qscan_search: codes do not match the model or rows");
     if (p->rescore < 1 || p->rescore > QSCAN_MAX_RESCORE)

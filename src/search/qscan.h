@@ -33,7 +33,7 @@ typedef struct qcodes_view {
     quant_kind kind;
     const uint8_t *base;      /* block 0 */
     uint64_t count;           /* rows */
-    size_t code_bytes;        /* per row, quant_code_bytes(kind, pdim) */
+    size_t code_bytes;        /* per row, quant_code_bytes(kind, cdim) */
     size_t block_bytes;       /* 64 * (code_bytes + 8) */
 } qcodes_view;
 

@@ -41,10 +41,19 @@ void quant_model_free(quant_model *m)
     if (!m) return;
     free(m->mean);
     free(m->proj);
+    free(m->signs);
     free(m);
 }
 
-static cdx_result model_alloc(int dim, int pdim, int with_proj, quant_model **out)
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static cdx_result model_alloc(int dim, int pdim, int with_proj, int rotate, quant_model **out)
 {
     if (dim < 1 || dim > QUANT_MAX_DIM || pdim < 1 || pdim > dim || (!with_proj && pdim != dim))
         return cdx_error(CDX_ERR_INVALID_ARG, "quant: bad dimensions %d -> %d", dim, pdim);
@@ -52,21 +61,28 @@ static cdx_result model_alloc(int dim, int pdim, int with_proj, quant_model **ou
     if (!m) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     m->dim = dim;
     m->pdim = pdim;
+    m->rotate = rotate ? 1 : 0;
+    m->cdim = pdim;
+    if (rotate)
+        while (m->cdim & (m->cdim - 1)) m->cdim += m->cdim & -m->cdim;   /* next power of two */
     m->mean = calloc((size_t)dim, sizeof(float));
     if (with_proj) m->proj = calloc((size_t)pdim * (size_t)dim, sizeof(float));
-    if (!m->mean || (with_proj && !m->proj)) {
+    if (rotate) m->signs = malloc(3 * (size_t)m->cdim * sizeof(float));
+    if (!m->mean || (with_proj && !m->proj) || (rotate && !m->signs)) {
         quant_model_free(m);
         return cdx_error(CDX_ERR_NOMEM, "out of memory for a %d x %d projection", pdim, dim);
     }
+    for (size_t i = 0; rotate && i < 3 * (size_t)m->cdim; i++)
+        m->signs[i] = (mix64(0xC0DE5EED00000000ull + i) >> 63) ? -1.0f : 1.0f;
     *out = m;
     return CDX_OK;
 }
 
-cdx_result quant_model_new(int dim, int pdim, const float *mean, const float *proj,
+cdx_result quant_model_new(int dim, int pdim, int rotate, const float *mean, const float *proj,
                            quant_model **out)
 {
     quant_model *m = NULL;
-    cdx_result r = model_alloc(dim, pdim, proj != NULL, &m);
+    cdx_result r = model_alloc(dim, pdim, proj != NULL, rotate, &m);
     if (r) return r;
     size_t np = proj ? (size_t)pdim * (size_t)dim : 0;
     for (int i = 0; i < dim; i++)
@@ -124,7 +140,8 @@ out:
 }
 #endif
 
-cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, quant_model **out)
+cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, int rotate,
+                           quant_model **out)
 {
     int dim = src->dim;
     int use_pca = pdim > 0 && pdim < dim;
@@ -133,7 +150,7 @@ cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, 
     if (use_pca) return cdx_error(CDX_ERR_UNSUPPORTED, "PCA needs OpenBLAS (LAPACK), absent from this build");
 #endif
     quant_model *m = NULL;
-    cdx_result r = model_alloc(dim, use_pca ? pdim : dim, use_pca, &m);
+    cdx_result r = model_alloc(dim, use_pca ? pdim : dim, use_pca, rotate, &m);
     if (r) return r;
     uint64_t n = src->count < max_samples ? src->count : max_samples;
     if (n == 0) n = 1;
@@ -175,52 +192,69 @@ cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, 
 
 /* ---------------------------------------------------------------- encode */
 
-/* r = P (x - mean), pdim floats.  x - mean goes through r when P is set,
- * so scratch use is one vector. */
-static void centre(const quant_model *m, const float *x, float *r, float *tmp)
+/* In place, n a power of two: v <- H v (unnormalised Walsh-Hadamard). */
+static void fwht(float *v, int n)
 {
-    if (!m->proj) {
-        for (int d = 0; d < m->dim; d++) r[d] = x[d] - m->mean[d];
-        return;
-    }
-    for (int d = 0; d < m->dim; d++) tmp[d] = x[d] - m->mean[d];
-    for (int p = 0; p < m->pdim; p++) {
-        const float *w = m->proj + (size_t)p * m->dim;
-        float s = 0.0f;
-        for (int d = 0; d < m->dim; d++) s += w[d] * tmp[d];
-        r[p] = s;
-    }
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                float a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
+            }
 }
 
-/* q' = P q (no centring: q . mean is a constant of the query). */
-static void project(const quant_model *m, const float *q, float *out)
+/* v (cdim floats, zero beyond pdim) <- R v: an orthogonal transform. */
+static void rotate_vec(const quant_model *m, float *v)
 {
-    if (!m->proj) {
-        memcpy(out, q, (size_t)m->dim * sizeof *out);
-        return;
+    for (int round = 0; round < 3; round++) {
+        const float *sg = m->signs + (size_t)round * m->cdim;
+        for (int i = 0; i < m->cdim; i++) v[i] *= sg[i];
+        fwht(v, m->cdim);
     }
-    for (int p = 0; p < m->pdim; p++) {
-        const float *w = m->proj + (size_t)p * m->dim;
-        float s = 0.0f;
-        for (int d = 0; d < m->dim; d++) s += w[d] * q[d];
-        out[p] = s;
-    }
+    float s = 1.0f / ((float)m->cdim * sqrtf((float)m->cdim));   /* (1/sqrt(n))^3 */
+    for (int i = 0; i < m->cdim; i++) v[i] *= s;
 }
 
-void quant_encode(const quant_model *m, quant_kind kind, const float *x, uint8_t *code,
-                  quant_aux *aux, float *scratch)
+size_t quant_encode_scratch(const quant_model *m, size_t n)
 {
-    /* scratch holds r (pdim) then, with a projection, x - mean (dim). */
-    float *r = scratch, *tmp = scratch + m->pdim;
-    centre(m, x, r, tmp);
-    size_t bytes = quant_code_bytes(kind, m->pdim);
-    memset(code, 0, bytes);
+    return n * ((size_t)m->dim + (size_t)m->cdim);
+}
+
+/* rows r[0..n) (cdim floats each, zero-padded) <- R P X, X = centred rows. */
+static void transform_rows(const quant_model *m, const float *X, size_t n, float *r)
+{
+    size_t cd = (size_t)m->cdim, d = (size_t)m->dim;
+    memset(r, 0, n * cd * sizeof *r);
+    if (!m->proj) {
+        for (size_t i = 0; i < n; i++) memcpy(r + i * cd, X + i * d, d * sizeof *r);
+    } else {
+#ifdef CDX_HAVE_OPENBLAS
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m->pdim, m->dim, 1.0f, X,
+                    m->dim, m->proj, m->dim, 0.0f, r, m->cdim);
+#else
+        for (size_t i = 0; i < n; i++)
+            for (int p = 0; p < m->pdim; p++) {
+                const float *w = m->proj + (size_t)p * d;
+                float s = 0.0f;
+                for (size_t k = 0; k < d; k++) s += w[k] * X[i * d + k];
+                r[i * cd + (size_t)p] = s;
+            }
+#endif
+    }
+    for (size_t i = 0; m->rotate && i < n; i++) rotate_vec(m, r + i * cd);
+}
+
+static void code_row(const quant_model *m, quant_kind kind, const float *r, uint8_t *code,
+                     quant_aux *aux)
+{
+    memset(code, 0, quant_code_bytes(kind, m->cdim));
     if (kind == QUANT_I8) {
         float mx = 0.0f;
-        for (int i = 0; i < m->pdim; i++) mx = fmaxf(mx, fabsf(r[i]));
+        for (int i = 0; i < m->cdim; i++) mx = fmaxf(mx, fabsf(r[i]));
         float s = mx > 0.0f ? mx / 127.0f : 0.0f;
         int32_t sum = 0;
-        for (int i = 0; s > 0.0f && i < m->pdim; i++) {
+        for (int i = 0; s > 0.0f && i < m->cdim; i++) {
             long c = lrintf(r[i] / s);
             c = c > 127 ? 127 : c < -127 ? -127 : c;
             ((int8_t *)code)[i] = (int8_t)c;
@@ -232,7 +266,7 @@ void quant_encode(const quant_model *m, quant_kind kind, const float *x, uint8_t
     }
     double l1 = 0.0, l2 = 0.0;
     int32_t pop = 0;
-    for (int i = 0; i < m->pdim; i++) {
+    for (int i = 0; i < m->cdim; i++) {
         l1 += fabs((double)r[i]);
         l2 += (double)r[i] * (double)r[i];
         if (r[i] > 0.0f) {
@@ -242,6 +276,16 @@ void quant_encode(const quant_model *m, quant_kind kind, const float *x, uint8_t
     }
     aux->f = l1 > 0.0 ? (float)(l2 / l1) : 0.0f;
     aux->n = pop;
+}
+
+void quant_encode_batch(const quant_model *m, quant_kind kind, const float *const *x, size_t n,
+                        uint8_t *codes, size_t code_stride, quant_aux *aux, float *scratch)
+{
+    float *X = scratch, *r = scratch + n * (size_t)m->dim;
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < m->dim; d++) X[i * (size_t)m->dim + (size_t)d] = x[i][d] - m->mean[d];
+    transform_rows(m, X, n, r);
+    for (size_t i = 0; i < n; i++) code_row(m, kind, r + i * (size_t)m->cdim, codes + i * code_stride, &aux[i]);
 }
 
 /* ---------------------------------------------------------------- queries */
@@ -260,8 +304,8 @@ cdx_result quant_query_new(const quant_model *m, quant_kind kind, quant_query **
     quant_query *q = calloc(1, sizeof *q);
     if (!q) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     q->kind = kind;
-    size_t bytes = quant_code_bytes(kind, m->pdim);
-    q->tmp = malloc((size_t)m->dim * sizeof(float));
+    size_t bytes = quant_code_bytes(kind, m->cdim);
+    q->tmp = malloc((size_t)(m->dim > m->cdim ? m->dim : m->cdim) * sizeof(float));
     if (kind == QUANT_I8) {
         q->len = bytes;
         q->u8 = cdx_alloc_aligned(bytes, 1);
@@ -279,14 +323,15 @@ cdx_result quant_query_new(const quant_model *m, quant_kind kind, quant_query **
 
 void quant_query_set(quant_query *qq, const quant_model *m, const float *q)
 {
-    float *v = qq->tmp;
-    project(m, q, v);
+    float *v = qq->tmp;   /* q' = R P q (no centring: q . mean is a constant of the query) */
+    transform_rows(m, q, 1, v);
+    int n = m->cdim;
     if (qq->kind == QUANT_I8) {
         float mx = 0.0f;
-        for (int i = 0; i < m->pdim; i++) mx = fmaxf(mx, fabsf(v[i]));
+        for (int i = 0; i < n; i++) mx = fmaxf(mx, fabsf(v[i]));
         qq->sq = mx > 0.0f ? mx / 63.0f : 0.0f;
         memset(qq->u8, 64, qq->len);
-        for (int i = 0; mx > 0.0f && i < m->pdim; i++) {
+        for (int i = 0; mx > 0.0f && i < n; i++) {
             long c = lrintf(v[i] / qq->sq);
             c = c > 63 ? 63 : c < -63 ? -63 : c;
             qq->u8[i] = (uint8_t)(c + 64);
@@ -294,7 +339,7 @@ void quant_query_set(quant_query *qq, const quant_model *m, const float *q)
         return;
     }
     float lo = v[0], hi = v[0];
-    for (int i = 1; i < m->pdim; i++) {
+    for (int i = 1; i < n; i++) {
         lo = fminf(lo, v[i]);
         hi = fmaxf(hi, v[i]);
     }
@@ -302,7 +347,7 @@ void quant_query_set(quant_query *qq, const quant_model *m, const float *q)
     qq->delta = hi > lo ? (hi - lo) / 15.0f : 0.0f;
     memset(qq->planes, 0, 4 * qq->len * sizeof(uint64_t));
     double qsum = 0.0;
-    for (int i = 0; i < m->pdim; i++) {
+    for (int i = 0; i < n; i++) {
         long u = qq->delta > 0.0f ? lrintf((v[i] - lo) / qq->delta) : 0;
         u = u > 15 ? 15 : u < 0 ? 0 : u;
         for (int j = 0; j < 4; j++)

@@ -4,8 +4,9 @@
  *
  * The float32 vectors stay the source of truth; codes only pick candidates
  * that are re-scored exactly (search/qscan.h).  Every code describes the
- * centred vector r = P (x - mean) (P = the PCA projection, or identity), so
- * an estimate of q . x is q' . r with q' = P q: the dropped term q . mean is
+ * centred vector r = R P (x - mean) (P = the PCA projection or identity, R
+ * an optional fixed rotation), so
+ * an estimate of q . x is q' . r with q' = R P q: the dropped term q . mean is
  * the same for every row and does not change the ranking.
  *  - int8: per-vector scale s = max|r_i| / 127, codes round(r_i / s) in
  *    [-127, 127]; aux = {s, sum of codes}.  The query is quantised to 7 bits,
@@ -55,28 +56,38 @@ typedef struct quant_aux {
 
 typedef struct quant_model {
     int dim;         /* source dimension */
-    int pdim;        /* coded dimension (== dim without PCA) */
+    int pdim;        /* dimension after the projection (== dim without PCA) */
+    int rotate;      /* 1: a fixed random rotation follows (see below) */
+    int cdim;        /* coded dimension: pdim, or the next power of two with rotate */
     float *mean;     /* dim floats */
     float *proj;     /* pdim x dim, or NULL (identity, pdim == dim) */
+    float *signs;    /* rotate: 3 x cdim random signs (derived, not stored) */
 } quant_model;
 
 /* Fit a model on (a sample of at most max_samples evenly spaced rows of)
  * src: the mean, and when 0 < pdim < dim the top-pdim principal axes of the
  * centred rows (covariance + LAPACK ssyevd from OpenBLAS; CDX_ERR_UNSUPPORTED
- * when built without OpenBLAS).  pdim <= 0 or >= dim: no projection. */
-cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim,
+ * when built without OpenBLAS).  pdim <= 0 or >= dim: no projection.
+ * rotate: follow with a fixed pseudo-random rotation (three rounds of random
+ * signs + Walsh-Hadamard transform, zero-padded to a power of two), which
+ * spreads the variance evenly over the coded dimensions: needed for sign
+ * codes of anisotropic data, harmless for int8. */
+cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, int rotate,
                            quant_model **out);
 /* A model from stored parts (copied; validated: sizes, finite values). */
-cdx_result quant_model_new(int dim, int pdim, const float *mean, const float *proj,
+cdx_result quant_model_new(int dim, int pdim, int rotate, const float *mean, const float *proj,
                            quant_model **out);
 void quant_model_free(quant_model *m);
 
-/* Bytes of one row's code (a multiple of QUANT_PAD). */
-size_t quant_code_bytes(quant_kind kind, int pdim);
+/* Bytes of one row's code for cdim coded dimensions (a multiple of QUANT_PAD). */
+size_t quant_code_bytes(quant_kind kind, int cdim);
 
-/* Encode one unit vector x (dim floats).  scratch: pdim + dim floats. */
-void quant_encode(const quant_model *m, quant_kind kind, const float *x, uint8_t *code,
-                  quant_aux *aux, float *scratch);
+/* Floats of scratch quant_encode_batch needs for n rows. */
+size_t quant_encode_scratch(const quant_model *m, size_t n);
+/* Encode n unit vectors x[0..n) (dim floats each): codes code_stride bytes
+ * apart (quant_code_bytes each, padding zeroed), aux[0..n). */
+void quant_encode_batch(const quant_model *m, quant_kind kind, const float *const *x, size_t n,
+                        uint8_t *codes, size_t code_stride, quant_aux *aux, float *scratch);
 
 /* A prepared query.  Buffers sized by quant_query_new for the model/kind. */
 typedef struct quant_query {
@@ -84,7 +95,7 @@ typedef struct quant_query {
     size_t len;          /* int8: code bytes; bit: words (uint64) per row */
     uint8_t *u8;         /* int8: shifted 7-bit query, len bytes */
     uint64_t *planes;    /* bit: 4 planes of len words */
-    float *tmp;          /* pdim floats */
+    float *tmp;          /* max(dim, cdim) floats */
     float sq;            /* int8: query step */
     float lo, delta, qsum;   /* bit: query levels; qsum = sum of quantised q' */
 } quant_query;
