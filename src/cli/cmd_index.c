@@ -39,7 +39,9 @@ static void usage(FILE *f)
             "  --json         JSON lines on stdout (events, then a summary)\n"
             "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
             "  --batch N      images per embedding batch (default 32)\n"
-            "  --threads N    inference threads (default all cores)\n\n"
+            "  --threads N    inference threads (default all cores)\n"
+            "  --codes K      also build companion codes for compressed search: int8, bit\n"
+            "                 or all (existing ones are always brought up to date)\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -139,6 +141,13 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--prune")) ip.prune = 1;
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
+        else if (!strcmp(a, "--codes") && hv) {
+            const char *k = argv[++i];
+            int s = cdx_scan_parse(k);
+            if (!strcmp(k, "all")) ip.codes = (1 << CDX_SCAN_INT8) | (1 << CDX_SCAN_BIT);
+            else if (s == CDX_SCAN_INT8 || s == CDX_SCAN_BIT) ip.codes = 1 << s;
+            else { free(paths); return cli_usage_error("index", "--codes: expected int8, bit or all, got '%s'", k); }
+        }
         else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }

@@ -10,7 +10,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clipdex info [--library DIR] [--json]\n\n"
                "Show the library: images (catalogued paths and URLs), vectors (distinct\n"
-               "embedded contents), model, dimension and bytes on disk.\n");
+               "embedded contents), model, dimension and bytes on disk, and the\n"
+               "companion code files of compressed search (bytes per image resident\n"
+               "while scanning).\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -21,7 +23,9 @@ int cmd_info(int argc, char **argv)
     int rc = cli_open_library_args("info", argc, argv, usage, &lib, &json, &d);
     if (rc >= 0) return rc;
     cdx_library_info info;
+    cdx_codes_info ci[2];
     cdx_result r = cdx_library_get_info(lib, &info);
+    for (int s = 0; !r && s < 2; s++) r = cdx_library_codes_info(lib, CDX_SCAN_INT8 + s, 0, &ci[s]);
     cdx_library_close(lib);
     if (r) return cli_fail("reading library", r);
     if (json) {
@@ -31,12 +35,27 @@ int cmd_info(int argc, char **argv)
                (unsigned long long)info.images, (unsigned long long)info.vectors,
                (unsigned long long)info.bytes, info.dim);
         cli_print_json_string(stdout, info.model_dir);
-        printf(", \"model_fingerprint\": \"%s\"}\n", info.model_fingerprint);
+        printf(", \"model_fingerprint\": \"%s\", \"codes\": [", info.model_fingerprint);
+        for (int s = 0; s < 2; s++)
+            printf("%s{\"scan\": \"%s\", \"present\": %s, \"fresh\": %s, \"rows\": %llu, "
+                   "\"file_bytes\": %llu, \"bytes_per_image\": %llu}", s ? ", " : "",
+                   cdx_scan_name(ci[s].scan), ci[s].present ? "true" : "false", ci[s].fresh ? "true" : "false",
+                   (unsigned long long)ci[s].rows, (unsigned long long)ci[s].file_bytes,
+                   (unsigned long long)ci[s].bytes_per_image);
+        printf("], \"f32_bytes_per_image\": %llu}\n", (unsigned long long)info.dim * 4);
     } else {
         printf("library:     %s\nimages:      %llu\nvectors:     %llu\nmodel:       %s\n"
                "fingerprint: %s\ndim:         %d\nbytes:       %llu\n",
                d, (unsigned long long)info.images, (unsigned long long)info.vectors,
                info.model_dir, info.model_fingerprint, info.dim, (unsigned long long)info.bytes);
+        printf("f32 scan:    %llu bytes/image\n", (unsigned long long)info.dim * 4);
+        for (int s = 0; s < 2; s++) {
+            const cdx_codes_info *c = &ci[s];
+            if (!c->present) printf("%-4s codes:  none%s\n", cdx_scan_name(c->scan), c->damaged ? " (damaged file)" : "");
+            else printf("%-4s codes:  %llu bytes/image, %llu rows, %llu bytes%s\n", cdx_scan_name(c->scan),
+                        (unsigned long long)c->bytes_per_image, (unsigned long long)c->rows,
+                        (unsigned long long)c->file_bytes, c->fresh ? "" : " (stale: updated on next use)");
+        }
     }
     return 0;
 }

@@ -29,6 +29,7 @@
 #include "ingest/pipeline.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
+#include "library/lib_codes.h"
 #include "search/topk.h"
 #include "store/catalog.h"
 #include "store/vecfile.h"
@@ -87,6 +88,8 @@ struct cdx_library {
     cdx_ctx *pool[POOL_MAX];
     int pool_free[POOL_MAX];
     int n_pool;
+
+    lib_codes *codes;        /* companion code files (lib_codes.h) */
 };
 
 /* ---------------------------------------------------------------- defaults */
@@ -303,6 +306,7 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     }
     if ((r = catalog_open(lib->cat_path, 0, 0, &lib->rcat))) goto fail;
     if (initialised && (r = open_existing(lib, p))) goto fail;
+    if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
     *out = lib;
     return CDX_OK;
 fail:
@@ -324,6 +328,7 @@ void cdx_library_close(cdx_library *lib)
     for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
     cdx_ctx_free(lib->index_ctx);
     if (lib->all) snapshot_release(lib->all);
+    lib_codes_free(lib->codes);
     vecfile_close(lib->vf);
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
@@ -454,6 +459,22 @@ static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n
     return ingest_run(&t, paths, n_paths, p, stats);
 }
 
+/* After indexing: bring existing companions up to date, build requested ones. */
+static cdx_result refresh_codes(cdx_library *lib, int wanted)
+{
+    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_BIT; scan++) {
+        if (!(wanted & (1 << scan)) && !lib_codes_exists(lib->codes, scan)) continue;
+        cdx_result r = cdx_library_build_codes(lib, scan);
+        if (r == CDX_ERR_INVALID_ARG && vecfile_count(lib->vf) == 0) {   /* nothing to code yet */
+            cdx_error_clear();
+            continue;
+        }
+        if (r) return cdx_error_prefix(r, scan == CDX_SCAN_INT8 ? "updating the int8 companion codes"
+                                                                : "updating the bit companion codes");
+    }
+    return CDX_OK;
+}
+
 cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
                              const cdx_index_params *params, cdx_index_stats *stats)
 {
@@ -466,6 +487,7 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
     pthread_mutex_lock(&lib->wmu);
     cdx_result r = index_locked(lib, paths, n_paths, params ? params : &defaults, stats);
     pthread_mutex_unlock(&lib->wmu);
+    if (!r) r = refresh_codes(lib, (params ? params : &defaults)->codes);
     return r;
 }
 
@@ -742,6 +764,26 @@ static uint64_t count_at_least(const snapshot *s, const cdx_rows *src, const flo
     return total;
 }
 
+/* A vector view and the vector file id, read together. */
+static void vectors_with_id(cdx_library *lib, cdx_rows *src, uint8_t fid[VECFILE_ID_BYTES])
+{
+    pthread_mutex_lock(&lib->vmu);
+    *src = vecfile_rows(lib->vf);
+    vecfile_file_id(lib->vf, fid);
+    pthread_mutex_unlock(&lib->vmu);
+}
+
+/* The compressed scans (lib_codes.h) over a view at least as new as the
+ * one the catalog snapshot was checked against. */
+static cdx_result search_codes(cdx_library *lib, const cdx_search_params *p, const float *query,
+                               const topk_params *tp, topk_hit *th, size_t *nth)
+{
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vectors_with_id(lib, &src, fid);
+    return lib_codes_search(lib->codes, p->scan, p->rescore, &src, fid, query, tp, th, nth);
+}
+
 cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
                                      const cdx_search_params *params, cdx_hit *hits,
                                      size_t *n_hits, uint64_t *total)
@@ -758,6 +800,9 @@ cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
         return cdx_error(CDX_ERR_INVALID_ARG, "offset %zu is more than the maximum %d", p->offset,
                          SEARCH_OFFSET_MAX);
     if (isnan(p->min_score)) return cdx_error(CDX_ERR_INVALID_ARG, "min_score is NaN");
+    if (!cdx_scan_name(p->scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p->scan);
+    if (p->rescore > 1000)
+        return cdx_error(CDX_ERR_INVALID_ARG, "rescore %zu is more than the maximum 1000", p->rescore);
     for (int i = 0; i < lib->dim; i++)
         if (!isfinite(query[i])) return cdx_error(CDX_ERR_INVALID_ARG, "query vector has a non-finite value");
     snapshot *s = NULL;
@@ -782,7 +827,9 @@ cdx_result cdx_library_search_vector(cdx_library *lib, const float *query,
     tp.allow_nbits = s->nbits;
     tp.n_threads = lib->n_threads;
     size_t nth = 0;
-    if ((r = topk_search(&src, query, 1, &tp, th, &nth))) goto done;
+    if (p->scan != CDX_SCAN_F32) r = search_codes(lib, p, query, &tp, th, &nth);
+    else r = topk_search(&src, query, 1, &tp, th, &nth);
+    if (r) goto done;
     size_t skip = p->offset, n = 0;
     for (size_t i = 0; i < nth && n < p->k; i++) {
         size_t j = lower_bound(s->pairs, s->n, (int64_t)th[i].slot);
@@ -820,6 +867,31 @@ cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out)
     cdx_rows src;
     if ((r = vectors_view(lib, (uint64_t)slot + 1, &src))) return r;
     return vecfile_get(lib->vf, (uint64_t)slot, out, NULL);
+}
+
+/* ---------------------------------------------------------------- codes */
+
+cdx_result cdx_library_build_codes(cdx_library *lib, int scan)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_build_codes: NULL library");
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    cdx_result r = CDX_OK;
+    pthread_mutex_lock(&lib->vmu);
+    if (!lib->writable) r = vecfile_refresh(lib->vf);
+    pthread_mutex_unlock(&lib->vmu);
+    if (r) return r;
+    vectors_with_id(lib, &src, fid);
+    return lib_codes_update(lib->codes, scan, &src, fid);
+}
+
+cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info)
+{
+    if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_codes_info: NULL argument");
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vectors_with_id(lib, &src, fid);
+    return lib_codes_info(lib->codes, scan, src.count, fid, verify, info);
 }
 
 /* ---------------------------------------------------------------- check */
@@ -924,6 +996,13 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
         }
     }
     if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
+    for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_BIT; scan++) {
+        cdx_codes_info ci;
+        if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
+        if (ci.damaged)   /* a cache: reported, rebuilt on next use */
+            problem(&cc, "companion codes %s are damaged (%s); they are rebuilt on next use",
+                    ci.path, ci.present ? "data checksum mismatch" : cdx_last_error());
+    }
     catalog_rollback(lib->rcat);
     pthread_mutex_unlock(&lib->rmu);
     free(dmg);
