@@ -434,8 +434,8 @@ typedef struct cdx_codes_info {
 /* State of a companion without changing it; verify = also read it all and
  * check its data checksum. */
 cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info);
-/* Build or bring up to date the companion of scan now (any handle: the
- * companion has its own lock). */
+/* Build or bring up to date the companion of scan now, reading it all and
+ * rebuilding it when damaged (any handle: the companion has its own lock). */
 cdx_result cdx_library_build_codes(cdx_library *lib, int scan);
 
 /* ---------------------------------------------------------------- check */

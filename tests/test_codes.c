@@ -230,8 +230,14 @@ static void test_library_upkeep(void)
         CHECK(exact_equal(lc, scan, &v, fb, d.rows + 9 * 64));
         CHECK(lib_codes_info(lc, scan, 1100, fb, 1, &ci) == CDX_OK && ci.present && ci.fresh && !ci.damaged);
         /* bad scans */
-        CHECK(lib_codes_update(lc, CDX_SCAN_F32, &v, fb) == CDX_ERR_INVALID_ARG);
-        CHECK(lib_codes_update(lc, 9, &v, fb) == CDX_ERR_INVALID_ARG);
+        CHECK(lib_codes_update(lc, CDX_SCAN_F32, &v, fb, 0) == CDX_ERR_INVALID_ARG);
+        CHECK(lib_codes_update(lc, 9, &v, fb, 0) == CDX_ERR_INVALID_ARG);
+        /* data damage: searches keep using the file, a verifying update rebuilds it */
+        flip(ci.path, 4096 + 4096 + 9);
+        CHECK(exact_equal(lc, scan, &v, fb, d.rows + 11 * 64));
+        CHECK(lib_codes_info(lc, scan, 1100, fb, 1, &ci) == CDX_OK && ci.damaged);
+        CHECK(lib_codes_update(lc, scan, &v, fb, 1) == CDX_OK);
+        CHECK(lib_codes_info(lc, scan, 1100, fb, 1, &ci) == CDX_OK && ci.present && ci.fresh && !ci.damaged);
         lib_codes_free(lc);
     }
     CHECK(cdx_scan_parse("int8") == CDX_SCAN_INT8 && cdx_scan_parse("bit") == CDX_SCAN_BIT &&

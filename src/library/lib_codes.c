@@ -191,10 +191,11 @@ static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, co
  * companion of the same file id with more rows is ahead, not stale (another
  * handle saw newer vectors; rows are append-only until compaction, which
  * changes the file id): searches use its first src->count rows. */
-static cdx_result update_locked(lib_codes *lc, int scan, const cdx_rows *src, const uint8_t *fid)
+static cdx_result update_locked(lib_codes *lc, int scan, const cdx_rows *src, const uint8_t *fid,
+                                int verify)
 {
     snap *c = lc->cur[scan];
-    if (c && !memcmp(c->fid, fid, LIB_CODES_ID_BYTES) && c->view.count >= src->count) return CDX_OK;
+    if (!verify && c && !memcmp(c->fid, fid, LIB_CODES_ID_BYTES) && c->view.count >= src->count) return CDX_OK;
     if (src->count == 0) return cdx_error(CDX_ERR_INVALID_ARG, "no vectors to code");
     int lfd = open(lc->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lfd < 0) return cdx_error(CDX_ERR_IO, "%s: %s (companion codes need a writable library directory "
@@ -205,6 +206,11 @@ static cdx_result update_locked(lib_codes *lc, int scan, const cdx_rows *src, co
     }
     snap *s = NULL;
     cdx_result r = load(lc, scan, src->dim, fid, &s);
+    if (!r && s && verify && codes_verify(s->cf) != CDX_OK) {   /* damaged data: rebuild */
+        cdx_error_clear();
+        snap_release(s);
+        s = NULL;
+    }
     if (!r && s && s->view.count < src->count) {   /* extend */
         uint8_t *buf = NULL;
         r = encode(s->m, scan, src, s->view.count, &buf);
@@ -236,12 +242,13 @@ static cdx_result update_locked(lib_codes *lc, int scan, const cdx_rows *src, co
     return CDX_OK;
 }
 
-cdx_result lib_codes_update(lib_codes *lc, int scan, const cdx_rows *src, const uint8_t fid[LIB_CODES_ID_BYTES])
+cdx_result lib_codes_update(lib_codes *lc, int scan, const cdx_rows *src, const uint8_t fid[LIB_CODES_ID_BYTES],
+                            int verify)
 {
     cdx_result r = check_scan(scan);
     if (r) return r;
     pthread_mutex_lock(&lc->mu);
-    r = update_locked(lc, scan, src, fid);
+    r = update_locked(lc, scan, src, fid, verify);
     pthread_mutex_unlock(&lc->mu);
     return r;
 }
@@ -253,7 +260,7 @@ cdx_result lib_codes_search(lib_codes *lc, int scan, size_t rescore, const cdx_r
     cdx_result r = check_scan(scan);
     if (r) return r;
     pthread_mutex_lock(&lc->mu);
-    r = update_locked(lc, scan, src, fid);
+    r = update_locked(lc, scan, src, fid, 0);
     snap *s = r ? NULL : lc->cur[scan];
     if (s) s->refs++;
     pthread_mutex_unlock(&lc->mu);

@@ -29,9 +29,11 @@ typedef struct lib_codes lib_codes;
 cdx_result lib_codes_new(const char *dir, lib_codes **out);
 void lib_codes_free(lib_codes *lc);
 
-/* Bring the companion of scan (CDX_SCAN_INT8/BIT) up to date with src. */
+/* Bring the companion of scan (CDX_SCAN_INT8/BIT) up to date with src;
+ * verify: also read it all and rebuild it when its data checksum fails
+ * (searches do not verify: damaged codes cost recall, never wrong scores). */
 cdx_result lib_codes_update(lib_codes *lc, int scan, const cdx_rows *src,
-                            const uint8_t fid[LIB_CODES_ID_BYTES]);
+                            const uint8_t fid[LIB_CODES_ID_BYTES], int verify);
 
 /* Search one query over the companion of scan (updated first when behind
  * src); tp as for topk_search; rescore 0 = the default for the scan. */

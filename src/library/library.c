@@ -882,7 +882,7 @@ cdx_result cdx_library_build_codes(cdx_library *lib, int scan)
     pthread_mutex_unlock(&lib->vmu);
     if (r) return r;
     vectors_with_id(lib, &src, fid);
-    return lib_codes_update(lib->codes, scan, &src, fid);
+    return lib_codes_update(lib->codes, scan, &src, fid, 1);
 }
 
 cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info)
@@ -1000,8 +1000,10 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
         cdx_codes_info ci;
         if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
         if (ci.damaged)   /* a cache: reported, rebuilt on next use */
-            problem(&cc, "companion codes %s are damaged (%s); they are rebuilt on next use",
-                    ci.path, ci.present ? "data checksum mismatch" : cdx_last_error());
+            problem(&cc, "companion codes %s are damaged (%s); %s", ci.path,
+                    ci.present ? "data checksum mismatch" : cdx_last_error(),
+                    ci.present ? "'clipdex index --codes KIND' rebuilds them"
+                               : "they are rebuilt on next use");
     }
     catalog_rollback(lib->rcat);
     pthread_mutex_unlock(&lib->rmu);
