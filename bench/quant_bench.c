@@ -14,7 +14,8 @@
  * ratio, the fairer figure on a loaded machine (use --threads 1 there:
  * idle OpenMP threads spin and count as CPU).
  * Options: --n (default 1000000) --dim (512) --queries (50) --threads (0 =
- * all) --pca (128; 0 = no PCA rows) --seed --json.  Memory: about
+ * all) --pca (128; 0 = no PCA rows) --only METHOD (one method name, e.g.
+ * int8 or bit-rot) --seed --json.  Memory: about
  * n * (dim*4 + dim + 72) bytes.
  */
 #include "clipgen.h"
@@ -65,9 +66,11 @@ int main(int argc, char **argv)
 {
     long n = 1000000, dim = 512, nq = 50, threads = 0, pca = 128, seed = 1;
     int json = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         long *dst = NULL, lo = 1, hi = 0;
         if (!strcmp(argv[i], "--json")) { json = 1; continue; }
+        if (!strcmp(argv[i], "--only") && i + 1 < argc) { only = argv[++i]; continue; }
         if (!strcmp(argv[i], "--n")) { dst = &n; lo = 1000; hi = 20000000; }
         else if (!strcmp(argv[i], "--dim")) { dst = &dim; lo = 16; hi = 4096; }
         else if (!strcmp(argv[i], "--queries")) { dst = &nq; lo = 1; hi = 10000; }
@@ -76,7 +79,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--seed")) { dst = &seed; lo = 0; hi = 1L << 40; }
         if (!dst || i + 1 >= argc || !parse_long(argv[i + 1], lo, hi, dst)) {
             fprintf(stderr, "usage: quant_bench [--n N] [--dim D] [--queries Q] [--threads T] "
-                            "[--pca P] [--seed S] [--json]\n");
+                            "[--pca P] [--seed S] [--only METHOD] [--json]\n");
             return 2;
         }
         i++;
@@ -136,7 +139,7 @@ int main(int argc, char **argv)
     double fit_s[4] = {0, 0, 0, 0};
     for (size_t mi = 0; mi < sizeof methods / sizeof *methods; mi++) {
         const method *me = &methods[mi];
-        if (me->pca && !pca) continue;
+        if ((me->pca && !pca) || (only && strcmp(only, me->name))) continue;
         int mk = me->pca * 2 + me->rot;
         if (!models[mk]) {
             double a = cdx_now();

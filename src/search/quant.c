@@ -192,6 +192,13 @@ cdx_result quant_model_fit(const cdx_rows *src, uint64_t max_samples, int pdim, 
 
 /* ---------------------------------------------------------------- encode */
 
+/* Round half away from zero, inline (lrintf is a libm call without
+ * -fno-math-errno, and encoding calls it once per coded dimension). */
+static inline long round_near(float v)
+{
+    return (long)(v >= 0.0f ? v + 0.5f : v - 0.5f);
+}
+
 /* In place, n a power of two: v <- H v (unnormalised Walsh-Hadamard). */
 static void fwht(float *v, int n)
 {
@@ -252,10 +259,10 @@ static void code_row(const quant_model *m, quant_kind kind, const float *r, uint
     if (kind == QUANT_I8) {
         float mx = 0.0f;
         for (int i = 0; i < m->cdim; i++) mx = fmaxf(mx, fabsf(r[i]));
-        float s = mx > 0.0f ? mx / 127.0f : 0.0f;
+        float s = mx > 0.0f ? mx / 127.0f : 0.0f, inv = mx > 0.0f ? 127.0f / mx : 0.0f;
         int32_t sum = 0;
         for (int i = 0; s > 0.0f && i < m->cdim; i++) {
-            long c = lrintf(r[i] / s);
+            long c = round_near(r[i] * inv);
             c = c > 127 ? 127 : c < -127 ? -127 : c;
             ((int8_t *)code)[i] = (int8_t)c;
             sum += (int32_t)c;
@@ -332,7 +339,7 @@ void quant_query_set(quant_query *qq, const quant_model *m, const float *q)
         qq->sq = mx > 0.0f ? mx / 63.0f : 0.0f;
         memset(qq->u8, 64, qq->len);
         for (int i = 0; mx > 0.0f && i < n; i++) {
-            long c = lrintf(v[i] / qq->sq);
+            long c = round_near(v[i] / qq->sq);
             c = c > 63 ? 63 : c < -63 ? -63 : c;
             qq->u8[i] = (uint8_t)(c + 64);
         }
@@ -348,7 +355,7 @@ void quant_query_set(quant_query *qq, const quant_model *m, const float *q)
     memset(qq->planes, 0, 4 * qq->len * sizeof(uint64_t));
     double qsum = 0.0;
     for (int i = 0; i < n; i++) {
-        long u = qq->delta > 0.0f ? lrintf((v[i] - lo) / qq->delta) : 0;
+        long u = qq->delta > 0.0f ? round_near((v[i] - lo) / qq->delta) : 0;
         u = u > 15 ? 15 : u < 0 ? 0 : u;
         for (int j = 0; j < 4; j++)
             if (u & (1L << j)) qq->planes[(size_t)j * qq->len + (size_t)i / 64] |= (uint64_t)1 << (i % 64);
