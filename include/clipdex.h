@@ -346,7 +346,7 @@ typedef struct cdx_index_params {
     void *user;
     volatile int *cancel;       /* set non-zero to stop soon (commits first) */
     int codes;                  /* companion code files to build after indexing:
-                                   bits (1 << CDX_SCAN_INT8) | (1 << CDX_SCAN_BIT);
+                                   bits 1 << CDX_SCAN_INT8 / _BIT / _PCA8;
                                    existing companions are always brought up to date */
 } cdx_index_params;
 
@@ -372,11 +372,12 @@ typedef struct cdx_search_params {
     int64_t after, before;     /* date range (unix s; EXIF date else mtime);
                                   0 = unbounded */
     const char *format;        /* e.g. "jpeg", or NULL */
-    int scan;                  /* CDX_SCAN_F32 (default), CDX_SCAN_INT8, CDX_SCAN_BIT:
-                                  scan compressed codes, re-score in float32 */
+    int scan;                  /* CDX_SCAN_F32 (default), CDX_SCAN_INT8, CDX_SCAN_BIT,
+                                  CDX_SCAN_PCA8: scan compressed codes, re-score
+                                  in float32 */
     size_t rescore;            /* compressed scans: candidates re-scored =
                                   (offset+k) * rescore; 0 = the scan's default
-                                  (int8 4, bit 40; max 1000) */
+                                  (int8 4, bit 40, pca8 10; max 1000) */
 } cdx_search_params;
 
 cdx_search_params cdx_search_default_params(void);
@@ -412,15 +413,21 @@ cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out);
  * are exact float32 cosines, but a true top-k image can be missed (recall
  * measured in docs/search.md).  A stale companion (another vector file id
  * after compaction, other row count) is rebuilt or extended, never used. */
-enum { CDX_SCAN_F32 = 0, CDX_SCAN_INT8 = 1, CDX_SCAN_BIT = 2 };
+enum {
+    CDX_SCAN_F32 = 0,
+    CDX_SCAN_INT8 = 1,    /* int8 codes of every dimension */
+    CDX_SCAN_BIT = 2,     /* 1-bit codes (rotated) */
+    CDX_SCAN_PCA8 = 3     /* int8 codes of the top dim/4 PCA components (needs OpenBLAS) */
+};
+#define CDX_SCAN_LAST CDX_SCAN_PCA8
 
-/* "f32", "int8", "bit"; NULL for an unknown value. */
+/* "f32", "int8", "bit", "pca8"; NULL for an unknown value. */
 const char *cdx_scan_name(int scan);
 /* Parse a scan name; -1 when unknown. */
 int cdx_scan_parse(const char *name);
 
 typedef struct cdx_codes_info {
-    int scan;                   /* CDX_SCAN_INT8 or CDX_SCAN_BIT */
+    int scan;                   /* CDX_SCAN_INT8, CDX_SCAN_BIT or CDX_SCAN_PCA8 */
     int present;                /* the companion file exists and parses */
     int fresh;                  /* it covers exactly the current vector file */
     int damaged;                /* verify only: the data checksum failed */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # e2e_codes.sh - compressed search through the real binary: `index --codes`
-# builds companions, `search --scan int8|bit` answers like the float32 scan
+# builds companions, `search --scan int8|bit|pca8` answers like the float32 scan
 # when every candidate is re-scored, companions follow new images, `info`
 # reports bytes per image, a damaged companion is reported by `check` and
 # rebuilt (by use when its header is damaged, by `index --codes` when its
@@ -30,12 +30,12 @@ results() { sed 's/, "took_ms": [0-9.]*//'; }   # drop the timing
 [ ! -f "$lib/codes-bit.cdxc" ] && ok || bad "bit companion built unasked"
 for q in "a photo of a dog" "a red car"; do
   want=$("$bin" search --library "$lib" --json -k 5 "$q" | results)
-  for s in int8 bit; do
+  for s in int8 bit pca8; do
     got=$("$bin" search --library "$lib" --json -k 5 --scan $s --rescore 1000 "$q" | results)
     [ "$got" = "$want" ] && ok || bad "--scan $s differs from f32 for '$q': $got vs $want"
   done
 done
-[ -f "$lib/codes-bit.cdxc" ] && ok || bad "bit companion not built on first use"
+[ -f "$lib/codes-bit.cdxc" ] && [ -f "$lib/codes-pca8.cdxc" ] && ok || bad "bit/pca8 companions not built on first use"
 "$bin" info --library "$lib" --json >"$tmp/info" || bad "info"
 grep -q '"scan": "int8", "present": true, "fresh": true, "rows": 30' "$tmp/info" && ok || bad "info int8: $(cat "$tmp/info")"
 grep -q '"bytes_per_image": 72' "$tmp/info" && ok || bad "info bytes per image: $(cat "$tmp/info")"
@@ -45,6 +45,7 @@ grep -q '"bytes_per_image": 72' "$tmp/info" && ok || bad "info bytes per image: 
 "$bin" info --library "$lib" --json >"$tmp/info"
 grep -q '"scan": "int8", "present": true, "fresh": true, "rows": 40' "$tmp/info" && ok || bad "int8 not extended: $(cat "$tmp/info")"
 grep -q '"scan": "bit", "present": true, "fresh": true, "rows": 40' "$tmp/info" && ok || bad "bit not extended: $(cat "$tmp/info")"
+grep -q '"scan": "pca8", "present": true, "fresh": true, "rows": 40, "file_bytes": [0-9]*, "bytes_per_image": 72' "$tmp/info" && ok || bad "pca8 not extended: $(cat "$tmp/info")"
 "$bin" check --library "$lib" >/dev/null 2>&1 && ok || bad "check after extending"
 
 # damaged data: check reports it, index --codes rebuilds it

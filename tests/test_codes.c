@@ -194,7 +194,7 @@ static void test_library_upkeep(void)
     char sub[320];
     snprintf(sub, sizeof sub, "%s/lib", dir);
     mkdir(sub, 0755);
-    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_BIT; scan++) {
+    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_LAST; scan++) {
         lib_codes *lc = NULL;
         CHECK(lib_codes_new(sub, &lc) == CDX_OK);
         cdx_codes_info ci;
@@ -241,6 +241,7 @@ static void test_library_upkeep(void)
         lib_codes_free(lc);
     }
     CHECK(cdx_scan_parse("int8") == CDX_SCAN_INT8 && cdx_scan_parse("bit") == CDX_SCAN_BIT &&
+          cdx_scan_parse("pca8") == CDX_SCAN_PCA8 &&
           cdx_scan_parse("f32") == CDX_SCAN_F32 && cdx_scan_parse("x") == -1 && !cdx_scan_name(5));
     unmake(&d);
 }

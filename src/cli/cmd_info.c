@@ -23,9 +23,10 @@ int cmd_info(int argc, char **argv)
     int rc = cli_open_library_args("info", argc, argv, usage, &lib, &json, &d);
     if (rc >= 0) return rc;
     cdx_library_info info;
-    cdx_codes_info ci[2];
+    cdx_codes_info ci[CDX_SCAN_LAST];
+    const int nc = CDX_SCAN_LAST;   /* companions: scans 1..LAST */
     cdx_result r = cdx_library_get_info(lib, &info);
-    for (int s = 0; !r && s < 2; s++) r = cdx_library_codes_info(lib, CDX_SCAN_INT8 + s, 0, &ci[s]);
+    for (int s = 0; !r && s < nc; s++) r = cdx_library_codes_info(lib, CDX_SCAN_INT8 + s, 0, &ci[s]);
     cdx_library_close(lib);
     if (r) return cli_fail("reading library", r);
     if (json) {
@@ -36,7 +37,7 @@ int cmd_info(int argc, char **argv)
                (unsigned long long)info.bytes, info.dim);
         cli_print_json_string(stdout, info.model_dir);
         printf(", \"model_fingerprint\": \"%s\", \"codes\": [", info.model_fingerprint);
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < nc; s++)
             printf("%s{\"scan\": \"%s\", \"present\": %s, \"fresh\": %s, \"rows\": %llu, "
                    "\"file_bytes\": %llu, \"bytes_per_image\": %llu}", s ? ", " : "",
                    cdx_scan_name(ci[s].scan), ci[s].present ? "true" : "false", ci[s].fresh ? "true" : "false",
@@ -49,7 +50,7 @@ int cmd_info(int argc, char **argv)
                d, (unsigned long long)info.images, (unsigned long long)info.vectors,
                info.model_dir, info.model_fingerprint, info.dim, (unsigned long long)info.bytes);
         printf("f32 scan:    %llu bytes/image\n", (unsigned long long)info.dim * 4);
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < nc; s++) {
             const cdx_codes_info *c = &ci[s];
             if (!c->present) printf("%-4s codes:  none%s\n", cdx_scan_name(c->scan), c->damaged ? " (damaged file)" : "");
             else printf("%-4s codes:  %llu bytes/image, %llu rows, %llu bytes%s\n", cdx_scan_name(c->scan),

@@ -1,12 +1,13 @@
 /*
  * lib_codes.c - companion code files of a library (see lib_codes.h).
  *
- * Models: int8 codes of the centred vectors (no projection, no rotation:
- * measured as accurate as the rotated variant); bit codes of the centred
- * vectors after the fixed random rotation (without it, sign codes of
- * CLIP-like anisotropic data lose most of their recall, see
- * docs/search.md).  The mean is fitted on up to FIT_SAMPLES evenly spaced
- * rows when a companion is (re)built and kept for its appends.
+ * Models (CFG below): int8 codes of the centred vectors (no projection, no
+ * rotation: measured as accurate as the rotated variant); bit codes of the
+ * centred vectors after the fixed random rotation (without it, sign codes
+ * of CLIP-like anisotropic data lose most of their recall, see
+ * docs/search.md); pca8: int8 codes of the top dim/4 principal components.
+ * The mean (and the PCA axes) are fitted on evenly spaced sample rows when
+ * a companion is (re)built and kept for its appends.
  */
 #include "library/lib_codes.h"
 #include "common/error.h"
@@ -25,9 +26,29 @@
 #include <unistd.h>
 
 #define FIT_SAMPLES 100000
-#define N_KINDS 3
-#define DEFAULT_RESCORE_INT8 4
-#define DEFAULT_RESCORE_BIT 40
+#define PCA_FIT_SAMPLES 50000
+#define N_KINDS (CDX_SCAN_LAST + 1)
+
+/* What each compressed scan stores, and its default re-scoring depth
+ * (docs/search.md has the measurements behind them). */
+static const struct scan_cfg {
+    const char *name, *file;
+    quant_kind kind;
+    int rotate, pca;
+    size_t rescore;
+} CFG[N_KINDS] = {
+    [CDX_SCAN_F32] = {"f32", NULL, 0, 0, 0, 0},
+    [CDX_SCAN_INT8] = {"int8", "codes-int8.cdxc", QUANT_I8, 0, 0, 4},
+    [CDX_SCAN_BIT] = {"bit", "codes-bit.cdxc", QUANT_BIT, 1, 0, 40},
+    [CDX_SCAN_PCA8] = {"pca8", "codes-pca8.cdxc", QUANT_I8, 0, 1, 10},
+};
+
+/* PCA companions keep a quarter of the dimensions (at least 16). */
+static int pca_dim(int dim)
+{
+    int p = dim / 4;
+    return p < 16 ? (dim < 16 ? dim : 16) : p;
+}
 
 typedef struct snap {
     codes_file *cf;
@@ -47,7 +68,7 @@ struct lib_codes {
 
 const char *cdx_scan_name(int scan)
 {
-    return scan == CDX_SCAN_F32 ? "f32" : scan == CDX_SCAN_INT8 ? "int8" : scan == CDX_SCAN_BIT ? "bit" : NULL;
+    return scan >= 0 && scan < N_KINDS ? CFG[scan].name : NULL;
 }
 
 int cdx_scan_parse(const char *name)
@@ -85,10 +106,10 @@ cdx_result lib_codes_new(const char *dir, lib_codes **out)
     if (!lc) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&lc->mu, NULL);
     lc->dir = strdup(dir);
-    lc->path[CDX_SCAN_INT8] = cdx_path_join(dir, "codes-int8.cdxc");
-    lc->path[CDX_SCAN_BIT] = cdx_path_join(dir, "codes-bit.cdxc");
+    int ok = lc->dir != NULL;
+    for (int s = CDX_SCAN_INT8; s < N_KINDS; s++) ok &= (lc->path[s] = cdx_path_join(dir, CFG[s].file)) != NULL;
     lc->lock_path = cdx_path_join(dir, "codes.lock");
-    if (!lc->dir || !lc->path[CDX_SCAN_INT8] || !lc->path[CDX_SCAN_BIT] || !lc->lock_path) {
+    if (!ok || !lc->lock_path) {
         lib_codes_free(lc);
         return cdx_error(CDX_ERR_NOMEM, "out of memory");
     }
@@ -98,8 +119,8 @@ cdx_result lib_codes_new(const char *dir, lib_codes **out)
 
 static cdx_result check_scan(int scan)
 {
-    if (scan != CDX_SCAN_INT8 && scan != CDX_SCAN_BIT)
-        return cdx_error(CDX_ERR_INVALID_ARG, "scan %d is not a compressed scan (int8 or bit)", scan);
+    if (scan < CDX_SCAN_INT8 || scan > CDX_SCAN_LAST)
+        return cdx_error(CDX_ERR_INVALID_ARG, "scan %d is not a compressed scan (int8, bit or pca8)", scan);
     return CDX_OK;
 }
 
@@ -116,8 +137,10 @@ static cdx_result load(const lib_codes *lc, int scan, int dim, const uint8_t *fi
     }
     if (r) return r;
     const codes_meta *mt = codes_meta_get(cf);
-    if ((int)mt->kind != scan || (int)mt->dim != dim || memcmp(mt->source_id, fid, LIB_CODES_ID_BYTES) ||
-        mt->rotate != (scan == CDX_SCAN_BIT) || mt->has_proj) {
+    const struct scan_cfg *cfg = &CFG[scan];
+    int pdim = cfg->pca ? pca_dim(dim) : dim;
+    if (mt->kind != cfg->kind || (int)mt->dim != dim || memcmp(mt->source_id, fid, LIB_CODES_ID_BYTES) ||
+        (int)mt->rotate != cfg->rotate || (int)mt->pdim != pdim || (int)mt->has_proj != (pdim < dim)) {
         codes_close(cf);
         return CDX_OK;      /* stale: another vector file or model */
     }
@@ -138,7 +161,7 @@ static cdx_result load(const lib_codes *lc, int scan, int dim, const uint8_t *fi
     s->cf = cf;
     s->refs = 1;
     memcpy(s->fid, fid, LIB_CODES_ID_BYTES);
-    qcodes_view v = {(quant_kind)scan, codes_data(cf), mt->rows, mt->code_bytes, codes_block_bytes(mt)};
+    qcodes_view v = {cfg->kind, codes_data(cf), mt->rows, mt->code_bytes, codes_block_bytes(mt)};
     s->view = v;
     *out = s;
     return CDX_OK;
@@ -147,13 +170,13 @@ static cdx_result load(const lib_codes *lc, int scan, int dim, const uint8_t *fi
 /* Encode rows [r0, src->count) into fresh blocks starting at block r0/64. */
 static cdx_result encode(const quant_model *m, int scan, const cdx_rows *src, uint64_t r0, uint8_t **out)
 {
-    size_t cb = quant_code_bytes((quant_kind)scan, m->cdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
+    size_t cb = quant_code_bytes(CFG[scan].kind, m->cdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
     uint64_t nb = (src->count + QSCAN_BLOCK - 1) / QSCAN_BLOCK - r0 / QSCAN_BLOCK;
     size_t bytes;
     if (!cdx_mul_ok((size_t)nb, bb, &bytes)) return cdx_error(CDX_ERR_TOO_LARGE, "codes too large");
     uint8_t *buf = calloc(bytes ? bytes : 1, 1);
     if (!buf) return cdx_error(CDX_ERR_NOMEM, "out of memory for %zu bytes of codes", bytes);
-    cdx_result r = qcodes_encode_rows(m, (quant_kind)scan, src, r0, src->count, buf);
+    cdx_result r = qcodes_encode_rows(m, CFG[scan].kind, src, r0, src->count, buf);
     if (r) {
         free(buf);
         return r;
@@ -166,21 +189,32 @@ static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, co
 {
     quant_model *m = NULL;
     uint8_t *buf = NULL;
-    cdx_result r = quant_model_fit(src, FIT_SAMPLES, 0, scan == CDX_SCAN_BIT, &m);
+    const struct scan_cfg *cfg = &CFG[scan];
+    cdx_result r = quant_model_fit(src, cfg->pca ? PCA_FIT_SAMPLES : FIT_SAMPLES,
+                                   cfg->pca ? pca_dim(src->dim) : 0, cfg->rotate, &m);
     if (!r) r = encode(m, scan, src, 0, &buf);
     if (!r) {
         codes_meta mt;
         memset(&mt, 0, sizeof mt);
-        mt.kind = (uint32_t)scan;
+        mt.kind = (uint32_t)cfg->kind;
         mt.dim = (uint32_t)m->dim;
         mt.pdim = (uint32_t)m->pdim;
         mt.cdim = (uint32_t)m->cdim;
         mt.rotate = (uint32_t)m->rotate;
-        mt.has_proj = 0;
-        mt.code_bytes = (uint32_t)quant_code_bytes((quant_kind)scan, m->cdim);
+        mt.has_proj = m->proj != NULL;
+        mt.code_bytes = (uint32_t)quant_code_bytes(cfg->kind, m->cdim);
         memcpy(mt.source_id, fid, LIB_CODES_ID_BYTES);
         mt.rows = src->count;
-        r = codes_create(lc->path[scan], &mt, m->mean, buf);
+        /* the model as stored: mean, then the projection */
+        size_t nm = (size_t)m->dim + (m->proj ? (size_t)m->pdim * (size_t)m->dim : 0);
+        float *model = malloc(nm * sizeof *model);
+        if (!model) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        if (model) {
+            memcpy(model, m->mean, (size_t)m->dim * sizeof *model);
+            if (m->proj) memcpy(model + m->dim, m->proj, (nm - (size_t)m->dim) * sizeof *model);
+            r = codes_create(lc->path[scan], &mt, model, buf);
+            free(model);
+        }
     }
     free(buf);
     quant_model_free(m);
@@ -267,7 +301,7 @@ cdx_result lib_codes_search(lib_codes *lc, int scan, size_t rescore, const cdx_r
     if (r) return r;
     qscan_params qp = qscan_default_params();
     qp.topk = *tp;
-    qp.rescore = rescore ? rescore : scan == CDX_SCAN_INT8 ? DEFAULT_RESCORE_INT8 : DEFAULT_RESCORE_BIT;
+    qp.rescore = rescore ? rescore : CFG[scan].rescore;
     qcodes_view v = s->view;
     v.count = src->count;   /* the snapshot may be ahead of this view */
     r = qscan_search(&v, s->m, src, query, 1, &qp, hits, n_hits);

@@ -462,15 +462,18 @@ static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n
 /* After indexing: bring existing companions up to date, build requested ones. */
 static cdx_result refresh_codes(cdx_library *lib, int wanted)
 {
-    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_BIT; scan++) {
+    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_LAST; scan++) {
         if (!(wanted & (1 << scan)) && !lib_codes_exists(lib->codes, scan)) continue;
         cdx_result r = cdx_library_build_codes(lib, scan);
         if (r == CDX_ERR_INVALID_ARG && vecfile_count(lib->vf) == 0) {   /* nothing to code yet */
             cdx_error_clear();
             continue;
         }
-        if (r) return cdx_error_prefix(r, scan == CDX_SCAN_INT8 ? "updating the int8 companion codes"
-                                                                : "updating the bit companion codes");
+        if (r) {
+            char what[64];
+            snprintf(what, sizeof what, "updating the %s companion codes", cdx_scan_name(scan));
+            return cdx_error_prefix(r, what);
+        }
     }
     return CDX_OK;
 }
@@ -996,7 +999,7 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
         }
     }
     if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
-    for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_BIT; scan++) {
+    for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_LAST; scan++) {
         cdx_codes_info ci;
         if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
         if (ci.damaged)   /* a cache: reported, rebuilt on next use */
