@@ -197,6 +197,7 @@ static void test_library_upkeep(void)
     for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_LAST; scan++) {
         lib_codes *lc = NULL;
         CHECK(lib_codes_new(sub, &lc) == CDX_OK);
+        lib_codes_set_chunk_rows(lc, scan == CDX_SCAN_BIT ? 100 : 0);   /* chunked builds too */
         cdx_codes_info ci;
         cdx_rows v = d.src;
         v.count = 1000;

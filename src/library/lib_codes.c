@@ -27,6 +27,7 @@
 
 #define FIT_SAMPLES 100000
 #define PCA_FIT_SAMPLES 50000
+#define CHUNK_ROWS ((uint64_t)1 << 20)   /* rows encoded per write (default) */
 #define N_KINDS (CDX_SCAN_LAST + 1)
 
 /* What each compressed scan stores, and its default re-scoring depth
@@ -64,6 +65,7 @@ struct lib_codes {
     char *lock_path;
     pthread_mutex_t mu;
     snap *cur[N_KINDS];
+    uint64_t chunk_rows;
 };
 
 const char *cdx_scan_name(int scan)
@@ -105,6 +107,7 @@ cdx_result lib_codes_new(const char *dir, lib_codes **out)
     lib_codes *lc = calloc(1, sizeof *lc);
     if (!lc) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&lc->mu, NULL);
+    lc->chunk_rows = CHUNK_ROWS;
     lc->dir = strdup(dir);
     int ok = lc->dir != NULL;
     for (int s = CDX_SCAN_INT8; s < N_KINDS; s++) ok &= (lc->path[s] = cdx_path_join(dir, CFG[s].file)) != NULL;
@@ -167,22 +170,46 @@ static cdx_result load(const lib_codes *lc, int scan, int dim, const uint8_t *fi
     return CDX_OK;
 }
 
-/* Encode rows [r0, src->count) into fresh blocks starting at block r0/64. */
-static cdx_result encode(const quant_model *m, int scan, const cdx_rows *src, uint64_t r0, uint8_t **out)
+/* Encode rows [r0, r1) into fresh blocks starting at block r0/64. */
+static cdx_result encode(const quant_model *m, int scan, const cdx_rows *src, uint64_t r0, uint64_t r1,
+                         uint8_t **out)
 {
     size_t cb = quant_code_bytes(CFG[scan].kind, m->cdim), bb = QSCAN_BLOCK * (cb + sizeof(quant_aux));
-    uint64_t nb = (src->count + QSCAN_BLOCK - 1) / QSCAN_BLOCK - r0 / QSCAN_BLOCK;
+    uint64_t nb = (r1 + QSCAN_BLOCK - 1) / QSCAN_BLOCK - r0 / QSCAN_BLOCK;
     size_t bytes;
     if (!cdx_mul_ok((size_t)nb, bb, &bytes)) return cdx_error(CDX_ERR_TOO_LARGE, "codes too large");
     uint8_t *buf = calloc(bytes ? bytes : 1, 1);
     if (!buf) return cdx_error(CDX_ERR_NOMEM, "out of memory for %zu bytes of codes", bytes);
-    cdx_result r = qcodes_encode_rows(m, CFG[scan].kind, src, r0, src->count, buf);
+    cdx_result r = qcodes_encode_rows(m, CFG[scan].kind, src, r0, r1, buf);
     if (r) {
         free(buf);
         return r;
     }
     *out = buf;
     return CDX_OK;
+}
+
+/* Append rows [from, src->count) to the companion (made with m), in
+ * chunks of chunk_rows so memory stays bounded on 10^7-row libraries; each
+ * chunk is durable before the next (a crash leaves a valid shorter file). */
+static cdx_result extend(const lib_codes *lc, int scan, const quant_model *m, const cdx_rows *src,
+                         uint64_t from)
+{
+    cdx_result r = CDX_OK;
+    while (!r && from < src->count) {
+        uint64_t to = from + lc->chunk_rows < src->count ? from + lc->chunk_rows : src->count;
+        uint8_t *buf = NULL;
+        codes_file *cf = NULL;
+        r = encode(m, scan, src, from, to, &buf);
+        if (!r) r = codes_open(lc->path[scan], &cf);
+        if (!r && codes_meta_get(cf)->rows != from)
+            r = cdx_error(CDX_ERR_MISMATCH, "%s changed while being extended", lc->path[scan]);
+        if (!r) r = codes_append(lc->path[scan], cf, to, buf);
+        codes_close(cf);
+        free(buf);
+        from = to;
+    }
+    return r;
 }
 
 static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, const uint8_t *fid)
@@ -192,7 +219,8 @@ static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, co
     const struct scan_cfg *cfg = &CFG[scan];
     cdx_result r = quant_model_fit(src, cfg->pca ? PCA_FIT_SAMPLES : FIT_SAMPLES,
                                    cfg->pca ? pca_dim(src->dim) : 0, cfg->rotate, &m);
-    if (!r) r = encode(m, scan, src, 0, &buf);
+    uint64_t first = src->count < lc->chunk_rows ? src->count : lc->chunk_rows;
+    if (!r) r = encode(m, scan, src, 0, first, &buf);
     if (!r) {
         codes_meta mt;
         memset(&mt, 0, sizeof mt);
@@ -204,7 +232,7 @@ static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, co
         mt.has_proj = m->proj != NULL;
         mt.code_bytes = (uint32_t)quant_code_bytes(cfg->kind, m->cdim);
         memcpy(mt.source_id, fid, LIB_CODES_ID_BYTES);
-        mt.rows = src->count;
+        mt.rows = first;
         /* the model as stored: mean, then the projection */
         size_t nm = (size_t)m->dim + (m->proj ? (size_t)m->pdim * (size_t)m->dim : 0);
         float *model = malloc(nm * sizeof *model);
@@ -217,6 +245,7 @@ static cdx_result rebuild(const lib_codes *lc, int scan, const cdx_rows *src, co
         }
     }
     free(buf);
+    if (!r) r = extend(lc, scan, m, src, first);
     quant_model_free(m);
     return r;
 }
@@ -246,10 +275,7 @@ static cdx_result update_locked(lib_codes *lc, int scan, const cdx_rows *src, co
         s = NULL;
     }
     if (!r && s && s->view.count < src->count) {   /* extend */
-        uint8_t *buf = NULL;
-        r = encode(s->m, scan, src, s->view.count, &buf);
-        if (!r) r = codes_append(lc->path[scan], s->cf, src->count, buf);
-        free(buf);
+        r = extend(lc, scan, s->m, src, s->view.count);
         snap_release(s);
         s = NULL;
         if (!r) r = load(lc, scan, src->dim, fid, &s);
@@ -309,6 +335,11 @@ cdx_result lib_codes_search(lib_codes *lc, int scan, size_t rescore, const cdx_r
     snap_release(s);
     pthread_mutex_unlock(&lc->mu);
     return r;
+}
+
+void lib_codes_set_chunk_rows(lib_codes *lc, uint64_t rows)
+{
+    lc->chunk_rows = rows ? rows : CHUNK_ROWS;
 }
 
 int lib_codes_exists(lib_codes *lc, int scan)

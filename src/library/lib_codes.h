@@ -45,6 +45,10 @@ cdx_result lib_codes_search(lib_codes *lc, int scan, size_t rescore, const cdx_r
 cdx_result lib_codes_info(lib_codes *lc, int scan, uint64_t rows,
                           const uint8_t fid[LIB_CODES_ID_BYTES], int verify, cdx_codes_info *info);
 
+/* Rows encoded per write when building (default 2^20; 0 = default): bounds
+ * the memory of a build; tests make it small to cover chunked builds. */
+void lib_codes_set_chunk_rows(lib_codes *lc, uint64_t rows);
+
 /* 1 when the companion file of scan exists (refreshed after indexing). */
 int lib_codes_exists(lib_codes *lc, int scan);
 
