@@ -1002,7 +1002,7 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_LAST; scan++) {
         cdx_codes_info ci;
         if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
-        if (ci.damaged)   /* a cache: reported, rebuilt on next use */
+        if (ci.damaged)   /* a cache: reported with how it gets rebuilt */
             problem(&cc, "companion codes %s are damaged (%s); %s", ci.path,
                     ci.present ? "data checksum mismatch" : cdx_last_error(),
                     ci.present ? "'clipdex index --codes KIND' rebuilds them"
