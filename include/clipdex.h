@@ -449,6 +449,9 @@ typedef struct cdx_index_params {
     void *user;
     cdx_cancel_flag *cancel;    /* set non-zero to stop soon (commits first);
                                    may be NULL */
+    int codes;                  /* companion code files to build after indexing:
+                                   bits 1 << CDX_SCAN_INT8 / _BIT / _PCA8;
+                                   existing companions are always brought up to date */
 } cdx_index_params;
 
 cdx_index_params cdx_index_default_params(void);
@@ -510,7 +513,7 @@ typedef struct cdx_import_params {
     size_t batch_size;              /* rows per transaction (default 4096) */
     void (*progress)(void *user, const cdx_import_stats *st);  /* per batch */
     void *user;
-    volatile int *cancel;           /* non-zero: stop after the current batch */
+    cdx_cancel_flag *cancel;        /* non-zero: stop after the current batch */
 } cdx_import_params;
 
 cdx_import_params cdx_import_default_params(void);
@@ -535,6 +538,12 @@ typedef struct cdx_search_params {
     int64_t after, before;     /* date range (unix s; EXIF date else mtime);
                                   0 = unbounded */
     const char *format;        /* e.g. "jpeg", or NULL */
+    int scan;                  /* CDX_SCAN_F32 (default), CDX_SCAN_INT8, CDX_SCAN_BIT,
+                                  CDX_SCAN_PCA8: scan compressed codes, re-score
+                                  in float32 */
+    size_t rescore;            /* compressed scans: candidates re-scored =
+                                  (offset+k) * rescore; 0 = the scan's default
+                                  (int8 4, bit 40, pca8 10; max 1000) */
 } cdx_search_params;
 
 cdx_search_params cdx_search_default_params(void);
@@ -592,6 +601,47 @@ cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data,
                                           size_t len, float *out);
 /* The stored vector of a catalogued image (query "like this id"). */
 cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out);
+
+/* ---------------------------------------------------------------- compressed codes */
+
+/* How a search scans the vectors (cdx_search_params.scan).  The compressed
+ * scans read a companion file of codes (DIR/codes-int8.cdxc, codes-bit.cdxc)
+ * built from the float32 vectors on first use or by indexing, pick
+ * candidates by estimated score and re-score them exactly: scores returned
+ * are exact float32 cosines, but a true top-k image can be missed (recall
+ * measured in docs/search.md).  A stale companion (another vector file id
+ * after compaction, other row count) is rebuilt or extended, never used. */
+enum {
+    CDX_SCAN_F32 = 0,
+    CDX_SCAN_INT8 = 1,    /* int8 codes of every dimension */
+    CDX_SCAN_BIT = 2,     /* 1-bit codes (rotated) */
+    CDX_SCAN_PCA8 = 3     /* int8 codes of the top dim/4 PCA components (needs OpenBLAS) */
+};
+#define CDX_SCAN_LAST CDX_SCAN_PCA8
+
+/* "f32", "int8", "bit", "pca8"; NULL for an unknown value. */
+const char *cdx_scan_name(int scan);
+/* Parse a scan name; -1 when unknown. */
+int cdx_scan_parse(const char *name);
+
+typedef struct cdx_codes_info {
+    int scan;                   /* CDX_SCAN_INT8, CDX_SCAN_BIT or CDX_SCAN_PCA8 */
+    int present;                /* the companion file exists and parses */
+    int fresh;                  /* it covers exactly the current vector file */
+    int damaged;                /* verify only: the data checksum failed */
+    uint64_t rows;              /* rows it covers */
+    uint64_t file_bytes;        /* its size on disk */
+    uint64_t bytes_per_image;   /* resident bytes per vector when scanning */
+    int coded_dim;              /* dimensions coded (after PCA / rotation) */
+    char path[4096];
+} cdx_codes_info;
+
+/* State of a companion without changing it; verify = also read it all and
+ * check its data checksum. */
+cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info);
+/* Build or bring up to date the companion of scan now, reading it all and
+ * rebuilding it when damaged (any handle: the companion has its own lock). */
+cdx_result cdx_library_build_codes(cdx_library *lib, int scan);
 
 /* ---------------------------------------------------------------- check */
 

@@ -320,11 +320,11 @@ static void expect_rejected(cdx_library *lib, const char *vec, const char *meta,
     CHECKF(i1 == i0 && v1 == v0 && vecfile_bytes("lib") == b0, "%s: something was imported", what);
 }
 
-static volatile int g_cancel;
+static cdx_cancel_flag g_cancel;
 static void cancel_after_first(void *user, const cdx_import_stats *st)
 {
     (void)user;
-    if (st->rows > 0) g_cancel = 1;
+    if (st->rows > 0) atomic_store(&g_cancel, 1);
 }
 
 typedef struct scored {

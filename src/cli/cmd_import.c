@@ -18,12 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile int g_cancel = 0;
+static cdx_cancel_flag g_cancel;   /* lock-free: safe to set from a signal handler */
 
 static void on_signal(int sig)
 {
     (void)sig;
-    g_cancel = 1;
+    atomic_store(&g_cancel, 1);
 }
 
 static void usage(FILE *f)

@@ -43,7 +43,9 @@ static void usage(FILE *f)
             "                 e.g. README.md); they are counted, never 'failed'\n"
             "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
             "  --batch N      images per embedding batch (default 32)\n"
-            "  --threads N    inference threads (default all cores)\n\n"
+            "  --threads N    inference threads (default all cores)\n"
+            "  --codes K      also build companion codes for compressed search: int8, bit,\n"
+            "                 pca8 or all (existing ones are always brought up to date)\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -148,6 +150,13 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
+        else if (!strcmp(a, "--codes") && hv) {
+            const char *k = argv[++i];
+            int s = cdx_scan_parse(k);
+            if (!strcmp(k, "all")) ip.codes = (1 << CDX_SCAN_INT8) | (1 << CDX_SCAN_BIT) | (1 << CDX_SCAN_PCA8);
+            else if (s >= CDX_SCAN_INT8 && s <= CDX_SCAN_LAST) ip.codes = 1 << s;
+            else { free(paths); return cli_usage_error("index", "--codes: expected int8, bit, pca8 or all, got '%s'", k); }
+        }
         else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }

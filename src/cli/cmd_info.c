@@ -10,8 +10,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clipdex info [--library DIR] [--json]\n\n"
                "Show the library: images (catalogued paths and URLs), vectors (distinct\n"
-               "embedded contents), model, dimension, bytes on disk, and the vector\n"
-               "file's dead rows and the bytes 'clipdex compact' would free.\n");
+               "embedded contents), model, dimension, bytes on disk, the vector\n"
+               "file's dead rows and the bytes 'clipdex compact' would free, and the\n"
+               "companion code files of compressed search (bytes per image resident\n"
+               "while scanning).\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -22,7 +24,10 @@ int cmd_info(int argc, char **argv)
     int rc = cli_open_library_args("info", argc, argv, usage, &lib, &json, &d);
     if (rc >= 0) return rc;
     cdx_library_info info;
+    cdx_codes_info ci[CDX_SCAN_LAST];
+    const int nc = CDX_SCAN_LAST;   /* companions: scans 1..LAST */
     cdx_result r = cdx_library_get_info(lib, &info);
+    for (int s = 0; !r && s < nc; s++) r = cdx_library_codes_info(lib, CDX_SCAN_INT8 + s, 0, &ci[s]);
     cdx_library_close(lib);
     if (r) return cli_fail("reading library", r);
     if (json) {
@@ -33,9 +38,16 @@ int cmd_info(int argc, char **argv)
                (unsigned long long)info.bytes, info.dim);
         cli_print_json_string(stdout, info.model_dir);
         printf(", \"model_fingerprint\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
-               "\"reclaimable_bytes\": %llu}\n", info.model_fingerprint,
+               "\"reclaimable_bytes\": %llu, \"codes\": [", info.model_fingerprint,
                (unsigned long long)info.vector_rows, (unsigned long long)info.dead_rows,
                (unsigned long long)info.reclaimable_bytes);
+        for (int s = 0; s < nc; s++)
+            printf("%s{\"scan\": \"%s\", \"present\": %s, \"fresh\": %s, \"rows\": %llu, "
+                   "\"file_bytes\": %llu, \"bytes_per_image\": %llu}", s ? ", " : "",
+                   cdx_scan_name(ci[s].scan), ci[s].present ? "true" : "false", ci[s].fresh ? "true" : "false",
+                   (unsigned long long)ci[s].rows, (unsigned long long)ci[s].file_bytes,
+                   (unsigned long long)ci[s].bytes_per_image);
+        printf("], \"f32_bytes_per_image\": %llu}\n", (unsigned long long)info.dim * 4);
     } else {
         printf("library:     %s\nimages:      %llu\nvectors:     %llu\nmodel:       %s\n"
                "fingerprint: %s\ndim:         %d\nbytes:       %llu\n",
@@ -44,6 +56,14 @@ int cmd_info(int argc, char **argv)
         printf("dead rows:   %llu of %llu vector rows (%llu bytes reclaimable by 'clipdex compact')\n",
                (unsigned long long)info.dead_rows, (unsigned long long)info.vector_rows,
                (unsigned long long)info.reclaimable_bytes);
+        printf("f32 scan:    %llu bytes/image\n", (unsigned long long)info.dim * 4);
+        for (int s = 0; s < nc; s++) {
+            const cdx_codes_info *c = &ci[s];
+            if (!c->present) printf("%-4s codes:  none%s\n", cdx_scan_name(c->scan), c->damaged ? " (damaged file)" : "");
+            else printf("%-4s codes:  %llu bytes/image, %llu rows, %llu bytes%s\n", cdx_scan_name(c->scan),
+                        (unsigned long long)c->bytes_per_image, (unsigned long long)c->rows,
+                        (unsigned long long)c->file_bytes, c->fresh ? "" : " (stale: updated on next use)");
+        }
     }
     return 0;
 }

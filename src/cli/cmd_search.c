@@ -21,6 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: clipdex search [--library DIR] [-k N] [--offset N] [--min-score S] [--json]\n"
             "                      [--path-prefix P] [--after DATE] [--before DATE] [--format F]\n"
+            "                      [--scan f32|int8|bit|pca8] [--rescore N]\n"
             "                      (TEXT | --image FILE|URL | --like ID|PATH |\n"
             "                       --vector FILE | --vectors FILE.npy)\n\n"
             "  --vector FILE   query by a vector computed elsewhere: a .npy (float32/float16,\n"
@@ -35,6 +36,12 @@ static void usage(FILE *f)
             "  --after DATE    taken (EXIF) or else modified on/after DATE\n"
             "  --before DATE   ... strictly before DATE (YYYY-MM-DD or ISO 8601; UTC)\n"
             "  --format F      only images of format F (jpeg, png, webp, gif, tiff, ...)\n"
+            "  --scan S        f32 (default): exact float32 scan; int8 / bit / pca8: scan\n"
+            "                  compressed codes (built on first use), re-score the best\n"
+            "                  candidates in float32 (scores exact; rarely a true result\n"
+            "                  is missed; docs/search.md)\n"
+            "  --rescore N     compressed scans: re-score (offset+k)*N candidates\n"
+            "                  (default int8 4, bit 40, pca8 10; max 1000)\n"
             "  --json          JSON output\n");
 }
 
@@ -198,6 +205,12 @@ int cmd_search(int argc, char **argv)
             if (end == argv[i] || *end || !(d >= -1.0 && d <= 1.0))
                 return cli_usage_error("search", "--min-score: expected a number in [-1, 1], got '%s'", argv[i]);
             sp.min_score = (float)d;
+        } else if (!strcmp(a, "--scan") && hv) {
+            sp.scan = cdx_scan_parse(argv[++i]);
+            if (sp.scan < 0) return cli_usage_error("search", "--scan: expected f32, int8, bit or pca8, got '%s'", argv[i]);
+        } else if (!strcmp(a, "--rescore") && hv) {
+            if (cli_parse_int(argv[++i], 1, 1000, &v)) return cli_usage_error("search", "--rescore: expected 1..1000, got '%s'", argv[i]);
+            sp.rescore = (size_t)v;
         } else if (!strcmp(a, "--path-prefix") && hv) sp.path_prefix = argv[++i];
         else if (!strcmp(a, "--format") && hv) sp.format = argv[++i];
         else if ((!strcmp(a, "--after") || !strcmp(a, "--before")) && hv) {

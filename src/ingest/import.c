@@ -682,7 +682,7 @@ cdx_result import_run(import_target *t, const char *vectors_path, const char *me
     if (!e) e = meta_reader_open(meta_path, p->meta_format, p->base_dir, &mr);
     uint64_t next = 0;
     while (!e && next < f.rows) {
-        if (p->cancel && *p->cancel) break;
+        if (p->cancel && atomic_load_explicit(p->cancel, memory_order_relaxed)) break;
         b.n = 0;
         while (b.n < bs && next < f.rows) {
             int got = 0;

@@ -41,6 +41,7 @@
 #include "ingest/pipeline.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
+#include "library/lib_codes.h"
 #include "search/topk.h"
 #include "store/catalog.h"
 #include "store/npy.h"
@@ -125,6 +126,8 @@ struct cdx_library {
     cdx_ctx *pool[POOL_MAX];
     int pool_free[POOL_MAX];
     int n_pool;
+
+    lib_codes *codes;        /* companion code files (lib_codes.h) */
 };
 
 /* ---------------------------------------------------------------- defaults */
@@ -525,6 +528,7 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     }
     if ((r = catalog_open(lib->cat_path, 0, 0, &lib->rcat))) goto fail;
     if (initialised && (r = open_existing(lib, p))) goto fail;
+    if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
     *out = lib;
     return CDX_OK;
 fail:
@@ -547,6 +551,7 @@ void cdx_library_close(cdx_library *lib)
     for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
     cdx_ctx_free(lib->index_ctx);
     if (lib->all) snapshot_release(lib->all);
+    lib_codes_free(lib->codes);
     vecref_release(lib->vec);
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
@@ -870,6 +875,25 @@ static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n
     return ingest_run(&t, paths, n_paths, p, stats);
 }
 
+/* After indexing: bring existing companions up to date, build requested ones. */
+static cdx_result refresh_codes(cdx_library *lib, int wanted)
+{
+    for (int scan = CDX_SCAN_INT8; scan <= CDX_SCAN_LAST; scan++) {
+        if (!(wanted & (1 << scan)) && !lib_codes_exists(lib->codes, scan)) continue;
+        cdx_result r = cdx_library_build_codes(lib, scan);
+        if (r == CDX_ERR_INVALID_ARG && vecfile_count(lib->vec->vf) == 0) {   /* nothing to code yet */
+            cdx_error_clear();
+            continue;
+        }
+        if (r) {
+            char what[64];
+            snprintf(what, sizeof what, "updating the %s companion codes", cdx_scan_name(scan));
+            return cdx_error_prefix(r, what);
+        }
+    }
+    return CDX_OK;
+}
+
 cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
                              const cdx_index_params *params, cdx_index_stats *stats)
 {
@@ -884,6 +908,7 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
     cdx_result r = index_locked(lib, paths, n_paths, ip, stats);
     if (!r && !(ip->cancel && *ip->cancel)) auto_compact(lib);
     pthread_mutex_unlock(&lib->wmu);
+    if (!r) r = refresh_codes(lib, (params ? params : &defaults)->codes);
     return r;
 }
 
@@ -1156,6 +1181,9 @@ static cdx_result check_search_params(const cdx_search_params *p)
         return cdx_error(CDX_ERR_INVALID_ARG, "offset %zu is more than the maximum %d", p->offset,
                          SEARCH_OFFSET_MAX);
     if (isnan(p->min_score)) return cdx_error(CDX_ERR_INVALID_ARG, "min_score is NaN");
+    if (!cdx_scan_name(p->scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p->scan);
+    if (p->rescore > 1000)
+        return cdx_error(CDX_ERR_INVALID_ARG, "rescore %zu is more than the maximum 1000", p->rescore);
     return CDX_OK;
 }
 
@@ -1240,7 +1268,29 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
     tp.n_threads = lib->n_threads;
     tp.counts = counts;
     tp.weight = s->weight;
-    if ((r = topk_search(&src, queries, nq, &tp, th, nth))) goto done;
+    if (p->scan == CDX_SCAN_F32) {
+        r = topk_search(&src, queries, nq, &tp, th, nth);
+    } else {
+        /* Compressed scan per query (candidates re-scored exactly); the
+         * compressed kernels do not count, so totals take one float32
+         * pass with k = 0. */
+        uint8_t fid[VECFILE_ID_BYTES];
+        vecfile_file_id(vr->vf, fid);
+        topk_params cq = tp;
+        cq.counts = NULL;
+        cq.weight = NULL;
+        for (size_t i = 0; !r && p->k && i < nq; i++)
+            r = lib_codes_search(lib->codes, p->scan, p->rescore, &src, fid, queries + i * (size_t)lib->dim,
+                                 &cq, th + i * want, &nth[i]);
+        if (!r && count) {
+            topk_params ct = tp;
+            ct.k = 0;
+            size_t *none = calloc(nq, sizeof *none);
+            r = none ? topk_search(&src, queries, nq, &ct, th, none) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+            free(none);
+        }
+    }
+    if (r) goto done;
     for (size_t i = 0; i < nq; i++) {
         if (p->k) n_hits[i] = expand_hits(s, th + i * want, nth[i], p, hits + i * p->k);
         if (count) totals[i] = counts[i];
@@ -1325,6 +1375,50 @@ cdx_result cdx_library_get_vector(cdx_library *lib, int64_t id, float *out)
         if (!r || !stale || attempt >= VEC_RETRIES) break;
     }
     free(rec);
+    return r;
+}
+
+/* ---------------------------------------------------------------- codes */
+
+/* The vector file the catalog names now (a reference: vec_put it), its
+ * rows (refreshed) and its file id. */
+static cdx_result current_rows(cdx_library *lib, vecref **vr, cdx_rows *src, uint8_t fid[VECFILE_ID_BYTES])
+{
+    cdx_result r;
+    for (int attempt = 0;; attempt++) {
+        char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+        int stale = 0;
+        pthread_mutex_lock(&lib->rmu);
+        r = vec_meta(lib->rcat, vid, vname);
+        pthread_mutex_unlock(&lib->rmu);
+        if (!r) r = vectors_view(lib, vid, vname, UINT64_MAX, vr, src, &stale);
+        if (!r || !stale || attempt >= VEC_RETRIES) break;
+    }
+    if (!r) vecfile_file_id((*vr)->vf, fid);
+    return r;
+}
+
+cdx_result cdx_library_build_codes(cdx_library *lib, int scan)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_build_codes: NULL library");
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecref *vr = NULL;
+    cdx_result r = current_rows(lib, &vr, &src, fid);
+    if (!r) r = lib_codes_update(lib->codes, scan, &src, fid, 1);
+    vec_put(lib, vr);
+    return r;
+}
+
+cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info)
+{
+    if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_codes_info: NULL argument");
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecref *vr = NULL;
+    cdx_result r = current_rows(lib, &vr, &src, fid);
+    if (!r) r = lib_codes_info(lib->codes, scan, src.count, fid, verify, info);
+    vec_put(lib, vr);
     return r;
 }
 
@@ -1434,6 +1528,15 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
         }
     }
     if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
+    for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_LAST; scan++) {
+        cdx_codes_info ci;
+        if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
+        if (ci.damaged)   /* a cache: reported with how it gets rebuilt */
+            problem(&cc, "companion codes %s are damaged (%s); %s", ci.path,
+                    ci.present ? "data checksum mismatch" : cdx_last_error(),
+                    ci.present ? "'clipdex index --codes KIND' rebuilds them"
+                               : "they are rebuilt on next use");
+    }
     catalog_rollback(lib->rcat);
     pthread_mutex_unlock(&lib->rmu);
     vec_put(lib, vr);

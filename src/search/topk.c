@@ -66,6 +66,13 @@ static void heap_offer(heap *hp, topk_hit x)
     h[i] = x;
 }
 
+void topk_heap_offer(topk_hit *h, size_t *n, size_t cap, topk_hit x)
+{
+    heap hp = {h, *n, cap};
+    heap_offer(&hp, x);
+    *n = hp.n;
+}
+
 static int hit_cmp(const void *a, const void *b)
 {
     const topk_hit *x = a, *y = b;
@@ -86,8 +93,12 @@ typedef struct scan_job {
 /* Allowed rows of chunk c as a bit mask (bit r = row c*64+r). */
 static uint64_t chunk_mask(const scan_job *j, uint64_t c, size_t nrows)
 {
+    return topk_allowed_mask(j->p, c, nrows);
+}
+
+uint64_t topk_allowed_mask(const topk_params *p, uint64_t c, size_t nrows)
+{
     uint64_t w = nrows == CHUNK ? ~(uint64_t)0 : (((uint64_t)1 << nrows) - 1);
-    const topk_params *p = j->p;
     if (p->allow) {
         uint64_t first = c * CHUNK;
         if (first >= p->allow_nbits) return 0;

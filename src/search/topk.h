@@ -78,6 +78,12 @@ typedef struct topk_hit {
 cdx_result topk_search(const cdx_rows *src, const float *queries, size_t nq,
                        const topk_params *params, topk_hit *hits, size_t *n_hits);
 
+/* Pieces of the scan shared with other scanners (search/qscan.c): the
+ * allowed rows of 64-row chunk c (nrows <= 64 rows) under p's bitmap and
+ * callback as a bit mask, and the bounded heap (root = worst kept hit). */
+uint64_t topk_allowed_mask(const topk_params *p, uint64_t c, size_t nrows);
+void topk_heap_offer(topk_hit *h, size_t *n, size_t cap, topk_hit x);
+
 /* Total order used for results: nonzero when a ranks before b. */
 static inline int topk_hit_better(const topk_hit *a, const topk_hit *b)
 {
