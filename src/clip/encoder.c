@@ -224,7 +224,7 @@ static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float 
  * off[s]+i of out.  out has row stride W.
  * Each (sequence, head) task copies its keys transposed ([dh, L], per-thread
  * scratch next to its scores) so both products are A x B GEMMs with long
- * rows: on AVX-512 they run on the small-M broadcast kernel directly (no
+ * rows: on AVX-512 and AVX2 they run on the small-M broadcast kernel directly (no
  * per-call backend overhead, no horizontal sums over a k of only 64). */
 #define ATT_CHUNK 6   /* query rows per causal chunk: one tile of the nn kernel */
 

@@ -17,17 +17,28 @@
  * <= 512 so a 6-row A tile stays in L1 and the panel chunk (<= 128 KB) in
  * L2 while it is re-used by the row tiles.
  *
- * The reference (cdx_gemm_packed with fast = 0, or any CPU without AVX-512)
- * is a plain double-precision loop over the same packed layout; tests compare
- * both with the reference GEMM on the unpacked weights (tests/test_gemm.c).
+ * One layout for every instruction-set level (common/cpu.h), so packed
+ * weights never depend on the CPU or on $CLIPDEX_MAX_ISA:
+ *  - avx512: the kernel above;
+ *  - avx2: tiles of 6 rows x 16 columns (12 accumulators, 2 weight vectors,
+ *    1 broadcast: the 16 ymm registers), so a panel is done as 4 strips of
+ *    16 columns over the same k chunk: the first strip's first row tile
+ *    prefetches the whole 256-byte k-row, the 3 other strips read it from
+ *    L1/L2;
+ *  - scalar: plain C, float accumulation, 4 rows x 64 columns.
+ * The reference (fast = 0) is a plain double-precision loop over the same
+ * packed layout; tests compare every level with the reference GEMM on the
+ * unpacked weights (tests/test_gemm.c).
  * Nothing allocates; safe to call concurrently and from inside OpenMP
  * regions (then it runs on the calling thread).
  */
 #include "clip/gemm.h"
 #include "clip/simd_math.h"
+#include "common/cpu.h"
 
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 
 #define NR CDX_PACK_NR
 #define MRP 6       /* rows per tile */
@@ -159,19 +170,152 @@ static void panel_rows(int r0, int r1, int p, int n, int k, const float *A, int 
     }
 }
 
+/* ---- AVX2 + FMA: one 16-column strip of a panel, mr rows, kl steps of k.
+ * Pp points at the strip's first column (row stride NR floats). */
+#define AVX2 __attribute__((target("avx2,fma")))
+#define MR2 6
+
+AVX2 static inline __attribute__((always_inline)) void ptile_avx2(
+    int mr, int kl, const float *A, int lda, const float *Pp, float *C, int ldc, int nc,
+    int load_c, const float *bias, int act, int pf)
+{
+    const __m256i m0 = cdx_mask256(nc), m1 = cdx_mask256(nc - 8);
+    const int full = nc >= 16;
+    __m256 acc[MR2][2];
+    for (int i = 0; i < mr; i++) {
+        const float *c = C + (size_t)i * ldc;
+        if (!load_c) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        else if (full) acc[i][0] = _mm256_loadu_ps(c), acc[i][1] = _mm256_loadu_ps(c + 8);
+        else acc[i][0] = _mm256_maskload_ps(c, m0), acc[i][1] = _mm256_maskload_ps(c + 8, m1);
+    }
+    const float *a[MR2];
+    for (int i = 0; i < mr; i++) a[i] = A + (size_t)i * lda;
+    for (int kk = 0; kk < kl; kk++) {
+        const float *b = Pp + (size_t)kk * NR;
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        if (pf) {   /* the whole 256-byte k-row, for all 4 strips */
+            _mm_prefetch((const char *)(b + PFD * NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + PFD * NR + 48), _MM_HINT_T0);
+        }
+        for (int i = 0; i < mr; i++) {
+            __m256 va = _mm256_broadcast_ss(a[i] + kk);
+            acc[i][0] = _mm256_fmadd_ps(va, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(va, b1, acc[i][1]);
+        }
+    }
+    if (bias) {
+        __m256 v0 = full ? _mm256_loadu_ps(bias) : _mm256_maskload_ps(bias, m0);
+        __m256 v1 = full ? _mm256_loadu_ps(bias + 8) : _mm256_maskload_ps(bias + 8, m1);
+        for (int i = 0; i < mr; i++)
+            acc[i][0] = _mm256_add_ps(acc[i][0], v0), acc[i][1] = _mm256_add_ps(acc[i][1], v1);
+    }
+    if (act == CDX_PACK_ACT_QUICK_GELU)
+        for (int i = 0; i < mr; i++)
+            acc[i][0] = cdx_quick_gelu256(acc[i][0]), acc[i][1] = cdx_quick_gelu256(acc[i][1]);
+    for (int i = 0; i < mr; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (full) {
+            _mm256_storeu_ps(c, acc[i][0]);
+            _mm256_storeu_ps(c + 8, acc[i][1]);
+        } else {
+            _mm256_maskstore_ps(c, m0, acc[i][0]);
+            _mm256_maskstore_ps(c + 8, m1, acc[i][1]);
+        }
+    }
+}
+
+typedef void (*ptile2_fn)(int, const float *, int, const float *, float *, int, int, int,
+                          const float *, int, int);
+#define PTILE2(R) \
+    AVX2 static void ptile2_##R(int kl, const float *A, int lda, const float *Pp, float *C, int ldc, \
+                                int nc, int load_c, const float *bias, int act, int pf) \
+    { ptile_avx2(R, kl, A, lda, Pp, C, ldc, nc, load_c, bias, act, pf); }
+PTILE2(1) PTILE2(2) PTILE2(3) PTILE2(4) PTILE2(5) PTILE2(6)
+static const ptile2_fn ptiles2[MR2 + 1] = {NULL, ptile2_1, ptile2_2, ptile2_3, ptile2_4, ptile2_5,
+                                           ptile2_6};
+
+static void panel_rows_avx2(int r0, int r1, int p, int n, int k, const float *A, int lda,
+                            const float *P, const float *bias, int act, int accumulate, float *C,
+                            int ldc)
+{
+    const int nchunks = (k + KC - 1) / KC, kc = (k + nchunks - 1) / nchunks;
+    const int j0 = p * NR, nc = n - j0 < NR ? n - j0 : NR;
+    const float *Pp = P + (size_t)p * k * NR;
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int kl = k - k0 < kc ? k - k0 : kc, last = k0 + kl >= k;
+        for (int s = 0; s * 16 < nc; s++) {
+            int j = j0 + 16 * s;
+            for (int i0 = r0; i0 < r1; i0 += MR2) {
+                int mr = r1 - i0 < MR2 ? r1 - i0 : MR2;
+                ptiles2[mr](kl, A + (size_t)i0 * lda + k0, lda, Pp + (size_t)k0 * NR + 16 * s,
+                            C + (size_t)i0 * ldc + j, ldc, nc - 16 * s, k0 > 0 || accumulate,
+                            last && bias ? bias + j : NULL, last ? act : CDX_PACK_ACT_NONE,
+                            s == 0 && i0 == r0);
+            }
+        }
+    }
+}
+
+/* ---- scalar level: plain C over the packed layout, float accumulation,
+ * 4 rows x one 64-column panel (the compiler may vectorise the j loops). */
+#define MRS 4
+
+static void panel_rows_scalar(int r0, int r1, int p, int n, int k, const float *A, int lda,
+                              const float *P, const float *bias, int act, int accumulate,
+                              float *C, int ldc)
+{
+    const int j0 = p * NR, nc = n - j0 < NR ? n - j0 : NR;
+    const float *Pp = P + (size_t)p * k * NR;
+    for (int i0 = r0; i0 < r1; i0 += MRS) {
+        int mr = r1 - i0 < MRS ? r1 - i0 : MRS;
+        float acc[MRS][NR] = {{0}};
+        for (int kk = 0; kk < k; kk++) {
+            const float *b = Pp + (size_t)kk * NR;
+            for (int i = 0; i < mr; i++) {
+                float a = A[(size_t)(i0 + i) * lda + kk];
+                for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
+            }
+        }
+        for (int i = 0; i < mr; i++) {
+            float *c = C + (size_t)(i0 + i) * ldc + j0;
+            for (int j = 0; j < nc; j++) {
+                float v = acc[i][j] + (bias ? bias[j0 + j] : 0.0f) + (accumulate ? c[j] : 0.0f);
+                c[j] = act == CDX_PACK_ACT_QUICK_GELU ? v / (1.0f + expf(-1.702f * v)) : v;
+            }
+        }
+    }
+}
+
+typedef void (*panel_fn)(int, int, int, int, int, const float *, int, const float *,
+                         const float *, int, int, float *, int);
+
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    if (!fast || !cdx_gemm_small_available()) {
+    if (!fast) {
         packed_reference(m, n, k, A, lda, P, bias, act, accumulate, C, ldc);
         return;
     }
+    const cdx_isa isa = cdx_cpu_level();
+    const panel_fn fn = isa >= CDX_ISA_AVX512 ? panel_rows
+                        : isa == CDX_ISA_AVX2 ? panel_rows_avx2
+                                              : panel_rows_scalar;
     const int np = (n + NR - 1) / NR, ng = (m + RG - 1) / RG, items = np * ng;
-#pragma omp parallel for schedule(static) if ((long)n * k > 65536)
-    for (int w = 0; w < items; w++) {
-        int p = w / ng, g = w % ng;
-        int r0 = g * RG, r1 = r0 + RG < m ? r0 + RG : m;
-        panel_rows(r0, r1, p, n, k, A, lda, P, bias, act, accumulate, C, ldc);
+    if ((long)n * k > 65536 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (int w = 0; w < items; w++) {
+            int p = w / ng, g = w % ng;
+            int r0 = g * RG, r1 = r0 + RG < m ? r0 + RG : m;
+            fn(r0, r1, p, n, k, A, lda, P, bias, act, accumulate, C, ldc);
+        }
+    } else {
+        for (int w = 0; w < items; w++) {
+            int p = w / ng, g = w % ng;
+            int r0 = g * RG, r1 = r0 + RG < m ? r0 + RG : m;
+            fn(r0, r1, p, n, k, A, lda, P, bias, act, accumulate, C, ldc);
+        }
     }
 }
