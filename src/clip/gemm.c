@@ -25,7 +25,9 @@
  */
 #include "clip/gemm.h"
 #include "common/cpu.h"
+#include "common/pool.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +181,11 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
         if (!done) gemm_reference(m, n, k, alpha, A, lda, B, ldb, b_trans, beta, C, ldc);
     }
     if (bias) add_bias(m, n, bias, C, ldc);
+}
+
+int cdx_par_threads(void)
+{
+    return omp_in_parallel() || cdx_par_inside() ? 1 : omp_get_max_threads();
 }
 
 void cdx_gemm_nt(cdx_gemm_backend be, int m, int n, int k, const float *A,

@@ -81,4 +81,9 @@ void cdx_pack_weights(int n, int k, const float *W, int ldw, float *P);
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast);
 
+/* Threads for the engine's own parallel loops (cdx_par_for, common/pool.h):
+ * the calling thread's OpenMP thread count (set per call by the encoder),
+ * 1 inside an OpenMP parallel region or a cdx_par_for item. */
+int cdx_par_threads(void);
+
 #endif

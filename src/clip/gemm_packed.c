@@ -12,8 +12,8 @@
  * accumulators, no horizontal reduction.  bias, quick_gelu and the residual
  * add are applied in registers at the store, so C is written once.
  *
- * Work split: threads take disjoint ranges of panels (each weight byte is
- * read by exactly one thread, once per 96-row group); k runs in chunks of
+ * Work split: threads claim (panel, 96-row group) items from the pool of
+ * common/pool.h (each weight byte is read by one thread, once per row group); k runs in chunks of
  * <= 512 so a 6-row A tile stays in L1 and the panel chunk (<= 128 KB) in
  * L2 while it is re-used by the row tiles.
  *
@@ -35,10 +35,10 @@
 #include "clip/gemm.h"
 #include "clip/simd_math.h"
 #include "common/cpu.h"
+#include "common/pool.h"
 
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 
 #define NR CDX_PACK_NR
 #define MRP 6       /* rows per tile */
@@ -291,6 +291,23 @@ static void panel_rows_scalar(int r0, int r1, int p, int n, int k, const float *
 typedef void (*panel_fn)(int, int, int, int, int, const float *, int, const float *,
                          const float *, int, int, float *, int);
 
+typedef struct packed_job {
+    panel_fn fn;
+    int m, n, k, lda, ldc, act, accumulate, ng;
+    const float *A, *P, *bias;
+    float *C;
+} packed_job;
+
+/* work item w: panel w / ng, row group w % ng */
+static void packed_item(void *arg, int w, int slot)
+{
+    const packed_job *j = arg;
+    (void)slot;
+    int p = w / j->ng, g = w % j->ng;
+    int r0 = g * RG, r1 = r0 + RG < j->m ? r0 + RG : j->m;
+    j->fn(r0, r1, p, j->n, j->k, j->A, j->lda, j->P, j->bias, j->act, j->accumulate, j->C, j->ldc);
+}
+
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast)
 {
@@ -300,22 +317,12 @@ void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *
         return;
     }
     const cdx_isa isa = cdx_cpu_level();
-    const panel_fn fn = isa >= CDX_ISA_AVX512 ? panel_rows
-                        : isa == CDX_ISA_AVX2 ? panel_rows_avx2
-                                              : panel_rows_scalar;
-    const int np = (n + NR - 1) / NR, ng = (m + RG - 1) / RG, items = np * ng;
-    if ((long)n * k > 65536 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-        for (int w = 0; w < items; w++) {
-            int p = w / ng, g = w % ng;
-            int r0 = g * RG, r1 = r0 + RG < m ? r0 + RG : m;
-            fn(r0, r1, p, n, k, A, lda, P, bias, act, accumulate, C, ldc);
-        }
-    } else {
-        for (int w = 0; w < items; w++) {
-            int p = w / ng, g = w % ng;
-            int r0 = g * RG, r1 = r0 + RG < m ? r0 + RG : m;
-            fn(r0, r1, p, n, k, A, lda, P, bias, act, accumulate, C, ldc);
-        }
-    }
+    packed_job j = {isa >= CDX_ISA_AVX512 ? panel_rows
+                    : isa == CDX_ISA_AVX2 ? panel_rows_avx2
+                                          : panel_rows_scalar,
+                    m, n, k, lda, ldc, act, accumulate, (m + RG - 1) / RG, A, P, bias, C};
+    const int items = (n + NR - 1) / NR * j.ng;
+    /* the claim-counter pool (common/pool.h), not an OpenMP team: a thread
+     * that is not running never holds up the call */
+    cdx_par_for(items, (long)n * k > 65536 ? cdx_par_threads() : 1, packed_item, &j);
 }

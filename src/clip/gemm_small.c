@@ -255,7 +255,7 @@ void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda
     /* small calls (attention, already inside a parallel region) must not
      * even enter an inactive parallel construct: libgomp builds a team for
      * it, measured at ~0.3 ms per 8-token text query */
-    if ((long)m * n * k > 1000000 && !omp_in_parallel()) {
+    if ((long)m * n * k > 1000000 && cdx_par_threads() > 1) {
 #pragma omp parallel for schedule(dynamic, 4)
         for (int mb = 0; mb < mblocks; mb++)
             nn_rows(mb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, isa);
@@ -346,7 +346,7 @@ void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda
     int group = (int)((65536 / (kc > 0 ? kc : 1)) & ~3);
     if (group < 4) group = 4;   /* a multiple of nb */
     const int ngroups = (n + group - 1) / group;
-    const int par = (long)n * k > 65536 && !omp_in_parallel();
+    const int par = (long)n * k > 65536 && cdx_par_threads() > 1;
 #pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int g = 0; g < ngroups; g++) {
         int g0 = g * group, g1 = g0 + group < n ? g0 + group : n;

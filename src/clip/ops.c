@@ -14,10 +14,11 @@
  */
 #include "clip/ops.h"
 #include "clip/simd_math.h"
+#include "clip/gemm.h"
 #include "common/cpu.h"
+#include "common/pool.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -227,14 +228,22 @@ AVX2 static void softmax_avx2(float *s, int valid, int n)
 
 /* ------------------------------------------------------------ dispatch */
 
-/* Enough work for threads, and not already inside a parallel region.  Small
- * calls branch around the parallel construct entirely: libgomp sets up a
- * team even for an inactive (if-false or nested) region, which measured
- * ~20 us per attention task in an 8-token text query. */
-static int par_worth(long work)
-{
-    return work > PAR_MIN_WORK && !omp_in_parallel();
-}
+/* Row-parallel driver: one call's arguments, rows split into items of
+ * >= PAR_MIN_WORK / 4 elements claimed from the pool (common/pool.h);
+ * small calls (and calls inside a parallel item) stay on this thread. */
+typedef enum { OP_LN, OP_BIAS_ACT, OP_SOFTMAX } op_kind;
+
+typedef struct op_job {
+    op_kind kind;
+    int v, rows, per, n;      /* level, rows, rows per item, row length */
+    const float *x;           /* LN input */
+    float *y;                 /* LN output / bias_act C / softmax S */
+    int ldx, ldy;
+    const float *g, *b;       /* LN gain/bias, or bias_act bias (b) */
+    float eps;
+    cdx_epilogue act;
+    int causal, first_valid;
+} op_job;
 
 static void ln_row(int r, const float *x, int ldx, float *y, int ldy, int dim, const float *g,
                    const float *b, float eps, int v)
@@ -246,18 +255,6 @@ static void ln_row(int r, const float *x, int ldx, float *y, int ldy, int dim, c
     else layernorm_ref(xr, yr, dim, g, b, eps);
 }
 
-void cdx_layernorm_rows(const float *x, int ldx, float *y, int ldy, int rows,
-                   int dim, const float *g, const float *b, float eps, int fast)
-{
-    int v = fast ? (int)cdx_cpu_level() : CDX_ISA_SCALAR;
-    if (par_worth((long)rows * dim)) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < rows; r++) ln_row(r, x, ldx, y, ldy, dim, g, b, eps, v);
-    } else {
-        for (int r = 0; r < rows; r++) ln_row(r, x, ldx, y, ldy, dim, g, b, eps, v);
-    }
-}
-
 static void bias_act_row(float *c, int n, const float *bias, cdx_epilogue act, int v)
 {
     if (v >= CDX_ISA_AVX512) {
@@ -266,21 +263,6 @@ static void bias_act_row(float *c, int n, const float *bias, cdx_epilogue act, i
         bias_act_avx2(c, n, bias, act);
     } else {
         for (int j = 0; j < n; j++) c[j] = act_ref(c[j] + (bias ? bias[j] : 0.0f), act);
-    }
-}
-
-void cdx_bias_act(float *C, int ldc, int rows, int n, const float *bias,
-                  cdx_epilogue act, int fast)
-{
-    if (!bias && act == CDX_EPI_NONE) return;
-    /* exact GELU has no vector erf here: it uses the libm path either way
-     * (no OpenAI/OpenCLIP ViT checkpoint in use needs it to be fast). */
-    int v = fast && act != CDX_EPI_GELU ? (int)cdx_cpu_level() : CDX_ISA_SCALAR;
-    if (par_worth((long)rows * n)) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < rows; r++) bias_act_row(C + (size_t)r * ldc, n, bias, act, v);
-    } else {
-        for (int r = 0; r < rows; r++) bias_act_row(C + (size_t)r * ldc, n, bias, act, v);
     }
 }
 
@@ -295,14 +277,52 @@ static void softmax_row(float *S, int lds, int r, int n, int causal, int first_v
     else softmax_ref(s, valid, n);
 }
 
+static void op_item(void *arg, int item, int slot)
+{
+    const op_job *j = arg;
+    (void)slot;
+    int r0 = item * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+    for (int r = r0; r < r1; r++) {
+        switch (j->kind) {
+        case OP_LN: ln_row(r, j->x, j->ldx, j->y, j->ldy, j->n, j->g, j->b, j->eps, j->v); break;
+        case OP_BIAS_ACT: bias_act_row(j->y + (size_t)r * j->ldy, j->n, j->b, j->act, j->v); break;
+        case OP_SOFTMAX: softmax_row(j->y, j->ldy, r, j->n, j->causal, j->first_valid, j->v); break;
+        }
+    }
+}
+
+static void op_run(op_job *j)
+{
+    long work = (long)j->rows * j->n;
+    int threads = work > PAR_MIN_WORK ? cdx_par_threads() : 1;
+    j->per = threads > 1 ? (int)((PAR_MIN_WORK / 4 + j->n - 1) / j->n) : j->rows;
+    if (j->per < 1) j->per = 1;
+    cdx_par_for((j->rows + j->per - 1) / j->per, threads, op_item, j);
+}
+
+void cdx_layernorm_rows(const float *x, int ldx, float *y, int ldy, int rows,
+                   int dim, const float *g, const float *b, float eps, int fast)
+{
+    op_job j = {OP_LN, fast ? (int)cdx_cpu_level() : CDX_ISA_SCALAR, rows, 0, dim, x, y, ldx, ldy,
+                g, b, eps, CDX_EPI_NONE, 0, 0};
+    op_run(&j);
+}
+
+void cdx_bias_act(float *C, int ldc, int rows, int n, const float *bias,
+                  cdx_epilogue act, int fast)
+{
+    if (!bias && act == CDX_EPI_NONE) return;
+    /* exact GELU has no vector erf here: it uses the libm path either way
+     * (no OpenAI/OpenCLIP ViT checkpoint in use needs it to be fast). */
+    int v = fast && act != CDX_EPI_GELU ? (int)cdx_cpu_level() : CDX_ISA_SCALAR;
+    op_job j = {OP_BIAS_ACT, v, rows, 0, n, NULL, C, 0, ldc, NULL, bias, 0.0f, act, 0, 0};
+    op_run(&j);
+}
+
 void cdx_softmax_rows(float *S, int lds, int rows, int n, int causal,
                       int first_valid, int fast)
 {
-    int v = fast ? (int)cdx_cpu_level() : CDX_ISA_SCALAR;
-    if (par_worth((long)rows * n)) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < rows; r++) softmax_row(S, lds, r, n, causal, first_valid, v);
-    } else {
-        for (int r = 0; r < rows; r++) softmax_row(S, lds, r, n, causal, first_valid, v);
-    }
+    op_job j = {OP_SOFTMAX, fast ? (int)cdx_cpu_level() : CDX_ISA_SCALAR, rows, 0, n, NULL, S, 0,
+                lds, NULL, NULL, 0.0f, CDX_EPI_NONE, causal, first_valid};
+    op_run(&j);
 }

@@ -9,8 +9,10 @@
  * the reference runs).  `fast` = 0 forces the reference; tests/test_ops.c
  * compares every level with it.
  *
- * Kernels parallelise over rows with OpenMP when the work is large enough;
- * called from inside a parallel region they run on the calling thread.
+ * Kernels parallelise over rows (blocks claimed from the pool of
+ * common/pool.h, on cdx_par_threads() threads) when the work is large
+ * enough; called from inside a parallel region they run on the calling
+ * thread.
  * Nothing allocates.
  */
 #ifndef CDX_CLIP_OPS_H
