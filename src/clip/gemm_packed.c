@@ -173,23 +173,42 @@ static void panel_rows(int r0, int r1, int p, int n, int k, const float *A, int 
 /* ---- AVX2 + FMA: one 16-column strip of a panel, mr rows, kl steps of k.
  * Pp points at the strip's first column (row stride NR floats). */
 #define AVX2 __attribute__((target("avx2,fma")))
+#ifndef MR2
 #define MR2 6
+#endif
+#ifndef KC2
+#define KC2 256     /* k chunk (measured: 32..512 on Zen 3, 256 best) */
+#endif
 
 AVX2 static inline __attribute__((always_inline)) void ptile_avx2(
     int mr, int kl, const float *A, int lda, const float *Pp, float *C, int ldc, int nc,
     int load_c, const float *bias, int act, int pf)
 {
-    const __m256i m0 = cdx_mask256(nc), m1 = cdx_mask256(nc - 8);
+    const __m256i msk[2] = {cdx_mask256(nc), cdx_mask256(nc - 8)};
     const int full = nc >= 16;
     __m256 acc[MR2][2];
-    for (int i = 0; i < mr; i++) {
-        const float *c = C + (size_t)i * ldc;
-        if (!load_c) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-        else if (full) acc[i][0] = _mm256_loadu_ps(c), acc[i][1] = _mm256_loadu_ps(c + 8);
-        else acc[i][0] = _mm256_maskload_ps(c, m0), acc[i][1] = _mm256_maskload_ps(c + 8, m1);
+    for (int i = 0; i < mr; i++)
+        for (int c = 0; c < 2; c++)
+            acc[i][c] = !load_c ? _mm256_setzero_ps()
+                        : full  ? _mm256_loadu_ps(C + (size_t)i * ldc + 8 * c)
+                                : _mm256_maskload_ps(C + (size_t)i * ldc + 8 * c, msk[c]);
+    /* the k loop on named locals: GCC keeps an indexed accumulator array
+     * on the stack here (one store per FMA), locals stay in the 16 ymm */
+    __m256 z = _mm256_setzero_ps();
+    __m256 c00 = mr > 0 ? acc[0][0] : z, c01 = mr > 0 ? acc[0][1] : z;
+    __m256 c10 = mr > 1 ? acc[1][0] : z, c11 = mr > 1 ? acc[1][1] : z;
+    __m256 c20 = mr > 2 ? acc[2][0] : z, c21 = mr > 2 ? acc[2][1] : z;
+    __m256 c30 = mr > 3 ? acc[3][0] : z, c31 = mr > 3 ? acc[3][1] : z;
+    __m256 c40 = mr > 4 ? acc[4][0] : z, c41 = mr > 4 ? acc[4][1] : z;
+    __m256 c50 = mr > 5 ? acc[5][0] : z, c51 = mr > 5 ? acc[5][1] : z;
+    const float *a0 = A, *a1 = A + (size_t)lda, *a2 = A + 2 * (size_t)lda;
+    const float *a3 = A + 3 * (size_t)lda, *a4 = A + 4 * (size_t)lda, *a5 = A + 5 * (size_t)lda;
+#define ROW2(i)                                                  \
+    if (mr > i) {                                                \
+        __m256 va = _mm256_broadcast_ss(a##i + kk);              \
+        c##i##0 = _mm256_fmadd_ps(va, b0, c##i##0);              \
+        c##i##1 = _mm256_fmadd_ps(va, b1, c##i##1);              \
     }
-    const float *a[MR2];
-    for (int i = 0; i < mr; i++) a[i] = A + (size_t)i * lda;
     for (int kk = 0; kk < kl; kk++) {
         const float *b = Pp + (size_t)kk * NR;
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
@@ -199,31 +218,28 @@ AVX2 static inline __attribute__((always_inline)) void ptile_avx2(
             _mm_prefetch((const char *)(b + PFD * NR + 32), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + PFD * NR + 48), _MM_HINT_T0);
         }
-        for (int i = 0; i < mr; i++) {
-            __m256 va = _mm256_broadcast_ss(a[i] + kk);
-            acc[i][0] = _mm256_fmadd_ps(va, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(va, b1, acc[i][1]);
+        ROW2(0) ROW2(1) ROW2(2) ROW2(3) ROW2(4) ROW2(5)
+    }
+#undef ROW2
+    if (mr > 0) acc[0][0] = c00, acc[0][1] = c01;
+    if (mr > 1) acc[1][0] = c10, acc[1][1] = c11;
+    if (mr > 2) acc[2][0] = c20, acc[2][1] = c21;
+    if (mr > 3) acc[3][0] = c30, acc[3][1] = c31;
+    if (mr > 4) acc[4][0] = c40, acc[4][1] = c41;
+    if (mr > 5) acc[5][0] = c50, acc[5][1] = c51;
+    if (bias)
+        for (int c = 0; c < 2; c++) {
+            __m256 vb = full ? _mm256_loadu_ps(bias + 8 * c) : _mm256_maskload_ps(bias + 8 * c, msk[c]);
+            for (int i = 0; i < mr; i++) acc[i][c] = _mm256_add_ps(acc[i][c], vb);
         }
-    }
-    if (bias) {
-        __m256 v0 = full ? _mm256_loadu_ps(bias) : _mm256_maskload_ps(bias, m0);
-        __m256 v1 = full ? _mm256_loadu_ps(bias + 8) : _mm256_maskload_ps(bias + 8, m1);
-        for (int i = 0; i < mr; i++)
-            acc[i][0] = _mm256_add_ps(acc[i][0], v0), acc[i][1] = _mm256_add_ps(acc[i][1], v1);
-    }
     if (act == CDX_PACK_ACT_QUICK_GELU)
         for (int i = 0; i < mr; i++)
-            acc[i][0] = cdx_quick_gelu256(acc[i][0]), acc[i][1] = cdx_quick_gelu256(acc[i][1]);
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (full) {
-            _mm256_storeu_ps(c, acc[i][0]);
-            _mm256_storeu_ps(c + 8, acc[i][1]);
-        } else {
-            _mm256_maskstore_ps(c, m0, acc[i][0]);
-            _mm256_maskstore_ps(c + 8, m1, acc[i][1]);
+            for (int c = 0; c < 2; c++) acc[i][c] = cdx_quick_gelu256(acc[i][c]);
+    for (int i = 0; i < mr; i++)
+        for (int c = 0; c < 2; c++) {
+            if (full) _mm256_storeu_ps(C + (size_t)i * ldc + 8 * c, acc[i][c]);
+            else _mm256_maskstore_ps(C + (size_t)i * ldc + 8 * c, msk[c], acc[i][c]);
         }
-    }
 }
 
 typedef void (*ptile2_fn)(int, const float *, int, const float *, float *, int, int, int,
@@ -233,14 +249,14 @@ typedef void (*ptile2_fn)(int, const float *, int, const float *, float *, int, 
                                 int nc, int load_c, const float *bias, int act, int pf) \
     { ptile_avx2(R, kl, A, lda, Pp, C, ldc, nc, load_c, bias, act, pf); }
 PTILE2(1) PTILE2(2) PTILE2(3) PTILE2(4) PTILE2(5) PTILE2(6)
-static const ptile2_fn ptiles2[MR2 + 1] = {NULL, ptile2_1, ptile2_2, ptile2_3, ptile2_4, ptile2_5,
+static const ptile2_fn ptiles2[7] = {NULL, ptile2_1, ptile2_2, ptile2_3, ptile2_4, ptile2_5,
                                            ptile2_6};
 
 static void panel_rows_avx2(int r0, int r1, int p, int n, int k, const float *A, int lda,
                             const float *P, const float *bias, int act, int accumulate, float *C,
                             int ldc)
 {
-    const int nchunks = (k + KC - 1) / KC, kc = (k + nchunks - 1) / nchunks;
+    const int nchunks = (k + KC2 - 1) / KC2, kc = (k + nchunks - 1) / nchunks;
     const int j0 = p * NR, nc = n - j0 < NR ? n - j0 : NR;
     const float *Pp = P + (size_t)p * k * NR;
     for (int k0 = 0; k0 < k; k0 += kc) {
