@@ -168,18 +168,24 @@ AVX2 static inline __attribute__((always_inline)) void tnn_avx2(
 {
     const __m256i m0 = cdx_mask256(nc), m1 = cdx_mask256(nc - 8);
     const int full = nc >= 16;
-    __m256 acc[MR_NN][2];
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    /* accumulators as named locals: GCC keeps an indexed array on the stack
+     * in these loops (a store per FMA); locals stay in the 16 ymm */
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define NN_ROW(i)                                                            \
+    if (mr > i) {                                                            \
+        __m256 va = _mm256_broadcast_ss(A + (size_t)i * lda + p);            \
+        c##i##0 = _mm256_fmadd_ps(va, b0, c##i##0);                          \
+        c##i##1 = _mm256_fmadd_ps(va, b1, c##i##1);                          \
+    }
     for (int p = 0; p < k; p++) {
         const float *b = B + (size_t)p * ldb;
         __m256 b0 = full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
         __m256 b1 = full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
-        for (int i = 0; i < mr; i++) {
-            __m256 va = _mm256_broadcast_ss(A + (size_t)i * lda + p);
-            acc[i][0] = _mm256_fmadd_ps(va, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(va, b1, acc[i][1]);
-        }
+        NN_ROW(0) NN_ROW(1) NN_ROW(2) NN_ROW(3) NN_ROW(4) NN_ROW(5)
     }
+#undef NN_ROW
+    const __m256 acc[MR_NN][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     for (int i = 0; i < mr; i++) {
         float *c = C + (size_t)i * ldc;
@@ -284,8 +290,19 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(int mr, int nr,
                         float *C, int ldc, const float *pf)
 {
     const float *b0p = B, *b1p = B + (size_t)(nr > 1 ? 1 : 0) * ldb;
-    __m256 acc[MR][2];
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define NT_ROW(i, LOAD)                                                      \
+    if (mr > i) {                                                            \
+        __m256 va = LOAD;                                                    \
+        c##i##0 = _mm256_fmadd_ps(va, b0, c##i##0);                          \
+        c##i##1 = _mm256_fmadd_ps(va, b1, c##i##1);                          \
+    }
+#define NT_ROWS(LOAD_OF) \
+    NT_ROW(0, LOAD_OF(0)) NT_ROW(1, LOAD_OF(1)) NT_ROW(2, LOAD_OF(2)) \
+    NT_ROW(3, LOAD_OF(3)) NT_ROW(4, LOAD_OF(4)) NT_ROW(5, LOAD_OF(5))
+#define A_FULL(i) _mm256_loadu_ps(A + (size_t)(i) * lda + p)
+#define A_MASK(i) _mm256_maskload_ps(A + (size_t)(i) * lda + p, msk)
     int p = 0;
     for (; p + 8 <= k; p += 8) {
         __m256 b0 = _mm256_loadu_ps(b0p + p), b1 = _mm256_loadu_ps(b1p + p);
@@ -293,21 +310,18 @@ AVX2 static inline __attribute__((always_inline)) void tile_avx2(int mr, int nr,
             _mm_prefetch((const char *)(pf + p), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + ldb + p), _MM_HINT_T0);
         }
-        for (int i = 0; i < mr; i++) {
-            __m256 va = _mm256_loadu_ps(A + (size_t)i * lda + p);
-            acc[i][0] = _mm256_fmadd_ps(va, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(va, b1, acc[i][1]);
-        }
+        NT_ROWS(A_FULL)
     }
     if (p < k) {
         const __m256i msk = cdx_mask256(k - p);
         __m256 b0 = _mm256_maskload_ps(b0p + p, msk), b1 = _mm256_maskload_ps(b1p + p, msk);
-        for (int i = 0; i < mr; i++) {
-            __m256 va = _mm256_maskload_ps(A + (size_t)i * lda + p, msk);
-            acc[i][0] = _mm256_fmadd_ps(va, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(va, b1, acc[i][1]);
-        }
+        NT_ROWS(A_MASK)
     }
+#undef NT_ROW
+#undef NT_ROWS
+#undef A_FULL
+#undef A_MASK
+    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < mr; i++) {
         float *c = C + (size_t)i * ldc;
         for (int j = 0; j < nr; j++) {
