@@ -119,7 +119,7 @@ static int ensure_workers(int want)
         pthread_attr_t at;
         if (pthread_attr_init(&at)) break;
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256 * 1024);
+        pthread_attr_setstacksize(&at, 1024 * 1024);
         int r = pthread_create(&t, &at, worker, (void *)(intptr_t)(n_workers + 1));
         pthread_attr_destroy(&at);
         if (r) break;
