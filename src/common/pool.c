@@ -33,9 +33,12 @@
 
 static pthread_mutex_t submit = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
 static pthread_mutex_t grow = PTHREAD_MUTEX_INITIALIZER;    /* worker creation */
-static uint64_t claim;
-static unsigned seq;
-static int sleepers, done, n_workers;
+/* claim, done and seq on separate cache lines: idle workers poll seq while
+ * the busy ones update claim and done */
+static _Alignas(64) uint64_t claim;
+static _Alignas(64) int done;
+static _Alignas(64) unsigned seq;
+static int sleepers, n_workers;
 static cdx_par_fn job_fn;
 static void *job_arg;
 static int job_n, job_per;
