@@ -237,7 +237,8 @@ typedef struct att_job {
     float *out;
 } att_job;
 
-/* task = (sequence, head); slot picks the thread's scores scratch */
+/* task = (sequence, head); slot (< cdx_par_threads() = the ctx's n_threads,
+ * set by enter_threads) picks the thread's scores scratch */
 static void attention_task(void *arg, int task, int slot)
 {
     const att_job *j = arg;
@@ -291,7 +292,7 @@ static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *
     const int W = cfg->width, H = cfg->heads, fast = !c->reference;
     att_job j = {c, sb, W, H, W / H, 3 * W, pool_only, fast, fast && cdx_gemm_small_available(),
                  1.0f / sqrtf((float)(W / H)), out};
-    cdx_par_for(sb->n * H, c->n_threads, attention_task, &j);
+    cdx_par_for(sb->n * H, cdx_par_threads(), attention_task, &j);
 }
 
 static void layernorm(const cdx_ctx *c, const cdx_layernorm *ln, float eps,
@@ -413,12 +414,12 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
 
     /* im2col: row (b, gy, gx) = the patch flattened (c, y, x) like patch_w */
     vis_job j = {c, pixels};
-    cdx_par_for(nb * gg, c->n_threads, im2col_row, &j);
+    cdx_par_for(nb * gg, cdx_par_threads(), im2col_row, &j);
     if (use_packed(c, v->patch_wp, nb * gg))
         cdx_gemm_packed(nb * gg, W, K, c->big, K, v->patch_wp, NULL, CDX_PACK_ACT_NONE, 0, c->h, W, 1);
     else
         cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
-    cdx_par_for(nb * T, c->n_threads, embed_row, &j);
+    cdx_par_for(nb * T, cdx_par_threads(), embed_row, &j);
     layernorm(c, &v->ln_pre, v->cfg.eps, c->x, c->x, nb * T);
     const cdx_taps *tp = c->have_taps ? &c->taps : NULL;
     if (tp && tp->vision_ln_pre)
