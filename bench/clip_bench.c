@@ -3,12 +3,23 @@
  * weights in the real ViT-B/32, ViT-B/16 and ViT-L/14 shapes, next to this
  * machine's best sgemm rate measured in the same run.
  *
- *   clip_bench [--json] [--shape NAME] [--quick] [--threads N]
+ *   clip_bench [--json] [--shape NAME] [--quick] [--threads N] [--isa LEVEL]
  *
  * --json prints one JSON object per shape per line with: shape, threads,
- * backend, images_per_s_b1, images_per_s_b32, text_p50_ms_8tok,
- * text_p99_ms_8tok, text_p50_ms_77tok, text_p99_ms_77tok, gflop_per_image,
- * gflops_image_b32, sgemm_gflops, sgemm_backend, ratio_image_b32.
+ * backend, isa, images_per_s_b1, images_per_s_b32, text_p50_ms_8tok,
+ * text_p99_ms_8tok, text_queries_8tok, text_p99_over_p50_8tok,
+ * text_p50_ms_77tok, text_p99_ms_77tok, gflop_per_image, gflops_image_b32,
+ * sgemm_gflops, sgemm_backend, ratio_image_b32, and the AVX2 comparison
+ * avx2_images_per_s_b1, avx2_images_per_s_b32, avx2_ratio_b1,
+ * avx2_ratio_b32 (null when the run is not above AVX2).
+ *
+ * Instruction sets: --isa scalar|avx2|avx512 caps the level like
+ * $CLIPDEX_MAX_ISA (our kernels and oneDNN).  When the level in force is
+ * AVX-512, the image measurements are repeated in a child process of the
+ * same run capped at AVX2 (oneDNN's cap is fixed once per process), and
+ * avx2_ratio_* = AVX2 rate / AVX-512 rate (goal >= 0.5: half the vector
+ * width).  The 8-token text latency is measured over 1000 queries (200
+ * with --quick), so its p99 is a real tail.
  *
  * FLOP count of the image tower (what the encoder actually computes; 1 FMA =
  * 2 FLOPs; W width, T = grid^2 + 1 tokens, F mlp, L layers, E embed, p patch):
@@ -34,6 +45,7 @@
 #include "clip/gemm.h"
 #include "clip/model.h"
 #include "clip/model_random.h"
+#include "common/cpu.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -41,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int cmp_double(const void *a, const void *b)
@@ -90,6 +103,8 @@ static double image_flops(const cdx_clip_config *c)
     return f + 2 * W * E;
 }
 
+#define TEXT8_QUERIES(quick) ((quick) ? 200 : 1000)
+
 typedef struct result {
     double img_b1, img_b32, t8_p50, t8_p99, t77_p50, t77_p99, gflop_img;
 } result;
@@ -127,7 +142,7 @@ static void time_text(cdx_ctx *ctx, int n_tok, int ctxlen, int iters, double *p5
     free(t);
 }
 
-static result run_shape(const char *name, int threads, int quick)
+static result run_shape(const char *name, int threads, int quick, int images_only)
 {
     cdx_clip_config cfg;
     cdx_model *m;
@@ -159,8 +174,10 @@ static result run_shape(const char *name, int threads, int quick)
     double t32 = quick ? percentile(t, n32, 0.0) : percentile(t, n32, 0.5);
     r.img_b32 = 32.0 / t32;
     r.gflop_img = image_flops(&cfg) / 1e9;
-    time_text(ctx, 8, cfg.context_length, quick ? 20 : 100, &r.t8_p50, &r.t8_p99);
-    time_text(ctx, cfg.context_length, cfg.context_length, quick ? 10 : 50, &r.t77_p50, &r.t77_p99);
+    if (!images_only) {
+        time_text(ctx, 8, cfg.context_length, TEXT8_QUERIES(quick), &r.t8_p50, &r.t8_p99);
+        time_text(ctx, cfg.context_length, cfg.context_length, quick ? 10 : 50, &r.t77_p50, &r.t77_p99);
+    }
     free(px);
     free(out);
     cdx_ctx_free(ctx);
@@ -170,16 +187,70 @@ static result run_shape(const char *name, int threads, int quick)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: clip_bench [--json] [--shape ViT-B/32|ViT-B/16|ViT-L/14] [--quick] [--threads N]\n");
+    fprintf(stderr, "usage: clip_bench [--json] [--shape ViT-B/32|ViT-B/16|ViT-L/14] [--quick] [--threads N]\n"
+                    "                  [--isa scalar|avx2|avx512]\n");
     return 2;
+}
+
+/* value of "key": in a JSON line, or -1 */
+static double json_num(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+/* The image rates of `shape` measured by this program in a child process
+ * capped at AVX2 (the only way to cap oneDNN too: its level is fixed once
+ * per process).  0 on failure. */
+static int child_avx2_rates(const char *shape, int threads, int quick, double *b1, double *b32)
+{
+    int fd[2];
+    if (pipe(fd)) return 0;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return 0;
+    }
+    if (pid == 0) {
+        char nt[16];
+        snprintf(nt, sizeof nt, "%d", threads);
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        char *args[] = {"clip_bench", "--json", "--images-only", "--isa", "avx2", "--shape",
+                        (char *)shape, "--threads", nt, quick ? "--quick" : NULL, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(fd[1]);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < sizeof buf && (n = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+    buf[len] = 0;
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    *b1 = json_num(buf, "images_per_s_b1");
+    *b32 = json_num(buf, "images_per_s_b32");
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 && *b1 > 0 && *b32 > 0;
 }
 
 int main(int argc, char **argv)
 {
-    int json = 0, quick = 0, threads = 0;
+    int json = 0, quick = 0, threads = 0, images_only = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--images-only")) images_only = 1;   /* internal: the AVX2 child */
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            cdx_isa cap;
+            if (!cdx_isa_parse(argv[++i], &cap)) return usage();
+            setenv("CLIPDEX_MAX_ISA", argv[i], 1);   /* before any kernel or oneDNN runs */
+        }
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -202,7 +273,7 @@ int main(int argc, char **argv)
 
     double sg = 0;
     cdx_gemm_backend sg_be = CDX_GEMM_BE_REFERENCE;
-    for (int be = CDX_GEMM_BE_DNNL; be <= CDX_GEMM_BE_OPENBLAS; be++) {
+    for (int be = CDX_GEMM_BE_DNNL; be <= CDX_GEMM_BE_OPENBLAS && !images_only; be++) {
         if (!cdx_gemm_backend_available((cdx_gemm_backend)be)) continue;
         double r = sgemm_rate((cdx_gemm_backend)be, quick);
         if (!json) printf("sgemm %-9s %7.1f GFLOP/s (best of 1600x3072x768, 2048^3)\n",
@@ -210,29 +281,53 @@ int main(int argc, char **argv)
         if (r > sg) { sg = r; sg_be = (cdx_gemm_backend)be; }
     }
     const char *backend = cdx_gemm_backend_name(cdx_gemm_default_backend());
+    const cdx_isa isa = cdx_cpu_level();
+    const int compare = isa > CDX_ISA_AVX2 && !images_only;
     if (!json)
-        printf("towers: backend %s, %d threads%s\n\n%-9s %9s %9s %8s %8s %8s %8s %9s %6s\n", backend,
-               threads, quick ? ", --quick" : "", "shape", "img/s b1", "img/s b32", "t8 p50",
-               "t8 p99", "t77 p50", "t77 p99", "GFLOP/s", "ratio");
+        printf("towers: backend %s, %d threads, level %s (CPU: %s)%s\n\n%-9s %9s %9s %8s %8s %8s %8s %9s %6s\n",
+               backend, threads, cdx_isa_name(isa), cdx_isa_name(cdx_cpu_detected()),
+               quick ? ", --quick" : "", "shape", "img/s b1", "img/s b32", "t8 p50", "t8 p99",
+               "t77 p50", "t77 p99", "GFLOP/s", "ratio");
     for (int s = 0; s < 3; s++) {
         if (only && strcmp(only, shapes[s])) continue;
-        result r = run_shape(shapes[s], threads, quick);
+        result r = run_shape(shapes[s], threads, quick, images_only);
         double gf = r.gflop_img * r.img_b32;
+        double a1 = 0, a32 = 0;
+        int have_avx2 = compare && child_avx2_rates(shapes[s], threads, quick, &a1, &a32);
+        char cmp[256] = "\"avx2_images_per_s_b1\":null,\"avx2_images_per_s_b32\":null,"
+                        "\"avx2_ratio_b1\":null,\"avx2_ratio_b32\":null";
+        if (have_avx2)
+            snprintf(cmp, sizeof cmp, "\"avx2_images_per_s_b1\":%.2f,\"avx2_images_per_s_b32\":%.2f,"
+                     "\"avx2_ratio_b1\":%.3f,\"avx2_ratio_b32\":%.3f", a1, a32, a1 / r.img_b1,
+                     a32 / r.img_b32);
         if (json)
-            printf("{\"shape\":\"%s\",\"threads\":%d,\"backend\":\"%s\",\"quick\":%s,"
+            printf("{\"shape\":\"%s\",\"threads\":%d,\"backend\":\"%s\",\"isa\":\"%s\",\"quick\":%s,"
                    "\"images_per_s_b1\":%.2f,\"images_per_s_b32\":%.2f,"
-                   "\"text_p50_ms_8tok\":%.3f,\"text_p99_ms_8tok\":%.3f,"
+                   "\"text_p50_ms_8tok\":%.3f,\"text_p99_ms_8tok\":%.3f,\"text_queries_8tok\":%d,"
+                   "\"text_p99_over_p50_8tok\":%.2f,"
                    "\"text_p50_ms_77tok\":%.3f,\"text_p99_ms_77tok\":%.3f,"
                    "\"gflop_per_image\":%.3f,\"gflops_image_b32\":%.1f,\"sgemm_gflops\":%.1f,"
-                   "\"sgemm_backend\":\"%s\",\"ratio_image_b32\":%.3f}\n",
-                   shapes[s], threads, backend, quick ? "true" : "false", r.img_b1, r.img_b32,
-                   r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, r.gflop_img, gf, sg,
-                   cdx_gemm_backend_name(sg_be), gf / sg);
-        else
+                   "\"sgemm_backend\":\"%s\",\"ratio_image_b32\":%.3f,%s}\n",
+                   shapes[s], threads, backend, cdx_isa_name(isa), quick ? "true" : "false", r.img_b1,
+                   r.img_b32, r.t8_p50, r.t8_p99, images_only ? 0 : TEXT8_QUERIES(quick),
+                   r.t8_p50 > 0 ? r.t8_p99 / r.t8_p50 : 0.0, r.t77_p50, r.t77_p99, r.gflop_img, gf,
+                   sg, cdx_gemm_backend_name(sg_be), sg > 0 ? gf / sg : 0.0, cmp);
+        else {
             printf("%-9s %9.2f %9.2f %8.2f %8.2f %8.2f %8.2f %9.1f %6.3f\n", shapes[s], r.img_b1,
-                   r.img_b32, r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, gf, gf / sg);
+                   r.img_b32, r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, gf, sg > 0 ? gf / sg : 0.0);
+            if (have_avx2)
+                printf("%-9s %9.2f %9.2f   capped at avx2: %.3f / %.3f of %s\n", "  avx2", a1, a32,
+                       a1 / r.img_b1, a32 / r.img_b32, cdx_isa_name(isa));
+            else if (compare)
+                printf("  (the avx2-capped child run failed)\n");
+        }
         fflush(stdout);
     }
-    if (!json) printf("\n(text times in ms per single query; ratio = image GFLOP/s at batch 32 / best sgemm GFLOP/s)\n");
+    if (!json) {
+        printf("\n(text times in ms per single query, 8 tokens over %d queries; ratio = image GFLOP/s at\n"
+               " batch 32 / best sgemm GFLOP/s)\n", TEXT8_QUERIES(quick));
+        if (!compare && !images_only)
+            printf("(no AVX2 comparison: the level in force is %s, not above avx2)\n", cdx_isa_name(isa));
+    }
     return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e_embed.sh - `clipdex embed` on the clip-tiny fixture: --pixels, --text
 # and --image outputs against the reference embeddings (expected/fp32), input
-# order, --normalize, and error handling (exit codes, messages).
+# order, --normalize, the same embeddings under every CLIPDEX_MAX_ISA cap,
+# and error handling (exit codes, messages).
 set -euo pipefail
 BIN=${CLIPDEX_BIN:?CLIPDEX_BIN not set}
 F=${CLIPDEX_SHARED:-}/fixtures/clip-tiny
@@ -52,6 +53,27 @@ norm = [json.loads(l) for l in open(T + "/norm.jsonl")]
 close(norm[0]["embedding"], txtn[0], "--normalize --text", 0, 1e-4)
 close(norm[1]["embedding"], imgn[ids.index("coco_cats")], "--normalize --pixels", 0, 1e-4)
 PY
+
+# every instruction-set cap (a level the CPU lacks, or an unknown value,
+# falls back): same embeddings as the default run above, which matched the
+# reference outputs
+for isa in scalar avx2 avx512 bogus; do
+    CLIPDEX_MAX_ISA=$isa "$BIN" embed --model "$F" --pixels "$P/coco_cats.f32" --text "a photo of a cat" \
+        --pixels "$P/clip_logo_rgba.f32" --text "a photo of a dog" \
+        --image "$F/images/skimage_chelsea.png" --no-autorotate > "$T/raw_$isa.jsonl"
+    python3 - "$T/raw.jsonl" "$T/raw_$isa.jsonl" "$isa" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+if len(a) != len(b): sys.exit("FAIL: CLIPDEX_MAX_ISA=%s: %d lines, want %d" % (sys.argv[3], len(b), len(a)))
+for x, y in zip(a, b):
+    m = max(abs(v) for v in x["embedding"])
+    d = max(abs(u - v) for u, v in zip(x["embedding"], y["embedding"]))
+    if x["input"] != y["input"] or d > 1e-4 * m:
+        sys.exit("FAIL: CLIPDEX_MAX_ISA=%s %s: max abs diff %g" % (sys.argv[3], y["input"], d))
+print("ok CLIPDEX_MAX_ISA=%-8s same embeddings" % sys.argv[3])
+PY
+done
 
 # errors: usage -> 2, failures -> 1 with "clipdex: error:" and nothing on stdout
 expect() {  # expect CODE PATTERN args...

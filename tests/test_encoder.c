@@ -12,6 +12,7 @@
 
 #include "clip/encoder.h"
 #include "clip/gemm.h"
+#include "common/cpu.h"
 #include "clip/model.h"
 #include "clip/model_random.h"
 
@@ -205,9 +206,9 @@ static void test_fixture_model(const char *weights, const char *dir)
     cdx_result r = cdx_model_load(test_fixture_dir(), &mp, &m);
     CHECKF(r == CDX_OK, "load %s: %s", weights, cdx_last_error());
     if (r != CDX_OK) return;
-    /* on AVX-512 the fast path must be the packed-weight one (so the
-     * comparisons below test it) */
-    if (cdx_gemm_small_available() && !getenv("CLIPDEX_PACK"))
+    /* the fast path must be the packed-weight one (so the comparisons
+     * below test it): weights are packed on every CPU */
+    if (!getenv("CLIPDEX_PACK"))
         CHECK(m->text.blocks[0].qkv.wp && m->text.proj.wp && m->vision.blocks[0].fc1.wp &&
               m->vision.patch_wp);
     fixture f = {m, m->cfg.projection_dim, m->vision.cfg.width, m->text.cfg.width,
@@ -222,6 +223,15 @@ static void test_fixture_model(const char *weights, const char *dir)
 
     cdx_ctx *c = new_ctx(m, 0, 32);
     check_against_expected("fast path", &f, dir, c);
+    /* the fast path at every instruction-set level this CPU has (what
+     * $CLIPDEX_MAX_ISA selects): same tolerance against the reference outputs */
+    for (int isa = CDX_ISA_SCALAR; isa <= (int)cdx_cpu_detected(); isa++) {
+        char what[64];
+        snprintf(what, sizeof what, "fast path, level %s", cdx_isa_name((cdx_isa)isa));
+        cdx_cpu_set_cap((cdx_isa)isa);
+        check_against_expected(what, &f, dir, c);
+    }
+    cdx_cpu_set_cap(CDX_ISA_AVX512);
     cdx_ctx_set_reference(c, 1);
     check_against_expected("reference path", &f, dir, c);
 
@@ -294,7 +304,7 @@ static void test_random_models(void)
         cdx_model *m = NULL;
         CHECK(cdx_model_random(&cfg, 7 + variant, &m) == CDX_OK);
         if (!m) return;
-        if (cdx_gemm_small_available() && !getenv("CLIPDEX_PACK"))   /* odd widths: packed tails */
+        if (!getenv("CLIPDEX_PACK"))   /* odd widths: packed tails */
             CHECK(m->text.blocks[0].fc2.wp && m->vision.blocks[0].qkv.wp);
         cdx_ctx *c = new_ctx(m, 2, 4);
         int n = 6;
@@ -310,14 +320,24 @@ static void test_random_models(void)
         }
         ids[5 * 20 + 19] = 49407;   /* a second end token: pool at the first */
         float fi[6 * 24], ft[6 * 24], ri[6 * 24], rt[6 * 24], gt[6 * 24];
-        CHECK(cdx_encode_images(c, px, n, fi, 0) == CDX_OK);
-        CHECK(cdx_encode_tokens(c, ids, n, ft, 0) == CDX_OK);
         cdx_ctx_set_reference(c, 1);
         CHECK(cdx_encode_images(c, px, n, ri, 0) == CDX_OK);
         CHECK(cdx_encode_tokens(c, ids, n, rt, 0) == CDX_OK);
         cdx_ctx_set_reference(c, 0);
-        check_close(variant ? "gelu: reference vs fast images" : "reference vs fast images", fi, ri, 6 * 24, 1e-5, 0);
-        check_close(variant ? "gelu: reference vs fast texts" : "reference vs fast texts", ft, rt, 6 * 24, 1e-5, 0);
+        /* every instruction-set level the CPU has, the default (best) last */
+        for (int isa = CDX_ISA_SCALAR; isa <= (int)cdx_cpu_detected(); isa++) {
+            char what[96];
+            cdx_cpu_set_cap((cdx_isa)isa);
+            CHECK(cdx_encode_images(c, px, n, fi, 0) == CDX_OK);
+            CHECK(cdx_encode_tokens(c, ids, n, ft, 0) == CDX_OK);
+            snprintf(what, sizeof what, "%sreference vs fast images (%s)", variant ? "gelu: " : "",
+                     cdx_isa_name((cdx_isa)isa));
+            check_close(what, fi, ri, 6 * 24, 1e-5, 0);
+            snprintf(what, sizeof what, "%sreference vs fast texts (%s)", variant ? "gelu: " : "",
+                     cdx_isa_name((cdx_isa)isa));
+            check_close(what, ft, rt, 6 * 24, 1e-5, 0);
+        }
+        cdx_cpu_set_cap(CDX_ISA_AVX512);
         /* changing ids after the end token (keeping them < 49407) changes nothing */
         for (int s = 0; s < n - 1; s++)
             for (int i = 3 * s + 2; i < 20; i++) ids[s * 20 + i] = (i * 7919) % 49406;

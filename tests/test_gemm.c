@@ -1,9 +1,13 @@
 /*
  * test_gemm.c - every compiled-in GEMM backend against the reference loop
  * (which is itself checked on a hand-computed example), over odd shapes,
- * strided operands, both B layouts, alpha/beta and bias.
+ * strided operands, both B layouts, alpha/beta and bias; then the small-M
+ * and packed-weight kernels called directly.  All of it at every
+ * instruction-set level the CPU has (scalar, avx2, avx512), set with
+ * cdx_cpu_set_cap as $CLIPDEX_MAX_ISA would.
  */
 #include "clip/gemm.h"
+#include "common/cpu.h"
 #include "testutil.h"
 
 static float frand(unsigned *s)
@@ -44,24 +48,16 @@ static void check_backend(cdx_gemm_backend be, int m, int n, int k, int b_trans,
     free(A); free(B); free(bias); free(C0); free(C1);
 }
 
-int main(void)
+/* Everything that has a fast kernel, at the current cdx_cpu_level();
+ * returns the number of backends tested. */
+static int check_level(void)
 {
-    /* reference on a hand-computed example: A [2,3], B [2,3] (b_trans) */
-    const float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, -1, 2, 1, 0}, bias[2] = {10, 20};
-    float C[4];
-    cdx_gemm_nt(CDX_GEMM_BE_REFERENCE, 2, 2, 3, A, B, bias, C);
-    CHECK(C[0] == 1 - 3 + 10 && C[1] == 2 + 2 + 20 && C[2] == 4 - 6 + 10 && C[3] == 8 + 5 + 20);
-    /* B not transposed: B as [3,2] */
-    const float Bn[6] = {1, 2, 0, 1, -1, 0};
-    cdx_gemm(CDX_GEMM_BE_REFERENCE, 2, 2, 3, 2.0f, A, 3, Bn, 2, 0, 0.0f, NULL, C, 2);
-    CHECK(C[0] == 2 * (1 - 3) && C[1] == 2 * (2 + 2) && C[2] == 2 * (4 - 6) && C[3] == 2 * (8 + 5));
-
+    int tested = 0;
     /* m <= CDX_GEMM_SMALL_M goes to the small-M kernels when AVX-512 is
      * present, larger m to the backend itself */
     const int shapes[][3] = {{1, 1, 1}, {1, 512, 512}, {8, 512, 512}, {7, 33, 65},
                              {50, 50, 64}, {50, 64, 50}, {77, 192, 64}, {5, 150, 77},
                              {96, 70, 17}, {97, 70, 17}, {9, 40, 1100}, {130, 257, 300}};
-    int tested = 0;
     for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++) {
         if (!cdx_gemm_backend_available((cdx_gemm_backend)be)) continue;
         tested++;
@@ -75,7 +71,7 @@ int main(void)
     }
     /* the small-M kernels called directly (every row count 1..6 of a tile,
      * n and k tails, 64-column blocks of the nn kernel) */
-    if (cdx_gemm_small_available()) {
+    {
         unsigned seed = 9;
         for (int m = 1; m <= 13; m++)
             for (int n = 1; n <= 140; n += 23)
@@ -90,8 +86,8 @@ int main(void)
                                  NULL, C0, n);
                         if (bt) cdx_gemm_small_nt(m, n, k, 0.5f, SA, k, SB, k, 1.0f, C1, n);
                         else cdx_gemm_small_nn(m, n, k, 0.5f, SA, k, SB, n, 1.0f, C1, n);
-                        CHECKF(test_max_abs_diff(C0, C1, (size_t)m * n) < 1e-5, "small %s m=%d n=%d k=%d",
-                               bt ? "nt" : "nn", m, n, k);
+                        CHECKF(test_max_abs_diff(C0, C1, (size_t)m * n) < 1e-5, "small %s %s m=%d n=%d k=%d",
+                               cdx_isa_name(cdx_cpu_level()), bt ? "nt" : "nn", m, n, k);
                         free(SA); free(SB); free(C0); free(C1);
                     }
     }
@@ -139,12 +135,39 @@ int main(void)
                         double d = fabs((double)Cx[i] - C0[i]);
                         if (d > err) err = d;
                     }
-                    CHECKF(err <= 1e-6 * (k + 4) + 1e-6 * mx, "packed fast=%d m=%d n=%d k=%d mode=%d: err %g",
-                           fast, m, n, k, mode, err);
+                    CHECKF(err <= 1e-6 * (k + 4) + 1e-6 * mx, "packed %s fast=%d m=%d n=%d k=%d mode=%d: err %g",
+                           cdx_isa_name(cdx_cpu_level()), fast, m, n, k, mode, err);
                 }
                 free(W); free(PA); free(pb); free(P); free(C0); free(C1); free(C2);
             }
     }
+    return tested;
+}
+
+int main(void)
+{
+    /* reference on a hand-computed example: A [2,3], B [2,3] (b_trans) */
+    const float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, -1, 2, 1, 0}, bias[2] = {10, 20};
+    float C[4];
+    cdx_gemm_nt(CDX_GEMM_BE_REFERENCE, 2, 2, 3, A, B, bias, C);
+    CHECK(C[0] == 1 - 3 + 10 && C[1] == 2 + 2 + 20 && C[2] == 4 - 6 + 10 && C[3] == 8 + 5 + 20);
+    /* B not transposed: B as [3,2] */
+    const float Bn[6] = {1, 2, 0, 1, -1, 0};
+    cdx_gemm(CDX_GEMM_BE_REFERENCE, 2, 2, 3, 2.0f, A, 3, Bn, 2, 0, 0.0f, NULL, C, 2);
+    CHECK(C[0] == 2 * (1 - 3) && C[1] == 2 * (2 + 2) && C[2] == 2 * (4 - 6) && C[3] == 2 * (8 + 5));
+
+    /* every instruction-set level this CPU has, each kernel family against
+     * the reference (the level is what $CLIPDEX_MAX_ISA would cap) */
+    int tested = 0;
+    for (int isa = CDX_ISA_SCALAR; isa <= (int)cdx_cpu_detected(); isa++) {
+        cdx_cpu_set_cap((cdx_isa)isa);
+        CHECK(cdx_cpu_level() == (cdx_isa)isa);
+        CHECK(cdx_gemm_small_available() == (isa >= CDX_ISA_AVX2));
+        tested = check_level();
+        printf("level %s: kernels checked\n", cdx_isa_name((cdx_isa)isa));
+    }
+    cdx_cpu_set_cap(CDX_ISA_AVX512);
+    CHECK(cdx_cpu_level() == cdx_cpu_detected());
     printf("default backend: %s (%d backends tested)\n",
            cdx_gemm_backend_name(cdx_gemm_default_backend()), tested);
 #ifdef CDX_EXPECT_DNNL

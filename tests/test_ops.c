@@ -1,10 +1,11 @@
 /*
- * test_ops.c - the AVX-512 kernels (ops.h) against their reference versions,
- * and the references against values computed here in double precision.
- * On a CPU without AVX-512 the fast path is the reference and the
- * comparisons are trivially equal (reported on stdout).
+ * test_ops.c - the fast kernels (ops.h) against their reference versions at
+ * every instruction-set level the CPU has (AVX-512, AVX2; at the scalar
+ * level the fast path is the reference), and the references against
+ * values computed here in double precision.
  */
 #include "clip/ops.h"
+#include "common/cpu.h"
 #include "testutil.h"
 
 static float frand(unsigned *s)
@@ -31,7 +32,7 @@ static void test_layernorm(void)
         for (int i = 0; i < dim; i++) { g[i] = 1 + 0.1f * frand(&seed); b[i] = 0.1f * frand(&seed); }
         cdx_layernorm_rows(x, dim, y0, dim, rows, dim, g, b, 1e-5f, 0);
         cdx_layernorm_rows(x, dim, y1, dim, rows, dim, g, b, 1e-5f, 1);
-        CHECKF(rel_err(y1, y0, (size_t)rows * dim) < 2e-5, "layernorm dim %d: %g", dim,
+        CHECKF(rel_err(y1, y0, (size_t)rows * dim) < 2e-5, "layernorm %s dim %d: %g", cdx_isa_name(cdx_cpu_level()), dim,
                rel_err(y1, y0, (size_t)rows * dim));
         /* reference against a direct double computation of row 3 */
         const float *xr = x + 3 * dim;
@@ -65,8 +66,8 @@ static void test_bias_act(void)
             float keep = c0[0];
             cdx_bias_act(c0, ldc, rows, n, bias, (cdx_epilogue)act, 0);
             cdx_bias_act(c1, ldc, rows, n, bias, (cdx_epilogue)act, 1);
-            CHECKF(test_max_abs_diff(c0, c1, tot) <= 2e-6 * test_max_abs(c0, tot), "act %d n %d: %g",
-                   act, n, test_max_abs_diff(c0, c1, tot));
+            CHECKF(test_max_abs_diff(c0, c1, tot) <= 2e-6 * test_max_abs(c0, tot), "%s act %d n %d: %g",
+                   cdx_isa_name(cdx_cpu_level()), act, n, test_max_abs_diff(c0, c1, tot));
             /* reference value of element 0 */
             double v = (double)keep + bias[0], want = v;
             if (act == CDX_EPI_QUICK_GELU) want = v / (1 + exp(-1.702 * v));
@@ -91,7 +92,7 @@ static void test_softmax(void)
             for (size_t i = 0; i < tot; i++) s0[i] = s1[i] = 30.0f * frand(&seed);  /* peaky */
             cdx_softmax_rows(s0, lds, rows, n, causal, 1, 0);
             cdx_softmax_rows(s1, lds, rows, n, causal, 1, 1);
-            CHECKF(test_max_abs_diff(s0, s1, tot) < 1e-6, "softmax n %d causal %d: %g", n, causal,
+            CHECKF(test_max_abs_diff(s0, s1, tot) < 1e-6, "softmax %s n %d causal %d: %g", cdx_isa_name(cdx_cpu_level()), n, causal,
                    test_max_abs_diff(s0, s1, tot));
             for (int r = 0; r < rows; r++) {
                 double sum = 0;
@@ -108,9 +109,14 @@ static void test_softmax(void)
 
 int main(void)
 {
-    printf("AVX-512 kernels: %s\n", cdx_ops_have_avx512() ? "yes" : "no (reference only)");
-    test_layernorm();
-    test_bias_act();
-    test_softmax();
+    for (int isa = CDX_ISA_SCALAR; isa <= (int)cdx_cpu_detected(); isa++) {
+        cdx_cpu_set_cap((cdx_isa)isa);
+        CHECK(cdx_ops_level() == isa);
+        CHECK(cdx_ops_have_avx512() == (isa == CDX_ISA_AVX512));
+        test_layernorm();
+        test_bias_act();
+        test_softmax();
+        printf("level %s: checked\n", cdx_isa_name((cdx_isa)isa));
+    }
     return test_finish();
 }

@@ -12,6 +12,7 @@
  *  - ties (duplicate vectors) come back by slot ascending for any thread
  *    count; selective filters still return k results; bad arguments fail.
  */
+#include "common/cpu.h"
 #include "search/dot.h"
 #include "search/topk.h"
 #include "testutil.h"
@@ -95,6 +96,15 @@ static void test_kernels(void)
     CHECK(dot_kernel_by_name("nonsense") == NULL);
     CHECK(dot_kernel_best() != NULL);
     printf("best kernel: %s\n", dot_kernel_best()->name);
+    /* the engine-wide cap ($CLIPDEX_MAX_ISA, common/cpu.h) bounds the choice;
+     * a level the CPU lacks is never used ($CLIPDEX_SIMD would pick lower) */
+    for (int isa = CDX_ISA_SCALAR; isa < CDX_ISA_COUNT && !getenv("CLIPDEX_SIMD"); isa++) {
+        cdx_cpu_set_cap((cdx_isa)isa);
+        cdx_isa want = (cdx_isa)isa < cdx_cpu_detected() ? (cdx_isa)isa : cdx_cpu_detected();
+        CHECKF(!strcmp(dot_kernel_best()->name, cdx_isa_name(want)), "cap %s: best %s",
+               cdx_isa_name((cdx_isa)isa), dot_kernel_best()->name);
+    }
+    cdx_cpu_set_cap(CDX_ISA_AVX512);
 }
 
 /* ------------------------------------------------------------ brute force */

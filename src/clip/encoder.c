@@ -38,6 +38,7 @@
 #include "clip/model.h"
 #include "clip/ops.h"
 #include "common/error.h"
+#include "common/pool.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -224,54 +225,74 @@ static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float 
  * off[s]+i of out.  out has row stride W.
  * Each (sequence, head) task copies its keys transposed ([dh, L], per-thread
  * scratch next to its scores) so both products are A x B GEMMs with long
- * rows: on AVX-512 they run on the small-M broadcast kernel directly (no
+ * rows: on AVX-512 and AVX2 they run on the small-M broadcast kernel directly (no
  * per-call backend overhead, no horizontal sums over a k of only 64). */
 #define ATT_CHUNK 6   /* query rows per causal chunk: one tile of the nn kernel */
+
+typedef struct att_job {
+    cdx_ctx *c;
+    const seq_batch *sb;
+    int W, H, dh, ld, pool_only, fast, direct;
+    float scale;
+    float *out;
+} att_job;
+
+/* task = (sequence, head); slot (< cdx_par_threads() = the ctx's n_threads,
+ * set by enter_threads) picks the thread's scores scratch */
+static void attention_task(void *arg, int task, int slot)
+{
+    const att_job *j = arg;
+    cdx_ctx *c = j->c;
+    const seq_batch *sb = j->sb;
+    const int W = j->W, H = j->H, dh = j->dh, ld = j->ld, fast = j->fast;
+    const float scale = j->scale;
+    int s = task / H, hd = task % H;
+    int L = sb->len[s];
+    const float *base = c->qkv + (size_t)sb->off[s] * ld + (size_t)hd * dh;
+    int q0 = j->pool_only ? sb->pool[s] : 0, nq = j->pool_only ? 1 : L;
+    int nk = sb->causal ? q0 + nq : L;
+    float *S = c->scores + (size_t)slot * c->scores_slot;
+    float *Kt = S + c->kt_offset;
+    float *o = j->pool_only ? j->out + (size_t)s * W + (size_t)hd * dh
+                            : j->out + (size_t)sb->off[s] * W + (size_t)hd * dh;
+    for (int jj = 0; jj < nk; jj++) {
+        const float *kr = base + W + (size_t)jj * ld;
+        for (int d = 0; d < dh; d++) Kt[(size_t)d * nk + jj] = kr[d];
+    }
+    if (j->direct && sb->causal && nq > ATT_CHUNK) {
+        /* causal: a chunk of query rows only needs the keys up to its
+         * last row (the masked triangle is neither computed nor read) */
+        for (int r0 = 0; r0 < nq; r0 += ATT_CHUNK) {
+            int rows = nq - r0 < ATT_CHUNK ? nq - r0 : ATT_CHUNK, nkr = q0 + r0 + rows;
+            float *Sr = S + (size_t)r0 * nk;
+            cdx_gemm_small_nn(rows, nkr, dh, scale, base + (size_t)(q0 + r0) * ld, ld, Kt, nk,
+                              0.0f, Sr, nk);
+            cdx_softmax_rows(Sr, nk, rows, nkr, 1, q0 + r0 + 1, fast);
+            cdx_gemm_small_nn(rows, dh, nkr, 1.0f, Sr, nk, base + 2 * W, ld, 0.0f,
+                              o + (size_t)r0 * W, W);
+        }
+    } else if (j->direct) {
+        cdx_gemm_small_nn(nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0.0f, S, nk);
+        cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
+        cdx_gemm_small_nn(nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0.0f, o, W);
+    } else {
+        /* the backend on this thread only (its OpenMP team would nest) */
+        int prev = omp_get_max_threads();
+        omp_set_num_threads(1);
+        cdx_gemm(c->be, nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0, 0.0f, NULL, S, nk);
+        cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
+        cdx_gemm(c->be, nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0, 0.0f, NULL, o, W);
+        omp_set_num_threads(prev);
+    }
+}
 
 static void attention(cdx_ctx *c, const cdx_tower_config *cfg, const seq_batch *sb,
                       int pool_only, float *out)
 {
-    const int W = cfg->width, H = cfg->heads, dh = W / H, ld = 3 * W;
-    const float scale = 1.0f / sqrtf((float)dh);
-    const int fast = !c->reference, tasks = sb->n * H;
-    const int direct = fast && cdx_gemm_small_available();
-#pragma omp parallel for schedule(dynamic) num_threads(c->n_threads)
-    for (int task = 0; task < tasks; task++) {
-        int s = task / H, hd = task % H;
-        int L = sb->len[s];
-        const float *base = c->qkv + (size_t)sb->off[s] * ld + (size_t)hd * dh;
-        int q0 = pool_only ? sb->pool[s] : 0, nq = pool_only ? 1 : L;
-        int nk = sb->causal ? q0 + nq : L;
-        float *S = c->scores + (size_t)omp_get_thread_num() * c->scores_slot;
-        float *Kt = S + c->kt_offset;
-        float *o = pool_only ? out + (size_t)s * W + (size_t)hd * dh
-                             : out + (size_t)sb->off[s] * W + (size_t)hd * dh;
-        for (int j = 0; j < nk; j++) {
-            const float *kr = base + W + (size_t)j * ld;
-            for (int d = 0; d < dh; d++) Kt[(size_t)d * nk + j] = kr[d];
-        }
-        if (direct && sb->causal && nq > ATT_CHUNK) {
-            /* causal: a chunk of query rows only needs the keys up to its
-             * last row (the masked triangle is neither computed nor read) */
-            for (int r0 = 0; r0 < nq; r0 += ATT_CHUNK) {
-                int rows = nq - r0 < ATT_CHUNK ? nq - r0 : ATT_CHUNK, nkr = q0 + r0 + rows;
-                float *Sr = S + (size_t)r0 * nk;
-                cdx_gemm_small_nn(rows, nkr, dh, scale, base + (size_t)(q0 + r0) * ld, ld, Kt, nk,
-                                  0.0f, Sr, nk);
-                cdx_softmax_rows(Sr, nk, rows, nkr, 1, q0 + r0 + 1, fast);
-                cdx_gemm_small_nn(rows, dh, nkr, 1.0f, Sr, nk, base + 2 * W, ld, 0.0f,
-                                  o + (size_t)r0 * W, W);
-            }
-        } else if (direct) {
-            cdx_gemm_small_nn(nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0.0f, S, nk);
-            cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
-            cdx_gemm_small_nn(nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0.0f, o, W);
-        } else {
-            cdx_gemm(c->be, nq, nk, dh, scale, base + (size_t)q0 * ld, ld, Kt, nk, 0, 0.0f, NULL, S, nk);
-            cdx_softmax_rows(S, nk, nq, nk, sb->causal, q0 + 1, fast);
-            cdx_gemm(c->be, nq, dh, nk, 1.0f, S, nk, base + 2 * W, ld, 0, 0.0f, NULL, o, W);
-        }
-    }
+    const int W = cfg->width, H = cfg->heads, fast = !c->reference;
+    att_job j = {c, sb, W, H, W / H, 3 * W, pool_only, fast, fast && cdx_gemm_small_available(),
+                 1.0f / sqrtf((float)(W / H)), out};
+    cdx_par_for(sb->n * H, cdx_par_threads(), attention_task, &j);
 }
 
 static void layernorm(const cdx_ctx *c, const cdx_layernorm *ln, float eps,
@@ -349,36 +370,56 @@ static void normalize_rows(float *v, int rows, int dim)
 
 /* ------------------------------------------------------------ vision */
 
+typedef struct vis_job {
+    cdx_ctx *c;
+    const float *pixels;
+} vis_job;
+
+/* im2col row r = (b, gy, gx): the patch flattened (c, y, x) like patch_w */
+static void im2col_row(void *arg, int r, int slot)
+{
+    const vis_job *j = arg;
+    const cdx_vision_tower *v = &j->c->m->vision;
+    const int p = v->patch_size, g = v->grid, S = v->image_size, K = 3 * p * p, gg = g * g;
+    int b = r / gg, gy = (r % gg) / g, gx = r % g;
+    float *dst = j->c->big + (size_t)r * K;
+    (void)slot;
+    for (int ch = 0; ch < 3; ch++)
+        for (int y = 0; y < p; y++)
+            memcpy(dst + (size_t)(ch * p + y) * p,
+                   j->pixels + (((size_t)b * 3 + ch) * S + (size_t)gy * p + y) * S + (size_t)gx * p,
+                   (size_t)p * sizeof(float));
+}
+
+/* token row r = (b, t): class token or patch embedding, + position */
+static void embed_row(void *arg, int r, int slot)
+{
+    const vis_job *j = arg;
+    const cdx_vision_tower *v = &j->c->m->vision;
+    const int W = v->cfg.width, T = v->n_tokens, gg = v->grid * v->grid;
+    int b = r / T, t = r % T;
+    const float *src = t == 0 ? v->class_emb : j->c->h + ((size_t)b * gg + t - 1) * W;
+    const float *pos = v->pos_emb + (size_t)t * W;
+    float *dst = j->c->x + (size_t)r * W;
+    (void)slot;
+    for (int i = 0; i < W; i++) dst[i] = src[i] + pos[i];
+}
+
 static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, int b0)
 {
     const cdx_vision_tower *v = &c->m->vision;
     const int W = v->cfg.width, p = v->patch_size, g = v->grid, T = v->n_tokens;
-    const int S = v->image_size, K = 3 * p * p, gg = g * g;
+    const int K = 3 * p * p, gg = g * g;
     const int fast = !c->reference;
 
     /* im2col: row (b, gy, gx) = the patch flattened (c, y, x) like patch_w */
-#pragma omp parallel for schedule(static) num_threads(c->n_threads)
-    for (int r = 0; r < nb * gg; r++) {
-        int b = r / gg, gy = (r % gg) / g, gx = r % g;
-        float *dst = c->big + (size_t)r * K;
-        for (int ch = 0; ch < 3; ch++)
-            for (int y = 0; y < p; y++)
-                memcpy(dst + (size_t)(ch * p + y) * p,
-                       pixels + (((size_t)b * 3 + ch) * S + (size_t)gy * p + y) * S + (size_t)gx * p,
-                       (size_t)p * sizeof(float));
-    }
+    vis_job j = {c, pixels};
+    cdx_par_for(nb * gg, cdx_par_threads(), im2col_row, &j);
     if (use_packed(c, v->patch_wp, nb * gg))
         cdx_gemm_packed(nb * gg, W, K, c->big, K, v->patch_wp, NULL, CDX_PACK_ACT_NONE, 0, c->h, W, 1);
     else
         cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
-#pragma omp parallel for schedule(static) num_threads(c->n_threads)
-    for (int r = 0; r < nb * T; r++) {
-        int b = r / T, t = r % T;
-        const float *src = t == 0 ? v->class_emb : c->h + ((size_t)b * gg + t - 1) * W;
-        const float *pos = v->pos_emb + (size_t)t * W;
-        float *dst = c->x + (size_t)r * W;
-        for (int i = 0; i < W; i++) dst[i] = src[i] + pos[i];
-    }
+    cdx_par_for(nb * T, cdx_par_threads(), embed_row, &j);
     layernorm(c, &v->ln_pre, v->cfg.eps, c->x, c->x, nb * T);
     const cdx_taps *tp = c->have_taps ? &c->taps : NULL;
     if (tp && tp->vision_ln_pre)
@@ -446,8 +487,7 @@ static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b
         c->off[s] = M;
         M += c->len[s];
     }
-#pragma omp parallel for schedule(static) num_threads(c->n_threads)
-    for (int s = 0; s < nb; s++)
+    for (int s = 0; s < nb; s++)   /* ~M x W adds: not worth threads */
         for (int i = 0; i < c->len[s]; i++) {
             const float *te = t->tok_emb + (size_t)ids[(size_t)s * T + i] * W;
             const float *pe = t->pos_emb + (size_t)i * W;

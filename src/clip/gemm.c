@@ -12,12 +12,22 @@
  *  - reference: the plain triple loop with double accumulation below; the
  *    obviously-correct baseline the fast backends are tested against.
  *
+ * Instruction-set cap: when $CLIPDEX_MAX_ISA is set (common/cpu.h), the
+ * same cap is given to oneDNN (dnnl_set_max_cpu_isa: scalar -> sse41, the
+ * lowest oneDNN has) before its first use, so the whole engine runs at the
+ * capped level.  OpenBLAS picks its kernels when it loads
+ * ($OPENBLAS_CORETYPE) and is not capped.  The small-M kernels follow
+ * cdx_cpu_level() at each call.
+ *
  * Invariants: all sizes are validated by the caller (the encoder derives them
  * from a validated config); m, n, k >= 0 and fit in int.  Nothing here
  * allocates.  Safe to call concurrently and from inside OpenMP regions.
  */
 #include "clip/gemm.h"
+#include "common/cpu.h"
+#include "common/pool.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,18 +106,35 @@ static void gemm_reference(int m, int n, int k, float alpha, const float *A,
     }
 }
 
-/* The small-M kernel is used unless $CLIPDEX_GEMM_SMALL=0 or no AVX-512. */
+/* The small-M kernel is used unless $CLIPDEX_GEMM_SMALL=0 or the level is
+ * scalar. */
 static int small_enabled(void)
 {
     static int cached = -1;   /* computed once; racing first calls agree */
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) {
         const char *e = getenv("CLIPDEX_GEMM_SMALL");
-        v = cdx_gemm_small_available() && !(e && !strcmp(e, "0"));
+        v = !(e && !strcmp(e, "0"));
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
-    return v;
+    return v && cdx_gemm_small_available();
 }
+
+#ifdef CDX_GEMM_DNNL
+/* Forward $CLIPDEX_MAX_ISA to oneDNN once, before its first JIT. */
+static void dnnl_cap_once(void)
+{
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE)) return;
+    if (cdx_cpu_cap_from_env()) {
+        static const dnnl_cpu_isa_t map[CDX_ISA_COUNT] = {dnnl_cpu_isa_sse41, dnnl_cpu_isa_avx2,
+                                                          dnnl_cpu_isa_avx512_core};
+        /* fails (harmlessly) when a racing thread already ran oneDNN */
+        (void)dnnl_set_max_cpu_isa(map[cdx_cpu_cap()]);
+    }
+    __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+}
+#endif
 
 static void add_bias(int m, int n, const float *bias, float *C, int ldc)
 {
@@ -137,6 +164,7 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
             done = 1;
         }
 #ifdef CDX_GEMM_DNNL
+        if (!done && be == CDX_GEMM_BE_DNNL) dnnl_cap_once();
         if (!done && be == CDX_GEMM_BE_DNNL)
             done = dnnl_sgemm('N', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda,
                               B, ldb, beta, C, ldc) == dnnl_success;
@@ -153,6 +181,11 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
         if (!done) gemm_reference(m, n, k, alpha, A, lda, B, ldb, b_trans, beta, C, ldc);
     }
     if (bias) add_bias(m, n, bias, C, ldc);
+}
+
+int cdx_par_threads(void)
+{
+    return omp_in_parallel() || cdx_par_inside() ? 1 : omp_get_max_threads();
 }
 
 void cdx_gemm_nt(cdx_gemm_backend be, int m, int n, int k, const float *A,

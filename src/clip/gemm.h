@@ -50,7 +50,9 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
               const float *A, int lda, const float *B, int ldb, int b_trans,
               float beta, const float *bias, float *C, int ldc);
 
-/* Small-M kernels (gemm_small.c), AVX-512 only (cdx_gemm_small_available()):
+/* Small-M kernels (gemm_small.c), AVX-512 or AVX2 + FMA, whichever
+ * cdx_cpu_level() (common/cpu.h) gives; cdx_gemm_small_available() = 0 at the
+ * scalar level (a direct call then runs a plain loop):
  * _nt: C = alpha A B^T + beta C with B [n,k] (a Linear weight);
  * _nn: C = alpha A B + beta C with B [k,n] (attention probabilities x V).
  * cdx_gemm() routes the dnnl and openblas backends here when
@@ -65,9 +67,10 @@ void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda
 
 /* Pre-packed weights (gemm_packed.c).  A Linear weight W [n,k] is re-laid
  * once, at model load, as panels of CDX_PACK_NR output columns, k-major and
- * zero-padded: P[(p*k + kk)*NR + j] = W[p*NR + j][kk].  The fast kernel is
- * AVX-512 (run-time check); fast = 0 or no AVX-512 runs the plain reference
- * loop over the same layout.
+ * zero-padded: P[(p*k + kk)*NR + j] = W[p*NR + j][kk].  The layout is the
+ * same on every CPU and instruction-set level.  fast = 1 runs the kernel of
+ * cdx_cpu_level() (AVX-512, AVX2 + FMA, or plain C at the scalar level);
+ * fast = 0 the double-precision reference loop over the same layout.
  *   C = act(A W^T + bias (+ C when accumulate))   (bias may be NULL)
  * act: CDX_PACK_ACT_NONE or CDX_PACK_ACT_QUICK_GELU (x * sigmoid(1.702 x)). */
 #define CDX_PACK_NR 64
@@ -77,5 +80,10 @@ size_t cdx_pack_floats(int n, int k);
 void cdx_pack_weights(int n, int k, const float *W, int ldw, float *P);
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+
+/* Threads for the engine's own parallel loops (cdx_par_for, common/pool.h):
+ * the calling thread's OpenMP thread count (set per call by the encoder),
+ * 1 inside an OpenMP parallel region or a cdx_par_for item. */
+int cdx_par_threads(void);
 
 #endif

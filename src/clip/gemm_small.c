@@ -22,9 +22,19 @@
  * A B kernel: A elements broadcast against rows of B, tiles of 6 rows x up to
  * 64 columns.
  *
- * Both are tested against the reference loop in tests/test_gemm.c.
+ * AVX2 + FMA variants (same drivers, 8 lanes, 16 ymm registers): A B^T in
+ * tiles of 6 rows of A x 2 rows of B (12 accumulators, the 2 B vectors in
+ * registers, A read as a memory operand), reduced by horizontal adds; A B
+ * in tiles of 6 rows x 16 columns.  The level comes from cdx_cpu_level()
+ * (common/cpu.h) at each call; at the scalar level the kernels are not
+ * offered (cdx_gemm_small_available() = 0) and a direct call runs a plain
+ * loop.
+ *
+ * Every level is tested against the reference loop in tests/test_gemm.c.
  */
 #include "clip/gemm.h"
+#include "clip/simd_math.h"
+#include "common/cpu.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -148,43 +158,197 @@ static const tile_nn_fn tiles_nn[MR_NN + 1][5] = {
     {NULL}, TILE_NN_REF(1), TILE_NN_REF(2), TILE_NN_REF(3), TILE_NN_REF(4), TILE_NN_REF(5),
     TILE_NN_REF(6)};
 
+/* ---- AVX2 A B kernel: tiles of up to 6 rows x 16 columns (2 vectors,
+ * masked at the right edge). */
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline __attribute__((always_inline)) void tnn_avx2(
+    int mr, int nc, int k, float alpha, const float *A, int lda, const float *B, int ldb,
+    float beta, float *C, int ldc)
+{
+    const __m256i m0 = cdx_mask256(nc), m1 = cdx_mask256(nc - 8);
+    const int full = nc >= 16;
+    /* accumulators as named locals: GCC keeps an indexed array on the stack
+     * in these loops (a store per FMA); locals stay in the 16 ymm */
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define NN_ROW(i)                                                            \
+    if (mr > i) {                                                            \
+        __m256 va = _mm256_broadcast_ss(A + (size_t)i * lda + p);            \
+        c##i##0 = _mm256_fmadd_ps(va, b0, c##i##0);                          \
+        c##i##1 = _mm256_fmadd_ps(va, b1, c##i##1);                          \
+    }
+    for (int p = 0; p < k; p++) {
+        const float *b = B + (size_t)p * ldb;
+        __m256 b0 = full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
+        __m256 b1 = full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
+        NN_ROW(0) NN_ROW(1) NN_ROW(2) NN_ROW(3) NN_ROW(4) NN_ROW(5)
+    }
+#undef NN_ROW
+    const __m256 acc[MR_NN][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    for (int i = 0; i < mr; i++) {
+        float *c = C + (size_t)i * ldc;
+        __m256 v0 = _mm256_mul_ps(acc[i][0], va), v1 = _mm256_mul_ps(acc[i][1], va);
+        if (full) {
+            if (beta != 0.0f) {
+                v0 = _mm256_fmadd_ps(_mm256_loadu_ps(c), vb, v0);
+                v1 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 8), vb, v1);
+            }
+            _mm256_storeu_ps(c, v0);
+            _mm256_storeu_ps(c + 8, v1);
+        } else {
+            if (beta != 0.0f) {
+                v0 = _mm256_fmadd_ps(_mm256_maskload_ps(c, m0), vb, v0);
+                v1 = _mm256_fmadd_ps(_mm256_maskload_ps(c + 8, m1), vb, v1);
+            }
+            _mm256_maskstore_ps(c, m0, v0);
+            _mm256_maskstore_ps(c + 8, m1, v1);
+        }
+    }
+}
+
+typedef void (*tnn_avx2_fn)(int, int, float, const float *, int, const float *, int, float,
+                            float *, int);
+#define TNN_AVX2(R) \
+    AVX2 static void tnn_avx2_##R(int nc, int k, float alpha, const float *A, int lda, \
+                                  const float *B, int ldb, float beta, float *C, int ldc) \
+    { tnn_avx2(R, nc, k, alpha, A, lda, B, ldb, beta, C, ldc); }
+TNN_AVX2(1) TNN_AVX2(2) TNN_AVX2(3) TNN_AVX2(4) TNN_AVX2(5) TNN_AVX2(6)
+static const tnn_avx2_fn tnn_avx2_tab[MR_NN + 1] = {NULL, tnn_avx2_1, tnn_avx2_2, tnn_avx2_3,
+                                                 tnn_avx2_4, tnn_avx2_5, tnn_avx2_6};
+
+/* plain loop for a direct call at the scalar level */
+static void gemm_plain(int m, int n, int k, float alpha, const float *A, int lda, const float *B,
+                       int ldb, int b_trans, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float s = 0;
+            for (int p = 0; p < k; p++)
+                s += A[(size_t)i * lda + p] * (b_trans ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+            float *c = C + (size_t)i * ldc + j;
+            *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+        }
+}
+
 /* row block mb (MR_NN rows) of the nn product */
 static void nn_rows(int mb, int m, int n, int k, float alpha, const float *A, int lda,
-                    const float *B, int ldb, float beta, float *C, int ldc)
+                    const float *B, int ldb, float beta, float *C, int ldc, cdx_isa isa)
 {
     int i0 = mb * MR_NN, mr = m - i0 < MR_NN ? m - i0 : MR_NN;
-    for (int n0 = 0; n0 < n; n0 += 64) {
-        int nc = n - n0 < 64 ? n - n0 : 64;
-        tiles_nn[mr][(nc + 15) / 16](nc, k, alpha, A + (size_t)i0 * lda, lda, B + n0, ldb, beta,
-                                     C + (size_t)i0 * ldc + n0, ldc);
+    const int nb = isa >= CDX_ISA_AVX512 ? 64 : 16;
+    for (int n0 = 0; n0 < n; n0 += nb) {
+        int nc = n - n0 < nb ? n - n0 : nb;
+        if (isa >= CDX_ISA_AVX512)
+            tiles_nn[mr][(nc + 15) / 16](nc, k, alpha, A + (size_t)i0 * lda, lda, B + n0, ldb, beta,
+                                         C + (size_t)i0 * ldc + n0, ldc);
+        else
+            tnn_avx2_tab[mr](nc, k, alpha, A + (size_t)i0 * lda, lda, B + n0, ldb, beta,
+                          C + (size_t)i0 * ldc + n0, ldc);
     }
 }
 
 void cdx_gemm_small_nn(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
+    const cdx_isa isa = cdx_cpu_level();
+    if (isa < CDX_ISA_AVX2) {
+        gemm_plain(m, n, k, alpha, A, lda, B, ldb, 0, beta, C, ldc);
+        return;
+    }
     const int mblocks = (m + MR_NN - 1) / MR_NN;
     /* small calls (attention, already inside a parallel region) must not
      * even enter an inactive parallel construct: libgomp builds a team for
      * it, measured at ~0.3 ms per 8-token text query */
-    if ((long)m * n * k > 1000000 && !omp_in_parallel()) {
+    if ((long)m * n * k > 1000000 && cdx_par_threads() > 1) {
 #pragma omp parallel for schedule(dynamic, 4)
         for (int mb = 0; mb < mblocks; mb++)
-            nn_rows(mb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            nn_rows(mb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, isa);
     } else {
         for (int mb = 0; mb < mblocks; mb++)
-            nn_rows(mb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            nn_rows(mb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, isa);
     }
 }
 
 int cdx_gemm_small_available(void)
 {
-    return __builtin_cpu_supports("avx512f");
+    return cdx_cpu_level() >= CDX_ISA_AVX2;
 }
+
+/* ---- AVX2 A B^T kernel: up to 6 rows of A x 2 rows of B, 8 lanes along k
+ * (masked tail); nr = 1 re-uses the same B row (computed, not stored). */
+AVX2 static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+AVX2 static inline __attribute__((always_inline)) void tile_avx2(int mr, int nr, int k, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc, const float *pf)
+{
+    const float *b0p = B, *b1p = B + (size_t)(nr > 1 ? 1 : 0) * ldb;
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define NT_ROW(i, LOAD)                                                      \
+    if (mr > i) {                                                            \
+        __m256 va = LOAD;                                                    \
+        c##i##0 = _mm256_fmadd_ps(va, b0, c##i##0);                          \
+        c##i##1 = _mm256_fmadd_ps(va, b1, c##i##1);                          \
+    }
+#define NT_ROWS(LOAD_OF) \
+    NT_ROW(0, LOAD_OF(0)) NT_ROW(1, LOAD_OF(1)) NT_ROW(2, LOAD_OF(2)) \
+    NT_ROW(3, LOAD_OF(3)) NT_ROW(4, LOAD_OF(4)) NT_ROW(5, LOAD_OF(5))
+#define A_FULL(i) _mm256_loadu_ps(A + (size_t)(i) * lda + p)
+#define A_MASK(i) _mm256_maskload_ps(A + (size_t)(i) * lda + p, msk)
+    int p = 0;
+    for (; p + 8 <= k; p += 8) {
+        __m256 b0 = _mm256_loadu_ps(b0p + p), b1 = _mm256_loadu_ps(b1p + p);
+        if (pf && !(p & 15)) {
+            _mm_prefetch((const char *)(pf + p), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + ldb + p), _MM_HINT_T0);
+        }
+        NT_ROWS(A_FULL)
+    }
+    if (p < k) {
+        const __m256i msk = cdx_mask256(k - p);
+        __m256 b0 = _mm256_maskload_ps(b0p + p, msk), b1 = _mm256_maskload_ps(b1p + p, msk);
+        NT_ROWS(A_MASK)
+    }
+#undef NT_ROW
+#undef NT_ROWS
+#undef A_FULL
+#undef A_MASK
+    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < mr; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < nr; j++) {
+            float v = alpha * hsum8(acc[i][j]);
+            c[j] = beta == 0.0f ? v : v + beta * c[j];
+        }
+    }
+}
+
+#define TILE_AVX2_MR(R) \
+    AVX2 static void tile_avx2_##R(int nr, int k, float alpha, const float *A, int lda, \
+                               const float *B, int ldb, float beta, float *C, int ldc, \
+                               const float *pf) \
+    { tile_avx2(R, nr, k, alpha, A, lda, B, ldb, beta, C, ldc, pf); }
+TILE_AVX2_MR(1) TILE_AVX2_MR(2) TILE_AVX2_MR(3) TILE_AVX2_MR(4) TILE_AVX2_MR(5) TILE_AVX2_MR(6)
+static const tile_fn tiles_avx2[MR + 1] = {NULL, tile_avx2_1, tile_avx2_2, tile_avx2_3, tile_avx2_4, tile_avx2_5, tile_avx2_6};
 
 void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
+    const cdx_isa isa = cdx_cpu_level();
+    if (isa < CDX_ISA_AVX2) {
+        gemm_plain(m, n, k, alpha, A, lda, B, ldb, 1, beta, C, ldc);
+        return;
+    }
+    const tile_fn *tl = isa >= CDX_ISA_AVX512 ? tiles : tiles_avx2;
+    const int nb = isa >= CDX_ISA_AVX512 ? 4 : 2;   /* B rows per tile */
     /* k is processed in chunks of <= KC so a 6-row A tile stays in L1
      * (6 x 512 floats = 12 KB); later chunks accumulate into C.  Work unit: a
      * group of B rows whose chunk stays in L2 (<= 256 KB): the first A tile
@@ -194,19 +358,20 @@ void cdx_gemm_small_nt(int m, int n, int k, float alpha, const float *A, int lda
     const int nchunks = (k + KC - 1) / KC;
     const int kc = (k + nchunks - 1) / nchunks;   /* balanced chunks */
     int group = (int)((65536 / (kc > 0 ? kc : 1)) & ~3);
-    if (group < 4) group = 4;
+    if (group < 4) group = 4;   /* a multiple of nb */
     const int ngroups = (n + group - 1) / group;
-#pragma omp parallel for schedule(dynamic, 1) if ((long)n * k > 65536)
+    const int par = (long)n * k > 65536 && cdx_par_threads() > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int g = 0; g < ngroups; g++) {
         int g0 = g * group, g1 = g0 + group < n ? g0 + group : n;
         for (int k0 = 0; k0 < k; k0 += kc) {
             int kl = k - k0 < kc ? k - k0 : kc;
             float bt = k0 == 0 ? beta : 1.0f;
             for (int i0 = 0; i0 < m; i0 += MR) {
-                tile_fn fn = tiles[m - i0 < MR ? m - i0 : MR];
-                for (int n0 = g0; n0 < g1; n0 += 4) {
-                    int nr = g1 - n0 < 4 ? g1 - n0 : 4;
-                    const float *pf = i0 == 0 && n0 + 8 <= n ? B + (size_t)(n0 + 4) * ldb + k0 : NULL;
+                tile_fn fn = tl[m - i0 < MR ? m - i0 : MR];
+                for (int n0 = g0; n0 < g1; n0 += nb) {
+                    int nr = g1 - n0 < nb ? g1 - n0 : nb;
+                    const float *pf = i0 == 0 && n0 + 2 * nb <= n ? B + (size_t)(n0 + nb) * ldb + k0 : NULL;
                     fn(nr, kl, alpha, A + (size_t)i0 * lda + k0, lda, B + (size_t)n0 * ldb + k0, ldb,
                        bt, C + (size_t)i0 * ldc + n0, ldc, pf);
                 }

@@ -27,7 +27,7 @@ typedef struct cdx_linear {
     const float *b;   /* [out]; may be NULL (projections have no bias) */
     int in, out;
     /* w re-laid for cdx_gemm_packed() (gemm.h), made once by
-     * cdx_model_pack() at load; may be NULL (no AVX-512, or not packed) */
+     * cdx_model_pack() at load; may be NULL ($CLIPDEX_PACK=0) */
     const float *wp;
 } cdx_linear;
 

@@ -12,7 +12,7 @@
  * cdx_model_alloc() buffers: as much memory again as the weights (ViT-B/32:
  * +151 MB text, +350 MB vision).  For F32 files used in place the unpacked
  * weights are then clean file-backed pages the fast path never touches again
- * (only the reference mode and CPUs without AVX-512 read them).
+ * (only the reference mode and $CLIPDEX_PACK=0 read them).
  */
 #include "clip/model_mem.h"
 #include "clip/gemm.h"
@@ -80,7 +80,7 @@ static int pack_blocks(cdx_model *m, cdx_block *blocks, int layers)
 cdx_result cdx_model_pack(cdx_model *m)
 {
     const char *e = getenv("CLIPDEX_PACK");
-    if (!cdx_gemm_small_available() || (e && !strcmp(e, "0"))) return CDX_OK;
+    if (e && !strcmp(e, "0")) return CDX_OK;   /* packed on every CPU: one layout for all levels */
     cdx_text_tower *t = &m->text;
     cdx_vision_tower *v = &m->vision;
     int ok = pack_blocks(m, t->blocks, t->cfg.layers) && pack_linear(m, &t->proj) &&

@@ -3,13 +3,16 @@
  * that is not a GEMM): LayerNorm, bias + activation epilogue, masked softmax.
  *
  * Every kernel has a plain reference implementation (double accumulation,
- * libm expf/erff: obviously correct) and, when the CPU supports AVX-512F
- * (checked at run time with __builtin_cpu_supports, never assumed), a fast
- * one compiled with __attribute__((target("avx512f"))).  `fast` = 0 forces
- * the reference; tests/test_ops.c compares the two.
+ * libm expf/erff: obviously correct) and fast AVX-512 and AVX2 + FMA ones
+ * (__attribute__((target(...)))), chosen at each call by cdx_cpu_level()
+ * (common/cpu.h: the CPU, capped by $CLIPDEX_MAX_ISA; at the scalar level
+ * the reference runs).  `fast` = 0 forces the reference; tests/test_ops.c
+ * compares every level with it.
  *
- * Kernels parallelise over rows with OpenMP when the work is large enough;
- * called from inside a parallel region they run on the calling thread.
+ * Kernels parallelise over rows (blocks claimed from the pool of
+ * common/pool.h, on cdx_par_threads() threads) when the work is large
+ * enough; called from inside a parallel region they run on the calling
+ * thread.
  * Nothing allocates.
  */
 #ifndef CDX_CLIP_OPS_H
@@ -21,8 +24,10 @@ typedef enum cdx_epilogue {
     CDX_EPI_GELU          /* 0.5 x (1 + erf(x / sqrt 2)) */
 } cdx_epilogue;
 
-/* 1 when the AVX-512 kernels can run on this CPU. */
+/* 1 when the AVX-512 kernels run (cdx_cpu_level() is avx512). */
 int cdx_ops_have_avx512(void);
+/* The cdx_isa level the fast kernels use now. */
+int cdx_ops_level(void);
 
 /* y[r] = LayerNorm(x[r]) * g + b for `rows` rows of `dim`; y may equal x.
  * Mean and variance are computed in two passes. */

@@ -1,9 +1,15 @@
 /*
  * dot_dispatch.c - picks the inner-product kernel for the running CPU
  * (see dot.h).  Detection uses __builtin_cpu_supports(), so a binary built
- * anywhere runs correctly everywhere; the choice is made once.
+ * anywhere runs correctly everywhere.  dot_kernel_best() follows the
+ * engine-wide level (common/cpu.h: the CPU capped by $CLIPDEX_MAX_ISA),
+ * asked at each call (an atomic load), so a cap set by a test or benchmark
+ * takes effect at once; $CLIPDEX_SIMD may pick a lower kernel, never one above
+ * that level.  dot_kernel_by_name() is bounded by the CPU only (tests call
+ * every kernel the CPU has).
  */
 #include "search/dot.h"
+#include "common/cpu.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +41,15 @@ const dot_kernel *dot_kernel_by_name(const char *name)
     return NULL;
 }
 
+static const dot_kernel *kernel_of(cdx_isa isa)
+{
+    return isa >= CDX_ISA_AVX512 ? &k_avx512 : isa == CDX_ISA_AVX2 ? &k_avx2 : &k_ref;
+}
+
 const dot_kernel *dot_kernel_best(void)
 {
-    static const dot_kernel *best;   /* benign race: every thread computes the same */
-    const dot_kernel *b = __atomic_load_n(&best, __ATOMIC_ACQUIRE);
-    if (b) return b;
-    b = dot_kernel_by_name(getenv("CLIPDEX_SIMD"));
-    if (!b) b = cpu_has_avx512() ? &k_avx512 : cpu_has_avx2() ? &k_avx2 : &k_ref;
-    __atomic_store_n(&best, b, __ATOMIC_RELEASE);
-    return b;
+    const cdx_isa level = cdx_cpu_level();
+    cdx_isa want;
+    if (cdx_isa_parse(getenv("CLIPDEX_SIMD"), &want) && want < level) return kernel_of(want);
+    return kernel_of(level);
 }
