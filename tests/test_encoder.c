@@ -203,8 +203,12 @@ static void test_fixture_model(const char *weights, const char *dir)
     mp.weights_file = weights;
     cdx_model *m = NULL;
     cdx_result r = cdx_model_load(test_fixture_dir(), &mp, &m);
+    if (r == CDX_OK) r = cdx_model_prepare(m, CDX_TOWER_ALL);   /* towers are lazy */
     CHECKF(r == CDX_OK, "load %s: %s", weights, cdx_last_error());
-    if (r != CDX_OK) return;
+    if (r != CDX_OK) {
+        cdx_model_free(m);
+        return;
+    }
     /* on AVX-512 the fast path must be the packed-weight one (so the
      * comparisons below test it) */
     if (cdx_gemm_small_available() && !getenv("CLIPDEX_PACK"))
