@@ -1,5 +1,5 @@
 /*
- * cmd_model.c - `clipdex model fetch|list|path`: the model cache from the
+ * cmd_model.c - `clipdex model fetch|list|path|verify`: the model cache from the
  * command line.  The work is in the library (src/fetch/); this file parses
  * options and prints.  stdout carries only the machine-usable result (a
  * directory, or the listing), so `--model "$(clipdex model fetch X)"` works.
@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct model_opts {
     const char *repo_id;
@@ -26,6 +27,8 @@ static const char help_model[] =
     "  fetch REPO_ID   download a model from the Hugging Face hub; print its directory\n"
     "  list            list the cached models with their sizes and completeness\n"
     "  path REPO_ID    print the directory of a completely downloaded model\n"
+    "  verify MODEL    re-hash a model (DIR or REPO_ID), refresh its cached fingerprint,\n"
+    "                  check its prepared weights\n"
     "\n"
     "Run 'clipdex model <subcommand> --help' for its options.\n";
 
@@ -146,6 +149,46 @@ static int model_fetch(int argc, char **argv)
     return 0;
 }
 
+static const char help_verify[] =
+    "usage: clipdex model verify (DIR | REPO_ID [--revision R] [--cache-dir DIR])\n"
+    "\n"
+    "Recompute the fingerprint of a model from every byte of its files (loads\n"
+    "take it from the fingerprint cache while the weight file's identity -\n"
+    "device, inode, size, mtime, ctime - is unchanged), store it in the cache,\n"
+    "and validate the model's prepared weights in the engine cache, deleting\n"
+    "damaged ones (they are rebuilt on next use).  See docs/model-cache.md.\n"
+    "\n"
+    "Prints the fingerprint on stdout; notes on stderr.\n"
+    "Exit status: 0 ok, 1 the cached fingerprint was wrong (now fixed) or the\n"
+    "model cannot be read, 2 usage error.\n";
+
+static int model_verify(int argc, char **argv)
+{
+    model_opts o;
+    int rc = parse("model verify", help_verify, TAKES_REPO | TAKES_REVISION, argc, argv, &o);
+    if (rc >= 0) return rc;
+    struct stat st;
+    char *dir = NULL;
+    cdx_result r = CDX_OK;
+    if (stat(o.repo_id, &st) == 0 && S_ISDIR(st.st_mode)) dir = strdup(o.repo_id);
+    else r = cdx_model_cache_dir(o.repo_id, &o.fp, &dir, NULL);
+    if (r != CDX_OK) return fail("model verify", r);
+    if (!dir) return cli_fail("model verify", CDX_ERR_NOMEM);
+    cdx_model_verify_report rep;
+    r = cdx_model_verify(dir, NULL, &rep);
+    free(dir);
+    if (r != CDX_OK) return fail("model verify", r);
+    printf("%s\n", rep.fingerprint);
+    if (rep.cache_was_wrong)
+        fprintf(stderr, "clipdex: the fingerprint cache held %s for these unchanged files; "
+                "corrected\n", rep.cached);
+    fprintf(stderr, "clipdex: fingerprint %s; prepared weights: %d valid, %d damaged (removed)\n",
+            rep.cache_was_wrong ? "differed from the cache" : rep.cached[0] ? "matches the cache"
+                                                                      : "computed (was not cached)",
+            rep.prepared_ok, rep.prepared_removed);
+    return rep.cache_was_wrong ? 1 : 0;
+}
+
 static int model_path(int argc, char **argv)
 {
     model_opts o;
@@ -213,5 +256,6 @@ int cmd_model(int argc, char **argv)
     if (!strcmp(sub, "fetch")) return model_fetch(argc - 1, argv + 1);
     if (!strcmp(sub, "list")) return model_list(argc - 1, argv + 1);
     if (!strcmp(sub, "path")) return model_path(argc - 1, argv + 1);
-    return cli_usage_error("model", "unknown subcommand '%s' (fetch, list or path)", sub);
+    if (!strcmp(sub, "verify")) return model_verify(argc - 1, argv + 1);
+    return cli_usage_error("model", "unknown subcommand '%s' (fetch, list, path or verify)", sub);
 }
