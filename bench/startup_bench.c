@@ -230,7 +230,11 @@ static int measure_inproc(const char *model_dir, int touch_all, inproc *out)
     return ok;
 }
 
-/* measure_inproc in a child process (clean RSS); env entry may be NULL */
+/* measure_inproc in a new process (clean RSS; a forked child of a process
+ * that ran OpenMP would hang in libgomp): this program re-executed with
+ * --inproc-child, answering on a pipe.  env entry may be NULL. */
+static char g_self[PATH_MAX];
+
 static int measure_child(const char *model_dir, const char *env, inproc *out)
 {
     int pfd[2];
@@ -238,17 +242,23 @@ static int measure_child(const char *model_dir, const char *env, inproc *out)
     pid_t pid = fork();
     if (pid == 0) {
         close(pfd[0]);
+        dup2(pfd[1], 1);
         if (env) putenv((char *)env);
-        inproc r = {0, 0, 0, 0};
-        int ok = measure_inproc(model_dir, 1, &r);
-        ssize_t w = ok ? write(pfd[1], &r, sizeof r) : 0;
-        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+        execl(g_self, g_self, "--inproc-child", model_dir, (char *)NULL);
+        _exit(127);
     }
     close(pfd[1]);
     int ok = pid > 0 && read(pfd[0], out, sizeof *out) == (ssize_t)sizeof *out;
     close(pfd[0]);
     if (pid > 0) waitpid(pid, NULL, 0);
     return ok;
+}
+
+static int inproc_child(const char *model_dir)
+{
+    inproc r = {0, 0, 0, 0};
+    int ok = measure_inproc(model_dir, 1, &r);
+    return ok && write(1, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1;
 }
 
 /* ------------------------------------------------------------ main */
@@ -282,6 +292,9 @@ int main(int argc, char **argv)
 {
     int json = 0, runs = 5;
     const char *model = "/tmp/clipdex-vitb32";
+    ssize_t sl = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
+    g_self[sl > 0 ? sl : 0] = '\0';
+    if (argc == 3 && !strcmp(argv[1], "--inproc-child")) return inproc_child(argv[2]);
     find_clipdex(argv[0]);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;

@@ -239,7 +239,8 @@ static void prepared_path(const char *tower, char *out, size_t cap)
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, want) && strstr(e->d_name, ".cdxw") && !strstr(e->d_name, ".tmp"))
+        if (strstr(e->d_name, want) && strlen(e->d_name) > 5 &&
+            !strcmp(e->d_name + strlen(e->d_name) - 5, ".cdxw"))
             snprintf(out, cap, "%s/%s", dir, e->d_name);
     if (d) closedir(d);
 }

@@ -20,11 +20,16 @@
  * only when magic, version, key, sizes and the checksum all match; anything
  * else deletes it (the caller rebuilds).  The checksum (8-lane 64-bit
  * multiply-rotate hash) detects damage, not attackers: whoever can write the
- * cache can as well write the model.
+ * cache can as well write the model.  Like the fingerprint, a matching
+ * checksum is remembered by the file's identity ("<file>.ok": dev, ino,
+ * size, mtime, ctime), so later loads of the unchanged file skip the full
+ * read; any write to the file changes its identity, and `model verify`
+ * (cdx_prep_check) always reads everything.
  *
  * Workload: one fingerprint lookup per model open; a prepared file is
- * mapped once per tower per process (checksum ~ memory bandwidth) and
- * written once per model, precision and instruction set.
+ * mapped once per tower per process (the first map after a write reads it
+ * all for the checksum) and written once per model, precision and
+ * instruction set.
  */
 #include "clip/prepared.h"
 #include "clip/gemm.h"
@@ -48,7 +53,7 @@
 #define PREP_HEADER 4096
 #define PREP_MAGIC "CDXPREP\x01"
 #define FP_ENTRY_MAX 8192
-#define CHECK_CHUNK ((size_t)8 << 20)   /* multiple of the page size and of 64 */
+#define CHECK_CHUNK ((size_t)1 << 20)   /* checksum read size: a multiple of 64 */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -416,10 +421,85 @@ static char *prep_path(const char *fp, int tower, char key[512])
     return p;
 }
 
-/* Open, check and map `path` against layout s and key.  On CDX_ERR_FORMAT
- * the file is deleted. */
-static cdx_result map_checked(const char *path, const char key[512], const slots *s, void **map_out,
-                              size_t *len_out)
+/* Checksum of the data region read through a small buffer: pread costs a
+ * copy from the page cache but no page-table work, and leaves this
+ * process's resident memory alone (the tower later faults in only what it
+ * uses: a text query touches a few rows of a 100 MB token embedding). */
+static int data_checksum(int fd, uint64_t bytes, uint64_t *out)
+{
+    uint8_t *buf = malloc(CHECK_CHUNK);
+    if (!buf) return -1;
+    sum_state ss;
+    sum_init(&ss);
+    int ok = 1;
+    for (uint64_t off = 0; ok && off < bytes;) {
+        size_t want = bytes - off < CHECK_CHUNK ? (size_t)(bytes - off) : CHECK_CHUNK;
+        ssize_t n = pread(fd, buf, want, (off_t)(PREP_HEADER + off));
+        if (n < 0 && errno == EINTR) continue;
+        ok = n == (ssize_t)want;   /* whole chunks: the size was checked */
+        if (ok) sum_update(&ss, buf, want);
+        off += want;
+    }
+    free(buf);
+    *out = sum_final(&ss, bytes);
+    return ok ? 0 : -1;
+}
+
+/* "<path>.ok": the identity of the prepared file when its checksum last
+ * matched.  Like a fingerprint entry, it spares later loads the full read
+ * while the file is unchanged (model verify always re-reads). */
+static char *ok_path(const char *path)
+{
+    size_t n = strlen(path) + 4;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s.ok", path);
+    return p;
+}
+
+static void identity(const struct stat *st, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "clipdex prepared ok v1 %llu %llu %llu %lld.%09ld %lld.%09ld\n",
+             (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+             (unsigned long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+             (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+}
+
+static int verified_before(const char *path, const struct stat *st)
+{
+    char *okp = ok_path(path), *buf = NULL, want[160];
+    size_t len = 0;
+    identity(st, want, sizeof want);
+    int ok = okp && cdx_read_file(okp, 1024, &buf, &len) == CDX_OK && len == strlen(want) &&
+             !memcmp(buf, want, len);
+    cdx_error_clear();
+    free(buf);
+    free(okp);
+    return ok;
+}
+
+static void remember_verified(const char *path, const struct stat *st, double started)
+{
+    double mt = (double)st->st_mtim.tv_sec + 1e-9 * (double)st->st_mtim.tv_nsec;
+    double ct = (double)st->st_ctim.tv_sec + 1e-9 * (double)st->st_ctim.tv_nsec;
+    double tick = st->st_mtim.tv_nsec == 0 && st->st_ctim.tv_nsec == 0 ? 2.0 : 0.05;
+    if (started <= (mt > ct ? mt : ct) + tick) return;   /* racily clean: see fpcache_put */
+    char *okp = ok_path(path), line[160];
+    identity(st, line, sizeof line);
+    if (okp && cdx_write_file_atomic(okp, line, strlen(line)) != CDX_OK) cdx_error_clear();
+    free(okp);
+}
+
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Open, check and map `path` against layout s and key; full: always read
+ * the data for the checksum.  On CDX_ERR_FORMAT the file is deleted. */
+static cdx_result map_checked(const char *path, const char key[512], const slots *s, int full,
+                              void **map_out, size_t *len_out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? CDX_ERR_NOT_FOUND : CDX_ERR_FORMAT;
@@ -427,7 +507,7 @@ static cdx_result map_checked(const char *path, const char key[512], const slots
     prep_header h;
     const char *why = NULL;
     void *map = MAP_FAILED;
-    uint64_t want = PREP_HEADER + s->bytes;
+    uint64_t want = PREP_HEADER + s->bytes, sum = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) why = "not a regular file";
     else if ((uint64_t)st.st_size != want) why = "wrong size";
     else if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) why = "short header";
@@ -436,27 +516,22 @@ static cdx_result map_checked(const char *path, const char key[512], const slots
         why = "bad magic or version";
     else if (h.data_bytes != s->bytes || h.n_slots != s->n || memcmp(h.key, key, 512))
         why = "another model, layout or instruction set";
-    else if ((map = mmap(NULL, (size_t)want, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED)
+    else if (!full && verified_before(path, &st))
+        ;   /* unchanged since its checksum matched */
+    else {
+        double started = wall_clock();
+        if (data_checksum(fd, s->bytes, &sum) != 0 || sum != h.checksum) why = "checksum mismatch";
+        else remember_verified(path, &st, started);
+    }
+    if (!why && (map = mmap(NULL, (size_t)want, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED)
         why = "mmap failed";
     close(fd);
-    if (!why) {
-        const uint8_t *data = (const uint8_t *)map + PREP_HEADER;
-        sum_state ss;
-        sum_init(&ss);
-        /* hash in chunks and drop each chunk's pages from this process
-         * right after: resident memory never holds the whole file, and the
-         * tower later faults in only what it uses (a text query touches a
-         * few token-embedding rows of 100 MB) */
-        for (size_t off = 0; off < (size_t)s->bytes; off += CHECK_CHUNK) {
-            size_t n = (size_t)s->bytes - off < CHECK_CHUNK ? (size_t)s->bytes - off : CHECK_CHUNK;
-            sum_update(&ss, data + off, n);
-            madvise((void *)(data + off), n, MADV_DONTNEED);
-        }
-        if (sum_final(&ss, s->bytes) != h.checksum) why = "checksum mismatch";
-    }
     if (why) {
         if (map != MAP_FAILED) munmap(map, (size_t)want);
         unlink(path);   /* damaged or stale: rebuilt by the caller */
+        char *okp = ok_path(path);
+        if (okp) unlink(okp);
+        free(okp);
         return CDX_ERR_FORMAT;
     }
     *map_out = map;
@@ -484,7 +559,7 @@ cdx_result cdx_prep_load(cdx_model *m, int tower)
     if (!r) r = tower_slots(m, tower, packed, &s);
     void *map = NULL;
     size_t len = 0;
-    if (!r) r = map_checked(path, key, &s, &map, &len);
+    if (!r) r = map_checked(path, key, &s, 0, &map, &len);
     if (!r) {
         bind_slots(&s, (const uint8_t *)map + PREP_HEADER);
         m->prep_map[ti] = map;
@@ -513,7 +588,7 @@ cdx_result cdx_prep_check(const cdx_model *m, int tower)
     if (!r) r = tower_slots(tmp, tower, cdx_prep_packed(), &s);
     void *map = NULL;
     size_t len = 0;
-    if (!r && (r = map_checked(path, key, &s, &map, &len)) == CDX_OK) munmap(map, len);
+    if (!r && (r = map_checked(path, key, &s, 1, &map, &len)) == CDX_OK) munmap(map, len);
     if (tmp) {
         free(tmp->text.blocks);
         free(tmp->vision.blocks);
