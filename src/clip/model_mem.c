@@ -19,6 +19,7 @@
  */
 #include "clip/model_mem.h"
 #include "clip/gemm.h"
+#include "clip/prepared.h"
 #include "clip/tokenizer.h"
 #include "common/error.h"
 #include "common/util.h"
@@ -136,8 +137,7 @@ static int pack_blocks(cdx_model *m, cdx_block *blocks, int layers)
 
 cdx_result cdx_model_pack_tower(cdx_model *m, int tower)
 {
-    const char *e = getenv("CLIPDEX_PACK");
-    if (!cdx_gemm_small_available() || (e && !strcmp(e, "0"))) return CDX_OK;
+    if (!cdx_prep_packed()) return CDX_OK;   /* the prepared files' key says the same */
     int ok;
     if (tower == CDX_TOWER_TEXT) {
         cdx_text_tower *t = &m->text;
