@@ -94,9 +94,7 @@ struct cdx_model {
     char fingerprint[65];
     cdx_tokenizer *tokenizer;
 
-    /* ownership (model.c) */
-    void *map;          /* mmap of the safetensors file */
-    size_t map_len;
+    /* ownership (model_mem.c) */
     void **owned;       /* aligned buffers to free (model_mem.c) */
     int n_owned, cap_owned;
 

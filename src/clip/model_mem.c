@@ -1,14 +1,16 @@
 /*
  * model_mem.c - construction and destruction of a cdx_model's memory.
  *
- * Ownership contract (model.h): a model owns (1) the mmap of its weight file,
- * (2) every aligned buffer registered with cdx_model_track() (upcast or fused
- * weights), (3) the two blocks arrays, (4) its tokenizer.  cdx_model_free()
+ * Ownership contract (model.h): a model owns (1) the open weight file
+ * (cdx_st_file, until both towers are ready), (2) every aligned buffer of
+ * cdx_model_alloc() (upcast, fused or packed weights, also those taken over
+ * from a scratch model by cdx_model_take_tower), (3) the two blocks arrays,
+ * (4) its tokenizer.  cdx_model_free()
  * releases exactly these, so both the file loader (model.c) and the random
  * builder used by benchmarks (model_random.c) share one destructor.
  *
- * Lazy towers add (5) the mapped prepared file of each tower (prepared.c)
- * and (6) the open weight file (model.h), also released here.
+ * Lazy towers add (5) the mapped prepared file of each tower (prepared.c),
+ * also released here.
  *
  * Packed weights (cdx_model_pack, cdx_model_pack_tower): every Linear weight
  * (and the patch embedding) re-laid in the panel layout of cdx_gemm_packed()
@@ -102,7 +104,6 @@ void cdx_model_free(cdx_model *m)
     free(m->owned);
     free(m->vision.blocks);
     free(m->text.blocks);
-    if (m->map) munmap(m->map, m->map_len);
     for (int i = 0; i < 2; i++)
         if (m->prep_map[i]) munmap(m->prep_map[i], m->prep_len[i]);
     cdx_st_close(&m->st);
