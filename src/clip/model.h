@@ -17,8 +17,10 @@
  *    any number of threads;
  *  - a Linear has its packed copy `wp` or its plain `w`, never needs both:
  *    when packed, `w` is NULL (the packed copy replaces it; memory);
- *  - F16/BF16 files are upcast to F32 at load (compute is always F32); F32
- *    tensors that are aligned in the memory-mapped file are used in place.
+ *  - F16/BF16 files are upcast to F32 (compute is always F32); the tower's
+ *    pointers lead into its mapped prepared file (prepared.h), or, when that
+ *    could not be saved, into owned buffers and (aligned F32 tensors, used
+ *    in place) the weight file's map.
  *
  * Layouts follow Hugging Face: a Linear weight is [out, in] (y = x W^T + b).
  * q/k/v projections are fused at load into one [3*width, width] matrix (rows
