@@ -17,8 +17,9 @@
  *  - Callers own output buffers; sizes are given by the *_dim / *_size
  *    accessors.
  *
- * Thread-safety: a cdx_model is immutable once loaded and may be shared by
- * any number of threads.  A cdx_ctx (scratch memory for inference) belongs to
+ * Thread-safety: a cdx_model is immutable once loaded (its towers are
+ * filled in once, on first use, under a lock) and may be shared by any
+ * number of threads.  A cdx_ctx (scratch memory for inference) belongs to
  * one thread at a time.
  */
 #ifndef CLIPDEX_H
@@ -102,6 +103,47 @@ typedef struct cdx_model_info {
 } cdx_model_info;
 
 void cdx_model_get_info(const cdx_model *model, cdx_model_info *info);
+
+/* ---------------------------------------------------------------- model: lazy towers
+ * cdx_model_load() reads configs, tokenizer and the weight file's header
+ * (checking every tensor's name, dtype and shape) and takes the fingerprint
+ * from the engine cache when the weight file is unchanged; each tower's
+ * weights are prepared on first use (first text encode: text tower; first
+ * image encode: vision tower), thread-safely, from the engine cache's
+ * prepared weights when present (docs/model-cache.md).  Loading errors of a
+ * tower are then reported by the encode call. */
+enum { CDX_TOWER_TEXT = 1, CDX_TOWER_VISION = 2, CDX_TOWER_ALL = 3 };
+
+typedef enum cdx_tower_source {
+    CDX_TOWER_SRC_NONE = 0,      /* not prepared yet */
+    CDX_TOWER_SRC_MAPPED,        /* prepared weights mapped from the engine cache */
+    CDX_TOWER_SRC_BUILT_SAVED,   /* converted from the weight file, saved, then mapped */
+    CDX_TOWER_SRC_BUILT          /* converted in memory (cache off or not writable) */
+} cdx_tower_source;
+
+typedef struct cdx_model_load_info {
+    int towers_loaded;            /* CDX_TOWER_* bits */
+    int fingerprint_cached;       /* 1: the fingerprint came from the cache */
+    cdx_tower_source text_source, vision_source;
+} cdx_model_load_info;
+
+/* Prepare `towers` (CDX_TOWER_* bits) now instead of on first use. */
+cdx_result cdx_model_prepare(const cdx_model *model, int towers);
+void cdx_model_get_load_info(const cdx_model *model, cdx_model_load_info *info);
+
+typedef struct cdx_model_verify_report {
+    char fingerprint[65];   /* recomputed from the files */
+    char cached[65];        /* the cache's entry for the unchanged files ("" = none) */
+    int cache_was_wrong;    /* that entry differed from the recomputed one (replaced) */
+    int prepared_ok;        /* prepared towers found and valid */
+    int prepared_removed;   /* damaged or stale prepared towers deleted */
+} cdx_model_verify_report;
+
+/* Recompute the model's fingerprint from every byte, refresh the
+ * fingerprint cache, and validate its prepared towers (deleting damaged
+ * ones).  CDX_OK also when the cache was wrong (see the report). */
+cdx_result cdx_model_verify(const char *dir, const cdx_model_params *params,
+                            cdx_model_verify_report *report);
 
 /* ---------------------------------------------------------------- tokenizer */
 

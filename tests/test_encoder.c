@@ -204,8 +204,12 @@ static void test_fixture_model(const char *weights, const char *dir)
     mp.weights_file = weights;
     cdx_model *m = NULL;
     cdx_result r = cdx_model_load(test_fixture_dir(), &mp, &m);
+    if (r == CDX_OK) r = cdx_model_prepare(m, CDX_TOWER_ALL);   /* towers are lazy */
     CHECKF(r == CDX_OK, "load %s: %s", weights, cdx_last_error());
-    if (r != CDX_OK) return;
+    if (r != CDX_OK) {
+        cdx_model_free(m);
+        return;
+    }
     /* the fast path must be the packed-weight one (so the comparisons
      * below test it): weights are packed on every CPU */
     if (!getenv("CLIPDEX_PACK"))

@@ -285,7 +285,9 @@ static cdx_model *load(const char *dir, const char *weights)
     p.weights_file = weights;
     cdx_model *m = NULL;
     cdx_result r = cdx_model_load(dir, &p, &m);
+    if (r == CDX_OK) r = cdx_model_prepare(m, CDX_TOWER_ALL);   /* towers are lazy */
     CHECKF(r == CDX_OK && m, "load %s/%s: %s", dir, weights ? weights : "(default)", cdx_last_error());
+    if (r != CDX_OK) cdx_model_free(m);
     return r == CDX_OK ? m : NULL;
 }
 
@@ -352,7 +354,7 @@ static void test_f16(const char *fp32)
         sha256_hex(dir, "model.fp16.safetensors", want);
         CHECK(strcmp(info.fingerprint, want) == 0);
         CHECK(strcmp(info.fingerprint, fp32) != 0);
-        CHECK(m->map == NULL);   /* nothing used in place: map released */
+        CHECK(m->st.base == NULL);   /* nothing used in place: map released */
     }
     cdx_model_free(m);
     raw_close(&r);
@@ -435,8 +437,8 @@ static void test_bf16(const raw_st *f32)
 
 static int inside(const cdx_model *m, const void *p)
 {
-    const char *b = m->map;
-    return b && (const char *)p >= b && (const char *)p < b + m->map_len;
+    const char *b = (const char *)m->st.base;
+    return b && (const char *)p >= b && (const char *)p < b + m->st.len;
 }
 
 static void test_aligned_in_place(const raw_st *f32)
@@ -445,7 +447,7 @@ static void test_aligned_in_place(const raw_st *f32)
     write_converted(dir, "model.safetensors", f32, 0, 64);
     cdx_model *m = load(dir, NULL);
     if (m) {
-        CHECK(m->map != NULL);
+        CHECK(m->st.base != NULL && m->st_pinned);
         CHECK(inside(m, m->text.tok_emb) && inside(m, m->vision.patch_w) &&
               inside(m, m->text.blocks[0].fc1.w));
         CHECK(!inside(m, m->vision.blocks[0].qkv.w));   /* fused: an own buffer */
@@ -621,6 +623,14 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    /* This test checks how tensors are bound (in place, upcast, fused): the
+     * plain weights, built in memory (test_model_cache covers packing and
+     * the prepared-weights cache). */
+    char cache[700];
+    snprintf(cache, sizeof cache, "%s/cache", g_tmp);
+    setenv("CLIPDEX_CACHE_DIR", cache, 1);
+    setenv("CLIPDEX_PACK", "0", 1);
+    setenv("CLIPDEX_PREPARED", "0", 1);
 
     char fp32[65] = "";
     test_f32(&f32, fp32);

@@ -1,6 +1,7 @@
 /*
- * cmd_model.c - `clipdex model fetch|list|path|register|show|tag|untag|rm`:
- * the model cache and the model registry from the command line.  The work is in the library (src/fetch/); this file parses
+ * cmd_model.c - `clipdex model fetch|list|path|verify|register|show|tag|untag|rm`:
+ * the model cache and the model registry from the command line.  The work is
+ * in the library (src/fetch/, src/clip/); this file parses
  * options and prints.  stdout carries only the machine-usable result (a
  * directory, or the listing), so `--model "$(clipdex model fetch X)"` works.
  * See docs/model-cache.md.
@@ -9,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct model_opts {
@@ -27,6 +29,8 @@ static const char help_model[] =
     "  fetch REPO_ID   download a model from the Hugging Face hub; print its directory\n"
     "  list            list the cached models with their sizes and completeness\n"
     "  path REPO_ID    print the directory of a completely downloaded model\n"
+    "  verify MODEL    re-hash a model (DIR or REPO_ID), refresh its cached fingerprint,\n"
+    "                  check its prepared weights\n"
     "  register DIR --name NAME [--alias A]... [--lineage FILE]\n"
     "                  add a model to the registry (version = its fingerprint)\n"
     "  show REF        a registered model: version, directory, aliases, lineage,\n"
@@ -153,6 +157,46 @@ static int model_fetch(int argc, char **argv)
     printf("%s\n", dir);
     free(dir);
     return 0;
+}
+
+static const char help_verify[] =
+    "usage: clipdex model verify (DIR | REPO_ID [--revision R] [--cache-dir DIR])\n"
+    "\n"
+    "Recompute the fingerprint of a model from every byte of its files (loads\n"
+    "take it from the fingerprint cache while the weight file's identity -\n"
+    "device, inode, size, mtime, ctime - is unchanged), store it in the cache,\n"
+    "and validate the model's prepared weights in the engine cache, deleting\n"
+    "damaged ones (they are rebuilt on next use).  See docs/model-cache.md.\n"
+    "\n"
+    "Prints the fingerprint on stdout; notes on stderr.\n"
+    "Exit status: 0 ok, 1 the cached fingerprint was wrong (now fixed) or the\n"
+    "model cannot be read, 2 usage error.\n";
+
+static int model_verify(int argc, char **argv)
+{
+    model_opts o;
+    int rc = parse("model verify", help_verify, TAKES_REPO | TAKES_REVISION, argc, argv, &o);
+    if (rc >= 0) return rc;
+    struct stat st;
+    char *dir = NULL;
+    cdx_result r = CDX_OK;
+    if (stat(o.repo_id, &st) == 0 && S_ISDIR(st.st_mode)) dir = strdup(o.repo_id);
+    else r = cdx_model_cache_dir(o.repo_id, &o.fp, &dir, NULL);
+    if (r != CDX_OK) return fail("model verify", r);
+    if (!dir) return cli_fail("model verify", CDX_ERR_NOMEM);
+    cdx_model_verify_report rep;
+    r = cdx_model_verify(dir, NULL, &rep);
+    free(dir);
+    if (r != CDX_OK) return fail("model verify", r);
+    printf("%s\n", rep.fingerprint);
+    if (rep.cache_was_wrong)
+        fprintf(stderr, "clipdex: the fingerprint cache held %s for these unchanged files; "
+                "corrected\n", rep.cached);
+    fprintf(stderr, "clipdex: fingerprint %s; prepared weights: %d valid, %d damaged (removed)\n",
+            rep.cache_was_wrong ? "differed from the cache" : rep.cached[0] ? "matches the cache"
+                                                                      : "computed (was not cached)",
+            rep.prepared_ok, rep.prepared_removed);
+    return rep.cache_was_wrong ? 1 : 0;
 }
 
 static int model_path(int argc, char **argv)
@@ -400,9 +444,10 @@ int cmd_model(int argc, char **argv)
     if (!strcmp(sub, "fetch")) return model_fetch(argc - 1, argv + 1);
     if (!strcmp(sub, "list")) return model_list(argc - 1, argv + 1);
     if (!strcmp(sub, "path")) return model_path(argc - 1, argv + 1);
+    if (!strcmp(sub, "verify")) return model_verify(argc - 1, argv + 1);
     if (!strcmp(sub, "register") || !strcmp(sub, "show") || !strcmp(sub, "tag") ||
         !strcmp(sub, "untag") || !strcmp(sub, "rm"))
         return model_registry(sub, argc - 1, argv + 1);
-    return cli_usage_error("model", "unknown subcommand '%s' (fetch, list, path, register, show, "
-                           "tag, untag, rm)", sub);
+    return cli_usage_error("model", "unknown subcommand '%s' (fetch, list, path, verify, register, "
+                           "show, tag, untag, rm)", sub);
 }

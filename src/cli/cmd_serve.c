@@ -9,6 +9,7 @@
 #include "server/http.h"
 #include "server/server.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,13 @@ static void serve_usage(FILE *f)
             "  --help                 this help\n\n"
             "The first line on stdout is 'listening on http://HOST:PORT'.\n"
             "SIGTERM or SIGINT: stop accepting, finish in-flight requests (up to 30 s), exit 0.\n");
+}
+
+static void *warm_text_tower(void *model)
+{
+    if (cdx_model_prepare(model, CDX_TOWER_TEXT) != CDX_OK)   /* searches report it */
+        fprintf(stderr, "clipdex serve: warning: %s\n", cdx_last_error());
+    return NULL;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -140,6 +148,12 @@ int cmd_serve(int argc, char **argv)
     }
     printf("listening on %s\n", url);
     fflush(stdout);
+    /* Prepare the text tower now, in the background, so the first text
+     * search does not wait for it (towers load lazily; a search arriving
+     * meanwhile waits on the model's lock, no longer than it would have). */
+    pthread_t warm;
+    const cdx_model *model = cdx_library_model(s.lib);
+    int warming = model && pthread_create(&warm, NULL, warm_text_tower, (void *)model) == 0;
     fprintf(stderr, "clipdex serve: library %s, %s%s\n", cfg.library_dir,
             cfg.read_only ? "read-only" : "writable",
             cfg.token ? ", writes need the bearer token" : "");
@@ -147,6 +161,7 @@ int cmd_serve(int argc, char **argv)
     sigwait(&set, &sig);
     fprintf(stderr, "clipdex serve: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     srv_http_stop(h, 30.0);
+    if (warming) pthread_join(warm, NULL);   /* before the model is freed */
     srv_ctx_close(&s);
     fprintf(stderr, "clipdex serve: stopped\n");
     return 0;

@@ -200,19 +200,24 @@ static cdx_epilogue epilogue_of(cdx_act a)
  * using the backend. */
 #define PACKED_MAX_M 1024
 
-static int use_packed(const cdx_ctx *c, const float *wp, int rows)
+/* The packed copy replaces the plain weights (model_mem.c): when only wp
+ * exists it serves every call, the reference mode included (the packed
+ * kernel's reference loop, fast = 0). */
+static int use_packed(const cdx_ctx *c, const float *w, const float *wp, int rows)
 {
-    return wp && !c->reference && rows <= PACKED_MAX_M;
+    return wp && (!w || (!c->reference && rows <= PACKED_MAX_M));
 }
 
 /* y = x W^T + b (+ y when accumulate) */
 static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
                    float *y, int accumulate, cdx_epilogue epi)
 {
-    if (use_packed(c, l->wp, rows) && epi != CDX_EPI_GELU) {   /* fused epilogue */
+    if (use_packed(c, l->w, l->wp, rows)) {
+        int fused = epi != CDX_EPI_GELU;   /* the packed kernel fuses quick_gelu only */
         cdx_gemm_packed(rows, l->out, l->in, x, l->in, l->wp, l->b,
                         epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
-                        accumulate, y, l->out, 1);
+                        accumulate, y, l->out, !c->reference);
+        if (!fused) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
         return;
     }
     cdx_gemm(c->be, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 1,
@@ -415,8 +420,9 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
     /* im2col: row (b, gy, gx) = the patch flattened (c, y, x) like patch_w */
     vis_job j = {c, pixels};
     cdx_par_for(nb * gg, cdx_par_threads(), im2col_row, &j);
-    if (use_packed(c, v->patch_wp, nb * gg))
-        cdx_gemm_packed(nb * gg, W, K, c->big, K, v->patch_wp, NULL, CDX_PACK_ACT_NONE, 0, c->h, W, 1);
+    if (use_packed(c, v->patch_w, v->patch_wp, nb * gg))
+        cdx_gemm_packed(nb * gg, W, K, c->big, K, v->patch_wp, NULL, CDX_PACK_ACT_NONE, 0, c->h, W,
+                        !c->reference);
     else
         cdx_gemm(c->be, nb * gg, W, K, 1.0f, c->big, K, v->patch_w, K, 1, 0.0f, NULL, c->h, W);
     cdx_par_for(nb * T, cdx_par_threads(), embed_row, &j);
@@ -451,6 +457,8 @@ cdx_result cdx_encode_images(cdx_ctx *ctx, const float *pixels, int n, float *ou
 {
     if (!ctx || n < 0 || (n > 0 && (!pixels || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_images: bad arguments");
+    cdx_result r = cdx_model_need(ctx->m, CDX_TOWER_VISION);   /* lazy: first image */
+    if (r) return r;
     const cdx_vision_tower *v = &ctx->m->vision;
     const size_t per = (size_t)3 * v->image_size * v->image_size;
     const int E = v->proj.out;
@@ -509,6 +517,8 @@ static void text_chunk(cdx_ctx *c, const int32_t *ids, int nb, float *out, int b
 static cdx_result encode_tokens_at(cdx_ctx *ctx, const int32_t *ids, int n, float *out,
                                    int normalize, int tap0)
 {
+    cdx_result r = cdx_model_need(ctx->m, CDX_TOWER_TEXT);   /* lazy: first text */
+    if (r) return r;
     const cdx_text_tower *t = &ctx->m->text;
     const int T = t->context_length, E = t->proj.out;
     for (size_t i = 0; i < (size_t)n * T; i++)
@@ -539,7 +549,7 @@ cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n, float
 {
     if (!ctx || n < 0 || (n > 0 && (!texts || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_texts: bad arguments");
-    const int T = ctx->m->text.context_length, E = ctx->m->text.proj.out;
+    const int T = ctx->m->text.context_length, E = ctx->m->cfg.projection_dim;
     /* tokenised max_batch texts at a time into ctx->ids (no allocation) */
     for (int b0 = 0; b0 < n; b0 += ctx->max_batch) {
         int nb = n - b0 < ctx->max_batch ? n - b0 : ctx->max_batch;

@@ -2,13 +2,25 @@
  * model.h - the in-memory CLIP model shared by the loader (model.c,
  * safetensors.c, config.c) and the towers (encoder.c).
  *
- * Invariants once cdx_model_load() returns:
- *  - every pointer below is non-NULL (unless documented "may be NULL"), 64-byte
- *    aligned, and points to float32 data of exactly the documented shape;
- *  - weights are read-only for the model's lifetime; the struct is immutable
- *    and may be shared by any number of threads;
- *  - F16/BF16 files are upcast to F32 at load (compute is always F32); F32
- *    tensors that are aligned in the memory-mapped file are used in place.
+ * Towers are loaded lazily (model.c): cdx_model_load() reads the configs,
+ * the tokenizer and the safetensors header (every tensor's name, dtype and
+ * shape is checked there), sets each tower's geometry (cfg, sizes), and
+ * leaves the weights to cdx_model_need(), which prepares a tower once, under
+ * tower_mu, on first use; `ready` is then published with release order and
+ * read with acquire order, so a reader that saw the bit sees the pointers.
+ *
+ * Invariants once cdx_model_need() returned CDX_OK for a tower:
+ *  - every pointer of that tower is non-NULL (unless documented "may be
+ *    NULL"), 64-byte aligned, and points to float32 data of exactly the
+ *    documented shape;
+ *  - its weights are read-only for the model's lifetime and may be shared by
+ *    any number of threads;
+ *  - a Linear has its packed copy `wp` or its plain `w`, never needs both:
+ *    when packed, `w` is NULL (the packed copy replaces it; memory);
+ *  - F16/BF16 files are upcast to F32 (compute is always F32); the tower's
+ *    pointers lead into its mapped prepared file (prepared.h), or, when that
+ *    could not be saved, into owned buffers and (aligned F32 tensors, used
+ *    in place) the weight file's map.
  *
  * Layouts follow Hugging Face: a Linear weight is [out, in] (y = x W^T + b).
  * q/k/v projections are fused at load into one [3*width, width] matrix (rows
@@ -19,6 +31,10 @@
 
 #include "clipdex.h"
 #include "clip/config.h"
+#include "clip/safetensors.h"
+
+#include <pthread.h>
+#include <sys/stat.h>
 
 typedef struct cdx_tokenizer cdx_tokenizer;
 
@@ -27,7 +43,8 @@ typedef struct cdx_linear {
     const float *b;   /* [out]; may be NULL (projections have no bias) */
     int in, out;
     /* w re-laid for cdx_gemm_packed() (gemm.h), made once by
-     * cdx_model_pack() at load; may be NULL ($CLIPDEX_PACK=0) */
+     * cdx_model_pack() at load; may be NULL ($CLIPDEX_PACK=0).
+     * When wp is set, w is NULL. */
     const float *wp;
 } cdx_linear;
 
@@ -49,7 +66,8 @@ typedef struct cdx_vision_tower {
     int image_size, patch_size;
     int grid;          /* image_size / patch_size */
     int n_tokens;      /* grid*grid + 1 (class token first) */
-    const float *patch_w;   /* [width, 3*patch*patch]: conv weight flattened (c, y, x) */
+    const float *patch_w;   /* [width, 3*patch*patch]: conv weight flattened (c, y, x);
+                               NULL when patch_wp is set */
     const float *patch_wp;  /* patch_w packed for cdx_gemm_packed(); may be NULL */
     const float *class_emb; /* [width] */
     const float *pos_emb;   /* [n_tokens, width] */
@@ -78,11 +96,25 @@ struct cdx_model {
     char fingerprint[65];
     cdx_tokenizer *tokenizer;
 
-    /* ownership (model.c) */
-    void *map;          /* mmap of the safetensors file */
-    size_t map_len;
+    /* ownership (model_mem.c) */
     void **owned;       /* aligned buffers to free (model_mem.c) */
     int n_owned, cap_owned;
+
+    /* lazy towers (model.c, prepared.c) */
+    pthread_mutex_t tower_mu;
+    int ready;               /* CDX_TOWER_* bits; __atomic acquire/release */
+    cdx_st_file st;          /* the weight file, open until both towers are ready */
+    int st_pinned;           /* a tower uses tensors in place from st: keep it */
+    char *wpath;             /* weight file path */
+    struct stat wstat;       /* its identity when opened */
+    int fp_cached;           /* fingerprint came from the cache */
+    int source[2];           /* per tower (text, vision): cdx_tower_source */
+    void *prep_map[2];       /* mapped prepared file per tower, or NULL */
+    size_t prep_len[2];
 };
+
+/* Prepare the towers in `towers` (CDX_TOWER_* bits) if not yet done.
+ * Thread-safe; the model is logically const (only lazily filled in). */
+cdx_result cdx_model_need(const cdx_model *m, int towers);
 
 #endif

@@ -15,8 +15,15 @@ cdx_model *cdx_model_new_empty(void);
 float *cdx_model_alloc(cdx_model *m, size_t n_floats);
 
 /* Makes the packed weight copies (cdx_linear.wp, vision patch_wp) the fast
- * kernels use, when the CPU has AVX-512 and $CLIPDEX_PACK is not "0".  Called once at the end of every model construction (the model is
- * read-only afterwards).  Fails only when out of memory. */
+ * kernels use, when the CPU has AVX-512 and $CLIPDEX_PACK is not "0"; each
+ * replaces its plain copy (w = NULL, owned buffer freed).  _tower: one tower
+ * (CDX_TOWER_*); cdx_model_pack: both, for a model built whole (random
+ * models), which it marks ready.  Fails only when out of memory. */
+cdx_result cdx_model_pack_tower(cdx_model *m, int tower);
 cdx_result cdx_model_pack(cdx_model *m);
+
+/* Move tower `tower` of s (built in a scratch model) into m, with every
+ * buffer s owns.  On failure (out of memory) s still owns everything. */
+cdx_result cdx_model_take_tower(cdx_model *m, cdx_model *s, int tower);
 
 #endif
