@@ -394,7 +394,7 @@ static void copy_weights(cdx_trainer *t, const cdx_model *m)
 }
 
 /* Which tensors train: embeddings (ALL), blocks from fb on, the final
- * LayerNorms, projections and logit_scale (always). */
+ * LayerNorms (not PROJ), projections and logit_scale (always). */
 static void mark_trainable(cdx_trainer *t, int vis_first, int vis_after, int txt_first, int txt_after)
 {
     const cdx_trainer_params *p = &t->p;
@@ -404,7 +404,7 @@ static void mark_trainable(cdx_trainer *t, int vis_first, int vis_after, int txt
         tw->fb = p->scope == CDX_TRAIN_ALL ? 0 : p->scope == CDX_TRAIN_LAST ? tw->L - p->last_k : tw->L;
         tw->train_emb = p->scope == CDX_TRAIN_ALL;
         if (tw->fb < tw->L) mark_range(t, tw->blocks[tw->fb].ln1.g, tw->blocks[tw->L - 1].fc2.b + 1);
-        t->par[tw->ln_out.g].trainable = t->par[tw->ln_out.b].trainable = 1;
+        if (p->scope != CDX_TRAIN_PROJ) t->par[tw->ln_out.g].trainable = t->par[tw->ln_out.b].trainable = 1;
         t->par[tw->proj].trainable = 1;
     }
     if (p->scope == CDX_TRAIN_ALL) {
@@ -633,7 +633,7 @@ static void tower_bwd(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, 
     cdx_grad_linear_bwd(t->be, n, W, tw->E, tw->pln, PW(t, tw->proj), demb, tw->dpln, 0,
                         PG(t, tw->proj), NULL);
     cdx_grad_layernorm_bwd(n, W, tw->pooled, PW(t, tw->ln_out.g), tw->mup, tw->rsp, tw->dpln, tw->dpool,
-                           0, PG(t, tw->ln_out.g), PG(t, tw->ln_out.b));
+                           0, PGT(t, tw->ln_out.g), PGT(t, tw->ln_out.b));
     if (ns == 0) return;
     memset(tw->dx, 0, MW * sizeof(float));
     for (int s = 0; s < n; s++)
