@@ -4,8 +4,8 @@
  * needs, the backward pass of both towers, CLIP's symmetric loss and AdamW.
  *
  * Parameters: one table of every tensor under its Hugging Face name with
- * float32 master weights, gradients and Adam moments in four arenas (same
- * offsets).  q, k and v of a layer are registered consecutively (weights,
+ * float32 master weights in one arena, and gradients and Adam moments of the
+ * trainable tensors only in three more (same offsets among themselves).  q, k and v of a layer are registered consecutively (weights,
  * then biases), so the fused [3W, W] matrix the GEMMs use is simply the
  * q_proj weight's offset.  The model passed to cdx_trainer_new is only read
  * at creation (its weights, upcast to F32 by the loader, are copied).
@@ -24,7 +24,7 @@
  * applies to the weight matrices of linear maps only (q/k/v/out, fc1/fc2,
  * both projections), as in expected/train/README.md of the fixture.
  *
- * Memory: weights x 4 (master, gradient, m, v) plus, per trained block,
+ * Memory: all weights + trainable weights x 3 (gradient, m, v) plus, per trained block,
  * ~(8 W + 2 mlp) floats per token row and heads x len^2 probabilities.
  */
 #include "train/grad.h"
@@ -48,7 +48,8 @@ typedef struct tparam {
     char name[NAME_CAP];
     int ndim;
     int64_t shape[4];
-    size_t numel, off;
+    size_t numel, off;        /* offset in the weight arena */
+    size_t goff;              /* offset in the gradient / moment arenas (trainable only) */
     unsigned char decay, trainable;
 } tparam;
 
@@ -90,8 +91,8 @@ struct cdx_trainer {
     cdx_trainer_params p;
     tparam *par;
     int n_par, cap_par;
-    float *w, *g, *m, *v;
-    size_t total;
+    float *w, *g, *m, *v;     /* w: every tensor; g, m, v: trainable tensors only */
+    size_t total, total_train;
     int logit_scale;          /* param index */
     int step;
     tower vis, txt;
@@ -207,7 +208,7 @@ static int register_tower(cdx_trainer *t, tower *tw, const char *prefix)
 }
 
 static float *PW(const cdx_trainer *t, int i) { return t->w + t->par[i].off; }
-static float *PG(const cdx_trainer *t, int i) { return t->g + t->par[i].off; }
+static float *PG(const cdx_trainer *t, int i) { return t->g + t->par[i].goff; }
 static float *PGT(const cdx_trainer *t, int i) { return t->par[i].trainable ? PG(t, i) : NULL; }
 
 static void put(cdx_trainer *t, int i, const float *src)
@@ -463,20 +464,25 @@ cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *par
         return cdx_error(CDX_ERR_NOMEM, "cdx_trainer_new: out of memory");
     }
     t->w = A(t->total);
-    t->g = A(t->total);
-    t->m = A(t->total);
-    t->v = A(t->total);
+    if (t->w) copy_weights(t, model);
+    mark_trainable(t, vis_first, vis_after, txt_first, txt_after);
+    for (int i = 0; i < t->n_par; i++)   /* registration order: q/k/v stay contiguous */
+        if (t->par[i].trainable) {
+            t->par[i].goff = t->total_train;
+            t->total_train += t->par[i].numel;
+        }
+    t->g = A(t->total_train);
+    t->m = A(t->total_train);
+    t->v = A(t->total_train);
     if (!t->w || !t->g || !t->m || !t->v) {
-        size_t mb = t->total * 16 >> 20;
+        size_t mb = (t->total + 3 * t->total_train) * 4 >> 20;
         cdx_trainer_free(t);
         return cdx_error(CDX_ERR_NOMEM, "cdx_trainer_new: out of memory for %zu MB of weights and state",
                          mb);
     }
-    memset(t->g, 0, t->total * sizeof(float));
-    memset(t->m, 0, t->total * sizeof(float));
-    memset(t->v, 0, t->total * sizeof(float));
-    copy_weights(t, model);
-    mark_trainable(t, vis_first, vis_after, txt_first, txt_after);
+    memset(t->g, 0, t->total_train * sizeof(float));
+    memset(t->m, 0, t->total_train * sizeof(float));
+    memset(t->v, 0, t->total_train * sizeof(float));
     *out = t;
     return CDX_OK;
 }
@@ -726,7 +732,7 @@ static void adamw(cdx_trainer *t)
         const tparam *q = &t->par[i];
         if (!q->trainable) continue;
         const float decay = (float)(1.0 - (double)p->lr * (q->decay ? p->weight_decay : 0.0f));
-        float *w = t->w + q->off, *g = t->g + q->off, *m = t->m + q->off, *v = t->v + q->off;
+        float *w = t->w + q->off, *g = t->g + q->goff, *m = t->m + q->goff, *v = t->v + q->goff;
         const long n = (long)q->numel;
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (long k = 0; k < n; k++) {
@@ -826,7 +832,7 @@ cdx_result cdx_trainer_save(const cdx_trainer *t, const char *path, int what)
         o[k].name = q->name;
         o[k].ndim = q->ndim;
         o[k].shape = q->shape;
-        o[k].data = (what == CDX_TRAINER_SAVE_GRADS ? t->g : t->w) + q->off;
+        o[k].data = what == CDX_TRAINER_SAVE_GRADS ? t->g + q->goff : t->w + q->off;
         k++;
     }
     char meta[160];
@@ -845,7 +851,7 @@ int cdx_trainer_tensor_at(cdx_trainer *t, int i, cdx_trainer_tensor *out)
     const tparam *q = &t->par[i];
     out->name = q->name;
     out->w = t->w + q->off;
-    out->g = t->g + q->off;
+    out->g = q->trainable ? t->g + q->goff : NULL;
     out->numel = q->numel;
     out->trainable = q->trainable;
     out->decay = q->decay;

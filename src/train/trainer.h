@@ -12,7 +12,7 @@
 typedef struct cdx_trainer_tensor {
     const char *name;        /* Hugging Face name */
     float *w;                /* master weights (writable) */
-    const float *g;          /* gradient of the last step (trainable only) */
+    const float *g;          /* gradient of the last step; NULL when frozen */
     size_t numel;
     int trainable, decay;
 } cdx_trainer_tensor;
