@@ -233,6 +233,13 @@ cdx_result cdx_trainer_set_lr(cdx_trainer *t, float lr);
  * the trainable tensors from the last step. */
 enum { CDX_TRAINER_SAVE_PARAMS = 0, CDX_TRAINER_SAVE_GRADS = 1 };
 cdx_result cdx_trainer_save(const cdx_trainer *t, const char *path, int what);
+/* Checkpoints: every parameter, the Adam moments of the trainable tensors
+ * and the step count in one safetensors file (written atomically).  Loading
+ * checks every tensor's name and size against this trainer (same model
+ * shape and scope) and changes nothing on error. */
+cdx_result cdx_trainer_save_state(const cdx_trainer *t, const char *path);
+cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path);
+int cdx_trainer_steps_done(const cdx_trainer *t);
 
 /* ---------------------------------------------------------------- model cache */
 

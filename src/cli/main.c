@@ -28,6 +28,7 @@ static const command commands[] = {
     {"check", cmd_check, "verify the catalog and vectors agree"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
+    {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
     {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},
 };
 

@@ -31,6 +31,7 @@
 #include "train/st_write.h"
 #include "train/trainer.h"
 #include "clip/model.h"
+#include "clip/safetensors.h"
 #include "common/error.h"
 #include "common/util.h"
 
@@ -857,3 +858,81 @@ int cdx_trainer_tensor_at(cdx_trainer *t, int i, cdx_trainer_tensor *out)
     out->decay = q->decay;
     return 0;
 }
+
+/* ------------------------------------------------------------ checkpoints */
+
+#define STEP_TENSOR "trainer.step"
+
+cdx_result cdx_trainer_save_state(const cdx_trainer *t, const char *path)
+{
+    if (!t || !path) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_trainer_save_state: bad arguments");
+    cdx_st_out *o = calloc((size_t)3 * t->n_par + 1, sizeof *o);
+    char (*names)[NAME_CAP + 8] = calloc((size_t)2 * t->n_par, sizeof *names);
+    if (!o || !names) {
+        free(o);
+        free(names);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    static const int64_t one[1] = {1};
+    float step = (float)t->step;
+    int k = 0;
+    for (int i = 0; i < t->n_par; i++) {
+        const tparam *q = &t->par[i];
+        o[k++] = (cdx_st_out){q->name, q->ndim, q->shape, t->w + q->off};
+        if (!q->trainable) continue;
+        snprintf(names[2 * i], sizeof names[0], "adam_m.%s", q->name);
+        snprintf(names[2 * i + 1], sizeof names[0], "adam_v.%s", q->name);
+        o[k++] = (cdx_st_out){names[2 * i], q->ndim, q->shape, t->m + q->goff};
+        o[k++] = (cdx_st_out){names[2 * i + 1], q->ndim, q->shape, t->v + q->goff};
+    }
+    o[k++] = (cdx_st_out){STEP_TENSOR, 1, one, &step};
+    cdx_result r = cdx_st_write_f32(path, o, k, "{\"format\":\"pt\",\"content\":\"clipdex trainer state\"}");
+    free(o);
+    free(names);
+    return r;
+}
+
+/* the F32 tensor `name` with exactly n elements, or NULL (error set) */
+static const cdx_st_tensor *state_tensor(const cdx_st_file *f, const char *path, const char *name, size_t n)
+{
+    const cdx_st_tensor *x = cdx_st_find(f, name);
+    if (!x) cdx_error(CDX_ERR_MISMATCH, "%s: tensor '%s' is missing (another model or scope?)", path, name);
+    else if (x->dtype != CDX_ST_F32 || x->numel != n)
+        cdx_error(CDX_ERR_MISMATCH, "%s: tensor '%s' has %zu elements of %s, expected %zu F32", path, name,
+                  x->numel, cdx_st_dtype_name(x->dtype), n);
+    else return x;
+    return NULL;
+}
+
+cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path)
+{
+    if (!t || !path) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_trainer_load_state: bad arguments");
+    cdx_st_file f;
+    cdx_result r = cdx_st_open(path, &f);
+    if (r) return r;
+    char name[NAME_CAP + 8];
+    const cdx_st_tensor *st = state_tensor(&f, path, STEP_TENSOR, 1);
+    r = st ? CDX_OK : CDX_ERR_MISMATCH;
+    /* first pass: check everything; second: copy */
+    for (int pass = 0; pass < 2 && !r; pass++)
+        for (int i = 0; i < t->n_par && !r; i++) {
+            const tparam *q = &t->par[i];
+            for (int part = 0; part < (q->trainable ? 3 : 1) && !r; part++) {
+                snprintf(name, sizeof name, "%s%s", part == 0 ? "" : part == 1 ? "adam_m." : "adam_v.", q->name);
+                const cdx_st_tensor *x = state_tensor(&f, path, name, q->numel);
+                if (!x) r = CDX_ERR_MISMATCH;
+                else if (pass == 1) {
+                    float *dst = part == 0 ? t->w + q->off : (part == 1 ? t->m : t->v) + q->goff;
+                    r = cdx_st_to_f32(&f, x, dst);
+                }
+            }
+        }
+    float step = 0;
+    if (!r) r = cdx_st_to_f32(&f, st, &step);
+    if (!r && !(step >= 0 && step < 16777216.0f)) r = cdx_error(CDX_ERR_FORMAT, "%s: bad step count", path);
+    if (!r) t->step = (int)step;
+    cdx_st_close(&f);
+    return r;
+}
+
+int cdx_trainer_steps_done(const cdx_trainer *t) { return t ? t->step : 0; }
