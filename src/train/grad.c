@@ -192,6 +192,66 @@ void cdx_grad_attention_bwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, int W,
     }
 }
 
+size_t cdx_grad_attention_pooled_saved(const cdx_grad_seqs *sq, int heads)
+{
+    size_t n = 0;
+    for (int s = 0; s < sq->n; s++) n += (size_t)heads * sq->len[s];
+    return n;
+}
+
+static size_t p1_offset(const cdx_grad_seqs *sq, int heads, int s)
+{
+    size_t o = 0;
+    for (int i = 0; i < s; i++) o += (size_t)heads * sq->len[i];
+    return o;
+}
+
+void cdx_grad_attention_pooled_fwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, const int *pool, int W,
+                                   int heads, const float *qkv, float *P1, float *out)
+{
+    const int dh = W / heads, ld = 3 * W, tasks = sq->n * heads;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int fast = be != CDX_GEMM_BE_REFERENCE;
+#pragma omp parallel for schedule(dynamic)
+    for (int task = 0; task < tasks; task++) {
+        int s = task / heads, hd = task % heads, L = sq->len[s];
+        const float *base = qkv + (size_t)sq->off[s] * ld + (size_t)hd * dh;
+        float *p = P1 + p1_offset(sq, heads, s) + (size_t)hd * L;
+        cdx_gemm(be, 1, L, dh, scale, base + (size_t)pool[s] * ld, ld, base + W, ld, 1, 0.0f, NULL, p, L);
+        cdx_softmax_rows(p, L, 1, L, 0, L, fast);
+        cdx_gemm(be, 1, dh, L, 1.0f, p, L, base + 2 * W, ld, 0, 0.0f, NULL, out + (size_t)s * W + (size_t)hd * dh, W);
+    }
+}
+
+void cdx_grad_attention_pooled_bwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, const int *pool, int W,
+                                   int heads, const float *qkv, const float *P1, const float *dout,
+                                   float *dq_out, float *dkv, float *scratch)
+{
+    const int dh = W / heads, ld = 3 * W, tasks = sq->n * heads;
+    const float scale = 1.0f / sqrtf((float)dh);
+    int lmax = 0;
+    for (int s = 0; s < sq->n; s++) lmax = sq->len[s] > lmax ? sq->len[s] : lmax;
+#pragma omp parallel for schedule(dynamic)
+    for (int task = 0; task < tasks; task++) {
+        int s = task / heads, hd = task % heads, L = sq->len[s];
+        size_t row0 = (size_t)sq->off[s];
+        const float *q = qkv + (row0 + (size_t)pool[s]) * ld + (size_t)hd * dh;
+        const float *k = qkv + row0 * ld + W + (size_t)hd * dh, *v = k + W;
+        const float *p = P1 + p1_offset(sq, heads, s) + (size_t)hd * L;
+        const float *dO = dout + (size_t)s * W + (size_t)hd * dh;
+        float *dq = dq_out + (size_t)s * W + (size_t)hd * dh;
+        float *dk = dkv + row0 * 2 * W + (size_t)hd * dh, *dv = dk + W;
+        float *ds = scratch + (size_t)omp_get_thread_num() * lmax;
+        cdx_gemm_ta(be, L, dh, 1, 1.0f, p, L, dO, W, 0, 0.0f, dv, 2 * W);  /* dV = p^T dO */
+        cdx_gemm(be, 1, L, dh, 1.0f, dO, W, v, ld, 1, 0.0f, NULL, ds, L);  /* dp = dO V^T */
+        double dot = 0;
+        for (int j = 0; j < L; j++) dot += (double)p[j] * ds[j];
+        for (int j = 0; j < L; j++) ds[j] = (float)(p[j] * (ds[j] - dot) * scale);
+        cdx_gemm(be, 1, dh, L, 1.0f, ds, L, k, ld, 0, 0.0f, NULL, dq, W);   /* dq = ds K */
+        cdx_gemm_ta(be, L, dh, 1, 1.0f, ds, L, q, ld, 0, 0.0f, dk, 2 * W);  /* dK = ds^T q */
+    }
+}
+
 /* rows of x [n, E] divided by their L2 norm into y; norms into nrm */
 static void l2_rows(int n, int E, const float *x, float *y, float *nrm)
 {

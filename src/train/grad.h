@@ -65,6 +65,20 @@ void cdx_grad_attention_bwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, int W,
                             const float *qkv, const float *P, const float *dout, float *dqkv,
                             float *scratch);
 
+/* The same for one query per sequence: its pooled row pool[s] (an index
+ * within the sequence), attending to every row of the sequence (the pooled
+ * row is the last one under the causal mask, so no mask is needed).  qkv's
+ * K and V columns are read for every row, Q only at the pooled rows.
+ * out: [n, W]; P1: n * heads * len[s] probabilities (sequence, head, key). */
+size_t cdx_grad_attention_pooled_saved(const cdx_grad_seqs *sq, int heads);
+void cdx_grad_attention_pooled_fwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, const int *pool, int W,
+                                   int heads, const float *qkv, float *P1, float *out);
+/* From dout [n, W]: dq [n, W] (the pooled rows' queries) and dkv [M, 2W]
+ * (keys | values of every row), both written; scratch: n_threads * max len. */
+void cdx_grad_attention_pooled_bwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, const int *pool, int W,
+                                   int heads, const float *qkv, const float *P1, const float *dout,
+                                   float *dq, float *dkv, float *scratch);
+
 /* CLIP's symmetric contrastive loss over n pairs.  img, txt: [n, E] raw
  * embeddings; logit_scale: the log of the scale.  Returns the loss; writes
  * logits [n, n] (may be NULL) and, when dimg/dtxt/dscale are non-NULL,

@@ -84,6 +84,7 @@ typedef struct tower {
     float *xs;                /* (L - fb + 1) x [M, W] residual streams */
     slot *slots;              /* L - fb + 1 (the last: scratch for frozen blocks) */
     float *pooled, *pln, *mup, *rsp, *emb;
+    float *hp, *qp;           /* last block: LayerNorm-1 output and queries at the pooled rows */
     /* backward scratch */
     float *dx, *dtmp, *dqkv, *dbig, *dpool, *dpln, *att_scratch;
 } tower;
@@ -255,13 +256,14 @@ static void free_acts(tower *tw)
     }
     cdx_free_aligned(tw->pooled); cdx_free_aligned(tw->pln); cdx_free_aligned(tw->mup);
     cdx_free_aligned(tw->rsp); cdx_free_aligned(tw->emb);
+    cdx_free_aligned(tw->hp); cdx_free_aligned(tw->qp);
     cdx_free_aligned(tw->dx); cdx_free_aligned(tw->dtmp); cdx_free_aligned(tw->dqkv);
     cdx_free_aligned(tw->dbig); cdx_free_aligned(tw->dpool); cdx_free_aligned(tw->dpln);
     cdx_free_aligned(tw->att_scratch);
     tw->off = tw->len = tw->pool = NULL;
     tw->col = tw->e0 = tw->mu0 = tw->rs0 = tw->xs = NULL;
     tw->slots = NULL;
-    tw->pooled = tw->pln = tw->mup = tw->rsp = tw->emb = NULL;
+    tw->pooled = tw->pln = tw->mup = tw->rsp = tw->emb = tw->hp = tw->qp = NULL;
     tw->dx = tw->dtmp = tw->dqkv = tw->dbig = tw->dpool = tw->dpln = tw->att_scratch = NULL;
 }
 
@@ -299,10 +301,11 @@ static int alloc_acts(tower *tw, int n, int n_img_patches_k, int nthreads)
     if (!ok) return -1;
     tw->pooled = A((size_t)n * W); tw->pln = A((size_t)n * W); tw->mup = A((size_t)n);
     tw->rsp = A((size_t)n); tw->emb = A((size_t)n * tw->E);
+    tw->hp = A((size_t)n * W); tw->qp = A((size_t)n * W);
     tw->dx = A(M * W); tw->dtmp = A(M * W); tw->dqkv = A(3 * M * W); tw->dbig = A(M * mlp);
     tw->dpool = A((size_t)n * W); tw->dpln = A((size_t)n * W);
     tw->att_scratch = A((size_t)nthreads * tw->T * tw->T);
-    return tw->pooled && tw->pln && tw->mup && tw->rsp && tw->emb && tw->dx && tw->dtmp &&
+    return tw->pooled && tw->pln && tw->mup && tw->rsp && tw->emb && tw->hp && tw->qp && tw->dx && tw->dtmp &&
            tw->dqkv && tw->dbig && tw->dpool && tw->dpln && tw->att_scratch ? 0 : -1;
 }
 
@@ -517,21 +520,51 @@ static void block_fwd(const cdx_trainer *t, const tower *tw, const tblock *b, sl
     cdx_gemm(be, M, W, mlp, 1.0f, s->hact, mlp, PW(t, b->fc2.w), mlp, 1, 1.0f, PW(t, b->fc2.b), xout, W);
 }
 
-/* Blocks from xs[0] (the tower's first residual stream); then pooling,
- * final LayerNorm and projection into tw->emb. */
+/* The last block, computed where it matters (as encoder.c's block_last):
+ * LayerNorm 1, keys and values for every row; query, attention,
+ * out-projection and MLP at the pooled rows only.  Output: tw->pooled. */
+static void block_last_fwd(const cdx_trainer *t, const tower *tw, const tblock *b, slot *s,
+                           const cdx_grad_seqs *sq, const float *xin)
+{
+    const int M = sq->M, W = tw->W, mlp = tw->mlp, n = sq->n;
+    const cdx_gemm_backend be = t->be;
+    const float *wqkv = PW(t, b->qkv.w), *bqkv = PW(t, b->qkv.b);
+    cdx_grad_layernorm_fwd(M, W, xin, PW(t, b->ln1.g), PW(t, b->ln1.b), tw->eps, s->h1, s->mu1, s->rs1);
+    cdx_gemm(be, M, 2 * W, W, 1.0f, s->h1, W, wqkv + (size_t)W * W, W, 1, 0.0f, bqkv + W, s->qkv + W, 3 * W);
+    for (int i = 0; i < n; i++) {
+        size_t r = (size_t)(tw->off[i] + tw->pool[i]);
+        memcpy(tw->hp + (size_t)i * W, s->h1 + r * W, (size_t)W * sizeof(float));
+        memcpy(s->xmid + (size_t)i * W, xin + r * W, (size_t)W * sizeof(float));
+    }
+    cdx_grad_linear_fwd(be, n, W, W, tw->hp, wqkv, bqkv, tw->qp);
+    for (int i = 0; i < n; i++)
+        memcpy(s->qkv + (size_t)(tw->off[i] + tw->pool[i]) * 3 * W, tw->qp + (size_t)i * W,
+               (size_t)W * sizeof(float));
+    cdx_grad_attention_pooled_fwd(be, sq, tw->pool, W, tw->H, s->qkv, s->P, s->att);
+    cdx_gemm(be, n, W, W, 1.0f, s->att, W, PW(t, b->out.w), W, 1, 1.0f, PW(t, b->out.b), s->xmid, W);
+    cdx_grad_layernorm_fwd(n, W, s->xmid, PW(t, b->ln2.g), PW(t, b->ln2.b), tw->eps, s->h2, s->mu2, s->rs2);
+    cdx_grad_linear_fwd(be, n, W, mlp, s->h2, PW(t, b->fc1.w), PW(t, b->fc1.b), s->hpre);
+    memcpy(s->hact, s->hpre, (size_t)n * mlp * sizeof(float));
+    cdx_bias_act(s->hact, mlp, n, mlp, NULL, tw->act, be != CDX_GEMM_BE_REFERENCE);
+    memcpy(tw->pooled, s->xmid, (size_t)n * W * sizeof(float));
+    cdx_gemm(be, n, W, mlp, 1.0f, s->hact, mlp, PW(t, b->fc2.w), mlp, 1, 1.0f, PW(t, b->fc2.b), tw->pooled, W);
+}
+
+/* Blocks from xs[0] (the tower's first residual stream); then the final
+ * LayerNorm and projection of the pooled rows into tw->emb. */
 static void tower_fwd_blocks(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, int n)
 {
     const size_t MW = (size_t)sq->M * tw->W;
-    const int ns = tw->L - tw->fb;
-    for (int l = 0; l < tw->fb; l++)   /* frozen: in place, scratch slot */
+    const int ns = tw->L - tw->fb, last = tw->L - 1;
+    for (int l = 0; l < tw->fb && l < last; l++)   /* frozen: in place, scratch slot */
         block_fwd(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs, tw->xs);
-    for (int l = tw->fb; l < tw->L; l++)
+    for (int l = tw->fb; l < last; l++)
         block_fwd(t, tw, &tw->blocks[l], &tw->slots[l - tw->fb], sq, tw->xs + (size_t)(l - tw->fb) * MW,
                   tw->xs + (size_t)(l - tw->fb + 1) * MW);
-    const float *xl = tw->xs + (size_t)ns * MW;
-    for (int s = 0; s < n; s++)
-        memcpy(tw->pooled + (size_t)s * tw->W, xl + (size_t)(tw->off[s] + tw->pool[s]) * tw->W,
-               (size_t)tw->W * sizeof(float));
+    if (ns > 0)
+        block_last_fwd(t, tw, &tw->blocks[last], &tw->slots[last - tw->fb], sq, tw->xs + (size_t)(last - tw->fb) * MW);
+    else
+        block_last_fwd(t, tw, &tw->blocks[last], &tw->slots[0], sq, tw->xs);
     cdx_grad_layernorm_fwd(n, tw->W, tw->pooled, PW(t, tw->ln_out.g), PW(t, tw->ln_out.b), tw->eps,
                            tw->pln, tw->mup, tw->rsp);
     cdx_grad_linear_fwd(t->be, n, tw->W, tw->E, tw->pln, PW(t, tw->proj), NULL, tw->emb);
@@ -631,6 +664,41 @@ static void block_bwd(const cdx_trainer *t, const tower *tw, const tblock *b, co
                            PGT(t, b->ln1.g), PGT(t, b->ln1.b));
 }
 
+/* Backward of block_last_fwd from dp = d(pooled) [n, W] (modified) to
+ * dx = d(xin) [M, W] (written). */
+static void block_last_bwd(const cdx_trainer *t, const tower *tw, const tblock *b, const slot *s,
+                           const cdx_grad_seqs *sq, const float *xin, float *dp, float *dx)
+{
+    const int M = sq->M, W = tw->W, mlp = tw->mlp, n = sq->n;
+    const cdx_gemm_backend be = t->be;
+    const size_t WW = (size_t)W * W;
+    cdx_grad_linear_bwd(be, n, mlp, W, s->hact, PW(t, b->fc2.w), dp, tw->dbig, 0, PGT(t, b->fc2.w),
+                        PGT(t, b->fc2.b));
+    cdx_grad_act_bwd(tw->act, (size_t)n * mlp, s->hpre, tw->dbig);
+    cdx_grad_linear_bwd(be, n, W, mlp, s->h2, PW(t, b->fc1.w), tw->dbig, tw->dtmp, 0, PGT(t, b->fc1.w),
+                        PGT(t, b->fc1.b));
+    cdx_grad_layernorm_bwd(n, W, s->xmid, PW(t, b->ln2.g), s->mu2, s->rs2, tw->dtmp, dp, 1,
+                           PGT(t, b->ln2.g), PGT(t, b->ln2.b));
+    cdx_grad_linear_bwd(be, n, W, W, s->att, PW(t, b->out.w), dp, tw->dtmp, 0, PGT(t, b->out.w),
+                        PGT(t, b->out.b));
+    float *dq = tw->dpln, *dkv = tw->dqkv;
+    cdx_grad_attention_pooled_bwd(be, sq, tw->pool, W, tw->H, s->qkv, s->P, tw->dtmp, dq, dkv, tw->att_scratch);
+    float *gw = PGT(t, b->qkv.w), *gb = PGT(t, b->qkv.b);
+    cdx_grad_linear_bwd(be, M, W, 2 * W, s->h1, PW(t, b->qkv.w) + WW, dkv, tw->dtmp, 0, gw ? gw + WW : NULL,
+                        gb ? gb + W : NULL);
+    cdx_grad_linear_bwd(be, n, W, W, tw->hp, PW(t, b->qkv.w), dq, tw->qp, 0, gw, gb);
+    for (int i = 0; i < n; i++) {
+        float *d = tw->dtmp + (size_t)(tw->off[i] + tw->pool[i]) * W;
+        for (int j = 0; j < W; j++) d[j] += tw->qp[(size_t)i * W + j];
+    }
+    cdx_grad_layernorm_bwd(M, W, xin, PW(t, b->ln1.g), s->mu1, s->rs1, tw->dtmp, dx, 0,
+                           PGT(t, b->ln1.g), PGT(t, b->ln1.b));
+    for (int i = 0; i < n; i++) {   /* the residual path of the pooled rows */
+        float *d = dx + (size_t)(tw->off[i] + tw->pool[i]) * W;
+        for (int j = 0; j < W; j++) d[j] += dp[(size_t)i * W + j];
+    }
+}
+
 /* From d(embedding) [n, E] in demb down to the tower's trained part;
  * returns with tw->dx = d(first residual stream) when embeddings train. */
 static void tower_bwd(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, int n, const float *demb)
@@ -642,11 +710,10 @@ static void tower_bwd(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, 
     cdx_grad_layernorm_bwd(n, W, tw->pooled, PW(t, tw->ln_out.g), tw->mup, tw->rsp, tw->dpln, tw->dpool,
                            0, PGT(t, tw->ln_out.g), PGT(t, tw->ln_out.b));
     if (ns == 0) return;
-    memset(tw->dx, 0, MW * sizeof(float));
-    for (int s = 0; s < n; s++)
-        memcpy(tw->dx + (size_t)(tw->off[s] + tw->pool[s]) * W, tw->dpool + (size_t)s * W,
-               (size_t)W * sizeof(float));
-    for (int l = tw->L - 1; l >= tw->fb; l--)
+    const int last = tw->L - 1;
+    block_last_bwd(t, tw, &tw->blocks[last], &tw->slots[last - tw->fb], sq, tw->xs + (size_t)(last - tw->fb) * MW,
+                   tw->dpool, tw->dx);
+    for (int l = last - 1; l >= tw->fb; l--)
         block_bwd(t, tw, &tw->blocks[l], &tw->slots[l - tw->fb], sq, tw->xs + (size_t)(l - tw->fb) * MW,
                   tw->dx);
 }
