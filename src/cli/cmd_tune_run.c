@@ -162,7 +162,8 @@ static int load_json(const char *path, const char *text, size_t len, pairs *p)
 {
     json_error_t je;
     json_t *root = json_loadb(text, len, 0, &je);
-    if (root && json_is_object(root)) {   /* {"file": ["caption", ...]} */
+    int one_line = json_is_string(json_object_get(root, "file")) || json_is_string(json_object_get(root, "image"));
+    if (root && json_is_object(root) && !one_line) {   /* {"file": ["caption", ...]} */
         const char *k;
         json_t *v;
         int rc = 0;
@@ -535,6 +536,10 @@ static int run(run_opts *o)
 {
     pairs p = {0};
     int rc = o->folders ? load_folders(o->images, &p) : load_pairs_file(o->pairs_file, &p);
+    if (!rc && p.n - (int)floor(o->val * p.n) < 2) {   /* before anything is created */
+        fprintf(stderr, "clipdex: error: %d training pairs: at least 2 are needed\n", p.n - (int)floor(o->val * p.n));
+        rc = 1;
+    }
     if (rc) { free_pairs(&p); return 1; }
     trainer_run r = {.o = o, .p = &p};
     char *dir_copy = NULL, *ckpt = NULL;
