@@ -225,6 +225,10 @@ cdx_result cdx_trainer_step(cdx_trainer *t, const float *pixels, const int32_t *
  * without changing anything. */
 cdx_result cdx_trainer_eval(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
                             double *loss, float *logits);
+/* L2-normalised embeddings [n, embed_dim] of the images and captions at the
+ * current parameters (img or txt may be NULL: that tower is still run). */
+cdx_result cdx_trainer_embed(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
+                             float *img, float *txt);
 cdx_result cdx_trainer_set_lr(cdx_trainer *t, float lr);
 
 /* Write a safetensors file (F32, the model's own tensor names, logit_scale

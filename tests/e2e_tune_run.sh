@@ -41,7 +41,10 @@ r = json.load(open(sys.argv[1]))
 log = r["epochs_log"]
 assert r["steps"] == 6 and len(log) == 3, r
 assert log[-1]["train_loss"] < log[0]["train_loss"], "training loss did not fall: %s" % log
-assert log[-1]["val_loss"] < log[0]["val_loss"] + 1.0 and "val_recall_at_1_in_batch" in log[0], log
+assert log[-1]["val_loss"] < log[0]["val_loss"] + 1.0, log
+t2i, i2t = log[-1]["val_text_to_image_recall"], log[-1]["val_image_to_text_recall"]
+assert len(t2i) == 3 and 0 <= t2i[0] <= t2i[1] <= t2i[2] <= 1 and t2i[2] == 1.0, t2i   # 8 val pairs: R@10 = 1
+assert 0 <= i2t[0] <= i2t[1] <= i2t[2] <= 1, i2t
 print("loss per epoch:", [round(e["train_loss"], 3) for e in log])
 PY
 "$BIN" embed --model "$T/a" --text "a dog" > /dev/null || fail "tuned model does not load"

@@ -9,6 +9,10 @@
  * (default: the pairs file's folder).  Captions are tokenised up front;
  * images are decoded and preprocessed batch by batch (bounded memory).
  *
+ * Validation (after each epoch, on the --val split): the mean contrastive
+ * loss over its batches and recall@1/5/10 in both directions over the
+ * whole split, as `clipdex eval captions` reports them.
+ *
  * Schedule: a seeded shuffle splits off --val FRACTION; each epoch visits
  * the training pairs in a seeded permutation (seed, epoch) in full batches;
  * the learning rate warms up linearly over the first 10% of the steps
@@ -390,7 +394,7 @@ typedef struct trainer_run {
     cdx_trainer *t;
     pairs *p;
     int32_t *tok;        /* [n, ctx] */
-    int ctx_len;
+    int ctx_len, embed_dim;
     size_t per_img;
     float *px;           /* [batch, 3, S, S] */
     int32_t *btok;       /* [batch, ctx] */
@@ -418,33 +422,62 @@ static int gather(trainer_run *r, const int *idx, int n)
     return 0;
 }
 
-/* mean loss and in-batch image->caption recall@1 over the validation pairs */
-static int validate(trainer_run *r, const int *val, int nval, double *loss, double *r1)
+/* Recall@1/5/10 over the whole validation split, both directions (as
+ * `clipdex eval captions`): a caption's relevant images are the pairs with
+ * the same file, and an image's relevant captions likewise. */
+typedef struct val_metrics { double loss, t2i[3], i2t[3]; } val_metrics;
+
+static void recall_at(const pairs *p, const int *val, int n, const float *q, const float *d, int E, double out[3])
+{
+    static const int K[3] = {1, 5, 10};
+    int hits[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++) {
+        const char *fi = p->v[val[i]].file;
+        double best_rel = -INFINITY;
+        for (int j = 0; j < n; j++)
+            if (!strcmp(p->v[val[j]].file, fi)) {
+                double s = 0;
+                for (int e = 0; e < E; e++) s += (double)q[(size_t)i * E + e] * d[(size_t)j * E + e];
+                best_rel = s > best_rel ? s : best_rel;
+            }
+        int above = 0;   /* irrelevant items scoring above the best relevant one */
+        for (int j = 0; j < n; j++) {
+            if (!strcmp(p->v[val[j]].file, fi)) continue;
+            double s = 0;
+            for (int e = 0; e < E; e++) s += (double)q[(size_t)i * E + e] * d[(size_t)j * E + e];
+            above += s > best_rel;
+        }
+        for (int k = 0; k < 3; k++) hits[k] += above < K[k];
+    }
+    for (int k = 0; k < 3; k++) out[k] = n ? (double)hits[k] / n : NAN;
+}
+
+static int validate(trainer_run *r, const int *val, int nval, int E, val_metrics *m)
 {
     const int B = (int)r->o->batch;
-    float *logits = malloc((size_t)B * B * sizeof *logits);
+    float *img = malloc((size_t)nval * E * sizeof *img), *txt = malloc((size_t)nval * E * sizeof *txt);
     double sum = 0;
-    int batches = 0, hits = 0, seen = 0;
-    for (int b0 = 0; logits && b0 + 2 <= nval; b0 += B) {
+    int batches = 0, rc = img && txt ? 0 : 1;
+    for (int b0 = 0; !rc && b0 < nval; b0 += B) {
         int n = nval - b0 < B ? nval - b0 : B;
         double l;
-        if (gather(r, val + b0, n)) { free(logits); return 1; }
-        cdx_result e = cdx_trainer_eval(r->t, r->px, r->btok, n, &l, logits);
-        if (e) { free(logits); return cli_fail("validation", e); }
-        sum += l;
-        batches++;
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            for (int j = 1; j < n; j++)
-                if (logits[i * n + j] > logits[i * n + best]) best = j;
-            hits += best == i;
+        cdx_result e = CDX_OK;
+        if ((rc = gather(r, val + b0, n))) break;
+        if (n >= 2 && !(e = cdx_trainer_eval(r->t, r->px, r->btok, n, &l, NULL))) {
+            sum += l;
+            batches++;
         }
-        seen += n;
+        if (!e) e = cdx_trainer_embed(r->t, r->px, r->btok, n, img + (size_t)b0 * E, txt + (size_t)b0 * E);
+        if (e) rc = cli_fail("validation", e);
     }
-    free(logits);
-    *loss = batches ? sum / batches : NAN;
-    *r1 = seen ? (double)hits / seen : NAN;
-    return 0;
+    if (!rc) {
+        m->loss = batches ? sum / batches : NAN;
+        recall_at(r->p, val, nval, txt, img, E, m->t2i);
+        recall_at(r->p, val, nval, img, txt, E, m->i2t);
+    }
+    free(img);
+    free(txt);
+    return rc;
 }
 
 static void fmt_eta(double s, char *buf, size_t cap)
@@ -506,14 +539,17 @@ static int train(trainer_run *r, const char *ckpt, const char *ckpt_json, const 
             }
         }
         if (rc) break;
-        double vl = NAN, vr = NAN;
-        if (nval >= 2 && (rc = validate(r, split, nval, &vl, &vr))) break;
-        json_t *rec = json_pack("{s:I, s:f}", "epoch", (json_int_t)(ep + 1), "train_loss", cnt ? sum / cnt : NAN);
-        if (cnt == 0) json_object_set_new(rec, "train_loss", json_null());   /* resumed at an epoch end */
-        if (!isnan(vl)) {
-            json_object_set_new(rec, "val_loss", json_real(vl));
-            json_object_set_new(rec, "val_recall_at_1_in_batch", json_real(vr));
-            fprintf(stderr, "epoch %ld: validation loss %.4f, in-batch image->caption R@1 %.3f\n", ep + 1, vl, vr);
+        json_t *rec = json_pack("{s:I}", "epoch", (json_int_t)(ep + 1));
+        json_object_set_new(rec, "train_loss", cnt ? json_real(sum / cnt) : json_null());   /* null: resumed at an epoch end */
+        if (nval >= 2) {
+            val_metrics vm;
+            if ((rc = validate(r, split, nval, r->embed_dim, &vm))) { json_decref(rec); break; }
+            json_object_set_new(rec, "val_loss", isnan(vm.loss) ? json_null() : json_real(vm.loss));
+            json_object_set_new(rec, "val_text_to_image_recall", json_pack("[f,f,f]", vm.t2i[0], vm.t2i[1], vm.t2i[2]));
+            json_object_set_new(rec, "val_image_to_text_recall", json_pack("[f,f,f]", vm.i2t[0], vm.i2t[1], vm.i2t[2]));
+            fprintf(stderr, "epoch %ld: validation loss %.4f; recall@1/5/10 text->image %.3f/%.3f/%.3f, "
+                    "image->text %.3f/%.3f/%.3f (%d pairs)\n", ep + 1, vm.loss, vm.t2i[0], vm.t2i[1], vm.t2i[2],
+                    vm.i2t[0], vm.i2t[1], vm.i2t[2], nval);
         }
         json_array_append_new(epochs_out, rec);
     }
@@ -555,6 +591,7 @@ static int run(run_opts *o)
     cdx_model_info info;
     cdx_model_get_info(r.model, &info);
     r.ctx_len = info.context_length;
+    r.embed_dim = info.embed_dim;
     r.per_img = (size_t)3 * info.image_size * info.image_size;
     r.tok = malloc((size_t)p.n * r.ctx_len * sizeof *r.tok);
     r.px = malloc((size_t)o->batch * r.per_img * sizeof *r.px);

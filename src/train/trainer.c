@@ -885,6 +885,33 @@ cdx_result cdx_trainer_eval(cdx_trainer *t, const float *pixels, const int32_t *
     return CDX_OK;
 }
 
+static void copy_normalized(int n, int E, const float *src, float *dst)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = src + (size_t)i * E;
+        double s = 0;
+        for (int j = 0; j < E; j++) s += (double)x[j] * x[j];
+        double inv = s > 0 ? 1.0 / sqrt(s) : 0.0;
+        for (int j = 0; j < E; j++) dst[(size_t)i * E + j] = (float)(x[j] * inv);
+    }
+}
+
+cdx_result cdx_trainer_embed(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
+                             float *img, float *txt)
+{
+    if (!t) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_trainer_embed: trainer is NULL");
+    cdx_result r = check_batch(t, pixels, tokens, n);
+    if (!r) r = ensure_capacity(t, n);
+    if (r) return r;
+    int prev = enter_threads(t);
+    vision_fwd(t, pixels, n);
+    text_fwd(t, tokens, n);
+    omp_set_num_threads(prev);
+    if (img) copy_normalized(n, t->vis.E, t->vis.emb, img);
+    if (txt) copy_normalized(n, t->txt.E, t->txt.emb, txt);
+    return CDX_OK;
+}
+
 cdx_result cdx_trainer_save(const cdx_trainer *t, const char *path, int what)
 {
     if (!t || !path || (what != CDX_TRAINER_SAVE_PARAMS && what != CDX_TRAINER_SAVE_GRADS))
