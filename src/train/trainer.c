@@ -56,7 +56,13 @@ typedef struct tparam {
 
 typedef struct tlin { int w, b, in, out; } tlin;   /* param indexes; b = -1: none */
 typedef struct tln { int g, b; } tln;
-typedef struct tblock { tln ln1, ln2; tlin qkv, out, fc1, fc2; } tblock;
+typedef struct tblock {
+    tln ln1, ln2;
+    tlin qkv, out, fc1, fc2;
+    /* frozen blocks only: weights packed for cdx_gemm_packed (gemm.h) at
+     * creation, NULL when not packed (no AVX-512, reference backend) */
+    float *pqkv, *pout, *pfc1, *pfc2;
+} tblock;
 
 /* saved activations of one block */
 typedef struct slot {
@@ -338,6 +344,13 @@ void cdx_trainer_free(cdx_trainer *t)
     if (!t) return;
     free_acts(&t->vis);
     free_acts(&t->txt);
+    tower *tws[2] = {&t->vis, &t->txt};
+    for (int k = 0; k < 2; k++)
+        for (int l = 0; tws[k]->blocks && l < tws[k]->L; l++) {
+            tblock *b = &tws[k]->blocks[l];
+            cdx_free_aligned(b->pqkv); cdx_free_aligned(b->pout);
+            cdx_free_aligned(b->pfc1); cdx_free_aligned(b->pfc2);
+        }
     free(t->vis.blocks);
     free(t->txt.blocks);
     cdx_free_aligned(t->loss_scratch); cdx_free_aligned(t->dimg); cdx_free_aligned(t->dtxt);
@@ -419,6 +432,34 @@ static void mark_trainable(cdx_trainer *t, int vis_first, int vis_after, int txt
     t->par[t->logit_scale].trainable = 1;
 }
 
+static float *pack(const cdx_trainer *t, const tlin *l)
+{
+    size_t n = cdx_pack_floats(l->out, l->in);
+    float *p = n ? A(n) : NULL;
+    if (p) cdx_pack_weights(l->out, l->in, PW(t, l->w), l->in, p);
+    return p;
+}
+
+/* Frozen blocks never change: pack their weights once so their forward runs
+ * on the same fused kernels as inference (encoder.c).  The last block is
+ * excluded (it runs pooled-only).  0, or -1 when out of memory. */
+static int pack_frozen(cdx_trainer *t)
+{
+    const char *e = getenv("CLIPDEX_PACK");
+    if (!cdx_gemm_small_available() || t->be == CDX_GEMM_BE_REFERENCE || (e && !strcmp(e, "0"))) return 0;
+    tower *tws[2] = {&t->vis, &t->txt};
+    for (int k = 0; k < 2; k++)
+        for (int l = 0; l < tws[k]->fb && l < tws[k]->L - 1; l++) {
+            tblock *b = &tws[k]->blocks[l];
+            b->pqkv = pack(t, &b->qkv);
+            b->pout = pack(t, &b->out);
+            b->pfc1 = pack(t, &b->fc1);
+            b->pfc2 = pack(t, &b->fc2);
+            if (!b->pqkv || !b->pout || !b->pfc1 || !b->pfc2) return -1;
+        }
+    return 0;
+}
+
 cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *params,
                            cdx_trainer **out)
 {
@@ -478,7 +519,7 @@ cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *par
     t->g = A(t->total_train);
     t->m = A(t->total_train);
     t->v = A(t->total_train);
-    if (!t->w || !t->g || !t->m || !t->v) {
+    if (!t->w || !t->g || !t->m || !t->v || pack_frozen(t)) {
         size_t mb = (t->total + 3 * t->total_train) * 4 >> 20;
         cdx_trainer_free(t);
         return cdx_error(CDX_ERR_NOMEM, "cdx_trainer_new: out of memory for %zu MB of weights and state",
@@ -520,6 +561,29 @@ static void block_fwd(const cdx_trainer *t, const tower *tw, const tblock *b, sl
     cdx_gemm(be, M, W, mlp, 1.0f, s->hact, mlp, PW(t, b->fc2.w), mlp, 1, 1.0f, PW(t, b->fc2.b), xout, W);
 }
 
+/* Rows up to which packed weights beat the backend (encoder.c's PACKED_MAX_M). */
+#define PACKED_MAX_M 1024
+
+/* A frozen block in place on x with packed weights and fused epilogues
+ * (nothing is kept for backward).  s: the scratch slot. */
+static void block_fwd_packed(const cdx_trainer *t, const tower *tw, const tblock *b, slot *s,
+                             const cdx_grad_seqs *sq, float *x)
+{
+    const int M = sq->M, W = tw->W, mlp = tw->mlp;
+    cdx_layernorm_rows(x, W, s->h1, W, M, W, PW(t, b->ln1.g), PW(t, b->ln1.b), tw->eps, 1);
+    cdx_gemm_packed(M, 3 * W, W, s->h1, W, b->pqkv, PW(t, b->qkv.b), CDX_PACK_ACT_NONE, 0, s->qkv, 3 * W, 1);
+    cdx_grad_attention_fwd(t->be, sq, W, tw->H, s->qkv, s->P, s->att);
+    cdx_gemm_packed(M, W, W, s->att, W, b->pout, PW(t, b->out.b), CDX_PACK_ACT_NONE, 1, x, W, 1);
+    cdx_layernorm_rows(x, W, s->h2, W, M, W, PW(t, b->ln2.g), PW(t, b->ln2.b), tw->eps, 1);
+    if (tw->act == CDX_EPI_QUICK_GELU) {
+        cdx_gemm_packed(M, mlp, W, s->h2, W, b->pfc1, PW(t, b->fc1.b), CDX_PACK_ACT_QUICK_GELU, 0, s->hact, mlp, 1);
+    } else {
+        cdx_gemm_packed(M, mlp, W, s->h2, W, b->pfc1, PW(t, b->fc1.b), CDX_PACK_ACT_NONE, 0, s->hact, mlp, 1);
+        cdx_bias_act(s->hact, mlp, M, mlp, NULL, tw->act, 1);
+    }
+    cdx_gemm_packed(M, W, mlp, s->hact, mlp, b->pfc2, PW(t, b->fc2.b), CDX_PACK_ACT_NONE, 1, x, W, 1);
+}
+
 /* The last block, computed where it matters (as encoder.c's block_last):
  * LayerNorm 1, keys and values for every row; query, attention,
  * out-projection and MLP at the pooled rows only.  Output: tw->pooled. */
@@ -556,8 +620,12 @@ static void tower_fwd_blocks(const cdx_trainer *t, tower *tw, const cdx_grad_seq
 {
     const size_t MW = (size_t)sq->M * tw->W;
     const int ns = tw->L - tw->fb, last = tw->L - 1;
-    for (int l = 0; l < tw->fb && l < last; l++)   /* frozen: in place, scratch slot */
-        block_fwd(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs, tw->xs);
+    for (int l = 0; l < tw->fb && l < last; l++) {   /* frozen: in place, scratch slot */
+        if (tw->blocks[l].pqkv && sq->M <= PACKED_MAX_M)
+            block_fwd_packed(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs);
+        else
+            block_fwd(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs, tw->xs);
+    }
     for (int l = tw->fb; l < last; l++)
         block_fwd(t, tw, &tw->blocks[l], &tw->slots[l - tw->fb], sq, tw->xs + (size_t)(l - tw->fb) * MW,
                   tw->xs + (size_t)(l - tw->fb + 1) * MW);
