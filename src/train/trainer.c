@@ -102,6 +102,7 @@ struct cdx_trainer {
     float *w, *g, *m, *v;     /* w: every tensor; g, m, v: trainable tensors only */
     size_t total, total_train;
     int logit_scale;          /* param index */
+    int oom;                  /* a parameter registration failed (sticky) */
     int step;
     tower vis, txt;
     int grid, patch, image_size, vocab;
@@ -130,10 +131,14 @@ cdx_trainer_params cdx_trainer_default_params(void)
 
 static int add_param(cdx_trainer *t, const char *name, int decay, int ndim, const int64_t *shape)
 {
+    if (t->oom) return -1;
     if (t->n_par == t->cap_par) {
         int cap = t->cap_par ? 2 * t->cap_par : 128;
         tparam *q = realloc(t->par, (size_t)cap * sizeof *q);
-        if (!q) return -1;
+        if (!q) {
+            t->oom = 1;
+            return -1;
+        }
         t->par = q;
         t->cap_par = cap;
     }
@@ -504,7 +509,7 @@ cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *par
     t->txt.ln_pre.g = t->txt.ln_pre.b = -1;
     t->txt.proj = addf(t, 1, SH(E, tw), "text_projection.weight");
     t->logit_scale = addf(t, 0, 0, NULL, "logit_scale");
-    if (bad || t->logit_scale < 0 || t->txt.proj < 0) {
+    if (bad || t->oom) {
         cdx_trainer_free(t);
         return cdx_error(CDX_ERR_NOMEM, "cdx_trainer_new: out of memory");
     }
