@@ -229,6 +229,72 @@ cdx_result cdx_encode_tokens(cdx_ctx *ctx, const int32_t *ids, int n,
 cdx_result cdx_encode_texts(cdx_ctx *ctx, const char *const *texts, int n,
                             float *out, int normalize);
 
+/* ---------------------------------------------------------------- fine-tuning */
+
+/* Contrastive fine-tuning of a loaded model (src/train/): the trainer keeps
+ * float32 master copies of the weights (whatever the file's dtype), their
+ * gradients and AdamW state; the model itself is never modified.  One
+ * trainer per thread; it uses n_threads OpenMP threads inside a call. */
+typedef struct cdx_trainer cdx_trainer;
+
+typedef enum cdx_train_scope {
+    CDX_TRAIN_ALL = 0,   /* every parameter */
+    CDX_TRAIN_LAST,      /* the last last_k blocks of each tower, the final
+                            LayerNorms, both projections and logit_scale */
+    CDX_TRAIN_PROJ       /* both projections and logit_scale */
+} cdx_train_scope;
+
+typedef struct cdx_trainer_params {
+    cdx_train_scope scope;
+    int last_k;              /* blocks per tower for CDX_TRAIN_LAST (>= 1) */
+    float lr, beta1, beta2, eps;
+    float weight_decay;      /* decoupled; weight matrices of linear maps only */
+    int n_threads;           /* 0 = all cores */
+    int max_batch;           /* largest n passed to a step (default 256) */
+} cdx_trainer_params;
+
+/* scope ALL, lr 1e-5, betas (0.9, 0.98), eps 1e-6, weight decay 0.2 */
+cdx_trainer_params cdx_trainer_default_params(void);
+cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *params,
+                           cdx_trainer **out);
+void cdx_trainer_free(cdx_trainer *t);
+
+typedef struct cdx_train_stats {
+    double loss;             /* loss of the batch BEFORE the update */
+    float logit_scale;       /* stored (log) value before the update */
+    int step;                /* optimizer steps taken so far (after this one) */
+} cdx_train_stats;
+
+/* One step on n (image, caption) pairs: pixels n x [3,S,S], tokens n x
+ * context_length (pair i is the positive pair).  Forward, symmetric
+ * contrastive loss with the model's learned logit scale, backward, AdamW.
+ * On error (bad input, non-finite loss) the parameters are unchanged. */
+cdx_result cdx_trainer_step(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
+                            cdx_train_stats *stats);
+/* The loss (and logits [n, n] when non-NULL) at the current parameters,
+ * without changing anything. */
+cdx_result cdx_trainer_eval(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
+                            double *loss, float *logits);
+/* L2-normalised embeddings [n, embed_dim] of the images and captions at the
+ * current parameters (img or txt may be NULL: that tower is still run). */
+cdx_result cdx_trainer_embed(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n,
+                             float *img, float *txt);
+cdx_result cdx_trainer_set_lr(cdx_trainer *t, float lr);
+
+/* Write a safetensors file (F32, the model's own tensor names, logit_scale
+ * 0-dimensional) atomically: CDX_TRAINER_SAVE_PARAMS = every parameter
+ * (a complete model.safetensors); CDX_TRAINER_SAVE_GRADS = the gradients of
+ * the trainable tensors from the last step. */
+enum { CDX_TRAINER_SAVE_PARAMS = 0, CDX_TRAINER_SAVE_GRADS = 1 };
+cdx_result cdx_trainer_save(const cdx_trainer *t, const char *path, int what);
+/* Checkpoints: every parameter, the Adam moments of the trainable tensors
+ * and the step count in one safetensors file (written atomically).  Loading
+ * checks every tensor's name and size against this trainer (same model
+ * shape and scope) and changes nothing on error. */
+cdx_result cdx_trainer_save_state(const cdx_trainer *t, const char *path);
+cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path);
+int cdx_trainer_steps_done(const cdx_trainer *t);
+
 /* ---------------------------------------------------------------- model cache */
 
 typedef struct cdx_fetch_params {

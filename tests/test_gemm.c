@@ -48,6 +48,38 @@ static void check_backend(cdx_gemm_backend be, int m, int n, int k, int b_trans,
     free(A); free(B); free(bias); free(C0); free(C1);
 }
 
+/* cdx_gemm_ta (A stored transposed, [k, m] with lda >= m) of backend be
+ * against a double loop, both op(B), beta 0 and 1, padded strides. */
+static void check_ta(cdx_gemm_backend be, int m, int n, int k)
+{
+    unsigned seed = (unsigned)(m * 131 + n * 7 + k);
+    const int lda = m + 3, ldb_t = k + 1, ldb_n = n + 2, ldc = n + 5;
+    float *A = malloc((size_t)k * lda * 4), *B = malloc((size_t)(n > k ? n : k) * (lda + ldb_n + ldb_t) * 4);
+    float *C = malloc((size_t)m * ldc * 4);
+    for (int i = 0; i < k * lda; i++) A[i] = frand(&seed);
+    for (int i = 0; i < (n > k ? n : k) * (lda + ldb_n + ldb_t); i++) B[i] = frand(&seed);
+    for (int bt = 0; bt < 2; bt++)
+        for (int acc = 0; acc < 2; acc++) {
+            int ldb = bt ? ldb_t : ldb_n;
+            for (int i = 0; i < m * ldc; i++) C[i] = 0.5f;
+            cdx_gemm_ta(be, m, n, k, 0.75f, A, lda, B, ldb, bt, acc ? 1.0f : 0.0f, C, ldc);
+            double worst = 0;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    double s = 0;
+                    for (int p = 0; p < k; p++)
+                        s += (double)A[(size_t)p * lda + i] * (bt ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+                    double want = 0.75 * s + (acc ? 0.5 : 0.0);
+                    worst = fmax(worst, fabs(C[(size_t)i * ldc + j] - want));
+                }
+            CHECKF(worst <= 1e-5 * (k + 1), "gemm_ta %s m%d n%d k%d bt%d acc%d: %g", cdx_gemm_backend_name(be), m,
+                   n, k, bt, acc, worst);
+        }
+    free(A);
+    free(B);
+    free(C);
+}
+
 /* Everything that has a fast kernel, at the current cdx_cpu_level();
  * returns the number of backends tested. */
 static int check_level(void)
@@ -155,6 +187,13 @@ int main(void)
     const float Bn[6] = {1, 2, 0, 1, -1, 0};
     cdx_gemm(CDX_GEMM_BE_REFERENCE, 2, 2, 3, 2.0f, A, 3, Bn, 2, 0, 0.0f, NULL, C, 2);
     CHECK(C[0] == 2 * (1 - 3) && C[1] == 2 * (2 + 2) && C[2] == 2 * (4 - 6) && C[3] == 2 * (8 + 5));
+    for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++)
+        if (cdx_gemm_backend_available((cdx_gemm_backend)be)) {
+            check_ta((cdx_gemm_backend)be, 1, 1, 1);
+            check_ta((cdx_gemm_backend)be, 50, 64, 1);
+            check_ta((cdx_gemm_backend)be, 70, 33, 130);
+            check_ta((cdx_gemm_backend)be, 128, 200, 77);
+        }
 
     /* every instruction-set level this CPU has, each kernel family against
      * the reference (the level is what $CLIPDEX_MAX_ISA would cap) */

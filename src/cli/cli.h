@@ -42,6 +42,8 @@ int cli_open_library_args(const char *cmd, int argc, char **argv,
                           void (*usage)(FILE *), cdx_library **lib, int *json,
                           const char **dir_out);
 int cmd_serve(int argc, char **argv);
+int cmd_tune_step(int argc, char **argv);   /* cmd_tune.c */
+int cmd_tune(int argc, char **argv);        /* cmd_tune_run.c */
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

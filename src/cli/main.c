@@ -31,6 +31,8 @@ static const command commands[] = {
     {"export", cmd_export, "write the library's vectors (.npy) and records (JSONL)"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
+    {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
+    {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},
 };
 
 static void usage(FILE *f)

@@ -188,6 +188,46 @@ int cdx_par_threads(void)
     return omp_in_parallel() || cdx_par_inside() ? 1 : omp_get_max_threads();
 }
 
+void cdx_gemm_ta(cdx_gemm_backend be, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb, int b_trans,
+                 float beta, float *C, int ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    int done = 0;
+    if (k <= 0) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float *c = &C[(size_t)i * ldc + j];
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
+#ifdef CDX_GEMM_DNNL
+    if (be == CDX_GEMM_BE_DNNL)
+        done = dnnl_sgemm('T', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C,
+                          ldc) == dnnl_success;
+#endif
+#ifdef CDX_HAVE_OPENBLAS
+    if (!done && be == CDX_GEMM_BE_OPENBLAS) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, b_trans ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                    A, lda, B, ldb, beta, C, ldc);
+        done = 1;
+    }
+#endif
+    if (done) return;
+#pragma omp parallel for schedule(static) if ((long)m * n * k > 100000)
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int p = 0; p < k; p++) {
+                float b = b_trans ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
+                s += (double)A[(size_t)p * lda + i] * b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));
+        }
+}
+
 void cdx_gemm_nt(cdx_gemm_backend be, int m, int n, int k, const float *A,
                  const float *B, const float *bias, float *C)
 {

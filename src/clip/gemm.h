@@ -50,6 +50,13 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
               const float *A, int lda, const float *B, int ldb, int b_trans,
               float beta, const float *bias, float *C, int ldc);
 
+/* A transposed (training backward: dW = dY^T X, attention P^T dO):
+ *   C[m,n] = alpha * A^T op(B) + beta * C, A stored [k,m] (lda >= m),
+ * op(B) as for cdx_gemm().  No bias; the small-M kernels are not used. */
+void cdx_gemm_ta(cdx_gemm_backend be, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb, int b_trans,
+                 float beta, float *C, int ldc);
+
 /* Small-M kernels (gemm_small.c), AVX-512 or AVX2 + FMA, whichever
  * cdx_cpu_level() (common/cpu.h) gives; cdx_gemm_small_available() = 0 at the
  * scalar level (a direct call then runs a plain loop):
