@@ -813,6 +813,71 @@ static cdx_result fts_fail(catalog *c, int rc, const char *match)
     return db_fail(c, "keyword query");
 }
 
+/* "a ranks before b": higher score, then lower id. */
+static int fts_before(const catalog_fts_hit *a, const catalog_fts_hit *b)
+{
+    return a->score > b->score || (a->score == b->score && a->id < b->id);
+}
+
+/* Bounded heap of the best `cap` hits; h[0] is the worst kept. */
+static void heap_push(catalog_fts_hit *h, size_t *n, size_t cap, catalog_fts_hit x)
+{
+    size_t i;
+    if (*n < cap) {
+        i = (*n)++;
+        while (i && fts_before(&h[(i - 1) / 2], &x)) {
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = x;
+        return;
+    }
+    if (!fts_before(&x, &h[0])) return;
+    i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const catalog_fts_hit *mv = &x;
+        if (l < *n && fts_before(mv, &h[l])) { m = l; mv = &h[l]; }
+        if (r < *n && fts_before(mv, &h[r])) { m = r; mv = &h[r]; }
+        if (m == i) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = x;
+}
+
+static int fts_cmp(const void *a, const void *b)
+{
+    const catalog_fts_hit *x = a, *y = b;
+    return fts_before(x, y) ? -1 : fts_before(y, x) ? 1 : 0;
+}
+
+/* Filtered: one pass over the matches that pass the filters (the join and
+ * the rank are computed once per such row), best offset + limit kept in a
+ * heap, all counted. */
+static cdx_result fts_filtered(catalog *c, sqlite3_stmt *s, const char *match, size_t offset,
+                               size_t limit, catalog_fts_hit *out, size_t *n, uint64_t *total)
+{
+    size_t want = offset + limit, kept = 0;
+    catalog_fts_hit *h = want ? malloc(want * sizeof *h) : NULL;
+    if (want && !h) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    uint64_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        count++;
+        if (want)
+            heap_push(h, &kept, want, (catalog_fts_hit){sqlite3_column_int64(s, 0), -sqlite3_column_double(s, 1)});
+    }
+    cdx_result r = rc == SQLITE_DONE ? CDX_OK : fts_fail(c, rc, match);
+    if (!r) {
+        qsort(h, kept, sizeof *h, fts_cmp);
+        for (size_t i = offset; i < kept; i++) out[(*n)++] = h[i];
+        if (total) *total = count;
+    }
+    free(h);
+    return r;
+}
+
 cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter *f,
                              size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
                              uint64_t *total)
@@ -822,12 +887,29 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
     char where[640], sql[1400], *like, *tag;
     cdx_result r = filter_sql(f, where, sizeof where, &like, &tag);
     if (r) return r;
-    static const char from[] = "FROM fts JOIN images i ON i.id = fts.rowid "
-                               "JOIN contents c ON c.sha256 = i.sha256 WHERE fts MATCH ?6 ";
+    /* Without filters the index alone answers (every fts row is an image,
+     * the triggers see to it): no join per match, and a count that never
+     * computes a rank. */
+    int filtered = like || tag || f->format || f->after || f->before;
+    const char *from = filtered ? "FROM fts JOIN images i ON i.id = fts.rowid "
+                                  "JOIN contents c ON c.sha256 = i.sha256 WHERE fts MATCH ?6 "
+                                : "FROM fts WHERE fts MATCH ?6 ";
     sqlite3_stmt *s = NULL;
     int rc = SQLITE_DONE;
+    if (filtered) {
+        snprintf(sql, sizeof sql, "SELECT fts.rowid, fts.rank %s %s", from, where);
+        if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+            r = db_fail(c, "keyword query");
+            goto done;
+        }
+        filter_bind(s, f, like, tag);
+        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
+        r = fts_filtered(c, s, match, offset, limit, out, n, total);
+        sqlite3_finalize(s);
+        goto done;
+    }
     if (limit) {
-        snprintf(sql, sizeof sql, "SELECT i.id, fts.rank %s %s ORDER BY fts.rank, i.id "
+        snprintf(sql, sizeof sql, "SELECT fts.rowid, fts.rank %s %s ORDER BY fts.rank, fts.rowid "
                  "LIMIT ?7 OFFSET ?8", from, where);
         if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
             r = db_fail(c, "keyword query");
