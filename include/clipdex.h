@@ -437,7 +437,9 @@ cdx_result cdx_library_search_keyword(cdx_library *lib, const char *query,
  *   score = (1 - w) / (60 + rank_semantic) + w / (60 + rank_keyword)
  * (ranks from 1; a list an image is absent from adds 0; w =
  * params->keyword_weight).  Each list contributes its best max(100,
- * 2 * (offset + k)) images.  *total = images passing the filters. */
+ * 2 * (offset + k)) images.  *total = images passing the filters (and
+ * min_score).  With a min_score (> -1.5), only images of the thresholded
+ * semantic list are returned, so every result has cosine >= min_score. */
 cdx_result cdx_library_search_hybrid(cdx_library *lib, const float *vector, const char *text,
                                      const cdx_search_params *params,
                                      cdx_hit *hits, size_t *n_hits, uint64_t *total);

@@ -132,6 +132,19 @@ static void check_fusion(cdx_library *lib, const char *text, float w)
     sp.k = 3;
     CHECK(cdx_library_search_hybrid(lib, q, text, &sp, hy, &nh, NULL) == CDX_OK);
     CHECK(nh == 3 && hy[0].id == all[5].id && hy[2].id == all[7].id);
+    /* a threshold: only images whose cosine passes it, total = their count */
+    sp.offset = 0;
+    sp.k = 100;
+    sp.min_score = sem[19].score;
+    uint64_t above = 0;
+    CHECK(cdx_library_search_vector(lib, q, &sp, sem, &ns, &above) == CDX_OK && above >= 20);
+    CHECK(cdx_library_search_hybrid(lib, q, text, &sp, hy, &nh, &total) == CDX_OK);
+    CHECK(total == above && nh == ns);
+    for (size_t i = 0; i < nh; i++) {
+        size_t j = 0;
+        while (j < ns && sem[j].id != hy[i].id) j++;
+        CHECKF(j < ns, "hybrid result %lld is below the threshold", (long long)hy[i].id);
+    }
 }
 
 static void test_library_text(const char *shared, const char *model)

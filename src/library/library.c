@@ -966,6 +966,7 @@ static char *words_query(const char *text)
 typedef struct fused {
     int64_t id;
     double score;
+    int semantic;     /* in the semantic list */
 } fused;
 
 static int fused_cmp(const void *a, const void *b)
@@ -1015,13 +1016,26 @@ cdx_result cdx_library_search_hybrid(cdx_library *lib, const float *vector, cons
      * repeat no id (one hit per image). */
     float w = p->keyword_weight;
     size_t m = 0;
-    for (size_t i = 0; i < ns; i++) all[m++] = (fused){sem[i].id, (1.0 - w) / (RRF_K + (double)(i + 1))};
-    for (size_t i = 0; i < nk; i++) all[m++] = (fused){kw[i].id, w / (RRF_K + (double)(i + 1))};
+    for (size_t i = 0; i < ns; i++) all[m++] = (fused){sem[i].id, (1.0 - w) / (RRF_K + (double)(i + 1)), 1};
+    for (size_t i = 0; i < nk; i++) all[m++] = (fused){kw[i].id, w / (RRF_K + (double)(i + 1)), 0};
     qsort(all, m, sizeof *all, fused_id_cmp);
+    /* With a min_score, only images of the (thresholded) semantic list are
+     * kept: every result then has a cosine >= min_score. */
+    int thresholded = p->min_score > -1.5f;
     size_t u = 0;
     for (size_t i = 0; i < m; i++) {
-        if (u && all[u - 1].id == all[i].id) all[u - 1].score += all[i].score;
-        else all[u++] = all[i];
+        if (u && all[u - 1].id == all[i].id) {
+            all[u - 1].score += all[i].score;
+            all[u - 1].semantic |= all[i].semantic;
+        } else {
+            all[u++] = all[i];
+        }
+    }
+    if (thresholded) {
+        size_t kept = 0;
+        for (size_t i = 0; i < u; i++)
+            if (all[i].semantic) all[kept++] = all[i];
+        u = kept;
     }
     qsort(all, u, sizeof *all, fused_cmp);
     size_t n = 0;
