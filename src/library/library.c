@@ -87,6 +87,10 @@ struct cdx_library {
     cdx_ctx *pool[POOL_MAX];
     int pool_free[POOL_MAX];
     int n_pool;
+
+    /* (fts branch) cdx_library_has_text's answer for text_version (under rmu) */
+    int has_text, has_text_known;
+    uint64_t text_version;
 };
 
 /* ---------------------------------------------------------------- defaults */
@@ -862,8 +866,16 @@ const char *cdx_search_mode_name(cdx_search_mode mode)
 cdx_result cdx_library_has_text(cdx_library *lib, int *yes)
 {
     if (!lib || !yes) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_has_text: NULL argument");
+    /* A scan when no image has text: cached until the catalog changes. */
     pthread_mutex_lock(&lib->rmu);
-    cdx_result r = catalog_has_text(lib->rcat, yes);
+    cdx_result r = CDX_OK;
+    uint64_t v = catalog_version(lib->rcat);
+    if (!lib->has_text_known || lib->text_version != v) {
+        r = catalog_has_text(lib->rcat, &lib->has_text);
+        lib->has_text_known = r == CDX_OK;
+        lib->text_version = v;
+    }
+    *yes = lib->has_text;
     pthread_mutex_unlock(&lib->rmu);
     return r;
 }
