@@ -433,7 +433,8 @@ cdx_result cdx_library_search_keyword(cdx_library *lib, const char *query,
 
 /* Hybrid search: the semantic ranking of `vector` (filters and min_score
  * applied) and the keyword ranking of `text` (free text: each word is a
- * term, any may match; no syntax) fused by reciprocal rank fusion:
+ * term, any may match, common English words such as "a", "the", "of",
+ * "photo" are skipped; no syntax) fused by reciprocal rank fusion:
  *   score = (1 - w) / (60 + rank_semantic) + w / (60 + rank_keyword)
  * (ranks from 1; a list an image is absent from adds 0; w =
  * params->keyword_weight).  Each list contributes its best max(100,

@@ -239,6 +239,17 @@ static void test_library_text(const char *shared, const char *model)
     cdx_source_meta none = {NULL, NULL, NULL, 0};
     CHECK(cdx_library_set_source_meta(lib, 999999, &none) == CDX_ERR_NOT_FOUND);
 
+    /* stopwords only: no keyword side, the semantic order */
+    {
+        cdx_search_params hp = cdx_search_default_params();
+        hp.k = 10;
+        cdx_hit a[10], b[10];
+        size_t na = 0, nb = 0;
+        CHECK(cdx_library_search_vector(lib, q, &hp, a, &na, NULL) == CDX_OK);
+        CHECK(cdx_library_search_hybrid(lib, q, "A photo of THE", &hp, b, &nb, NULL) == CDX_OK);
+        CHECK(na == 10 && nb == 10);
+        for (size_t i = 0; i < nb; i++) CHECK(a[i].id == b[i].id);
+    }
     /* fusion */
     check_fusion(lib, "holiday", 0.5f);
     check_fusion(lib, "holiday", 0.9f);

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -948,9 +949,24 @@ cdx_result cdx_library_search_keyword(cdx_library *lib, const char *query,
     return r;
 }
 
+/* English words too common to rank by (each would match most images that
+ * have descriptions, and ranking every match costs ~1.5 us). */
+static int stopword(const char *w, size_t n)
+{
+    static const char *const stop[] = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "or",
+                                       "with", "for", "from", "by", "is", "are", "this", "that",
+                                       "photo", "picture", "image", "some", "my"};
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
+        if (strlen(stop[i]) == n && !strncasecmp(stop[i], w, n)) return 1;
+    return 0;
+}
+
+static int blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
 /* Free text -> an FTS5 query matching any of its words: each
- * whitespace-separated word becomes a quoted string ("" inside doubled),
- * joined by OR.  Returns a malloc'd string ("" when no word) or NULL. */
+ * whitespace-separated word (stopwords skipped) becomes a quoted string
+ * ("" inside doubled), joined by OR.  Returns a malloc'd string ("" when
+ * no word is left) or NULL. */
 static char *words_query(const char *text)
 {
     size_t len = strlen(text);
@@ -958,16 +974,18 @@ static char *words_query(const char *text)
     if (!q) return NULL;
     size_t j = 0;
     for (size_t i = 0; i < len;) {
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
-        if (i >= len) break;
+        while (i < len && blank(text[i])) i++;
+        size_t start = i;
+        while (i < len && !blank(text[i])) i++;
+        if (i == start || stopword(text + start, i - start)) continue;
         if (j) {
             memcpy(q + j, " OR ", 4);
             j += 4;
         }
         q[j++] = '"';
-        while (i < len && !(text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) {
-            if (text[i] == '"') q[j++] = '"';
-            q[j++] = text[i++];
+        for (size_t k = start; k < i; k++) {
+            if (text[k] == '"') q[j++] = '"';
+            q[j++] = text[k];
         }
         q[j++] = '"';
     }
