@@ -878,29 +878,6 @@ static cdx_result fts_filtered(catalog *c, sqlite3_stmt *s, const char *match, s
     return r;
 }
 
-/* '{tags embedded} : "the tag"' ("" doubled), or *out = NULL when the tag
- * has no letter or digit (no words to look up: no prefilter). */
-static cdx_result tag_prefilter(const char *tag, char **out)
-{
-    *out = NULL;
-    int word = 0;
-    for (const unsigned char *p = (const unsigned char *)tag; *p && !word; p++)
-        word = (*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'z') || *p >= 0x80;
-    if (!word) return CDX_OK;
-    size_t n = strlen(tag);
-    char *q = malloc(2 * n + 32);
-    if (!q) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    size_t j = (size_t)snprintf(q, 32, "{tags embedded} : \"");
-    for (size_t i = 0; i < n; i++) {
-        if (tag[i] == '"') q[j++] = '"';
-        q[j++] = tag[i];
-    }
-    q[j++] = '"';
-    q[j] = '\0';
-    *out = q;
-    return CDX_OK;
-}
-
 cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter *f,
                              size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
                              uint64_t *total)
@@ -914,15 +891,6 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
      * the triggers see to it): no join per match, and a count that never
      * computes a rank. */
     int filtered = like || tag || f->format || f->after || f->before;
-    /* A tag filter first narrows the matches with the index itself (the
-     * tag's words in the tags or embedded column: a superset), so the join
-     * and the exact instr() test run only on those rows. */
-    char *tag_match = NULL;
-    if (tag && (r = tag_prefilter(f->tag, &tag_match))) goto done;
-    if (tag_match) {
-        size_t wl = strlen(where);
-        snprintf(where + wl, sizeof where - wl, " AND fts.rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?9)");
-    }
     const char *from = filtered ? "FROM fts JOIN images i ON i.id = fts.rowid "
                                   "JOIN contents c ON c.sha256 = i.sha256 WHERE fts MATCH ?6 "
                                 : "FROM fts WHERE fts MATCH ?6 ";
@@ -936,7 +904,6 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
         }
         filter_bind(s, f, like, tag);
         sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
-        if (tag_match) sqlite3_bind_text(s, 9, tag_match, -1, SQLITE_STATIC);
         r = fts_filtered(c, s, match, offset, limit, out, n, total);
         sqlite3_finalize(s);
         goto done;
@@ -980,7 +947,6 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
 done:
     free(like);
     free(tag);
-    free(tag_match);
     if (r) *n = 0;
     return r;
 }
