@@ -652,6 +652,11 @@ typedef struct cdx_search_params {
     size_t rescore;            /* compressed scans: candidates re-scored =
                                   (offset+k) * rescore; 0 = the scan's default
                                   (int8 4, bit 40, pca8 10; max 1000) */
+    const char *tag;           /* only images with this tag (source metadata)
+                                  or keyword (embedded metadata), ASCII
+                                  case-insensitive; NULL = any */
+    float keyword_weight;      /* hybrid search: weight w of the keyword
+                                  ranking in the fusion, 0..1 (default 0.5) */
 } cdx_search_params;
 
 cdx_search_params cdx_search_default_params(void);
@@ -750,6 +755,81 @@ cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_co
 /* Build or bring up to date the companion of scan now, reading it all and
  * rebuilding it when damaged (any handle: the companion has its own lock). */
 cdx_result cdx_library_build_codes(cdx_library *lib, int scan);
+/* -------------------------------------------- keyword, hybrid and combined
+ * search (docs/search.md).  Every image has a row in
+ * a full-text index (SQLite FTS5) over its path, file name, source metadata
+ * (title, description, tags), metadata embedded in its bytes (EXIF/IPTC/XMP
+ * title, description, keywords, artist, camera, places) and OCR text. */
+
+typedef enum cdx_search_mode {
+    CDX_SEARCH_SEMANTIC = 0,   /* CLIP embeddings only */
+    CDX_SEARCH_KEYWORD,        /* full-text index only (FTS5 query syntax) */
+    CDX_SEARCH_HYBRID          /* both rankings fused (reciprocal rank fusion) */
+} cdx_search_mode;
+
+/* "semantic" / "keyword" / "hybrid" <-> mode; parse fails with
+ * CDX_ERR_INVALID_ARG and a message listing the modes. */
+cdx_result cdx_search_mode_parse(const char *name, cdx_search_mode *out);
+const char *cdx_search_mode_name(cdx_search_mode mode);
+
+/* *yes = 1 when some image has text beyond its path (source or embedded
+ * metadata, OCR): front-ends then default to hybrid search. */
+cdx_result cdx_library_has_text(cdx_library *lib, int *yes);
+
+/* Keyword search with an FTS5 query ("words", "a phrase", pref*, AND, OR,
+ * NOT, column:word; at most 4096 bytes).  Hits are ranked by BM25 with
+ * column weights; score = -bm25 (higher is better; not a cosine, so
+ * params->min_score is not used).  Malformed syntax is CDX_ERR_INVALID_ARG
+ * with a message saying what is wrong.  *total = all matches. */
+cdx_result cdx_library_search_keyword(cdx_library *lib, const char *query,
+                                      const cdx_search_params *params,
+                                      cdx_hit *hits, size_t *n_hits, uint64_t *total);
+
+/* Hybrid search: the semantic ranking of `vector` (filters and min_score
+ * applied) and the keyword ranking of `text` (free text: each word is a
+ * term, any may match, common English words such as "a", "the", "of",
+ * "photo" are skipped; no syntax) fused by reciprocal rank fusion:
+ *   score = (1 - w) / (60 + rank_semantic) + w / (60 + rank_keyword)
+ * (ranks from 1; a list an image is absent from adds 0; w =
+ * params->keyword_weight).  Each list contributes its best max(100,
+ * 2 * (offset + k)) images.  *total = images passing the filters (and
+ * min_score).  With a min_score (> -1.5), only images of the thresholded
+ * semantic list are returned, so every result has cosine >= min_score. */
+cdx_result cdx_library_search_hybrid(cdx_library *lib, const float *vector, const char *text,
+                                     const cdx_search_params *params,
+                                     cdx_hit *hits, size_t *n_hits, uint64_t *total);
+
+/* A combined query: out = normalise(sum_i weights[i] * normalise(vecs[i]))
+ * for n rows of dim floats (row-major).  Weights are finite, non-zero and
+ * within [-10, 10]; a part of norm 0 or a sum of norm ~0 (parts that cancel
+ * out) is CDX_ERR_INVALID_ARG.  n <= 64. */
+cdx_result cdx_query_combine(const float *vecs, const float *weights, int n, int dim,
+                             float *out);
+
+/* Metadata from a source (a feed, an import, the API) for one image. */
+typedef struct cdx_source_meta {
+    const char *title;             /* NULL = "" */
+    const char *description;       /* NULL = "" */
+    const char *const *tags;       /* n_tags strings (trimmed, deduplicated) */
+    size_t n_tags;
+} cdx_source_meta;
+
+/* Replace the source metadata of image id (writable handle; UTF-8; title
+ * and description at most 64 KiB, tags at most 256 bytes each and 16 KiB
+ * in all).  The full-text index follows in the same transaction. */
+cdx_result cdx_library_set_source_meta(cdx_library *lib, int64_t id, const cdx_source_meta *meta);
+
+/* All text known of one image (malloc'd strings, free with
+ * cdx_image_text_free).  tags and keywords are lists with one entry per
+ * line; embedded holds the embedded title/description/artist/places. */
+typedef struct cdx_image_text {
+    char *title, *description, *tags;     /* source metadata */
+    char *embedded, *keywords;            /* read from the file */
+    char *ocr;                            /* read from the pixels */
+} cdx_image_text;
+
+cdx_result cdx_library_get_text(cdx_library *lib, int64_t id, cdx_image_text *out);
+void cdx_image_text_free(cdx_image_text *t);
 
 /* ---------------------------------------------------------------- check */
 

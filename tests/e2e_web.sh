@@ -79,7 +79,7 @@ cd "$webdir" || exit 1
 CLIPDEX_WEB_URL=$url CLIPDEX_WEB_TOKEN=$token CLIPDEX_WEB_SHOTS=$out CLIPDEX_WEB_DATA=$data \
 CLIPDEX_CHROMIUM=$chromium \
   timeout -s TERM 240 node --test --test-concurrency=1 \
-    search.test.mjs detail.test.mjs image-query.test.mjs upload.test.mjs
+    search.test.mjs detail.test.mjs image-query.test.mjs upload.test.mjs search-modes.test.mjs
 status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server stderr"

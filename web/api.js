@@ -53,13 +53,19 @@ async function request(path, options = {}) {
 }
 
 /* One search.  query is {kind: 'text', text} | {kind: 'url', url} |
- * {kind: 'id', id} | {kind: 'file', file}; opts {k, offset, folder, after,
- * before} with dates as YYYY-MM-DD (the "to" day is included). */
+ * {kind: 'id', id} | {kind: 'file', file} | {kind: 'parts', parts} (a
+ * combined query: [{text | image_id, weight}]); opts {k, offset, folder,
+ * after, before, mode, tag, minScore} with dates as YYYY-MM-DD (the "to"
+ * day is included). */
 export function search(query, opts, signal) {
   const fields = { k: String(opts.k), offset: String(opts.offset) };
   if (opts.folder) fields.path_prefix = opts.folder;
   if (opts.after) fields.after = opts.after;
   if (opts.before) fields.before = `${opts.before}T23:59:59Z`;
+  if (opts.mode) fields.mode = opts.mode;
+  if (opts.tag) fields.tag = opts.tag;
+  if (opts.minScore !== undefined && opts.minScore !== null) fields.min_score = String(opts.minScore);
+  if (query.kind === 'parts') return searchParts(query.parts, fields, signal);
   if (query.kind === 'file') {
     const form = new FormData();
     form.append('image', query.file, query.file.name || 'image');
@@ -72,6 +78,20 @@ export function search(query, opts, signal) {
   else if (query.kind === 'id') params.set('image_id', String(query.id));
   for (const [key, value] of Object.entries(fields)) params.set(key, value);
   return request(`/api/search?${params}`, { signal });
+}
+
+/* A combined query as JSON (docs/search.md): the same options, filters
+ * in "filters". */
+function searchParts(parts, fields, signal) {
+  const body = { parts, k: Number(fields.k), offset: Number(fields.offset) };
+  if (fields.mode) body.mode = fields.mode;
+  if (fields.min_score !== undefined) body.min_score = Number(fields.min_score);
+  const filters = {};
+  for (const key of ['path_prefix', 'after', 'before', 'tag']) if (fields[key]) filters[key] = fields[key];
+  if (Object.keys(filters).length) body.filters = filters;
+  return request('/api/search', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal,
+  });
 }
 
 export const image = (id) => request(`/api/images/${encodeURIComponent(id)}`);

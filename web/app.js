@@ -2,7 +2,9 @@
  * app.js - the clipdex web interface's behaviour (docs/web.md).
  *
  * State lives in the URL: ?q= (text or an image URL), ?similar=ID, page,
- * n (page size), folder, after, before.  Every change goes through
+ * n (page size), folder, after, before; and (search modes, docs/search.md)
+ * mode, tag, and add= text parts of a combined query ("-text" pushes away).
+ * The relevance threshold is remembered in localStorage, not in links.  Every change goes through
  * navigate(), which writes the URL (pushState; replaceState while the user
  * keeps typing, so back steps over whole searches, not keystrokes) and then
  * apply(), which syncs the controls and runs the search.  popstate calls
@@ -24,6 +26,9 @@ const DEBOUNCE_MS = 250;
 const FOLDERS_MAX = 200;
 const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
 const URL_RE = /^https?:\/\/\S+$/i;
+const MODES = ['semantic', 'keyword', 'hybrid'];
+const ADDS_MAX = 8;            // text parts of a combined query
+const THRESHOLD_KEY = 'clipdex.threshold';
 
 const files = new Map();       // key -> {file, url}: image queries of this tab
 let fileSeq = 0;
@@ -59,6 +64,9 @@ function readLocation() {
     folder: sp.get('folder') || '',
     after: date(sp.get('after')),
     before: date(sp.get('before')),
+    mode: MODES.includes(sp.get('mode')) ? sp.get('mode') : '',
+    tag: (sp.get('tag') || '').trim(),
+    adds: sp.getAll('add').map((a) => a.trim()).filter(Boolean).slice(0, ADDS_MAX),
   };
 }
 
@@ -66,7 +74,10 @@ function toQueryString(p) {
   const sp = new URLSearchParams();
   if (p.fileKey) sp.set('file', p.fileName || 'image');
   else if (p.similar) sp.set('similar', p.similar);
-  else if (p.q.trim()) sp.set('q', p.q.trim());
+  else if (p.q.trim() && !p.adds.length) sp.set('q', p.q.trim());
+  for (const a of p.adds) sp.append('add', a);
+  if (p.mode) sp.set('mode', p.mode);
+  if (p.tag) sp.set('tag', p.tag);
   if (p.folder) sp.set('folder', p.folder);
   if (p.after) sp.set('after', p.after);
   if (p.before) sp.set('before', p.before);
@@ -77,10 +88,11 @@ function toQueryString(p) {
 }
 
 const searchKey = (p) => `${toQueryString(p)}#${p.fileKey}`;
-const hasFilters = (p) => Boolean(p.folder || p.after || p.before);
+const hasFilters = (p) => Boolean(p.folder || p.after || p.before || p.tag || threshold() > 0);
 
 /* The query a params object asks for, or null (home page). */
 function queryOf(p) {
+  if (p.adds.length && !p.fileKey) return { kind: 'parts', parts: partsOf(p) };
   if (p.fileKey) return { kind: 'file', file: files.get(p.fileKey).file };
   if (p.similar) return { kind: 'id', id: p.similar };
   const text = p.q.trim();
@@ -103,6 +115,7 @@ function labelOf(query, p) {
     case 'text': return `for “${query.text}”`;
     case 'url': return 'similar to the image at that URL';
     case 'id': return `similar to image #${query.id}`;
+    case 'parts': return partsLabel(p);
     default: return `similar to ${p.fileName || 'your image'}`;
   }
 }
@@ -128,7 +141,7 @@ function apply(p, { typing = false, force = false } = {}) {
   current = p;
   syncControls(p, typing);
   const query = queryOf(p);
-  document.title = query ? `${query.kind === 'text' ? query.text : 'Similar images'} — clipdex` : 'clipdex';
+  document.title = query ? `${query.kind === 'text' ? query.text : query.kind === 'parts' ? 'Combined search' : 'Similar images'} — clipdex` : 'clipdex';
   if (!query) {
     if (controller) controller.abort();
     searchSeq++;
@@ -156,8 +169,10 @@ async function runSearch(p, query) {
   const page = Math.min(p.page, maxPage);
   view.showLoading(p.size);
   try {
+    const minScore = p.mode !== 'keyword' && threshold() > 0 ? threshold() / 100 : undefined;
     const res = await api.search(query, {
       k: p.size, offset: (page - 1) * p.size, folder: p.folder, after: p.after, before: p.before,
+      mode: p.mode, tag: p.tag, minScore,
     }, ctl.signal);
     if (seq !== searchSeq) return;
     results = Array.isArray(res.results) ? res.results : [];
@@ -174,7 +189,8 @@ async function runSearch(p, query) {
     }
     rememberFolders(results);
     view.showResults(results, {
-      page, pages, size: p.size, total, took: Number(res.took_ms) || 0, label: labelOf(query, p),
+      page, pages, size: p.size, total, took: Number(res.took_ms) || 0,
+      label: `${labelOf(query, p)}${minScore !== undefined ? ` · score ≥ ${minScore.toFixed(2)}` : ''}${res.mode ? ` · ${res.mode}` : ''}`,
       onOpen: openDetail,
       onPage: (n) => {
         focusGridAfterRender = true;
@@ -225,37 +241,119 @@ function syncControls(p, typing) {
     chip.hidden = true;
     chipImg.removeAttribute('src');
   }
-  input.placeholder = chip.hidden ? 'Search your images…' : 'Similar images · type to search by text';
-  document.body.classList.toggle('has-chip', !chip.hidden);
+  renderPartChips(p);
+  const combining = combinable(p);
+  input.placeholder = combining ? 'Add words (Enter), or -words to avoid'
+                    : chip.hidden ? 'Search your images…' : 'Similar images · type to search by text';
+  document.body.classList.toggle('has-chip', !chip.hidden || p.adds.length > 0);
+  $('#mode').value = p.mode;
+  if ($('#f-tag').value !== p.tag && !(typing && document.activeElement === $('#f-tag'))) $('#f-tag').value = p.tag;
+  syncThreshold();
 
   for (const [id, value] of [['#f-folder', p.folder], ['#f-after', p.after], ['#f-before', p.before]]) {
     const el = $(id);
     if (el.value !== value && !(typing && document.activeElement === el)) el.value = value;
   }
-  const n = [p.folder, p.after, p.before].filter(Boolean).length;
+  const n = [p.folder, p.after, p.before, p.tag].filter(Boolean).length;
   $('#filters-count').hidden = n === 0;
   $('#filters-count').textContent = String(n);
   $('#page-size').value = String(p.size);
 }
 
-const textChanges = () => ({ q: input.value, similar: '', fileKey: '', fileName: '', page: 1 });
+const textChanges = () => ({ q: input.value, similar: '', fileKey: '', fileName: '', adds: [], page: 1 });
 let debounce = 0;
 
 input.addEventListener('input', () => {
   clearTimeout(debounce);
+  if (current && combinable(current)) return;   // words become a part on Enter
   debounce = setTimeout(() => navigate(textChanges(), { typing: true }), DEBOUNCE_MS);
 });
 
 $('#search-form').addEventListener('submit', (e) => {
   e.preventDefault();
   clearTimeout(debounce);
-  const keepImage = !input.value.trim() && current && (current.fileKey || current.similar);
+  const text = input.value.trim();
+  if (text && current && combinable(current)) {
+    input.value = '';
+    navigate({ adds: [...current.adds, text].slice(0, ADDS_MAX), q: '', page: 1 });
+    return;
+  }
+  const keepImage = !text && current && (current.fileKey || current.similar || current.adds.length);
   navigate(keepImage ? {} : textChanges(), { force: true });
 });
 
 $('.query-chip-clear').addEventListener('click', () => {
   navigate({ q: '', similar: '', fileKey: '', fileName: '', page: 1 });
   input.focus();
+});
+
+/* ------------------------------------------------------------ combined queries, modes, threshold
+ * (docs/search.md) A "similar" search can take text parts: words typed
+ * next to the image chip are added as chips (weight 1, or -1 when they start
+ * with "-"); every chip can be removed.  The threshold slider sends
+ * min_score (0..1) with every non-keyword search. */
+
+const combinable = (p) => Boolean(p.similar || p.adds.length) && !p.fileKey;
+
+function partsOf(p) {
+  const parts = p.similar ? [{ image_id: Number(p.similar), weight: 1 }] : [];
+  for (const a of p.adds) {
+    const neg = a.startsWith('-') && a.length > 1;
+    parts.push({ text: neg ? a.slice(1).trim() : a, weight: neg ? -1 : 1 });
+  }
+  return parts;
+}
+
+function partsLabel(p) {
+  const words = p.adds.map((a) => (a.startsWith('-') ? `− “${a.slice(1).trim()}”` : `+ “${a}”`)).join(' ');
+  return p.similar ? `similar to image #${p.similar} ${words}` : `for ${words}`;
+}
+
+function renderPartChips(p) {
+  const box = $('#part-chips');
+  box.hidden = !p.adds.length;
+  box.replaceChildren(...p.adds.map((a, i) => {
+    const neg = a.startsWith('-') && a.length > 1;
+    const label = neg ? a.slice(1).trim() : a;
+    return view.h('span', { class: `part-chip${neg ? ' negative' : ''}`, dataset: { index: i } },
+      view.h('span', { class: 'part-chip-label' }, `${neg ? '−' : '+'} ${label}`),
+      view.h('button', {
+        type: 'button', class: 'part-chip-remove icon-button', 'aria-label': `Remove “${label}”`,
+        onclick: () => navigate({ adds: p.adds.filter((_, j) => j !== i), page: 1 }),
+      }, '×'));
+  }));
+}
+
+function threshold() {
+  try {
+    const v = Number(localStorage.getItem(THRESHOLD_KEY));
+    return Number.isInteger(v) && v >= 0 && v <= 100 ? v : 0;
+  } catch { return 0; }
+}
+
+function syncThreshold() {
+  const slider = $('#threshold');
+  if (document.activeElement !== slider) slider.value = String(threshold());
+  const v = Number(slider.value);
+  $('#threshold-value').textContent = v > 0 ? (v / 100).toFixed(2) : 'off';
+  slider.disabled = Boolean(current && current.mode === 'keyword');
+}
+
+$('#threshold').addEventListener('input', () => {
+  const v = Number($('#threshold').value);
+  $('#threshold-value').textContent = v > 0 ? (v / 100).toFixed(2) : 'off';
+});
+$('#threshold').addEventListener('change', () => {
+  try { localStorage.setItem(THRESHOLD_KEY, String(Number($('#threshold').value))); } catch { /* not remembered */ }
+  navigate({ page: 1 }, { force: true });
+});
+
+$('#mode').addEventListener('change', (e) => navigate({ mode: e.target.value, page: 1 }));
+
+let tagDebounce = 0;
+$('#f-tag').addEventListener('input', (e) => {
+  clearTimeout(tagDebounce);
+  tagDebounce = setTimeout(() => navigate({ tag: e.target.value.trim(), page: 1 }, { typing: true }), DEBOUNCE_MS);
 });
 
 $('#page-size').addEventListener('change', (e) => navigate({ size: Number(e.target.value), page: 1 }));
@@ -280,7 +378,8 @@ for (const [id, key] of [['#f-after', 'after'], ['#f-before', 'before']]) {
 $('#filters').addEventListener('submit', (e) => e.preventDefault());
 
 function clearFilters() {
-  navigate({ folder: '', after: '', before: '', page: 1 });
+  try { localStorage.removeItem(THRESHOLD_KEY); } catch { /* nothing stored */ }
+  navigate({ folder: '', after: '', before: '', tag: '', page: 1 }, { force: true });
 }
 $('#filters-clear').addEventListener('click', clearFilters);
 
@@ -298,7 +397,7 @@ function searchByFile(file) {
   const key = `f${++fileSeq}`;
   files.set(key, { file, url: URL.createObjectURL(file) });
   input.value = '';
-  navigate({ q: '', similar: '', fileKey: key, fileName: file.name || 'pasted image', page: 1 });
+  navigate({ q: '', similar: '', fileKey: key, fileName: file.name || 'pasted image', adds: [], page: 1 });
 }
 
 function searchByText(text) {
@@ -464,7 +563,17 @@ $('#detail-similar').addEventListener('click', () => {
   detailIndex = -1;
   detail.close();
   input.value = '';
-  navigate({ q: '', similar: String(r.id), fileKey: '', fileName: '', page: 1 });
+  navigate({ q: '', similar: String(r.id), fileKey: '', fileName: '', adds: [], page: 1 });
+});
+$('#more-like').addEventListener('submit', (e) => {   // "more like this", optionally changed by words
+  e.preventDefault();
+  const r = results[detailIndex];
+  const text = $('#more-like-text').value.trim();
+  $('#more-like-text').value = '';
+  detailIndex = -1;
+  detail.close();
+  input.value = '';
+  navigate({ q: '', similar: String(r.id), fileKey: '', fileName: '', adds: text ? [text] : [], page: 1 });
 });
 $('#detail-folder').addEventListener('click', () => {
   const r = results[detailIndex];

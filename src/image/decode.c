@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "common/util.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,262 @@ static int64_t exif_date(const char *s)
     return days * 86400 + v[3] * 3600 + v[4] * 60 + v[5];
 }
 
+/* ---- descriptive text (fts branch) --------------------------------------- */
+
+#define XMP_MAX ((size_t)1 << 20)   /* larger XMP packets are not searched */
+
+/* Length of a valid UTF-8 sequence at s (n bytes left), 0 if none. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : (c >> 4) == 14 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+    if (!len || len > n) return 0;
+    for (size_t k = 1; k < len; k++)
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    if (len == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0;
+    if (len == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0;
+    return len;
+}
+
+/* Append s[0..n) as one line of the list dst (cap bytes): cleaned to UTF-8
+ * (other bytes read as Latin-1), control characters as spaces, trimmed;
+ * nothing when empty, already listed, or when it does not fit. */
+static void text_add(char *dst, size_t cap, const char *s, size_t n)
+{
+    char line[1024];
+    size_t j = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n && j + 4 < sizeof line;) {
+        size_t k = utf8_seq(u + i, n - i);
+        if (k > 1) {
+            memcpy(line + j, u + i, k);
+            j += k;
+            i += k;
+            continue;
+        }
+        unsigned c = u[i++];
+        if (c == 0) break;
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0)) c = ' ';
+        if (c < 0x80) {
+            if (!(c == ' ' && (j == 0 || line[j - 1] == ' '))) line[j++] = (char)c;
+        } else {   /* Latin-1 */
+            line[j++] = (char)(0xc0 | (c >> 6));
+            line[j++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    while (j && line[j - 1] == ' ') j--;
+    if (!j) return;
+    line[j] = '\0';
+    size_t used = strlen(dst);
+    for (const char *p = dst; (p = strstr(p, line)); p++)
+        if ((p == dst || p[-1] == '\n') && p[j] == '\n') return;   /* already listed */
+    if (used + j + 2 > cap) return;
+    memcpy(dst + used, line, j);
+    dst[used + j] = '\n';
+    dst[used + j + 1] = '\0';
+}
+
+/* An EXIF value as libvips renders it, "V (V, Type, n components, m
+ * bytes)": V is found by its repetition, so a V holding " (" is kept. */
+static void exif_value_add(VipsImage *im, const char *name, char *dst, size_t cap, char split)
+{
+    const char *s = NULL;
+    if (!vips_image_get_typeof(im, name) || vips_image_get_string(im, name, &s) || !s) return;
+    size_t n = strlen(s), v = n;
+    for (const char *p = s; (p = strstr(p, " (")); p++) {
+        size_t l = (size_t)(p - s);
+        if (2 * l + 2 <= n && !strncmp(p + 2, s, l) && (p[2 + l] == ',' || p[2 + l] == ')')) {
+            v = l;
+            break;
+        }
+    }
+    if (!split) {
+        text_add(dst, cap, s, v);
+        return;
+    }
+    for (size_t i = 0; i < v;) {
+        size_t j = i;
+        while (j < v && s[j] != split) j++;
+        text_add(dst, cap, s + i, j - i);
+        i = j + 1;
+    }
+}
+
+/* IPTC-IIM datasets of record 2 (raw IIM, or inside a Photoshop APP13
+ * resource 0x0404). */
+static void iptc_parse(const uint8_t *d, size_t n, cdx_image_exif *out)
+{
+    static const char ps[] = "Photoshop 3.0";
+    if (n > sizeof ps && !memcmp(d, ps, sizeof ps)) {   /* 8BIM resources */
+        size_t i = sizeof ps;
+        while (i + 12 <= n && !memcmp(d + i, "8BIM", 4)) {
+            unsigned id = (unsigned)d[i + 4] << 8 | d[i + 5];
+            size_t nl = d[i + 6], at = i + 7 + nl + ((nl + 1) % 2);   /* name padded to even */
+            if (at + 4 > n) return;
+            size_t sz = (size_t)d[at] << 24 | (size_t)d[at + 1] << 16 | (size_t)d[at + 2] << 8 | d[at + 3];
+            at += 4;
+            if (sz > n - at) return;
+            if (id == 0x0404) {
+                iptc_parse(d + at, sz, out);
+                return;
+            }
+            i = at + sz + (sz % 2);
+        }
+        return;
+    }
+    for (size_t i = 0; i + 5 <= n;) {
+        if (d[i] != 0x1c) return;   /* IIM datasets are contiguous */
+        unsigned rec = d[i + 1], ds = d[i + 2];
+        size_t sz = (size_t)d[i + 3] << 8 | d[i + 4];
+        if (sz & 0x8000) return;    /* extended length: not used for text */
+        i += 5;
+        if (sz > n - i) return;
+        const char *v = (const char *)d + i;
+        if (rec == 2) {
+            if (ds == 25) text_add(out->keywords, sizeof out->keywords, v, sz);
+            else if (ds == 5 || ds == 120 || ds == 80 || ds == 90 || ds == 92 || ds == 95 || ds == 101)
+                text_add(out->text, sizeof out->text, v, sz);
+        }
+        i += sz;
+    }
+}
+
+/* Decode XML character references and the five entities of v[0..n) into
+ * buf (cap bytes); other markup inside (tags) becomes a space. */
+static size_t xml_text(const char *v, size_t n, char *buf, size_t cap)
+{
+    static const struct { const char *e; char c; } ents[] = {
+        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 5 < cap;) {
+        if (v[i] == '<') {
+            while (i < n && v[i] != '>') i++;
+            i++;
+            buf[j++] = ' ';
+            continue;
+        }
+        if (v[i] == '&') {
+            size_t k = 0;
+            for (; k < sizeof ents / sizeof ents[0]; k++) {
+                size_t el = strlen(ents[k].e);
+                if (el <= n - i && !memcmp(v + i, ents[k].e, el)) {
+                    buf[j++] = ents[k].c;
+                    i += el;
+                    break;
+                }
+            }
+            if (k < sizeof ents / sizeof ents[0]) continue;
+            if (i + 2 < n && v[i + 1] == '#') {   /* &#N; or &#xH; */
+                size_t p = i + 2;
+                int hex = v[p] == 'x' || v[p] == 'X';
+                p += hex;
+                unsigned long cp = 0;
+                size_t digits = 0;
+                while (p < n && digits < 7 && (hex ? isxdigit((unsigned char)v[p]) : isdigit((unsigned char)v[p]))) {
+                    int dv = isdigit((unsigned char)v[p]) ? v[p] - '0' : (tolower((unsigned char)v[p]) - 'a' + 10);
+                    cp = cp * (hex ? 16 : 10) + (unsigned long)dv;
+                    p++;
+                    digits++;
+                }
+                if (digits && p < n && v[p] == ';' && cp >= 0x20 && cp < 0x110000 &&
+                    !(cp >= 0xd800 && cp < 0xe000)) {
+                    if (cp < 0x80) buf[j++] = (char)cp;
+                    else if (cp < 0x800) {
+                        buf[j++] = (char)(0xc0 | (cp >> 6));
+                        buf[j++] = (char)(0x80 | (cp & 0x3f));
+                    } else if (cp < 0x10000) {
+                        buf[j++] = (char)(0xe0 | (cp >> 12));
+                        buf[j++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                        buf[j++] = (char)(0x80 | (cp & 0x3f));
+                    } else {
+                        buf[j++] = (char)(0xf0 | (cp >> 18));
+                        buf[j++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+                        buf[j++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                        buf[j++] = (char)(0x80 | (cp & 0x3f));
+                    }
+                    i = p + 1;
+                    continue;
+                }
+            }
+        }
+        buf[j++] = v[i++];
+    }
+    buf[j] = '\0';
+    return j;
+}
+
+/* Bounded search for needle in h[0..n). */
+static const char *mem_find(const char *h, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; k <= n && i <= n - k; i++)
+        if (h[i] == needle[0] && !memcmp(h + i, needle, k)) return h + i;
+    return NULL;
+}
+
+/* One XMP property, as an element (its rdf:li items, else its text) and as
+ * an attribute of rdf:Description (name="v"), every occurrence. */
+static void xmp_prop(const char *x, size_t n, const char *name, char *dst, size_t cap)
+{
+    char open[80], close[80], attr[80], buf[1024];
+    snprintf(open, sizeof open, "<%s", name);
+    snprintf(close, sizeof close, "</%s>", name);
+    snprintf(attr, sizeof attr, " %s=", name);
+    const char *end = x + n;
+    for (const char *p = x; (p = mem_find(p, (size_t)(end - p), open));) {
+        p += strlen(open);
+        if (p >= end || !(*p == '>' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) continue;
+        const char *gt = memchr(p, '>', (size_t)(end - p));
+        if (!gt || gt[-1] == '/') continue;
+        const char *body = gt + 1, *stop = mem_find(body, (size_t)(end - body), close);
+        if (!stop) return;
+        int items = 0;
+        for (const char *li = body; (li = mem_find(li, (size_t)(stop - li), "<rdf:li"));) {
+            const char *lgt = memchr(li, '>', (size_t)(stop - li));
+            if (!lgt) break;
+            const char *lend = mem_find(lgt, (size_t)(stop - lgt), "</rdf:li>");
+            if (!lend) break;
+            text_add(dst, cap, buf, xml_text(lgt + 1, (size_t)(lend - lgt - 1), buf, sizeof buf));
+            items++;
+            li = lend;
+        }
+        if (!items) text_add(dst, cap, buf, xml_text(body, (size_t)(stop - body), buf, sizeof buf));
+        p = stop;
+    }
+    for (const char *p = x; (p = mem_find(p, (size_t)(end - p), attr));) {
+        p += strlen(attr);
+        if (p >= end || (*p != '"' && *p != '\'')) continue;
+        const char *q = memchr(p + 1, *p, (size_t)(end - p - 1));
+        if (!q) return;
+        text_add(dst, cap, buf, xml_text(p + 1, (size_t)(q - p - 1), buf, sizeof buf));
+        p = q;
+    }
+}
+
+static void read_text(VipsImage *im, cdx_image_exif *out)
+{
+    static const char *const exif_text[] = {"exif-ifd0-ImageDescription", "exif-ifd0-XPTitle",
+                                            "exif-ifd0-XPSubject", "exif-ifd0-XPComment",
+                                            "exif-ifd0-Artist", "exif-ifd0-XPAuthor"};
+    for (size_t i = 0; i < sizeof exif_text / sizeof exif_text[0]; i++)
+        exif_value_add(im, exif_text[i], out->text, sizeof out->text, 0);
+    exif_value_add(im, "exif-ifd0-XPKeywords", out->keywords, sizeof out->keywords, ';');
+    const void *blob;
+    size_t n;
+    if (vips_image_get_typeof(im, VIPS_META_IPTC_NAME) &&
+        !vips_image_get_blob(im, VIPS_META_IPTC_NAME, &blob, &n) && blob)
+        iptc_parse(blob, n, out);
+    if (vips_image_get_typeof(im, VIPS_META_XMP_NAME) &&
+        !vips_image_get_blob(im, VIPS_META_XMP_NAME, &blob, &n) && blob && n <= XMP_MAX) {
+        static const char *const props[] = {"dc:title", "dc:description", "dc:creator",
+                                            "photoshop:City", "photoshop:State",
+                                            "photoshop:Country", "Iptc4xmpCore:Location"};
+        for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
+            xmp_prop(blob, n, props[i], out->text, sizeof out->text);
+        xmp_prop(blob, n, "dc:subject", out->keywords, sizeof out->keywords);
+    }
+}
+
 cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out)
 {
     memset(out, 0, sizeof *out);
@@ -467,6 +724,7 @@ cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out
         snprintf(out->camera, sizeof out->camera, "%s %s", make, model);
     else
         snprintf(out->camera, sizeof out->camera, "%s", model[0] ? model : make);
+    read_text(im, out);
     g_object_unref(im);
     vips_error_clear();
     return CDX_OK;

@@ -85,6 +85,18 @@ const char *cdx_pixmode_name(cdx_pixmode m);
 typedef struct cdx_image_exif {
     int64_t taken;
     char camera[128];
+    /* (fts branch) Descriptive text for the full-text index, one item per
+     * line, valid UTF-8 (Latin-1 bytes converted, control characters as
+     * spaces), repeated lines dropped, cut at whole lines when full:
+     *  text: EXIF ImageDescription, Artist, XPTitle, XPSubject, XPComment,
+     *        XPAuthor; IPTC object name, caption, by-line, city,
+     *        sub-location, province/state, country; XMP dc:title,
+     *        dc:description, dc:creator, photoshop:City/State/Country,
+     *        Iptc4xmpCore:Location;
+     *  keywords: EXIF XPKeywords (split at ';'), IPTC keywords, XMP
+     *        dc:subject. */
+    char text[4096];
+    char keywords[2048];
 } cdx_image_exif;
 
 cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out);

@@ -119,6 +119,8 @@ typedef struct item {
     int known;               /* content already in the catalog: no pixels */
     float *pixels;           /* pooled buffer or NULL */
     cdx_image_record rec;    /* content facts (sha256, size, w, h, format, taken, camera) */
+    char *meta_text;         /* embedded text and keyword list (malloc'd or NULL) */
+    char *keywords;
     int64_t mtime;
     cdx_index_event_kind ev; /* filled when applied */
     int64_t id;
@@ -208,10 +210,35 @@ static float *pool_get(run *r)
     return b;
 }
 
+/* Keep the descriptive text of the file for the full-text index (failures
+ * to allocate only lose the text, never the image). */
+static void embedded_text(item *it, const cdx_image_exif *ex)
+{
+    if (ex->text[0]) {
+        size_t n = strlen(ex->text);
+        if ((it->meta_text = strdup(ex->text)) && n && it->meta_text[n - 1] == '\n')
+            it->meta_text[n - 1] = '\0';
+    }
+    if (ex->keywords[0]) {
+        const char *kw[256];
+        size_t n = 0;
+        char *copy = strdup(ex->keywords);
+        for (char *p = copy, *nl; p && *p && n < 256; p = nl + 1) {
+            if (!(nl = strchr(p, '\n'))) break;
+            *nl = '\0';
+            kw[n++] = p;
+        }
+        if (copy && catalog_tag_list(kw, n, &it->keywords) != CDX_OK) cdx_error_clear();
+        free(copy);
+    }
+}
+
 static void item_free(run *r, item *it)
 {
     if (!it) return;
     pool_put(r, it->pixels);
+    free(it->meta_text);
+    free(it->keywords);
     free(it);
 }
 
@@ -264,6 +291,7 @@ static void work_one(run *r, item *it)
         if (cdx_image_read_exif(data, len, &ex) == CDX_OK) {
             it->rec.taken = ex.taken;
             snprintf(it->rec.camera, sizeof it->rec.camera, "%s", ex.camera);
+            embedded_text(it, &ex);
         }
     } else {
         set_reason(it, e);
@@ -453,6 +481,8 @@ static cdx_result flush(run *r, batch *b)
         int64_t slot = b->slots[i] == -2 ? (int64_t)(first + k++) : b->slots[i];
         if (slot >= 0) {
             e = catalog_content_insert(c, &it->rec, slot);
+            if (!e && (it->meta_text || it->keywords))
+                e = catalog_content_set_text(c, it->rec.sha256, it->meta_text, it->keywords);
             if (!e) e = apply_path(r, it, 1);
         } else {
             e = apply_path(r, it, 0);

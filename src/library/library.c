@@ -128,6 +128,9 @@ struct cdx_library {
     int n_pool;
 
     lib_codes *codes;        /* companion code files (lib_codes.h) */
+    /* cdx_library_has_text's answer for text_version (under rmu) */
+    int has_text, has_text_known;
+    uint64_t text_version;
 };
 
 /* ---------------------------------------------------------------- defaults */
@@ -170,6 +173,7 @@ cdx_search_params cdx_search_default_params(void)
     cdx_search_params p = {0};
     p.k = 10;
     p.min_score = -2.0f;
+    p.keyword_weight = 0.5f;
     return p;
 }
 
@@ -526,7 +530,18 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
         }
         if ((r = init_library(lib, p->model_dir))) goto fail;
     }
-    if ((r = catalog_open(lib->cat_path, 0, 0, &lib->rcat))) goto fail;
+    if ((r = catalog_open(lib->cat_path, 0, 0, &lib->rcat)) == CDX_ERR_UNSUPPORTED && !lib->writable) {
+        /* An older schema seen by a reader: upgrade it in place once (the
+         * writer's transaction), unless it is newer or the file read-only. */
+        catalog *up = NULL;
+        if (catalog_open(lib->cat_path, 1, 0, &up) == CDX_OK) {
+            catalog_close(up);
+            r = catalog_open(lib->cat_path, 0, 0, &lib->rcat);
+        } else {
+            r = catalog_open(lib->cat_path, 0, 0, &lib->rcat);   /* the first message */
+        }
+    }
+    if (r) goto fail;
     if (initialised && (r = open_existing(lib, p))) goto fail;
     if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
     *out = lib;
@@ -1128,8 +1143,9 @@ static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot *
 static cdx_result snapshot_get(cdx_library *lib, const cdx_search_params *p, snapshot **out)
 {
     catalog_filter f = {p->path_prefix && *p->path_prefix ? p->path_prefix : NULL,
-                        p->format && *p->format ? p->format : NULL, p->after, p->before};
-    int filtered = f.path_prefix || f.format || f.after || f.before;
+                        p->format && *p->format ? p->format : NULL, p->after, p->before,
+                        p->tag && *p->tag ? p->tag : NULL};
+    int filtered = f.path_prefix || f.format || f.after || f.before || f.tag;
     cdx_result r = CDX_OK;
     pthread_mutex_lock(&lib->rmu);
     if (filtered) {
@@ -1184,6 +1200,8 @@ static cdx_result check_search_params(const cdx_search_params *p)
     if (!cdx_scan_name(p->scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p->scan);
     if (p->rescore > 1000)
         return cdx_error(CDX_ERR_INVALID_ARG, "rescore %zu is more than the maximum 1000", p->rescore);
+    if (!(p->keyword_weight >= 0.0f && p->keyword_weight <= 1.0f))
+        return cdx_error(CDX_ERR_INVALID_ARG, "keyword_weight must be between 0 and 1");
     return CDX_OK;
 }
 
@@ -1420,6 +1438,366 @@ cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_co
     if (!r) r = lib_codes_info(lib->codes, scan, src.count, fid, verify, info);
     vec_put(lib, vr);
     return r;
+}
+
+/* ---------------------------------------------------------------- keyword,
+ * hybrid and combined search (docs/search.md) */
+
+#define KEYWORD_QUERY_MAX 4096
+#define RRF_K 60.0
+#define COMBINE_MAX 64
+
+cdx_result cdx_search_mode_parse(const char *name, cdx_search_mode *out)
+{
+    static const char *const names[] = {"semantic", "keyword", "hybrid"};
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, names[i])) {
+            *out = (cdx_search_mode)i;
+            return CDX_OK;
+        }
+    return cdx_error(CDX_ERR_INVALID_ARG, "unknown search mode '%.40s' (expected semantic, keyword "
+                     "or hybrid)", name ? name : "");
+}
+
+const char *cdx_search_mode_name(cdx_search_mode mode)
+{
+    return mode == CDX_SEARCH_KEYWORD ? "keyword" : mode == CDX_SEARCH_HYBRID ? "hybrid" : "semantic";
+}
+
+cdx_result cdx_library_has_text(cdx_library *lib, int *yes)
+{
+    if (!lib || !yes) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_has_text: NULL argument");
+    /* A scan when no image has text: cached until the catalog changes. */
+    pthread_mutex_lock(&lib->rmu);
+    uint64_t v = 0;
+    cdx_result r = catalog_version(lib->rcat, &v);   /* unreadable: nothing cached is trusted */
+    if (r) lib->has_text_known = 0;
+    else if (!lib->has_text_known || lib->text_version != v) {
+        r = catalog_has_text(lib->rcat, &lib->has_text);
+        lib->has_text_known = r == CDX_OK;
+        lib->text_version = v;
+    }
+    *yes = lib->has_text;
+    pthread_mutex_unlock(&lib->rmu);
+    return r;
+}
+
+static catalog_filter filter_of(const cdx_search_params *p)
+{
+    catalog_filter f = {p->path_prefix && *p->path_prefix ? p->path_prefix : NULL,
+                        p->format && *p->format ? p->format : NULL, p->after, p->before,
+                        p->tag && *p->tag ? p->tag : NULL};
+    return f;
+}
+
+/* Ranked keyword hits (offset, limit) under the reader lock. */
+static cdx_result keyword_hits(cdx_library *lib, const char *match, const cdx_search_params *p,
+                               size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
+                               uint64_t *total)
+{
+    catalog_filter f = filter_of(p);
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_fts_query(lib->rcat, match, &f, offset, limit, out, n, total);
+    pthread_mutex_unlock(&lib->rmu);
+    return r;
+}
+
+static cdx_result check_query_text(const char *q, const char *what)
+{
+    size_t len = strlen(q);
+    if (len > KEYWORD_QUERY_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "%s is longer than %d bytes", what, KEYWORD_QUERY_MAX);
+    for (size_t i = 0; i < len; i++)
+        if (q[i] != ' ' && q[i] != '\t' && q[i] != '\n' && q[i] != '\r') return CDX_OK;
+    return cdx_error(CDX_ERR_INVALID_ARG, "%s is empty", what);
+}
+
+cdx_result cdx_library_search_keyword(cdx_library *lib, const char *query,
+                                      const cdx_search_params *params, cdx_hit *hits,
+                                      size_t *n_hits, uint64_t *total)
+{
+    if (!lib || !query || !n_hits || (!hits && params && params->k))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_keyword: NULL argument");
+    cdx_search_params defaults = cdx_search_default_params();
+    const cdx_search_params *p = params ? params : &defaults;
+    *n_hits = 0;
+    if (total) *total = 0;
+    cdx_result r = check_search_params(p);
+    if (!r) r = check_query_text(query, "the keyword query");
+    if (r) return r;
+    catalog_fts_hit *fh = p->k ? malloc(p->k * sizeof *fh) : NULL;
+    if (p->k && !fh) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    r = keyword_hits(lib, query, p, p->offset, p->k, fh, &n, total);
+    for (size_t i = 0; !r && i < n; i++) {
+        hits[i].id = fh[i].id;
+        hits[i].score = (float)fh[i].score;
+    }
+    if (!r) *n_hits = n;
+    free(fh);
+    return r;
+}
+
+/* English words too common to rank by (each would match most images that
+ * have descriptions, and ranking every match costs ~1.5 us). */
+static int stopword(const char *w, size_t n)
+{
+    static const char *const stop[] = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "or",
+                                       "with", "for", "from", "by", "is", "are", "this", "that",
+                                       "photo", "picture", "image", "some", "my"};
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
+        if (strlen(stop[i]) == n && !strncasecmp(stop[i], w, n)) return 1;
+    return 0;
+}
+
+static int blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
+/* Free text -> an FTS5 query matching any of its words: each
+ * whitespace-separated word (stopwords skipped) becomes a quoted string
+ * ("" inside doubled), joined by OR.  Returns a malloc'd string ("" when
+ * no word is left) or NULL. */
+static char *words_query(const char *text)
+{
+    size_t len = strlen(text);
+    char *q = malloc(8 * len + 1);   /* worst case: 4 bytes out per byte in */
+    if (!q) return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < len;) {
+        while (i < len && blank(text[i])) i++;
+        size_t start = i;
+        while (i < len && !blank(text[i])) i++;
+        if (i == start || stopword(text + start, i - start)) continue;
+        if (j) {
+            memcpy(q + j, " OR ", 4);
+            j += 4;
+        }
+        q[j++] = '"';
+        for (size_t k = start; k < i; k++) {
+            if (text[k] == '"') q[j++] = '"';
+            q[j++] = text[k];
+        }
+        q[j++] = '"';
+    }
+    q[j] = '\0';
+    return q;
+}
+
+typedef struct fused {
+    int64_t id;
+    double score;
+    int semantic;     /* in the semantic list */
+} fused;
+
+static int fused_cmp(const void *a, const void *b)
+{
+    const fused *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int fused_id_cmp(const void *a, const void *b)
+{
+    const fused *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+cdx_result cdx_library_search_hybrid(cdx_library *lib, const float *vector, const char *text,
+                                     const cdx_search_params *params, cdx_hit *hits,
+                                     size_t *n_hits, uint64_t *total)
+{
+    if (!lib || !vector || !text || !n_hits || (!hits && params && params->k))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_hybrid: NULL argument");
+    cdx_search_params defaults = cdx_search_default_params();
+    const cdx_search_params *p = params ? params : &defaults;
+    *n_hits = 0;
+    if (total) *total = 0;
+    cdx_result r = check_search_params(p);
+    if (!r) r = check_query_text(text, "the query text");
+    if (r) return r;
+    size_t cand = 2 * (p->offset + p->k);
+    if (cand < 100) cand = 100;
+    if (cand > SEARCH_K_MAX) cand = SEARCH_K_MAX;
+    char *match = words_query(text);
+    cdx_hit *sem = malloc(cand * sizeof *sem);
+    catalog_fts_hit *kw = malloc(cand * sizeof *kw);
+    fused *all = malloc(2 * cand * sizeof *all);
+    if (!match || !sem || !kw || !all) {
+        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    cdx_search_params sp = *p;
+    sp.k = cand;
+    sp.offset = 0;
+    size_t ns = 0, nk = 0;
+    if ((r = cdx_library_search_vector(lib, vector, &sp, sem, &ns, total))) goto done;
+    if (*match && (r = keyword_hits(lib, match, p, 0, cand, kw, &nk, NULL))) goto done;
+    /* One entry per (list, image); merged by id below.  Semantic lists may
+     * repeat no id (one hit per image). */
+    float w = p->keyword_weight;
+    size_t m = 0;
+    for (size_t i = 0; i < ns; i++) all[m++] = (fused){sem[i].id, (1.0 - w) / (RRF_K + (double)(i + 1)), 1};
+    for (size_t i = 0; i < nk; i++) all[m++] = (fused){kw[i].id, w / (RRF_K + (double)(i + 1)), 0};
+    qsort(all, m, sizeof *all, fused_id_cmp);
+    /* With a min_score, only images of the (thresholded) semantic list are
+     * kept: every result then has a cosine >= min_score. */
+    int thresholded = p->min_score > -1.5f;
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (u && all[u - 1].id == all[i].id) {
+            all[u - 1].score += all[i].score;
+            all[u - 1].semantic |= all[i].semantic;
+        } else {
+            all[u++] = all[i];
+        }
+    }
+    if (thresholded) {
+        size_t kept = 0;
+        for (size_t i = 0; i < u; i++)
+            if (all[i].semantic) all[kept++] = all[i];
+        u = kept;
+    }
+    qsort(all, u, sizeof *all, fused_cmp);
+    size_t n = 0;
+    for (size_t i = p->offset; i < u && n < p->k; i++, n++) {
+        hits[n].id = all[i].id;
+        hits[n].score = (float)all[i].score;
+    }
+    *n_hits = n;
+done:
+    free(match);
+    free(sem);
+    free(kw);
+    free(all);
+    return r;
+}
+
+cdx_result cdx_query_combine(const float *vecs, const float *weights, int n, int dim, float *out)
+{
+    if (!vecs || !weights || !out || n < 1 || dim < 1)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_query_combine: bad arguments");
+    if (n > COMBINE_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "a combined query has at most %d parts (got %d)",
+                         COMBINE_MAX, n);
+    double *acc = calloc((size_t)dim, sizeof *acc);
+    if (!acc) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_result r = CDX_OK;
+    for (int i = 0; i < n && !r; i++) {
+        const float *v = vecs + (size_t)i * dim;
+        if (!isfinite(weights[i]) || weights[i] == 0.0f || fabsf(weights[i]) > 10.0f) {
+            r = cdx_error(CDX_ERR_INVALID_ARG, "weight %d (%g) must be a non-zero number between "
+                          "-10 and 10", i + 1, (double)weights[i]);
+            break;
+        }
+        double norm = 0;
+        for (int d = 0; d < dim; d++) norm += (double)v[d] * v[d];
+        if (!isfinite(norm) || norm <= 0) {
+            r = cdx_error(CDX_ERR_INVALID_ARG, "part %d of the query has no direction (a zero "
+                          "or non-finite vector)", i + 1);
+            break;
+        }
+        double s = weights[i] / sqrt(norm);
+        for (int d = 0; d < dim; d++) acc[d] += s * v[d];
+    }
+    if (!r) {
+        double norm = 0, wsum = 0;
+        for (int d = 0; d < dim; d++) norm += acc[d] * acc[d];
+        for (int i = 0; i < n; i++) wsum += fabs(weights[i]);
+        if (!(sqrt(norm) > 1e-6 * wsum))
+            r = cdx_error(CDX_ERR_INVALID_ARG, "the parts of the query cancel out (their weighted "
+                          "sum is zero)");
+        for (int d = 0; !r && d < dim; d++) out[d] = (float)(acc[d] / sqrt(norm));
+    }
+    free(acc);
+    return r;
+}
+
+/* Valid UTF-8 without NUL or control characters other than tab/newline. */
+static int text_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n > max) return 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        if (len == 1 && c < 0x20 && c != '\t' && c != '\n' && c != '\r') return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((u[i + k] & 0xc0) != 0x80) return 0;
+        if (len == 2 && c < 0xc2) return 0;                       /* overlong */
+        if (len == 3 && c == 0xe0 && u[i + 1] < 0xa0) return 0;
+        if (len == 3 && c == 0xed && u[i + 1] >= 0xa0) return 0;  /* surrogates */
+        if (len == 4 && (c > 0xf4 || (c == 0xf0 && u[i + 1] < 0x90) || (c == 0xf4 && u[i + 1] >= 0x90)))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+cdx_result cdx_library_set_source_meta(cdx_library *lib, int64_t id, const cdx_source_meta *meta)
+{
+    if (!lib || !meta || (meta->n_tags && !meta->tags))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_set_source_meta: NULL argument");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    const char *title = meta->title ? meta->title : "", *desc = meta->description ? meta->description : "";
+    if (!text_ok(title, CATALOG_TEXT_MAX) || !text_ok(desc, CATALOG_TEXT_MAX))
+        return cdx_error(CDX_ERR_INVALID_ARG, "title and description must be UTF-8 text of at most "
+                         "%d bytes", CATALOG_TEXT_MAX);
+    for (size_t i = 0; i < meta->n_tags; i++)
+        if (meta->tags[i] && !text_ok(meta->tags[i], CATALOG_TAG_MAX))
+            return cdx_error(CDX_ERR_INVALID_ARG, "tag %zu must be UTF-8 text of at most %d bytes",
+                             i + 1, CATALOG_TAG_MAX);
+    char *tags;
+    cdx_result r = catalog_tag_list(meta->tags, meta->n_tags, &tags);
+    if (r) return r;
+    pthread_mutex_lock(&lib->wmu);
+    r = catalog_begin(lib->wcat);
+    if (!r) r = catalog_image_set_source(lib->wcat, id, title, desc, tags);
+    if (!r) r = catalog_commit(lib->wcat);
+    if (r) catalog_rollback(lib->wcat);
+    pthread_mutex_unlock(&lib->wmu);
+    free(tags);
+    return r;
+}
+
+/* "\na\nb\n" -> "a\nb" in place. */
+static void list_lines(char *s)
+{
+    size_t n = strlen(s);
+    if (n && s[n - 1] == '\n') s[--n] = '\0';
+    if (s[0] == '\n') memmove(s, s + 1, n);
+}
+
+cdx_result cdx_library_get_text(cdx_library *lib, int64_t id, cdx_image_text *out)
+{
+    if (!lib || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_text: NULL argument");
+    memset(out, 0, sizeof *out);
+    catalog_text t;
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_image_text(lib->rcat, id, &t);
+    pthread_mutex_unlock(&lib->rmu);
+    if (r) return r;
+    list_lines(t.tags);
+    list_lines(t.keywords);
+    out->title = t.title;
+    out->description = t.description;
+    out->tags = t.tags;
+    out->embedded = t.meta_text;
+    out->keywords = t.keywords;
+    out->ocr = t.ocr_text;
+    return CDX_OK;
+}
+
+void cdx_image_text_free(cdx_image_text *t)
+{
+    if (!t) return;
+    free(t->title);
+    free(t->description);
+    free(t->tags);
+    free(t->embedded);
+    free(t->keywords);
+    free(t->ocr);
+    memset(t, 0, sizeof *t);
 }
 
 /* ---------------------------------------------------------------- check */

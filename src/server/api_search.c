@@ -17,6 +17,7 @@
 #include "json_util.h"
 #include "metrics.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,12 @@ typedef struct search_req {
     int has_min_score;
     const char *path_prefix, *format;
     int64_t after, before;
+    /* (fts branch) */
+    const char *mode;          /* "semantic" | "keyword" | "hybrid" | NULL = default */
+    const char *tag;
+    double keyword_weight;
+    int has_keyword_weight;
+    json_t *parts;             /* JSON array of weighted parts (borrowed) */
 } search_req;
 
 static void req_init(search_req *sr)
@@ -93,6 +100,16 @@ static int apply_option_str(search_req *sr, const char *key, const char *v, srv_
         sr->path_prefix = v;
     } else if (!strcmp(key, "format")) {
         sr->format = v;
+    } else if (!strcmp(key, "mode")) {
+        sr->mode = v;
+    } else if (!strcmp(key, "tag")) {
+        sr->tag = v;
+    } else if (!strcmp(key, "keyword_weight")) {
+        if (srv_parse_double(v, 0, 1, &sr->keyword_weight)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'keyword_weight' must be a number between 0 and 1");
+            return -1;
+        }
+        sr->has_keyword_weight = 1;
     } else if (!strcmp(key, "after") || !strcmp(key, "before")) {
         if (srv_parse_time(v, key[0] == 'a' ? &sr->after : &sr->before)) {
             srv_error(rs, 400, SRV_E_INVALID_FIELD,
@@ -155,15 +172,19 @@ static int json_options(json_t *o, search_req *sr, srv_response *rs)
     int r = srv_get_number(o, "min_score", -1, 1, &sr->min_score, rs);
     if (r < 0) return -1;
     sr->has_min_score = r > 0;
+    if (srv_get_string(o, "mode", &sr->mode, rs) < 0) return -1;
+    if ((r = srv_get_number(o, "keyword_weight", 0, 1, &sr->keyword_weight, rs)) < 0) return -1;
+    sr->has_keyword_weight = r > 0;
     json_t *f = json_object_get(o, "filters");
     if (!f || json_is_null(f)) return 0;
     if (!json_is_object(f)) {
         srv_error(rs, 400, SRV_E_INVALID_FIELD, "field 'filters' must be an object");
         return -1;
     }
-    static const char *const allowed[] = {"path_prefix", "after", "before", "format", NULL};
+    static const char *const allowed[] = {"path_prefix", "after", "before", "format", "tag", NULL};
     if (srv_check_fields(f, allowed, "filters", rs)) return -1;
     if (srv_get_string(f, "path_prefix", &sr->path_prefix, rs) < 0) return -1;
+    if (srv_get_string(f, "tag", &sr->tag, rs) < 0) return -1;
     if (srv_get_string(f, "format", &sr->format, rs) < 0) return -1;
     for (int i = 0; i < 2; i++) {
         const char *key = i ? "before" : "after";
@@ -196,8 +217,16 @@ static int from_json(json_t *o, const source_key *sources, search_req *sr, srv_r
     allowed[na++] = "offset";
     allowed[na++] = "min_score";
     allowed[na++] = "filters";
+    allowed[na++] = "mode";
+    allowed[na++] = "keyword_weight";
+    if (sources[0].kind == Q_TEXT && sources[1].key) allowed[na++] = "parts";   /* /api/search */
     allowed[na] = NULL;
     if (srv_check_fields(o, allowed, "the request body", rs)) return -1;
+    json_t *parts = json_object_get(o, "parts");
+    if (parts) {
+        sr->parts = parts;
+        sr->n_sources++;
+    }
     for (const source_key *s = sources; s->key; s++) {
         json_t *v = json_object_get(o, s->key);
         if (!v) continue;
@@ -349,6 +378,7 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
 
 static json_t *query_json(const search_req *sr)
 {
+    if (sr->parts) return json_pack("{s:s,s:I}", "type", "parts", "parts", (json_int_t)json_array_size(sr->parts));
     switch (sr->kind) {
     case Q_TEXT: return json_pack("{s:s,s:s}", "type", "text", "text", sr->text);
     case Q_URL: return json_pack("{s:s,s:o}", "type", "image_url", "image_url",
@@ -362,12 +392,168 @@ static json_t *query_json(const search_req *sr)
     return json_null();
 }
 
+/* ---- modes, tag filter and combined queries (fts branch; docs/search.md) --
+ * "parts": [{"text"|"image_id"|"image_url"|"image_base64"|"vector": ...,
+ * "weight": w}, ...] is a combined query: the normalised weighted sum of
+ * the parts' normalised embeddings (cdx_query_combine). */
+
+#define PARTS_MAX 16
+
+/* The embedding of part i (validated here).  0 ok, -1 response set. */
+static int part_vector(srv_ctx *s, json_t *part, size_t i, float *v, float *w, srv_response *rs)
+{
+    char where[32];
+    snprintf(where, sizeof where, "parts[%zu]", i);
+    static const char *const allowed[] = {"text", "image_id", "image_url", "image_base64", "vector",
+                                          "weight", NULL};
+    if (!json_is_object(part)) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "%s must be an object", where);
+        return -1;
+    }
+    if (srv_check_fields(part, allowed, where, rs)) return -1;
+    double wt = 1.0;
+    if (srv_get_number(part, "weight", -10, 10, &wt, rs) < 0) return -1;
+    if (wt == 0.0) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "%s.weight must not be 0", where);
+        return -1;
+    }
+    *w = (float)wt;
+    search_req one;
+    req_init(&one);
+    static const source_key keys[] = {{"text", Q_TEXT}, {"image_url", Q_URL}, {"image_base64", Q_B64},
+                                      {"image_id", Q_ID}, {NULL, 0}};
+    int found = 0;
+    for (const source_key *k = keys; k->key; k++) {
+        json_t *x = json_object_get(part, k->key);
+        if (!x) continue;
+        found++;
+        if (k->kind == Q_ID) {
+            long long id;
+            if (srv_get_int(part, k->key, 1, INT64_MAX, &id, rs) < 0) return -1;
+            one.kind = Q_ID;
+            one.image_id = id;
+            continue;
+        }
+        const char *str;
+        if (srv_get_string(part, k->key, &str, rs) < 0) return -1;
+        if (k->kind == Q_TEXT && set_text(&one, "text", str, rs)) return -1;
+        one.kind = k->kind;
+        if (k->kind == Q_URL) one.url = str;
+        if (k->kind == Q_B64) {
+            one.b64 = str;
+            one.b64_len = json_string_length(x);
+        }
+    }
+    json_t *vec = json_object_get(part, "vector");
+    if (vec) {
+        found++;
+        if (!json_is_array(vec) || json_array_size(vec) != (size_t)s->dim) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "%s.vector must be an array of %d numbers", where, s->dim);
+            return -1;
+        }
+        for (int d = 0; d < s->dim; d++) {
+            json_t *x = json_array_get(vec, (size_t)d);
+            if (!json_is_number(x) || !isfinite(json_number_value(x))) {
+                srv_error(rs, 400, SRV_E_INVALID_FIELD, "%s.vector[%d] is not a finite number", where, d);
+                return -1;
+            }
+            v[d] = (float)json_number_value(x);
+        }
+    }
+    if (found != 1) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "%s must have exactly one of text, image_id, image_url, "
+                  "image_base64 or vector", where);
+        return -1;
+    }
+    return vec ? 0 : query_vector(s, &one, v, rs);
+}
+
+static int parts_vector(srv_ctx *s, const search_req *sr, float *q, srv_response *rs)
+{
+    size_t n = json_is_array(sr->parts) ? json_array_size(sr->parts) : 0;
+    if (n < 1 || n > PARTS_MAX) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "'parts' must be an array of 1 to %d parts", PARTS_MAX);
+        return -1;
+    }
+    float *vecs = malloc(n * (size_t)s->dim * sizeof *vecs), w[PARTS_MAX];
+    if (!vecs) {
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = part_vector(s, json_array_get(sr->parts, i), i, vecs + i * (size_t)s->dim, &w[i], rs);
+    if (!rc) {
+        cdx_result r = cdx_query_combine(vecs, w, (int)n, s->dim, q);
+        if (r) {
+            srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "parts");
+            rc = -1;
+        }
+    }
+    free(vecs);
+    return rc;
+}
+
+/* The text the keyword side of a hybrid search uses: the query text, or
+ * the texts of the positively weighted parts (malloc'd; "" if none). */
+static char *hybrid_words(const search_req *sr)
+{
+    if (!sr->parts) return strdup(sr->kind == Q_TEXT ? sr->text : "");
+    size_t cap = 1;
+    for (size_t i = 0; i < json_array_size(sr->parts); i++) {
+        json_t *t = json_object_get(json_array_get(sr->parts, i), "text");
+        if (json_is_string(t)) cap += json_string_length(t) + 1;
+    }
+    char *w = calloc(1, cap);
+    size_t at = 0;
+    for (size_t i = 0; w && i < json_array_size(sr->parts); i++) {
+        json_t *p = json_array_get(sr->parts, i), *t = json_object_get(p, "text");
+        json_t *wt = json_object_get(p, "weight");
+        if (!json_is_string(t) || (wt && json_is_number(wt) && json_number_value(wt) <= 0)) continue;
+        if (at) w[at++] = ' ';
+        memcpy(w + at, json_string_value(t), json_string_length(t));
+        at += json_string_length(t);
+    }
+    return w;
+}
+
+/* Mode of a request: given, else hybrid when the library has text and the
+ * query has words.  0 ok, -1 response set. */
+static int resolve_mode(srv_ctx *s, const search_req *sr, const char *words, cdx_search_mode *mode,
+                        srv_response *rs)
+{
+    if (sr->mode) {
+        if (cdx_search_mode_parse(sr->mode, mode)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'mode' must be semantic, keyword or hybrid");
+            return -1;
+        }
+    } else {
+        int has = 0;
+        cdx_result r = cdx_library_has_text(s->lib, &has);
+        if (r) {
+            srv_error_cdx(rs, r, SRV_E_INTERNAL, "search");
+            return -1;
+        }
+        *mode = has && words[0] ? CDX_SEARCH_HYBRID : CDX_SEARCH_SEMANTIC;
+    }
+    if (*mode == CDX_SEARCH_KEYWORD && (sr->parts || sr->kind != Q_TEXT)) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "mode 'keyword' takes a text query (FTS5 syntax), "
+                  "not an image or parts");
+        return -1;
+    }
+    if (*mode == CDX_SEARCH_HYBRID && !words[0]) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "mode 'hybrid' needs a text query");
+        return -1;
+    }
+    return 0;
+}
+
 static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response *rs)
 {
     if (sr->n_sources != 1) {
         srv_error(rs, 400, SRV_E_BAD_REQUEST, "%s",
-                  sr->n_sources ? "give exactly one query (text, image_url, image_base64, image_id, vector or an image file)"
-                                : "no query given (text, image_url, image_base64, image_id, vector or an image file)");
+                  sr->n_sources ? "give exactly one query (text, image_url, image_base64, image_id, vector, parts or an image file)"
+                                : "no query given (text, image_url, image_base64, image_id, vector, parts or an image file)");
         return;
     }
     if (sr->after && sr->before && sr->after > sr->before) {
@@ -376,15 +562,20 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     }
     float *q = malloc((size_t)s->dim * sizeof(float));
     cdx_hit *hits = malloc((size_t)sr->k * sizeof(cdx_hit));
-    if (!q || !hits) {
+    char *words = hybrid_words(sr);
+    cdx_search_mode mode = CDX_SEARCH_SEMANTIC;
+    if (!q || !hits || !words) {
         free(q);
         free(hits);
+        free(words);
         srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
         return;
     }
-    if (query_vector(s, sr, q, rs)) {
+    if (resolve_mode(s, sr, words, &mode, rs) ||
+        (mode != CDX_SEARCH_KEYWORD && (sr->parts ? parts_vector(s, sr, q, rs) : query_vector(s, sr, q, rs)))) {
         free(q);
         free(hits);
+        free(words);
         return;
     }
     cdx_search_params p = cdx_search_default_params();
@@ -395,10 +586,16 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     p.after = sr->after;
     p.before = sr->before;
     p.format = sr->format && *sr->format ? sr->format : NULL;
+    p.tag = sr->tag && *sr->tag ? sr->tag : NULL;
+    if (sr->has_keyword_weight) p.keyword_weight = (float)sr->keyword_weight;
     size_t n = 0;
     uint64_t total = 0;
-    cdx_result r = cdx_library_search_vector(s->lib, q, &p, hits, &n, &total);
+    cdx_result r;
+    if (mode == CDX_SEARCH_KEYWORD) r = cdx_library_search_keyword(s->lib, sr->text, &p, hits, &n, &total);
+    else if (mode == CDX_SEARCH_HYBRID) r = cdx_library_search_hybrid(s->lib, q, words, &p, hits, &n, &total);
+    else r = cdx_library_search_vector(s->lib, q, &p, hits, &n, &total);
     free(q);
+    free(words);
     if (r) {
         free(hits);
         srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
@@ -414,9 +611,10 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
         json_array_append_new(results, o);
     }
     free(hits);
-    json_t *out = json_pack("{s:o,s:I,s:I,s:I,s:f,s:o}", "query", query_json(sr), "k", (json_int_t)sr->k,
+    json_t *out = json_pack("{s:o,s:I,s:I,s:I,s:f,s:o,s:s}", "query", query_json(sr), "k", (json_int_t)sr->k,
                             "offset", (json_int_t)sr->offset, "total", (json_int_t)total,
-                            "took_ms", srv_round((srv_now() - t0) * 1000.0, 2), "results", results);
+                            "took_ms", srv_round((srv_now() - t0) * 1000.0, 2), "results", results,
+                            "mode", cdx_search_mode_name(mode));
     srv_json_reply(rs, 200, out);
 }
 

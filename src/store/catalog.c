@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum {
     ST_META_GET, ST_META_SET, ST_CONTENT_SLOT, ST_CONTENT_INS, ST_IMG_BY_PATH,
@@ -55,6 +56,55 @@ static const char schema_v1[] =
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL UNIQUE,"
     "  sha256 TEXT NOT NULL, mtime INTEGER NOT NULL, added INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);";
+
+/* ---- version 2: text columns and the full-text index (fts branch) --------
+ * images gain the source metadata (title, description, tags), contents the
+ * metadata embedded in the bytes (meta_text: EXIF/IPTC/XMP title,
+ * description, artist, places; keywords) and ocr_text (filled by a later
+ * OCR pass).  Tag lists are stored as "\ntag1\ntag2\n" so that a tag
+ * filter is an instr() on "\ntag\n".  The FTS5 table `fts` holds one row
+ * per image (rowid = images.id); triggers keep it in step with every
+ * insert, update and delete of images and contents, inside the writer's
+ * transaction, so it can never disagree with the catalog after a commit or
+ * a crash.  FTS_NAME(p) is the file-name part of a path or URL. */
+#define FTS_NAME(p) "substr(" p ", length(rtrim(" p ", replace(" p ", '/', ''))) + 1)"
+#define FTS_COLS "rowid, path, name, title, description, tags, embedded, ocr"
+#define FTS_EMBEDDED(c) "coalesce(" c ".camera || char(10) || " c ".meta_text || " c ".keywords, '')"
+#define FTS_ROW_OF_NEW \
+    "INSERT INTO fts(" FTS_COLS ") SELECT new.id, new.path, " FTS_NAME("new.path") ", " \
+    "new.title, new.description, new.tags, " FTS_EMBEDDED("c") ", coalesce(c.ocr_text, '') " \
+    "FROM (SELECT 1) LEFT JOIN contents c ON c.sha256 = new.sha256;"
+#define FTS_ROWS_OF_CONTENT \
+    "DELETE FROM fts WHERE rowid IN (SELECT id FROM images WHERE sha256 = new.sha256);" \
+    "INSERT INTO fts(" FTS_COLS ") SELECT i.id, i.path, " FTS_NAME("i.path") ", i.title, " \
+    "i.description, i.tags, " FTS_EMBEDDED("new") ", new.ocr_text FROM images i " \
+    "WHERE i.sha256 = new.sha256;"
+
+static const char migrate_v2_sql[] =
+    "ALTER TABLE images ADD COLUMN title TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE images ADD COLUMN description TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE images ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE contents ADD COLUMN meta_text TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE contents ADD COLUMN keywords TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE contents ADD COLUMN ocr_text TEXT NOT NULL DEFAULT '';"
+    "CREATE VIRTUAL TABLE fts USING fts5(path, name, title, description, tags, embedded, ocr, "
+    "  tokenize = 'porter unicode61 remove_diacritics 2');"
+    /* column weights of the ranking (docs/search.md): a word in a title or
+     * tag counts more than one somewhere in a long path */
+    "INSERT INTO fts(fts, rank) VALUES('rank', 'bm25(0.5, 2.0, 4.0, 1.5, 3.0, 1.5, 1.0)');"
+    "CREATE TRIGGER fts_image_insert AFTER INSERT ON images BEGIN " FTS_ROW_OF_NEW " END;"
+    "CREATE TRIGGER fts_image_delete AFTER DELETE ON images BEGIN "
+    "  DELETE FROM fts WHERE rowid = old.id; END;"
+    "CREATE TRIGGER fts_image_update AFTER UPDATE OF path, sha256, title, description, tags "
+    "  ON images BEGIN DELETE FROM fts WHERE rowid = old.id; " FTS_ROW_OF_NEW " END;"
+    "CREATE TRIGGER fts_content_insert AFTER INSERT ON contents BEGIN " FTS_ROWS_OF_CONTENT " END;"
+    "CREATE TRIGGER fts_content_update AFTER UPDATE OF camera, meta_text, keywords, ocr_text "
+    "  ON contents BEGIN " FTS_ROWS_OF_CONTENT " END;"
+    /* existing images (an upgraded library): paths, names and cameras */
+    "INSERT INTO fts(" FTS_COLS ") SELECT i.id, i.path, " FTS_NAME("i.path") ", i.title, "
+    "  i.description, i.tags, " FTS_EMBEDDED("c") ", coalesce(c.ocr_text, '') "
+    "  FROM images i LEFT JOIN contents c ON c.sha256 = i.sha256;"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
 
 struct catalog {
     sqlite3 *db;
@@ -116,12 +166,23 @@ static cdx_result setup_schema(catalog *c, int writable)
                                 : "%s: catalog schema is old; run a writing command "
                                   "(e.g. clipdex index) once to migrate it", c->path);
     if ((r = exec(c, "BEGIN IMMEDIATE"))) return r;
-    /* v == 0: create.  (Migrations from v1 to v2 etc. would go here, each
-     * step inside this same transaction.) */
-    if ((r = exec(c, schema_v1)) ||
-        (r = exec(c, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '1')"))) {
+    /* Another writer may have migrated between our read and the lock. */
+    if ((r = schema_version(c, &v))) {
         exec(c, "ROLLBACK");
         return r;
+    }
+    /* v == 0: create version 1, then every step vN -> vN+1 in this same
+     * transaction (a crash leaves the old schema, never half a migration),
+     * so a new catalog and an upgraded one have the same schema. */
+    if (v == 0 &&
+        ((r = exec(c, schema_v1)) ||
+         (r = exec(c, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '1')")))) {
+        exec(c, "ROLLBACK");
+        return r;
+    }
+    if (v < 2 && (r = exec(c, migrate_v2_sql))) {
+        exec(c, "ROLLBACK");
+        return cdx_error_prefix(r, "upgrading the catalog to schema version 2");
     }
     return exec(c, "COMMIT");
 }
@@ -461,34 +522,57 @@ cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
 
 #define PAIRS_MAX ((size_t)1 << 31)
 
-cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs, size_t *n)
+/* The WHERE clauses of a filter over `images i JOIN contents c`, as
+ * parameters ?1..?5; *like and *tag are malloc'd patterns (caller frees). */
+static cdx_result filter_sql(const catalog_filter *f, char *sql, size_t cap, char **like, char **tag)
 {
-    *pairs = NULL;
-    *n = 0;
-    char *like = f->path_prefix ? catalog_like_prefix(f->path_prefix) : NULL;
-    if (f->path_prefix && !like) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    *like = f->path_prefix ? catalog_like_prefix(f->path_prefix) : NULL;
+    *tag = f->tag ? catalog_tag_pattern(f->tag) : NULL;
+    if ((f->path_prefix && !*like) || (f->tag && !*tag)) {
+        free(*like);
+        free(*tag);
+        *like = *tag = NULL;
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
     /* Each filter is its own clause so SQLite can use the path index for
      * the LIKE prefix (case_sensitive_like is on). */
-    char sql[640];
-    snprintf(sql, sizeof sql,
-             "SELECT c.slot, i.id FROM images i JOIN contents c ON c.sha256 = i.sha256 "
-             "WHERE 1 %s %s %s %s ORDER BY c.slot, i.id",
-             like ? "AND i.path LIKE ?1 ESCAPE '\\'" : "",
+    snprintf(sql, cap, "%s %s %s %s %s",
+             *like ? "AND i.path LIKE ?1 ESCAPE '\\'" : "",
              f->format ? "AND c.format = ?2" : "",
              f->after ? "AND (CASE WHEN c.taken <> 0 THEN c.taken ELSE i.mtime END) >= ?3" : "",
-             f->before ? "AND (CASE WHEN c.taken <> 0 THEN c.taken ELSE i.mtime END) < ?4" : "");
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
-        free(like);
-        return db_fail(c, "filter query");
-    }
+             f->before ? "AND (CASE WHEN c.taken <> 0 THEN c.taken ELSE i.mtime END) < ?4" : "",
+             *tag ? "AND (instr(lower(i.tags), ?5) > 0 OR instr(lower(c.keywords), ?5) > 0)" : "");
+    return CDX_OK;
+}
+
+static void filter_bind(sqlite3_stmt *s, const catalog_filter *f, const char *like, const char *tag)
+{
     if (like) sqlite3_bind_text(s, 1, like, -1, SQLITE_STATIC);
     if (f->format) sqlite3_bind_text(s, 2, f->format, -1, SQLITE_STATIC);
     if (f->after) sqlite3_bind_int64(s, 3, f->after);
     if (f->before) sqlite3_bind_int64(s, 4, f->before);
+    if (tag) sqlite3_bind_text(s, 5, tag, -1, SQLITE_STATIC);
+}
+
+cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs, size_t *n)
+{
+    *pairs = NULL;
+    *n = 0;
+    char where[640], sql[1024], *like, *tag;
+    cdx_result r = filter_sql(f, where, sizeof where, &like, &tag);
+    if (r) return r;
+    snprintf(sql, sizeof sql,
+             "SELECT c.slot, i.id FROM images i JOIN contents c ON c.sha256 = i.sha256 "
+             "WHERE 1 %s ORDER BY c.slot, i.id", where);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        free(like);
+        free(tag);
+        return db_fail(c, "filter query");
+    }
+    filter_bind(s, f, like, tag);
     size_t cap = 0, cnt = 0;
     catalog_pair *v = NULL;
-    cdx_result r = CDX_OK;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (cnt == cap) {
@@ -506,6 +590,7 @@ cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pai
     if (!r && rc != SQLITE_DONE) r = db_fail(c, "filter query");
     sqlite3_finalize(s);
     free(like);
+    free(tag);
     if (r) {
         free(v);
         return r;
@@ -589,6 +674,11 @@ cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem)
          "WHERE typeof(slot) <> 'integer' OR slot < 0", NULL},
         {"SELECT 'content ' || sha256 || ' is not a sha256' FROM contents "
          "WHERE length(sha256) <> 64 OR sha256 GLOB '*[^0-9a-f]*'", NULL},
+        {"SELECT 'the full-text index has ' || n || ' rows for ' || m || ' images' FROM "
+         "(SELECT (SELECT count(*) FROM fts) AS n, (SELECT count(*) FROM images) AS m) WHERE n <> m",
+         NULL},
+        {"SELECT 'image ' || i.id || ' is missing from the full-text index' FROM images i "
+         "WHERE NOT EXISTS (SELECT 1 FROM fts WHERE fts.rowid = i.id) LIMIT 100", NULL},
     };
     *problems = 0;
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
@@ -609,4 +699,307 @@ cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem)
         if (rc != SQLITE_DONE) return db_fail(c, "checking");
     }
     return CDX_OK;
+}
+
+/* ---- text: source metadata, embedded metadata, keyword queries ----------- */
+
+/* ASCII-lower "\ntag\n" (what a tags column is searched for). */
+char *catalog_tag_pattern(const char *tag)
+{
+    size_t n = strlen(tag);
+    char *p = malloc(n + 3);
+    if (!p) return NULL;
+    p[0] = '\n';
+    for (size_t i = 0; i < n; i++) p[i + 1] = (tag[i] >= 'A' && tag[i] <= 'Z') ? tag[i] + 32 : tag[i];
+    p[n + 1] = '\n';
+    p[n + 2] = '\0';
+    return p;
+}
+
+/* Append one tag (trimmed, control characters as spaces) to the list being
+ * built in buf ("\nt1\nt2\n", len bytes used, cap bytes) unless it is
+ * empty or already there (ASCII case-insensitive). */
+static cdx_result tag_append(char *buf, size_t *len, size_t cap, const char *tag)
+{
+    while (*tag == ' ' || (*tag > 0 && *tag < 0x20)) tag++;
+    size_t n = strlen(tag);
+    while (n && (tag[n - 1] == ' ' || (tag[n - 1] > 0 && tag[n - 1] < 0x20))) n--;
+    if (!n) return CDX_OK;
+    if (n > CATALOG_TAG_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "tag '%.40s...' is longer than %d bytes", tag,
+                         CATALOG_TAG_MAX);
+    char probe[CATALOG_TAG_MAX + 3];
+    probe[0] = '\n';
+    for (size_t i = 0; i < n; i++) probe[i + 1] = (unsigned char)tag[i] < 0x20 ? ' ' : tag[i];
+    probe[n + 1] = '\n';
+    probe[n + 2] = '\0';
+    for (size_t i = 0; i + n + 2 <= *len; i++)
+        if (buf[i] == '\n' && !strncasecmp(buf + i, probe, n + 2)) return CDX_OK;
+    size_t add = *len ? n + 1 : n + 2;
+    if (*len + add + 1 > cap)
+        return cdx_error(CDX_ERR_TOO_LARGE, "tag list is longer than %zu bytes", cap - 1);
+    memcpy(buf + *len, *len ? probe + 1 : probe, add + 1);
+    *len += add;
+    return CDX_OK;
+}
+
+cdx_result catalog_tag_list(const char *const *tags, size_t n, char **out)
+{
+    *out = NULL;
+    size_t cap = CATALOG_TAGS_BYTES_MAX + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        cdx_result r = tags[i] ? tag_append(buf, &len, cap, tags[i]) : CDX_OK;
+        if (r) {
+            free(buf);
+            return r;
+        }
+    }
+    *out = buf;
+    return CDX_OK;
+}
+
+cdx_result catalog_content_set_text(catalog *c, const char *sha256, const char *meta_text,
+                                    const char *keywords)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "UPDATE contents SET meta_text = ?2, keywords = ?3 "
+                           "WHERE sha256 = ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "storing embedded metadata");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, meta_text ? meta_text : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, keywords ? keywords : "", -1, SQLITE_STATIC);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing embedded metadata");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_content_set_ocr(catalog *c, const char *sha256, const char *text)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "UPDATE contents SET ocr_text = ?2 WHERE sha256 = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_fail(c, "storing OCR text");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, text ? text : "", -1, SQLITE_STATIC);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_image_set_source(catalog *c, int64_t id, const char *title,
+                                    const char *description, const char *tags)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "UPDATE images SET title = ?2, description = ?3, tags = ?4 "
+                           "WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "storing source metadata");
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, title ? title : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, description ? description : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, tags ? tags : "", -1, SQLITE_STATIC);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing source metadata");
+    sqlite3_finalize(s);
+    if (!r && sqlite3_changes(c->db) == 0)
+        r = cdx_error(CDX_ERR_NOT_FOUND, "no image with id %lld", (long long)id);
+    return r;
+}
+
+cdx_result catalog_image_text(catalog *c, int64_t id, catalog_text *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT i.title, i.description, i.tags, c.meta_text, c.keywords, "
+                           "c.ocr_text FROM images i LEFT JOIN contents c ON c.sha256 = i.sha256 "
+                           "WHERE i.id = ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "reading image text");
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cdx_result r = CDX_OK;
+    if (rc == SQLITE_ROW) {
+        char **dst[6] = {&out->title, &out->description, &out->tags, &out->meta_text,
+                         &out->keywords, &out->ocr_text};
+        for (int i = 0; i < 6 && !r; i++) {
+            const char *t = (const char *)sqlite3_column_text(s, i);
+            if (!(*dst[i] = strdup(t ? t : ""))) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        }
+    } else if (rc == SQLITE_DONE) {
+        r = cdx_error(CDX_ERR_NOT_FOUND, "no image with id %lld", (long long)id);
+    } else {
+        r = db_fail(c, "reading image text");
+    }
+    sqlite3_finalize(s);
+    if (r) catalog_text_free(out);
+    return r;
+}
+
+void catalog_text_free(catalog_text *t)
+{
+    free(t->title);
+    free(t->description);
+    free(t->tags);
+    free(t->meta_text);
+    free(t->keywords);
+    free(t->ocr_text);
+    memset(t, 0, sizeof *t);
+}
+
+cdx_result catalog_has_text(catalog *c, int *yes)
+{
+    uint64_t v = 0;
+    cdx_result r = count_rows(c, "SELECT EXISTS(SELECT 1 FROM images WHERE title <> '' OR "
+                              "description <> '' OR tags <> '') OR EXISTS(SELECT 1 FROM contents "
+                              "WHERE meta_text <> '' OR keywords <> '' OR ocr_text <> '')", &v);
+    *yes = !r && v != 0;
+    return r;
+}
+
+/* A failed step of a MATCH query: a plain SQLITE_ERROR is the query's
+ * fault (FTS5 syntax, unknown column filter), anything else the file's. */
+static cdx_result fts_fail(catalog *c, int rc, const char *match)
+{
+    if (rc == SQLITE_ERROR)
+        return cdx_error(CDX_ERR_INVALID_ARG, "keyword query \"%.200s\" is not valid: %s (see "
+                         "docs/search.md for the syntax)", match, sqlite3_errmsg(c->db));
+    return db_fail(c, "keyword query");
+}
+
+/* "a ranks before b": higher score, then lower id. */
+static int fts_before(const catalog_fts_hit *a, const catalog_fts_hit *b)
+{
+    return a->score > b->score || (a->score == b->score && a->id < b->id);
+}
+
+/* Bounded heap of the best `cap` hits; h[0] is the worst kept. */
+static void heap_push(catalog_fts_hit *h, size_t *n, size_t cap, catalog_fts_hit x)
+{
+    size_t i;
+    if (*n < cap) {
+        i = (*n)++;
+        while (i && fts_before(&h[(i - 1) / 2], &x)) {
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = x;
+        return;
+    }
+    if (!fts_before(&x, &h[0])) return;
+    i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const catalog_fts_hit *mv = &x;
+        if (l < *n && fts_before(mv, &h[l])) { m = l; mv = &h[l]; }
+        if (r < *n && fts_before(mv, &h[r])) { m = r; mv = &h[r]; }
+        if (m == i) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = x;
+}
+
+static int fts_cmp(const void *a, const void *b)
+{
+    const catalog_fts_hit *x = a, *y = b;
+    return fts_before(x, y) ? -1 : fts_before(y, x) ? 1 : 0;
+}
+
+/* Filtered: one pass over the matches that pass the filters (the join and
+ * the rank are computed once per such row), best offset + limit kept in a
+ * heap, all counted. */
+static cdx_result fts_filtered(catalog *c, sqlite3_stmt *s, const char *match, size_t offset,
+                               size_t limit, catalog_fts_hit *out, size_t *n, uint64_t *total)
+{
+    size_t want = offset + limit, kept = 0;
+    catalog_fts_hit *h = want ? malloc(want * sizeof *h) : NULL;
+    if (want && !h) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    uint64_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        count++;
+        if (want)
+            heap_push(h, &kept, want, (catalog_fts_hit){sqlite3_column_int64(s, 0), -sqlite3_column_double(s, 1)});
+    }
+    cdx_result r = rc == SQLITE_DONE ? CDX_OK : fts_fail(c, rc, match);
+    if (!r) {
+        qsort(h, kept, sizeof *h, fts_cmp);
+        for (size_t i = offset; i < kept; i++) out[(*n)++] = h[i];
+        if (total) *total = count;
+    }
+    free(h);
+    return r;
+}
+
+cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter *f,
+                             size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
+                             uint64_t *total)
+{
+    *n = 0;
+    if (total) *total = 0;
+    char where[640], sql[1400], *like, *tag;
+    cdx_result r = filter_sql(f, where, sizeof where, &like, &tag);
+    if (r) return r;
+    /* Without filters the index alone answers (every fts row is an image,
+     * the triggers see to it): no join per match, and a count that never
+     * computes a rank. */
+    int filtered = like || tag || f->format || f->after || f->before;
+    const char *from = filtered ? "FROM fts JOIN images i ON i.id = fts.rowid "
+                                  "JOIN contents c ON c.sha256 = i.sha256 WHERE fts MATCH ?6 "
+                                : "FROM fts WHERE fts MATCH ?6 ";
+    sqlite3_stmt *s = NULL;
+    int rc = SQLITE_DONE;
+    if (filtered) {
+        snprintf(sql, sizeof sql, "SELECT fts.rowid, fts.rank %s %s", from, where);
+        if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+            r = db_fail(c, "keyword query");
+            goto done;
+        }
+        filter_bind(s, f, like, tag);
+        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
+        r = fts_filtered(c, s, match, offset, limit, out, n, total);
+        sqlite3_finalize(s);
+        goto done;
+    }
+    if (limit) {
+        snprintf(sql, sizeof sql, "SELECT fts.rowid, fts.rank %s %s ORDER BY fts.rank, fts.rowid "
+                 "LIMIT ?7 OFFSET ?8", from, where);
+        if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+            r = db_fail(c, "keyword query");
+            goto done;
+        }
+        filter_bind(s, f, like, tag);
+        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, (sqlite3_int64)limit);
+        sqlite3_bind_int64(s, 8, (sqlite3_int64)offset);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < limit) {
+            out[*n].id = sqlite3_column_int64(s, 0);
+            out[*n].score = -sqlite3_column_double(s, 1);
+            (*n)++;
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+            r = fts_fail(c, rc, match);
+            goto done;
+        }
+    }
+    if (total) {
+        snprintf(sql, sizeof sql, "SELECT count(*) %s %s", from, where);
+        if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+            r = db_fail(c, "keyword query");
+            goto done;
+        }
+        filter_bind(s, f, like, tag);
+        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) *total = (uint64_t)sqlite3_column_int64(s, 0);
+        else r = fts_fail(c, rc, match);
+        sqlite3_finalize(s);
+    }
+done:
+    free(like);
+    free(tag);
+    if (r) *n = 0;
+    return r;
 }

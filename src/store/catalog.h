@@ -13,6 +13,10 @@
  * Imported vectors (ingest/import.h) have no image bytes: their contents
  * sha256 is sha256("clipdex-vector-v1\0" || normalised vector), size 0
  * unless given.
+ * Version 2 adds text: images.title, description, tags (source
+ * metadata); contents.meta_text, keywords (embedded EXIF/IPTC/XMP), ocr_text;
+ * and the FTS5 table fts(path, name, title, description, tags, embedded,
+ * ocr), rowid = images.id, kept in step by triggers (see catalog.c).
  * Invariants (verified by catalog_check_refs / cdx_library_check):
  *  - every images.sha256 has a contents row; every contents row has at least
  *    one image (the last image's removal deletes its content row);
@@ -46,7 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CATALOG_SCHEMA_VERSION 1
+#define CATALOG_SCHEMA_VERSION 2
 
 typedef struct catalog catalog;
 
@@ -114,6 +118,8 @@ typedef struct catalog_filter {
     const char *format;        /* NULL = any */
     int64_t after, before;     /* 0 = unbounded; date = taken, else mtime;
                                   after inclusive, before exclusive */
+    const char *tag;           /* NULL = any; else a source tag or an embedded
+                                  keyword, ASCII case-insensitive */
 } catalog_filter;
 
 typedef struct catalog_pair {
@@ -149,5 +155,53 @@ cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem)
 /* Escape % _ and \ for a LIKE ... ESCAPE '\' prefix pattern and append '%'.
  * Returns a malloc'd string or NULL. */
 char *catalog_like_prefix(const char *prefix);
+
+/* ---- text (schema version 2) ----------------------------------------------
+ * Tag lists are stored as "\ntag1\ntag2\n" ("" for none). */
+#define CATALOG_TAG_MAX 256              /* bytes per tag */
+#define CATALOG_TAGS_BYTES_MAX 16384     /* bytes per tag list */
+#define CATALOG_TEXT_MAX 65536           /* bytes per text field */
+
+/* Build a stored tag list from tags (NULL entries skipped; each trimmed,
+ * control characters as spaces, empty and repeated ones dropped).  *out is
+ * malloc'd.  CDX_ERR_INVALID_ARG / TOO_LARGE beyond the limits above. */
+cdx_result catalog_tag_list(const char *const *tags, size_t n, char **out);
+/* "\n" + ASCII-lowercased tag + "\n" (malloc'd) or NULL. */
+char *catalog_tag_pattern(const char *tag);
+
+/* Metadata read from the bytes at indexing time (per content). */
+cdx_result catalog_content_set_text(catalog *c, const char *sha256, const char *meta_text,
+                                    const char *keywords);
+/* Text read from the pixels (per content; for a later OCR pass). */
+cdx_result catalog_content_set_ocr(catalog *c, const char *sha256, const char *text);
+/* Source metadata of one image (feeds, imports, the API); tags is a stored
+ * tag list.  NOT_FOUND for an unknown id. */
+cdx_result catalog_image_set_source(catalog *c, int64_t id, const char *title,
+                                    const char *description, const char *tags);
+
+typedef struct catalog_text {
+    char *title, *description, *tags;         /* source (per image) */
+    char *meta_text, *keywords, *ocr_text;    /* embedded / OCR (per content) */
+} catalog_text;
+
+/* All text of image id (malloc'd strings; catalog_text_free). */
+cdx_result catalog_image_text(catalog *c, int64_t id, catalog_text *out);
+void catalog_text_free(catalog_text *t);
+
+/* *yes = 1 when any image has text beyond its path (source metadata,
+ * embedded metadata or OCR text). */
+cdx_result catalog_has_text(catalog *c, int *yes);
+
+typedef struct catalog_fts_hit {
+    int64_t id;
+    double score;     /* -bm25 with the column weights: higher is better */
+} catalog_fts_hit;
+
+/* Keyword query (FTS5 syntax) with filters: hits offset..offset+limit-1 in
+ * rank order (ties by id) into out; *total (may be NULL) = all matches.
+ * Malformed syntax is CDX_ERR_INVALID_ARG with SQLite's message. */
+cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter *f,
+                             size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
+                             uint64_t *total);
 
 #endif
