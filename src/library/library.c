@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #define POOL_MAX 8
+#define EMBED_BATCH 16           /* texts per encode call (pool contexts' max_batch) */
 #define SEARCH_K_MAX 10000
 #define SEARCH_OFFSET_MAX 1000000
 #define VEC_DEFAULT_NAME "vectors.cdxv"
@@ -967,7 +968,7 @@ static cdx_result ctx_get(cdx_library *lib, int *idx)
         if (lib->n_pool < POOL_MAX) {
             cdx_ctx_params cp = cdx_ctx_default_params();
             cp.n_threads = lib->n_threads;
-            cp.max_batch = 1;
+            cp.max_batch = EMBED_BATCH;   /* cdx_library_embed_texts batches */
             cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->pool[lib->n_pool]);
             if (!r) {
                 *idx = lib->n_pool++;
@@ -995,6 +996,26 @@ cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out
     cdx_result r = ctx_get(lib, &i);
     if (r) return r;
     r = cdx_encode_texts(lib->pool[i], &text, 1, out, 1);
+    ctx_put(lib, i);
+    return r;
+}
+
+/* Several texts through one context: one text-tower call per EMBED_BATCH
+ * texts (the server batches concurrent text queries this way). */
+cdx_result cdx_library_embed_texts(cdx_library *lib, const char *const *texts, size_t n, float *out)
+{
+    if (!lib || (n && (!texts || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: NULL argument");
+    for (size_t j = 0; j < n; j++)
+        if (!texts[j]) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: text %zu is NULL", j);
+    if (!n) return CDX_OK;
+    int i;
+    cdx_result r = ctx_get(lib, &i);
+    if (r) return r;
+    for (size_t j = 0; !r && j < n; j += EMBED_BATCH) {
+        int m = (int)(n - j < EMBED_BATCH ? n - j : EMBED_BATCH);
+        r = cdx_encode_texts(lib->pool[i], texts + j, m, out + j * (size_t)lib->dim, 1);
+    }
     ctx_put(lib, i);
     return r;
 }
