@@ -44,13 +44,15 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
     cdx_library_params lp = cdx_library_default_params();
     lp.writable = !cfg->read_only;
     lp.load_model = 1;
-    /* Threading policy: `workers` calls at a time, each with threads/worker
-     * OpenMP threads, so that workers x threads <= cores. */
+    /* Threading policy: `workers` calls at a time, each with `threads`
+     * OpenMP threads (default 1: batching, not OpenMP teams, uses the cores;
+     * on a busy machine a 2-thread team was 4x slower than one thread in
+     * docs/server.md's measurements), so that workers x threads <= cores. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
     int workers = cfg->workers > 0 ? cfg->workers : (int)(cores / 2 > 1 ? cores / 2 : 1);
     s->cfg.workers = workers;
-    lp.n_threads = cfg->threads > 0 ? cfg->threads : (int)(cores / workers > 1 ? cores / workers : 1);
+    lp.n_threads = cfg->threads > 0 ? cfg->threads : 1;
     s->cfg.threads = lp.n_threads;
     cdx_result r = cdx_library_open(cfg->library_dir, &lp, &s->lib);
     if (r) {

@@ -41,7 +41,7 @@ typedef struct srv_config {
     int allow_private_urls;
     const char *cors_origin;   /* NULL = CORS off; "*" or one origin */
     size_t max_body;           /* default 32 MiB */
-    int threads;               /* inference/scan threads (0 = all cores) */
+    int threads;               /* OpenMP threads per inference/scan call (0 = 1) */
     const char *access_log;    /* NULL = stderr, "-" = stdout, "off", FILE */
     int read_only;
     unsigned max_connections;  /* default 256 */
