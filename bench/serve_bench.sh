@@ -20,7 +20,7 @@
 #      N_IMAGES (10000), DURATION (15), CONNS_LIST ("1 16 64"), WRK_THREADS (2),
 #      LIBRARY (import|index), BEFORE_BIN (another clipdex to compare, run first
 #      in the same session), SERVER_ARGS (extra `serve` options for this build,
-#      e.g. "--workers 2 --threads 1"), MODEL (default: an existing
+#      e.g. "--workers 2 --threads 1"), BEFORE_ARGS (the same for BEFORE_BIN), MODEL (default: an existing
 #      /tmp/clipdex-vitb32, else one written into $WORK)
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +33,7 @@ WRK_THREADS=${WRK_THREADS:-2}
 LIBRARY=${LIBRARY:-import}
 BEFORE_BIN=${BEFORE_BIN:-}
 SERVER_ARGS=${SERVER_ARGS:-}
+BEFORE_ARGS=${BEFORE_ARGS:-}
 SHARED=${CLIPDEX_SHARED:-$SRC/../shared}
 BIN=$BUILD/clipdex
 GEN=$BUILD/bench/serve_bench_images
@@ -140,7 +141,7 @@ echo "== library $LIB: $("$BIN" info --library "$LIB" --json | python3 -c 'impor
 echo "== wrk ${DURATION}s per run; load average now: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 for bin in $BEFORE_BIN $BIN; do
   # shellcheck disable=SC2086
-  if [ "$bin" = "$BIN" ]; then start_server "$bin" $SERVER_ARGS; else start_server "$bin"; fi
+  if [ "$bin" = "$BIN" ]; then start_server "$bin" $SERVER_ARGS; else start_server "$bin" $BEFORE_ARGS; fi
   for c in $CONNS_LIST; do run search "$WORK/search.lua" "$c"; done
   if [ "$LIBRARY" = index ]; then
     run thumb "$WORK/thumb.lua" 16
