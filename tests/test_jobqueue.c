@@ -2,7 +2,8 @@
  * test_jobqueue.c - the server's job queue (src/server/jobqueue.c) on a
  * small library (../shared/data/formats indexed with the clip-tiny
  * fixture): concurrent text jobs share one encoder call and give the same
- * vectors as one-by-one embedding; equal searches share one scan, different
+ * vectors as one-by-one embedding, image jobs likewise (a bad image gets
+ * its own error); equal searches share one scan, different
  * ones do not; a full queue refuses at once; a job that waits too long is
  * withdrawn; stopping with queued jobs fails them without deadlock; a bad
  * image gets its own error.
@@ -166,6 +167,61 @@ static void test_search_sharing(void)
     free(qv);
 }
 
+/* Image jobs queued together: one batched image-tower call; a bad image
+ * gets its own error and does not spoil the others. */
+static void test_image_batching(void)
+{
+    static const char *const files[] = {"rocket.jpg", "chelsea.png", "coffee.png", "horse.png", NULL, "camera.png"};
+    enum { NI = 6 };
+    sched *q;
+    CHECK(sched_new(lib, dim, NULL, &q) == 0);
+    sub s[NI];
+    void *data[NI] = {0};
+    size_t len[NI] = {0};
+    float *vecs = calloc((size_t)NI * dim, sizeof *vecs), *ref = calloc((size_t)dim, sizeof *ref);
+    sched_hold(q, 1);
+    for (int i = 0; i < NI; i++) {
+        char path[1200];
+        if (files[i]) {
+            snprintf(path, sizeof path, "%s/data/formats/%s", test_shared_dir(), files[i]);
+            data[i] = test_read_file(path, &len[i]);
+            CHECK(data[i] != NULL);
+        } else {
+            data[i] = strdup("GIF89a but not really an image");
+            len[i] = strlen(data[i]);
+        }
+        memset(&s[i], 0, sizeof s[i]);
+        s[i].q = q;
+        s[i].job.kind = SCHED_IMAGE;
+        s[i].job.data = data[i];
+        s[i].job.len = len[i];
+        s[i].job.vec = vecs + (size_t)i * dim;
+        pthread_create(&s[i].t, NULL, submit, &s[i]);
+    }
+    wait_queued(q, NI);
+    sched_hold(q, 0);
+    for (int i = 0; i < NI; i++) pthread_join(s[i].t, NULL);
+    sched_stats st;
+    sched_get_stats(q, &st);
+    CHECKF(st.jobs[SCHED_IMAGE] == NI && st.calls[SCHED_IMAGE] == 1, "%d image jobs in %llu calls", NI,
+           (unsigned long long)st.calls[SCHED_IMAGE]);
+    for (int i = 0; i < NI; i++) {
+        CHECK(s[i].rc == SCHED_DONE);
+        if (!files[i]) {
+            CHECKF(s[i].job.result != CDX_OK && s[i].job.error[0], "bad image: result %d", s[i].job.result);
+            continue;
+        }
+        CHECK(s[i].job.result == CDX_OK);
+        CHECK(cdx_library_embed_image_buffer(lib, data[i], len[i], ref) == CDX_OK);
+        double d = test_max_abs_diff(ref, vecs + (size_t)i * dim, (size_t)dim);
+        CHECKF(d < 1e-4, "image %s: batched differs from single by %g", files[i], d);
+    }
+    for (int i = 0; i < NI; i++) free(data[i]);
+    sched_free(q);
+    free(vecs);
+    free(ref);
+}
+
 static void test_full_timeout_shutdown(void)
 {
     sched_params p = sched_default_params();
@@ -251,6 +307,7 @@ int main(void)
     build_library();
     test_text_batching();
     test_search_sharing();
+    test_image_batching();
     test_full_timeout_shutdown();
     test_errors();
     cdx_library_close(lib);

@@ -1061,6 +1061,44 @@ cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data, si
     return r;
 }
 
+/* Several encoded images: each decoded on its own (results[i] says how it
+ * went), the decodable ones through the image tower EMBED_BATCH at a time
+ * on one context (the server batches concurrent image queries this way). */
+cdx_result cdx_library_embed_image_buffers(cdx_library *lib, const void *const *data, const size_t *len,
+                                           size_t n, float *out, cdx_result *results)
+{
+    if (!lib || (n && (!data || !len || !out || !results)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffers: NULL argument");
+    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
+    if (!n) return CDX_OK;
+    cdx_model_info mi;
+    cdx_model_get_info(lib->model, &mi);
+    size_t px_n = (size_t)3 * mi.image_size * mi.image_size;
+    size_t m = n < EMBED_BATCH ? n : EMBED_BATCH;
+    float *px = cdx_alloc_aligned(m * px_n, sizeof(float));
+    float *emb = malloc(m * (size_t)lib->dim * sizeof *emb);
+    size_t *which = malloc(m * sizeof *which);
+    cdx_result r = px && emb && which ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    int ci = -1;
+    if (!r) r = ctx_get(lib, &ci);
+    for (size_t j = 0; !r && j < n;) {
+        size_t k = 0;   /* decode up to m images into the batch */
+        for (; j < n && k < m; j++) {
+            results[j] = data[j] ? cdx_preprocess_buffer(lib->model, data[j], len[j], NULL, px + k * px_n, NULL)
+                                 : CDX_ERR_INVALID_ARG;
+            if (!results[j]) which[k++] = j;
+        }
+        if (k) r = cdx_encode_images(lib->pool[ci], px, (int)k, emb, 1);
+        for (size_t i = 0; !r && i < k; i++)
+            memcpy(out + which[i] * (size_t)lib->dim, emb + i * (size_t)lib->dim, (size_t)lib->dim * sizeof *emb);
+    }
+    if (ci >= 0) ctx_put(lib, ci);
+    cdx_free_aligned(px);
+    free(emb);
+    free(which);
+    return r;
+}
+
 /* ---------------------------------------------------------------- search */
 
 static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot **out)

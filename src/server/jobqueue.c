@@ -60,7 +60,7 @@ static int same_params(const cdx_search_params *a, const cdx_search_params *b)
 static int take_batch(sched *s, sched_job **batch)
 {
     sched_job *first = s->head;
-    int n = 0, max = first->kind == SCHED_IMAGE ? 1 : s->p.batch_max;
+    int n = 0, max = s->p.batch_max;
     sched_job **link = &s->head, *prev = NULL;
     while (*link && n < max) {
         sched_job *j = *link;
@@ -107,6 +107,24 @@ static void run_texts(sched *s, sched_job **b, int n, float *vecs, const char **
     for (int i = 0; i < n; i++) set_error(b[i], cdx_library_embed_text(s->lib, b[i]->text, b[i]->vec));
 }
 
+static void run_images(sched *s, sched_job **b, int n, float *vecs, const void **datas, size_t *lens,
+                       cdx_result *res)
+{
+    for (int i = 0; i < n; i++) {
+        datas[i] = b[i]->data;
+        lens[i] = b[i]->len;
+    }
+    cdx_result r = cdx_library_embed_image_buffers(s->lib, datas, lens, (size_t)n, vecs, res);
+    for (int i = 0; i < n; i++) {
+        if (!r && !res[i]) {
+            memcpy(b[i]->vec, vecs + (size_t)i * s->dim, (size_t)s->dim * sizeof(float));
+            b[i]->result = CDX_OK;
+        } else {   /* again on its own, for its own error message */
+            set_error(b[i], cdx_library_embed_image_buffer(s->lib, b[i]->data, b[i]->len, b[i]->vec));
+        }
+    }
+}
+
 static void run_searches(sched *s, sched_job **b, int n, float *queries, size_t *nh, uint64_t *tot)
 {
     const cdx_search_params *p = &b[0]->params;
@@ -141,7 +159,10 @@ static void *worker(void *arg)
     const char **texts = calloc((size_t)bm, sizeof *texts);
     size_t *nh = calloc((size_t)bm, sizeof *nh);
     uint64_t *tot = calloc((size_t)bm, sizeof *tot);
-    int ok = batch && vecs && texts && nh && tot;
+    const void **datas = calloc((size_t)bm, sizeof *datas);
+    size_t *lens = calloc((size_t)bm, sizeof *lens);
+    cdx_result *res = calloc((size_t)bm, sizeof *res);
+    int ok = batch && vecs && texts && nh && tot && datas && lens && res;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stopping && (s->held || !s->head)) pthread_cond_wait(&s->work, &s->mu);
@@ -158,8 +179,7 @@ static void *worker(void *arg)
         } else if (batch[0]->kind == SCHED_SEARCH) {
             run_searches(s, batch, n, vecs, nh, tot);
         } else {
-            sched_job *j = batch[0];
-            set_error(j, cdx_library_embed_image_buffer(s->lib, j->data, j->len, j->vec));
+            run_images(s, batch, n, vecs, datas, lens, res);
         }
         pthread_mutex_lock(&s->mu);
         for (int i = 0; i < n; i++) batch[i]->state = ST_DONE;
@@ -171,6 +191,9 @@ static void *worker(void *arg)
     free(texts);
     free(nh);
     free(tot);
+    free(datas);
+    free(lens);
+    free(res);
     return NULL;
 }
 

@@ -8,7 +8,8 @@
  *   text jobs    -> one batched text-tower call (cdx_library_embed_texts),
  *   search jobs  -> one shared scan (cdx_library_search_vectors) for all
  *                   queued searches with the same parameters,
- *   image jobs   -> one at a time (decoding dominates).
+ *   image jobs   -> decoded one by one, then one batched image-tower call
+ *                   (cdx_library_embed_image_buffers).
  * The library's threads per call are set by the caller so that
  * workers x threads <= cores (srv_ctx_open).
  *
