@@ -709,6 +709,19 @@ cdx_result cdx_vectors_read(const char *path, int dim, float **out, size_t *n);
 /* Embeddings with the library's model (thread-safe; L2-normalised; out has
  * dim floats).  The image variants decode with default image params. */
 cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out);
+/* n texts in batched text-tower calls (16 per call) on one context; out has
+ * n x dim floats, identical (to float rounding) to n cdx_library_embed_text
+ * calls.  On error nothing useful is in out. */
+cdx_result cdx_library_embed_texts(cdx_library *lib, const char *const *texts, size_t n,
+                                   float *out);
+/* n encoded images (data[i], len[i] bytes): each decoded on its own,
+ * results[i] = CDX_OK or why image i could not be decoded (its row of out,
+ * n x dim floats, is then untouched); the decodable ones go through the
+ * image tower in batches (16 per call).  The return value is an error of
+ * the call itself (memory, inference), not of one image. */
+cdx_result cdx_library_embed_image_buffers(cdx_library *lib, const void *const *data,
+                                           const size_t *len, size_t n, float *out,
+                                           cdx_result *results);
 cdx_result cdx_library_embed_image_file(cdx_library *lib, const char *path, float *out);
 cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data,
                                           size_t len, float *out);

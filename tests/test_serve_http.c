@@ -1116,6 +1116,111 @@ static void test_concurrency(const char *ref)
     CHECKF(ok == N * 8, "concurrent searches: %d of %d identical", ok, N * 8);
 }
 
+/* Mixed concurrent load: 4 texts x 2 values of k, each answer must equal
+ * the single-request answer (the job queue batches texts and shares scans
+ * among equal searches; neither may change a result). */
+static const char *const MIXED[] = {"a%20photo%20of%20a%20cat", "a%20rocket", "coffee", "a%20horse"};
+
+typedef struct mixed_arg {
+    const char *base;
+    char (*ref)[256];
+    int ok, busy, bad;
+    int id;
+} mixed_arg;
+
+static void mixed_url(char *u, size_t n, const char *base, int i)
+{
+    snprintf(u, n, "%s/api/search?q=%s&k=%d", base, MIXED[i % 4], i / 4 ? 3 : 5);
+}
+
+static void *mixed_worker(void *p)
+{
+    mixed_arg *a = p;
+    char u[512], ids[256];
+    for (int i = 0; i < 8; i++) {
+        int which = (a->id + i) % 8;
+        mixed_url(u, sizeof u, a->base, which);
+        http_resp r = http_get(u, NULL);
+        ids_of(&r, ids, sizeof ids);
+        char ra[16] = "", code[64];
+        if (r.status == 200 && !strcmp(ids, a->ref[which])) {
+            a->ok++;
+        } else if (r.status == 503 && http_header(&r, "Retry-After", ra, sizeof ra) && !strcmp(ra, "1") &&
+                   !strcmp(http_error_code(&r, code, sizeof code), "unavailable")) {
+            a->busy++;
+        } else {
+            a->bad++;
+            fprintf(stderr, "mixed load: %s -> %ld %.200s\n", u, r.status, r.body ? r.body : "");
+        }
+        http_free(&r);
+    }
+    return NULL;
+}
+
+/* Returns the number of 503 answers; every other answer must be right. */
+static int mixed_load(const char *base, int n_clients, int *bad)
+{
+    static char ref[8][256];
+    char u[512];
+    for (int i = 0; i < 8; i++) {
+        mixed_url(u, sizeof u, base, i);
+        http_resp r = http_get(u, NULL);
+        CHECKF(r.status == 200, "single %s: %ld", u, r.status);
+        ids_of(&r, ref[i], sizeof ref[i]);
+        http_free(&r);
+    }
+    pthread_t t[64];
+    mixed_arg a[64];
+    for (int i = 0; i < n_clients; i++) {
+        a[i] = (mixed_arg){base, ref, 0, 0, 0, i};
+        pthread_create(&t[i], NULL, mixed_worker, &a[i]);
+    }
+    int ok = 0, busy = 0;
+    *bad = 0;
+    for (int i = 0; i < n_clients; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+        busy += a[i].busy;
+        *bad += a[i].bad;
+    }
+    CHECKF(ok + busy == n_clients * 8, "mixed load: %d right + %d busy of %d", ok, busy, n_clients * 8);
+    return busy;
+}
+
+static void test_mixed_concurrency(void)
+{
+    int bad;
+    int busy = mixed_load(A, 32, &bad);   /* 32 clients < the default queue limit */
+    requests_to_a += 8 + 32 * 8;
+    CHECKF(busy == 0 && bad == 0, "below the queue limit: %d busy, %d wrong answers", busy, bad);
+}
+
+/* A server with a one-job queue under 48 clients: answers are right or a
+ * clean 503 + Retry-After (counted; at least the single requests work).
+ * Connection limits are lifted: 503s come back fast and the clients
+ * reconnect faster than closed connections are reaped. */
+static void test_queue_limit(void)
+{
+    static child cq;
+    const char *args[] = {"--library", lib_dir, "--read-only", "--access-log", "off", "--workers", "1",
+                          "--threads", "1", "--queue-limit", "1", "--max-per-client", "0",
+                          "--max-connections", "2000", NULL};
+    if (child_start(&cq, args, NULL, NULL, 0)) {
+        CHECKF(0, "cannot start the queue-limit server");
+        return;
+    }
+    int bad;
+    int busy = mixed_load(cq.url, 48, &bad);
+    CHECK(bad == 0);
+    printf("queue limit 1, 48 clients x 8 searches: %d answered 503 + Retry-After\n", busy);
+    char m[600];
+    snprintf(m, sizeof m, "%s/api/health", cq.url);
+    http_resp r = http_get(m, NULL);
+    CHECK(r.status == 200);
+    http_free(&r);
+    CHECK(child_stop(&cq, 20) == 0);
+}
+
 /* ------------------------------------------------------------ shutdown */
 
 typedef struct slow_arg {
@@ -1234,6 +1339,8 @@ int main(void)
     test_metrics();
     test_openapi();
     test_concurrency(ref);
+    test_mixed_concurrency();
+    test_queue_limit();
     test_drain(&ca);
     test_access_log();
     CHECK(child_stop(&cb, 20) == 0);

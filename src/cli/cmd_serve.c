@@ -28,7 +28,11 @@ static void serve_usage(FILE *f)
             "  --allow-private-urls   let image URLs reach private/loopback/link-local addresses\n"
             "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (or *); default off\n"
             "  --max-body BYTES       largest request body (default 33554432 = 32 MiB)\n"
-            "  --threads N            inference and search threads (default: all cores)\n"
+            "  --threads N            threads per inference or search call (default 1)\n"
+            "  --workers N            inference/search workers; queued text queries and\n"
+            "                         equal searches are batched (default: cores / 2, >= 1)\n"
+            "  --queue-limit N        queued search jobs before answering 503 + Retry-After\n"
+            "                         (default 64)\n"
             "  --max-connections N    simultaneous connections (default 256)\n"
             "  --max-per-client N     simultaneous connections from one address (default 64;\n"
             "                         0 = no limit)\n"
@@ -96,6 +100,14 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 0, 1024, &n)) return cli_usage_error("serve", "bad --threads: %s", v);
             cfg.threads = (int)n;
             i++;
+        } else if (!strcmp(a, "--workers")) {
+            if (cli_parse_int(v, 1, 256, &n)) return cli_usage_error("serve", "bad --workers (1..256): %s", v);
+            cfg.workers = (int)n;
+            i++;
+        } else if (!strcmp(a, "--queue-limit")) {
+            if (cli_parse_int(v, 1, 100000, &n)) return cli_usage_error("serve", "bad --queue-limit (1..100000): %s", v);
+            cfg.queue_limit = (int)n;
+            i++;
         } else if (!strcmp(a, "--max-connections")) {
             if (cli_parse_int(v, 1, 100000, &n))
                 return cli_usage_error("serve", "bad --max-connections: %s", v);
@@ -157,6 +169,8 @@ int cmd_serve(int argc, char **argv)
     fprintf(stderr, "clipdex serve: library %s, %s%s\n", cfg.library_dir,
             cfg.read_only ? "read-only" : "writable",
             cfg.token ? ", writes need the bearer token" : "");
+    fprintf(stderr, "clipdex serve: %d worker(s) x %d thread(s), queue limit %d\n", s.cfg.workers,
+            s.cfg.threads, s.cfg.queue_limit);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "clipdex serve: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

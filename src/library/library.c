@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #define POOL_MAX 8
+#define EMBED_BATCH 16           /* texts per encode call (pool contexts' max_batch) */
 #define SEARCH_K_MAX 10000
 #define SEARCH_OFFSET_MAX 1000000
 #define VEC_DEFAULT_NAME "vectors.cdxv"
@@ -1028,7 +1029,7 @@ static cdx_result ctx_get(cdx_library *lib, int *idx)
         if (lib->n_pool < POOL_MAX) {
             cdx_ctx_params cp = cdx_ctx_default_params();
             cp.n_threads = lib->n_threads;
-            cp.max_batch = 1;
+            cp.max_batch = EMBED_BATCH;   /* cdx_library_embed_texts batches */
             cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->pool[lib->n_pool]);
             if (!r) {
                 *idx = lib->n_pool++;
@@ -1056,6 +1057,26 @@ cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out
     cdx_result r = ctx_get(lib, &i);
     if (r) return r;
     r = cdx_encode_texts(lib->pool[i], &text, 1, out, 1);
+    ctx_put(lib, i);
+    return r;
+}
+
+/* Several texts through one context: one text-tower call per EMBED_BATCH
+ * texts (the server batches concurrent text queries this way). */
+cdx_result cdx_library_embed_texts(cdx_library *lib, const char *const *texts, size_t n, float *out)
+{
+    if (!lib || (n && (!texts || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: NULL argument");
+    for (size_t j = 0; j < n; j++)
+        if (!texts[j]) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: text %zu is NULL", j);
+    if (!n) return CDX_OK;
+    int i;
+    cdx_result r = ctx_get(lib, &i);
+    if (r) return r;
+    for (size_t j = 0; !r && j < n; j += EMBED_BATCH) {
+        int m = (int)(n - j < EMBED_BATCH ? n - j : EMBED_BATCH);
+        r = cdx_encode_texts(lib->pool[i], texts + j, m, out + j * (size_t)lib->dim, 1);
+    }
     ctx_put(lib, i);
     return r;
 }
@@ -1098,6 +1119,44 @@ cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data, si
     cdx_result r = cdx_preprocess_buffer(lib->model, data, len, NULL, px, NULL);
     if (!r) r = embed_pixels(lib, px, out);
     cdx_free_aligned(px);
+    return r;
+}
+
+/* Several encoded images: each decoded on its own (results[i] says how it
+ * went), the decodable ones through the image tower EMBED_BATCH at a time
+ * on one context (the server batches concurrent image queries this way). */
+cdx_result cdx_library_embed_image_buffers(cdx_library *lib, const void *const *data, const size_t *len,
+                                           size_t n, float *out, cdx_result *results)
+{
+    if (!lib || (n && (!data || !len || !out || !results)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffers: NULL argument");
+    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
+    if (!n) return CDX_OK;
+    cdx_model_info mi;
+    cdx_model_get_info(lib->model, &mi);
+    size_t px_n = (size_t)3 * mi.image_size * mi.image_size;
+    size_t m = n < EMBED_BATCH ? n : EMBED_BATCH;
+    float *px = cdx_alloc_aligned(m * px_n, sizeof(float));
+    float *emb = malloc(m * (size_t)lib->dim * sizeof *emb);
+    size_t *which = malloc(m * sizeof *which);
+    cdx_result r = px && emb && which ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    int ci = -1;
+    if (!r) r = ctx_get(lib, &ci);
+    for (size_t j = 0; !r && j < n;) {
+        size_t k = 0;   /* decode up to m images into the batch */
+        for (; j < n && k < m; j++) {
+            results[j] = data[j] ? cdx_preprocess_buffer(lib->model, data[j], len[j], NULL, px + k * px_n, NULL)
+                                 : CDX_ERR_INVALID_ARG;
+            if (!results[j]) which[k++] = j;
+        }
+        if (k) r = cdx_encode_images(lib->pool[ci], px, (int)k, emb, 1);
+        for (size_t i = 0; !r && i < k; i++)
+            memcpy(out + which[i] * (size_t)lib->dim, emb + i * (size_t)lib->dim, (size_t)lib->dim * sizeof *emb);
+    }
+    if (ci >= 0) ctx_put(lib, ci);
+    cdx_free_aligned(px);
+    free(emb);
+    free(which);
     return r;
 }
 

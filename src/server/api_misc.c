@@ -1,10 +1,12 @@
 /*
  * api_misc.c - health, stats and the Prometheus metrics endpoint.
  */
+#include "jobqueue.h"
 #include "json_util.h"
 #include "metrics.h"
 #include "thumbcache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -67,6 +69,38 @@ void api_metrics(srv_ctx *s, const srv_request *rq, srv_response *rs)
     if (!text) {
         srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
         return;
+    }
+    if (s->sched) {   /* the job queue (jobqueue.h): batching shows as jobs > calls */
+        sched_stats st;
+        sched_get_stats(s->sched, &st);
+        static const char *const kinds[] = {NULL, "text", "image", "search"};
+        char extra[1400];
+        int n = snprintf(extra, sizeof extra,
+                         "# HELP clipdex_queue_jobs_total Jobs run by the inference/search workers.\n"
+                         "# TYPE clipdex_queue_jobs_total counter\n");
+        for (int k = 1; k <= 3; k++)
+            n += snprintf(extra + n, sizeof extra - (size_t)n, "clipdex_queue_jobs_total{kind=\"%s\"} %llu\n",
+                          kinds[k], (unsigned long long)st.jobs[k]);
+        n += snprintf(extra + n, sizeof extra - (size_t)n,
+                      "# HELP clipdex_queue_calls_total Library calls made for those jobs (batched).\n"
+                      "# TYPE clipdex_queue_calls_total counter\n");
+        for (int k = 1; k <= 3; k++)
+            n += snprintf(extra + n, sizeof extra - (size_t)n, "clipdex_queue_calls_total{kind=\"%s\"} %llu\n",
+                          kinds[k], (unsigned long long)st.calls[k]);
+        n += snprintf(extra + n, sizeof extra - (size_t)n,
+                      "# HELP clipdex_queue_refused_total Jobs refused with 503 (queue full or waited too long).\n"
+                      "# TYPE clipdex_queue_refused_total counter\n"
+                      "clipdex_queue_refused_total %llu\n"
+                      "# HELP clipdex_queue_depth Jobs waiting now.\n"
+                      "# TYPE clipdex_queue_depth gauge\n"
+                      "clipdex_queue_depth %d\n",
+                      (unsigned long long)(st.refused + st.timed_out), st.queued);
+        char *t2 = n > 0 && (size_t)n < sizeof extra ? realloc(text, len + (size_t)n + 1) : NULL;
+        if (t2) {
+            memcpy(t2 + len, extra, (size_t)n + 1);
+            text = t2;
+            len += (size_t)n;
+        }
     }
     srv_response_free(rs);
     rs->body = text;

@@ -9,13 +9,15 @@
  * query (text, fetched URL, base64, upload), take a stored vector (image
  * id) or a given one ("vector": [...], normalised here), exact search with
  * filters, then one catalog lookup per hit.
- * Concurrent queries run in parallel through the library's context pool;
- * they are not batched together (a text query is one short forward pass).
+ * Embedding and the scan run on the scheduler's workers (jobqueue.c): texts
+ * queued together share one text-tower call, searches with equal
+ * parameters share one scan; a full queue answers 503 + Retry-After.
  */
 #include "api.h"
 #include "base64.h"
 #include "json_util.h"
 #include "metrics.h"
+#include "jobqueue.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -302,6 +304,65 @@ static int from_multipart(const srv_request *rq, srv_part *parts, search_req *sr
     return 0;
 }
 
+/* Run a job on the scheduler (or directly when the server has none).
+ * 0 ran (see job->result / job->error), -1 response set (503). */
+static int run_job(srv_ctx *s, sched_job *job, srv_response *rs)
+{
+    if (!s->sched) {
+        cdx_result r;
+        if (job->kind == SCHED_TEXT) r = cdx_library_embed_text(s->lib, job->text, job->vec);
+        else if (job->kind == SCHED_IMAGE) r = cdx_library_embed_image_buffer(s->lib, job->data, job->len, job->vec);
+        else r = cdx_library_search_vector(s->lib, job->query, &job->params, job->hits, &job->n_hits, &job->total);
+        job->result = r;
+        if (r) snprintf(job->error, sizeof job->error, "%s", cdx_last_error());
+        return 0;
+    }
+    int rc = sched_run(s->sched, job);
+    if (rc == SCHED_DONE) return 0;
+    srv_error(rs, 503, SRV_E_UNAVAILABLE, "%s",
+              rc == SCHED_FULL ? "the server is busy (search queue full); retry shortly"
+              : rc == SCHED_TIMEOUT ? "the server is busy (waited too long in the search queue); retry shortly"
+                                    : "the server is shutting down");
+    rs->retry_after = 1;
+    return -1;
+}
+
+/* A job's library error as a response (as srv_error_cdx would). */
+static void job_error(srv_response *rs, const sched_job *job, const char *invalid_code, const char *what)
+{
+    switch (job->result) {
+    case CDX_ERR_FORMAT:
+    case CDX_ERR_UNSUPPORTED:
+    case CDX_ERR_INVALID_ARG:
+        srv_error(rs, 400, invalid_code, "%s: %s", what, job->error);
+        break;
+    case CDX_ERR_TOO_LARGE:
+        srv_error(rs, 413, SRV_E_TOO_LARGE, "%s: %s", what, job->error);
+        break;
+    case CDX_ERR_NOT_FOUND:
+        srv_error(rs, 404, SRV_E_NOT_FOUND, "%s: %s", what, job->error);
+        break;
+    case CDX_ERR_NOMEM:
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "%s: %s", what, job->error);
+        break;
+    default:
+        srv_error(rs, 500, SRV_E_INTERNAL, "%s: %s", what, job->error);
+        break;
+    }
+}
+
+static int embed_image_job(srv_ctx *s, const void *data, size_t len, float *q, srv_response *rs)
+{
+    sched_job job = {.kind = SCHED_IMAGE, .data = data, .len = len, .vec = q};
+    if (run_job(s, &job, rs)) return -1;
+    if (job.result) {
+        job_error(rs, &job, SRV_E_INVALID_IMAGE, "image query");
+        return -1;
+    }
+    srv_metrics_embeddings(s->metrics, 1, 1);
+    return 0;
+}
+
 /* Compute the query vector.  0 ok, -1 response set. */
 static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response *rs)
 {
@@ -328,11 +389,13 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
         }
         return 0;
     }
-    case Q_TEXT:
-        r = cdx_library_embed_text(s->lib, sr->text, q);
-        if (r) { srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "text query"); return -1; }
+    case Q_TEXT: {
+        sched_job job = {.kind = SCHED_TEXT, .text = sr->text, .vec = q};
+        if (run_job(s, &job, rs)) return -1;
+        if (job.result) { job_error(rs, &job, SRV_E_INVALID_FIELD, "text query"); return -1; }
         srv_metrics_embeddings(s->metrics, 0, 1);
         return 0;
+    }
     case Q_ID:
         r = cdx_library_get_vector(s->lib, sr->image_id, q);
         if (r == CDX_ERR_NOT_FOUND || r == CDX_ERR_INVALID_ARG) {
@@ -345,9 +408,9 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
         char *data;
         size_t len;
         if (srv_fetch_image(s, sr->url, &data, &len, rs)) return -1;
-        r = cdx_library_embed_image_buffer(s->lib, data, len, q);
+        int rc = embed_image_job(s, data, len, q, rs);
         free(data);
-        break;
+        return rc;
     }
     case Q_B64: {
         unsigned char *data;
@@ -357,23 +420,16 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
             srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_base64: %s", err);
             return -1;
         }
-        r = cdx_library_embed_image_buffer(s->lib, data, len, q);
+        int rc = embed_image_job(s, data, len, q, rs);
         free(data);
-        break;
+        return rc;
     }
     case Q_UPLOAD:
-        r = cdx_library_embed_image_buffer(s->lib, sr->upload, sr->upload_len, q);
-        break;
+        return embed_image_job(s, sr->upload, sr->upload_len, q, rs);
     default:
         srv_error(rs, 500, SRV_E_INTERNAL, "no query");
         return -1;
     }
-    if (r) {
-        srv_error_cdx(rs, r, SRV_E_INVALID_IMAGE, "image query");
-        return -1;
-    }
-    srv_metrics_embeddings(s->metrics, 1, 1);
-    return 0;
 }
 
 static json_t *query_json(const search_req *sr)
@@ -590,16 +646,29 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     if (sr->has_keyword_weight) p.keyword_weight = (float)sr->keyword_weight;
     size_t n = 0;
     uint64_t total = 0;
-    cdx_result r;
-    if (mode == CDX_SEARCH_KEYWORD) r = cdx_library_search_keyword(s->lib, sr->text, &p, hits, &n, &total);
-    else if (mode == CDX_SEARCH_HYBRID) r = cdx_library_search_hybrid(s->lib, q, words, &p, hits, &n, &total);
-    else r = cdx_library_search_vector(s->lib, q, &p, hits, &n, &total);
-    free(q);
-    free(words);
-    if (r) {
-        free(hits);
-        srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
-        return;
+    if (mode == CDX_SEARCH_SEMANTIC) {   /* through the job queue: shared scans */
+        sched_job job = {.kind = SCHED_SEARCH, .query = q, .params = p, .hits = hits};
+        int refused = run_job(s, &job, rs);
+        free(q);
+        free(words);
+        if (refused || job.result) {
+            if (!refused) job_error(rs, &job, SRV_E_INVALID_FIELD, "search");
+            free(hits);
+            return;
+        }
+        n = job.n_hits;
+        total = job.total;
+    } else {
+        cdx_result r = mode == CDX_SEARCH_KEYWORD
+                           ? cdx_library_search_keyword(s->lib, sr->text, &p, hits, &n, &total)
+                           : cdx_library_search_hybrid(s->lib, q, words, &p, hits, &n, &total);
+        free(q);
+        free(words);
+        if (r) {
+            free(hits);
+            srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
+            return;
+        }
     }
     json_t *results = json_array();
     for (size_t i = 0; results && i < n; i++) {

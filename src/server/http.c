@@ -138,6 +138,11 @@ static enum MHD_Result send_response(srv_http *h, struct MHD_Connection *c, req_
     if (rs->location[0]) MHD_add_response_header(r, "Location", rs->location);
     if (rs->allow[0]) MHD_add_response_header(r, "Allow", rs->allow);
     if (rs->www_authenticate) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"clipdex\"");
+    if (rs->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", rs->retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     add_cors(h, c, r, !strcmp(method, "OPTIONS"));
     if (atomic_load(&h->s->draining)) MHD_add_response_header(r, "Connection", "close");

@@ -6,12 +6,14 @@
 
 #include "metrics.h"
 #include "routes.h"
+#include "jobqueue.h"
 #include "thumbcache.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
 void srv_config_defaults(srv_config *cfg)
@@ -27,6 +29,7 @@ void srv_config_defaults(srv_config *cfg)
     cfg->thumb_cache_bytes = (uint64_t)512 << 20;
     cfg->max_per_client = 64;
     cfg->header_timeout_s = 5;
+    cfg->queue_limit = 64;
 }
 
 int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
@@ -41,7 +44,16 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
     cdx_library_params lp = cdx_library_default_params();
     lp.writable = !cfg->read_only;
     lp.load_model = 1;
-    lp.n_threads = cfg->threads;
+    /* Threading policy: `workers` calls at a time, each with `threads`
+     * OpenMP threads (default 1: batching, not OpenMP teams, uses the cores;
+     * on a busy machine a 2-thread team was 4x slower than one thread in
+     * docs/server.md's measurements), so that workers x threads <= cores. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int workers = cfg->workers > 0 ? cfg->workers : (int)(cores / 2 > 1 ? cores / 2 : 1);
+    s->cfg.workers = workers;
+    lp.n_threads = cfg->threads > 0 ? cfg->threads : 1;
+    s->cfg.threads = lp.n_threads;
     cdx_result r = cdx_library_open(cfg->library_dir, &lp, &s->lib);
     if (r) {
         snprintf(err, err_len, "cannot open the library %s: %s%s", cfg->library_dir,
@@ -57,6 +69,14 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
         return -1;
     }
     s->dim = info.dim;
+    sched_params sp = sched_default_params();
+    sp.workers = workers;
+    sp.queue_limit = cfg->queue_limit > 0 ? cfg->queue_limit : 64;
+    if (sched_new(s->lib, s->dim, &sp, &s->sched)) {
+        snprintf(err, err_len, "cannot start %d worker threads", workers);
+        srv_ctx_close(s);
+        return -1;
+    }
     s->metrics = srv_metrics_new(srv_route_names, srv_n_routes);
     if (!s->metrics) {
         snprintf(err, err_len, "out of memory");
@@ -72,6 +92,8 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
 
 void srv_ctx_close(srv_ctx *s)
 {
+    sched_free(s->sched);   /* before the library it uses */
+    s->sched = NULL;
     cdx_library_close(s->lib);
     s->lib = NULL;
     srv_metrics_free(s->metrics);

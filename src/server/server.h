@@ -17,8 +17,9 @@
  * {"error": {"code", "message"}}; bad input is a 4xx, never a 5xx.
  *
  * Workload: a few to a few hundred concurrent connections on a small
- * machine; the CPU-heavy part (embedding) is bounded by the library's
- * context pool, the rest is I/O and SQLite lookups.
+ * machine; the CPU-heavy part (embedding, scans) runs on a fixed set of
+ * workers behind a bounded queue (jobqueue.c), the rest is I/O and SQLite
+ * lookups in the connection threads.
  */
 #ifndef CDX_SERVER_SERVER_H
 #define CDX_SERVER_SERVER_H
@@ -40,7 +41,7 @@ typedef struct srv_config {
     int allow_private_urls;
     const char *cors_origin;   /* NULL = CORS off; "*" or one origin */
     size_t max_body;           /* default 32 MiB */
-    int threads;               /* inference/scan threads (0 = all cores) */
+    int threads;               /* OpenMP threads per inference/scan call (0 = 1) */
     const char *access_log;    /* NULL = stderr, "-" = stdout, "off", FILE */
     int read_only;
     unsigned max_connections;  /* default 256 */
@@ -51,6 +52,8 @@ typedef struct srv_config {
     long fetch_connect_timeout_s; /* default 5 */
     long fetch_max_redirects;  /* default 3 */
     uint64_t thumb_cache_bytes; /* thumbnail cache cap (default 512 MiB; 0 = no cache) */
+    int workers;               /* inference/search workers (0 = 1 per 2 cores, at least 1) */
+    int queue_limit;           /* queued search jobs before 503 (default 64) */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);
@@ -62,6 +65,7 @@ typedef struct srv_ctx {
     int dim;
     struct thumb_cache *thumbs; /* NULL = thumbnails are not cached */
     struct srv_metrics *metrics;
+    struct sched *sched;       /* search/embedding jobs (jobqueue.h); NULL = direct calls */
     double started;            /* cdx-independent monotonic seconds */
     atomic_int draining;       /* set on SIGTERM: responses say Connection: close */
 } srv_ctx;
@@ -108,6 +112,7 @@ typedef struct srv_response {
     char location[160];
     char allow[64];            /* Allow header (405, OPTIONS) */
     int www_authenticate;
+    int retry_after;           /* > 0: Retry-After header (seconds) */
     const char *error_code;    /* for the access log */
 } srv_response;
 
