@@ -43,7 +43,10 @@ static void usage(FILE *f)
             "                 e.g. README.md); they are counted, never 'failed'\n"
             "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
             "  --batch N      images per embedding batch (default 32)\n"
-            "  --threads N    inference threads (default all cores)\n\n"
+            "  --threads N    inference threads (default all cores)\n"
+            "  --from nats://HOST:PORT/NAME  commit the results of a fleet pipeline\n"
+            "                 instead of indexing paths (docs/fleet.md); exits when its\n"
+            "                 work and results streams are drained, unless --follow\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -133,6 +136,9 @@ int cmd_index(int argc, char **argv)
     cdx_index_params ip = cdx_index_default_params();
     ui u = {0, 0, 0, 0};
     long threads = 0;
+    const char *from = NULL;
+    int follow = 0;
+    long batch_opt = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
     int n = 0;
@@ -145,15 +151,23 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--model") && hv) model = argv[++i];
         else if (!strcmp(a, "--urls") && hv) ip.urls_file = argv[++i];
         else if (!strcmp(a, "--prune")) ip.prune = 1;
+        else if (!strcmp(a, "--from") && hv) from = argv[++i];
+        else if (!strcmp(a, "--follow")) follow = 1;
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
-        else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
+        else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; batch_opt = v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }
         else if (!strncmp(a, "--", 2)) { free(paths); return cli_usage_error("index", "unknown or incomplete argument '%s'", a); }
         else paths[n++] = a;
     }
+    if (from) {
+        free(paths);
+        if (n || ip.urls_file || ip.prune) return cli_usage_error("index", "--from takes no paths, --urls or --prune");
+        return cli_index_from(dir, model, from, follow, (int)batch_opt, u.json);
+    }
+    if (follow) { free(paths); return cli_usage_error("index", "--follow needs --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
     u.tty = !u.json && isatty(2);
     cdx_library_params lp = cdx_library_default_params();
