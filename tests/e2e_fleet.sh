@@ -57,6 +57,17 @@ for a in d.get("account_details", []):
         if s["name"] == sys.argv[1]: print(s["state"]["messages"]); sys.exit(0)
 print(-1)' "$1"
 }
+# waiting STREAM CONSUMER: pull requests waiting on the consumer
+waiting() {
+  curl -sf "http://127.0.0.1:$MPORT/jsz?consumers=true" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for a in d.get("account_details", []):
+    for s in a.get("stream_detail", []):
+        for c in s.get("consumer_detail", []) or []:
+            if s["name"] == sys.argv[1] and c["name"] == sys.argv[2]: print(c.get("num_waiting", 0)); sys.exit(0)
+print(0)' "$1" "$2"
+}
 # worker NAME URL ARGS... : start a worker in the background, pid in $WPID
 worker() {
   local name=$1 url=$2; shift 2
@@ -85,14 +96,21 @@ ls "$SHARED/data/imagenet-sample/"*.JPEG | head -40 | xargs -I{} cp {} "$SRC/pho
 cp "$SHARED/data/formats/"* "$SRC/formats/"
 N=$(find "$SRC" -type f ! -name README.md | wc -l)
 printf '\xff\xd8\xff\xe0 this is not really a JPEG' >"$SRC/corrupt.jpg"
-cp "$SRC/photos/$(ls "$SRC/photos" | head -1)" "$SRC/missing.jpg"
-out=$("$BIN" feed folder "$SRC" --nats "$URL1") || fail "feed folder"
-[ "$out" = "$((N + 2)) published, 0 duplicates, 1 skipped" ] || fail "feed folder said: $out (N=$N)"
-out=$("$BIN" feed folder "$SRC" --nats "$URL1") || fail "feed folder again"
-[ "$out" = "0 published, $((N + 2)) duplicates, 1 skipped" ] || fail "second feed said: $out"
-rm "$SRC/missing.jpg"
+# a file that is gone when the workers come: fed first, then deleted
+mkdir "$T/gone"
+cp "$SRC/photos/$(ls "$SRC/photos" | head -1)" "$T/gone/missing.jpg"
+out=$("$BIN" feed folder "$T/gone" --nats "$URL1") || fail "feed folder gone"
+[ "$out" = "1 published, 0 duplicates, 0 skipped" ] || fail "feed folder gone said: $out"
+rm "$T/gone/missing.jpg"
+# both workers wait for work before the rest is fed, so both take part
 worker w1 "$URL1" --batch 8 --max-deliver 3; W1=$WPID
 worker w2 "$URL1" --batch 8 --max-deliver 3; W2=$WPID
+for _ in $(seq 150); do [ "$(waiting CLIPDEX_T1_WORK workers)" -ge 2 ] && break; sleep 0.1; done
+[ "$(waiting CLIPDEX_T1_WORK workers)" -ge 2 ] || fail "the workers are not waiting for work"
+out=$("$BIN" feed folder "$SRC" --nats "$URL1") || fail "feed folder"
+[ "$out" = "$((N + 1)) published, 0 duplicates, 1 skipped" ] || fail "feed folder said: $out (N=$N)"
+out=$("$BIN" feed folder "$SRC" --nats "$URL1") || fail "feed folder again"
+[ "$out" = "0 published, $((N + 1)) duplicates, 1 skipped" ] || fail "second feed said: $out"
 timeout 120 "$BIN" index --library "$T/lib" --model "$MODEL" --from "$URL1" >"$T/index1.log" 2>&1 \
   || fail "index --from"
 grep -q "^$N results: $N added" "$T/index1.log" || fail "index --from said: $(cat "$T/index1.log")"
@@ -103,8 +121,8 @@ count_once "$T/lib" "$N"
 [ "$(stream_msgs CLIPDEX_T1_DEAD)" = 2 ] || fail "dead stream: $(stream_msgs CLIPDEX_T1_DEAD), want 2"
 cat "$T/w1.log" "$T/w2.log" >"$T/w12.txt"
 grep -q "dead letter file:.* $SRC/corrupt.jpg: CDX_ERR_" "$T/w12.txt" || fail "corrupt image not dead-lettered"
-grep -q "dead letter file:.* $SRC/missing.jpg: CDX_ERR_IO" "$T/w12.txt" || fail "missing file not dead-lettered"
-[ "$(grep -c "retry file:.* $SRC/missing.jpg" "$T/w12.txt")" -eq 2 ] || fail "missing file not retried twice"
+grep -q "dead letter file:.* $T/gone/missing.jpg: CDX_ERR_IO" "$T/w12.txt" || fail "missing file not dead-lettered"
+[ "$(grep -c "retry file:.* $T/gone/missing.jpg" "$T/w12.txt")" -eq 2 ] || fail "missing file not retried twice"
 # both workers took part
 grep -q "[1-9][0-9]* done" "$T/w1.log" && grep -q "[1-9][0-9]* done" "$T/w2.log" || fail "a worker did nothing"
 # the vectors equal a local index of the same images
@@ -121,6 +139,24 @@ mkdir "$T/other"; for f in "$MODEL"/*; do ln -s "$f" "$T/other/"; done; rm "$T/o
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["_note"]="x"; json.dump(c,open(sys.argv[2],"w"))' "$MODEL/config.json" "$T/other/config.json"
 timeout 20 "$BIN" worker --nats "$URL1" --model "$T/other" >"$T/other.log" 2>&1
 [ $? -eq 1 ] && grep -q "embeds with model" "$T/other.log" || fail "a different model was accepted"
+
+# kill -9 of the library consumer mid-run: a second library with its own
+# consumer reads the same results in small batches, is killed after its
+# first commit, then resumes (its unacked batch comes back after 2 s); a third consumer replays every result into the
+# finished library: a redelivered record changes nothing.
+"$BIN" index --library "$T/lib3" --model "$MODEL" --from "$URL1" --consumer lib3 --ack-wait 2000 --batch 3 --json \
+  >"$T/index3.log" 2>&1 &
+I3=$!
+PIDS+=($I3)
+for _ in $(seq 100); do grep -q '"event": "progress"' "$T/index3.log" && break; sleep 0.05; done
+kill -9 "$I3"; wait "$I3" 2>/dev/null
+grep -q '"event": "summary"' "$T/index3.log" && fail "the consumer finished before it was killed"
+"$BIN" check --library "$T/lib3" >/dev/null || fail "check after kill -9 of index --from"
+timeout 60 "$BIN" index --library "$T/lib3" --from "$URL1" --consumer lib3 >"$T/index3b.log" 2>&1 || fail "resume"
+count_once "$T/lib3" "$N"
+timeout 60 "$BIN" index --library "$T/lib3" --from "$URL1" --consumer replay >"$T/index3c.log" 2>&1 || fail "replay"
+grep -q "^$N results: 0 added, 0 updated, $N unchanged" "$T/index3c.log" || fail "replay said: $(cat "$T/index3c.log")"
+count_once "$T/lib3" "$N"
 
 # ---------------------------------------------------------------- 2
 mkdir "$T/www"

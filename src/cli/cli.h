@@ -45,7 +45,8 @@ int cmd_serve(int argc, char **argv);
 /* Fleet (cmd_fleet.c): producers, workers, and `index --from`. */
 int cmd_feed(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
-int cli_index_from(const char *lib_dir, const char *model, const char *url, int follow, int batch, int json);
+int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
+                   int ack_wait_ms, int follow, int batch, int json);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

@@ -160,7 +160,8 @@ static void index_progress(void *user, const cdx_import_stats *st)
     fflush(stdout);
 }
 
-int cli_index_from(const char *lib_dir, const char *model, const char *url, int follow, int batch, int json)
+int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
+                   int ack_wait_ms, int follow, int batch, int json)
 {
     cdx_library_params lp = cdx_library_default_params();
     lp.model_dir = model;
@@ -174,6 +175,8 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, int 
     catch_signals();
     cdx_fleet_index_params ip = cdx_fleet_index_default_params();
     ip.follow = follow;
+    ip.consumer = consumer;
+    if (ack_wait_ms > 0) ip.ack_wait_ms = ack_wait_ms;
     if (batch > 0) ip.batch = batch;
     ip.progress = index_progress;
     ip.user = &json;

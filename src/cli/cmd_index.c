@@ -30,7 +30,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipdex index [--library DIR] [--model DIR] [--urls FILE] [--prune]\n"
-            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n\n"
+            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n"
+            "       clipdex index [--library DIR] [--model DIR] --from nats://HOST:PORT/NAME\n"
+            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
             "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
             "size and mtime) are skipped; moved/renamed files are recognised by content.\n\n"
@@ -46,7 +48,11 @@ static void usage(FILE *f)
             "  --threads N    inference threads (default all cores)\n"
             "  --from nats://HOST:PORT/NAME  commit the results of a fleet pipeline\n"
             "                 instead of indexing paths (docs/fleet.md); exits when its\n"
-            "                 work and results streams are drained, unless --follow\n\n"
+            "                 work and results streams are drained, unless --follow;\n"
+            "                 --consumer NAME: the broker-side cursor (default library;\n"
+            "                 give each library fed from one pipeline its own);\n"
+            "                 --ack-wait MS: when a killed run's last batch comes back\n"
+            "                 (default 30000; set when the consumer is created)\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -138,7 +144,8 @@ int cmd_index(int argc, char **argv)
     long threads = 0;
     const char *from = NULL;
     int follow = 0;
-    long batch_opt = 0;
+    const char *consumer = NULL;
+    long batch_opt = 0, ack_wait = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
     int n = 0;
@@ -153,6 +160,8 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--prune")) ip.prune = 1;
         else if (!strcmp(a, "--from") && hv) from = argv[++i];
         else if (!strcmp(a, "--follow")) follow = 1;
+        else if (!strcmp(a, "--consumer") && hv) consumer = argv[++i];
+        else if (!strcmp(a, "--ack-wait") && hv && !cli_parse_int(argv[i + 1], 1000, 3600000, &ack_wait)) i++;
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
@@ -165,9 +174,9 @@ int cmd_index(int argc, char **argv)
     if (from) {
         free(paths);
         if (n || ip.urls_file || ip.prune) return cli_usage_error("index", "--from takes no paths, --urls or --prune");
-        return cli_index_from(dir, model, from, follow, (int)batch_opt, u.json);
+        return cli_index_from(dir, model, from, consumer, (int)ack_wait, follow, (int)batch_opt, u.json);
     }
-    if (follow) { free(paths); return cli_usage_error("index", "--follow needs --from"); }
+    if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
     u.tty = !u.json && isatty(2);
     cdx_library_params lp = cdx_library_default_params();

@@ -1,6 +1,6 @@
 /*
  * consume.c - `index --from`: the library's consumer of the results stream
- * (durable pull consumer "library").  Per batch: fetch up to `batch`
+ * (durable pull consumer "library", or one named per library).  Per batch: fetch up to `batch`
  * results, validate each (a malformed one is reported and acked: a retry
  * cannot fix it), commit the valid ones in one library transaction
  * (vectors fsynced first), and only then ack the batch.  A kill before the
@@ -23,7 +23,6 @@
 
 #define INDEX_BATCH_MAX 4096
 #define INDEX_DURABLE "library"
-#define INDEX_ACK_WAIT_MS 60000
 
 cdx_fleet_index_params cdx_fleet_index_default_params(void)
 {
@@ -31,6 +30,7 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void)
     memset(&p, 0, sizeof p);
     p.batch = 256;
     p.max_wait_ms = 1000;
+    p.ack_wait_ms = 30000;
     return p;
 }
 
@@ -74,7 +74,7 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
 }
 
 /* Work stream empty and nothing left for our consumer. */
-static cdx_result drained(cdx_fleet *f, int *yes)
+static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
 {
     uint64_t work = 0;
     cdx_result r = fleet_stream_msgs(f, f->work_stream, &work);
@@ -83,8 +83,8 @@ static cdx_result drained(cdx_fleet *f, int *yes)
     if (work) return CDX_OK;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_GetConsumerInfo(&ci, f->js, f->results_stream, INDEX_DURABLE, NULL, &jerr);
-    if (s != NATS_OK) return fleet_nats_error(s, INDEX_DURABLE);
+    natsStatus s = js_GetConsumerInfo(&ci, f->js, f->results_stream, durable, NULL, &jerr);
+    if (s != NATS_OK) return fleet_nats_error(s, durable);
     *yes = ci->NumPending == 0 && ci->NumAckPending == 0;
     jsConsumerInfo_Destroy(ci);
     return CDX_OK;
@@ -98,6 +98,11 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
     if (p.batch < 1 || p.batch > INDEX_BATCH_MAX)
         return cdx_error(CDX_ERR_INVALID_ARG, "batch must be 1..%d", INDEX_BATCH_MAX);
     if (p.max_wait_ms < 1) p.max_wait_ms = 1;
+    if (p.ack_wait_ms < 1000) return cdx_error(CDX_ERR_INVALID_ARG, "ack wait must be at least 1000 ms");
+    const char *durable = p.consumer ? p.consumer : INDEX_DURABLE;
+    size_t dl = strlen(durable);
+    if (!dl || dl > 64 || strspn(durable, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != dl)
+        return cdx_error(CDX_ERR_INVALID_ARG, "consumer name \"%.64s\": 1 to 64 of A-Z a-z 0-9 _ -", durable);
     cdx_import_stats local;
     cdx_import_stats *st = stats ? stats : &local;
     memset(st, 0, sizeof *st);
@@ -105,7 +110,7 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
     cdx_result r = cdx_library_get_info(lib, &li);
     if (r) return r;
     natsSubscription *sub = NULL;
-    if ((r = fleet_pull(f, f->results_stream, f->results_subj, INDEX_DURABLE, INDEX_ACK_WAIT_MS, 0, &sub)))
+    if ((r = fleet_pull(f, f->results_stream, f->results_subj, durable, p.ack_wait_ms, 0, &sub)))
         return r;
     cdx_image_record *recs = calloc((size_t)p.batch, sizeof *recs);
     float *vecs = malloc((size_t)p.batch * (size_t)li.dim * sizeof *vecs);
@@ -122,7 +127,7 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
                 continue;
             }
             int done = 0;
-            if (!p.follow && (r = drained(f, &done)) == CDX_OK && done) break;
+            if (!p.follow && (r = drained(f, durable, &done)) == CDX_OK && done) break;
             continue;
         }
         size_t n = 0;
