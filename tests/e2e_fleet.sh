@@ -13,6 +13,8 @@
 #     A fetches the whole batch and hangs on it; kill -9 of A; worker B gets
 #     A's items after the ack wait (3 s) and everything lands exactly once;
 #     a 404 URL is dead-lettered after max deliveries.
+#  3. `feed watch`: the initial scan, files copied in, a new subfolder, and
+#     a rewritten file (published again; the library entry is updated).
 # Skips (77) without nats-server, python3 or ../shared.
 set -u
 BIN=${CLIPDEX_BIN:?}
@@ -213,4 +215,37 @@ grep -q "dead letter url:.*no-such-photo.jpg: CDX_ERR_NETWORK.*404" "$T/wb.log" 
 [ "$(stream_msgs CLIPDEX_T2_WORK)" = 0 ] || fail "work stream 2 not empty"
 [ "$(stream_msgs CLIPDEX_T2_DEAD)" = 1 ] || fail "dead stream 2: $(stream_msgs CLIPDEX_T2_DEAD)"
 "$BIN" search --library "$T/lib2" -k 1 --image "$T/www/$first" | grep -q "/slow/$first" || fail "stalled URL not indexed"
+
+# ---------------------------------------------------------------- 3
+# feed watch: files present at start, copied in later, in a new subfolder,
+# and a file rewritten with other content (published again, re-embedded).
+URL3=nats://127.0.0.1:$PORT/t3
+W=$T/watched
+mkdir "$W"
+cp "$T/www/$(ls "$T/www" | sed -n 1p)" "$W/a.jpg"
+"$BIN" feed watch "$W" --nats "$URL3" >"$T/watch.log" 2>&1 &
+FW=$!
+PIDS+=($FW)
+for _ in $(seq 100); do [ "$(stream_msgs CLIPDEX_T3_WORK)" = 1 ] && break; sleep 0.1; done
+[ "$(stream_msgs CLIPDEX_T3_WORK)" = 1 ] || fail "watch: initial scan not published"
+worker ww "$URL3" --batch 4; WW=$WPID
+cp "$T/www/$(ls "$T/www" | sed -n 2p)" "$W/b.jpg"
+mkdir "$W/sub"
+cp "$T/www/$(ls "$T/www" | sed -n 3p)" "$W/sub/c.jpg"
+cp "$T/www/$(ls "$T/www" | sed -n 4p)" "$W/sub/d.jpg"
+wait_results() { # wait_results STREAM N
+  for _ in $(seq 200); do [ "$(stream_msgs "$1")" -ge "$2" ] && break; sleep 0.1; done
+  [ "$(stream_msgs "$1")" -ge "$2" ] || fail "$1: $(stream_msgs "$1") results, want $2"
+}
+wait_results CLIPDEX_T3_RESULTS 4
+timeout 60 "$BIN" index --library "$T/lib4" --model "$MODEL" --from "$URL3" >"$T/index4.log" 2>&1 || fail "index (4)"
+count_once "$T/lib4" 4
+sleep 1.1   # another mtime second
+cp "$T/www/$(ls "$T/www" | sed -n 5p)" "$W/b.jpg"
+wait_results CLIPDEX_T3_RESULTS 5
+timeout 60 "$BIN" index --library "$T/lib4" --from "$URL3" >"$T/index4b.log" 2>&1 || fail "index (4b)"
+grep -q "^1 results: 0 added, 1 updated" "$T/index4b.log" || fail "rewritten file: $(cat "$T/index4b.log")"
+count_once "$T/lib4" 4
+"$BIN" search --library "$T/lib4" -k 1 --image "$W/b.jpg" | grep -q "$W/b.jpg" || fail "rewritten file not re-embedded"
+kill -TERM "$FW" "$WW"; wait "$FW" "$WW" || fail "feed watch or worker exit status"
 echo "ok"

@@ -5,6 +5,8 @@
  * nats://HOST:PORT/NAME.  worker and `index --from --follow` run until
  * SIGINT/SIGTERM and finish the current batch first.
  *
+ * `feed watch` also runs until SIGINT/SIGTERM.
+ *
  * Exit status: 0 done, 1 error (broker unreachable, model mismatch, ...),
  * 2 usage, 130 interrupted (index --from only).
  */
@@ -43,11 +45,14 @@ static void feed_usage(FILE *f)
 {
     fprintf(f,
             "usage: clipdex feed folder DIR --nats nats://HOST:PORT/NAME [--json]\n"
-            "       clipdex feed urls FILE --nats nats://HOST:PORT/NAME [--json]\n\n"
+            "       clipdex feed urls FILE --nats nats://HOST:PORT/NAME [--json]\n"
+            "       clipdex feed watch DIR --nats nats://HOST:PORT/NAME [--json]\n\n"
             "Publish one work record per image file under DIR (by name; paths must be\n"
             "readable by the workers) or per URL of FILE (one per line, '#' comments)\n"
             "to the pipeline's work stream.  A record's id is its message id: feeding\n"
-            "the same images again within an hour publishes nothing new.\n");
+            "the same images again within an hour publishes nothing new; a file whose\n"
+            "size or mtime changed is published again.  'watch' feeds DIR, then keeps\n"
+            "publishing files written or moved into it (inotify) until SIGINT/SIGTERM.\n");
 }
 
 int cmd_feed(int argc, char **argv)
@@ -66,12 +71,18 @@ int cmd_feed(int argc, char **argv)
         else return cli_usage_error("feed", "unexpected argument '%s'", a);
     }
     if (!kind || !arg || !url) return cli_usage_error("feed", "expected folder DIR or urls FILE, and --nats URL");
-    if (strcmp(kind, "folder") && strcmp(kind, "urls"))
-        return cli_usage_error("feed", "unknown source '%s' (folder or urls)", kind);
+    if (strcmp(kind, "folder") && strcmp(kind, "urls") && strcmp(kind, "watch"))
+        return cli_usage_error("feed", "unknown source '%s' (folder, urls or watch)", kind);
     cdx_fleet *f;
     if (open_fleet(url, &f)) return 1;
     cdx_feed_stats st;
-    cdx_result r = !strcmp(kind, "folder") ? cdx_fleet_feed_folder(f, arg, &st) : cdx_fleet_feed_urls(f, arg, &st);
+    cdx_result r;
+    if (!strcmp(kind, "watch")) {
+        catch_signals();
+        r = cdx_fleet_feed_watch(f, arg, &g_cancel, &st);
+    } else {
+        r = !strcmp(kind, "folder") ? cdx_fleet_feed_folder(f, arg, &st) : cdx_fleet_feed_urls(f, arg, &st);
+    }
     cdx_fleet_close(f);
     if (r) return cli_fail("feed", r);
     if (json)

@@ -3,7 +3,8 @@
  * consumer of the work stream.  Per batch: fetch up to `batch` records,
  * read or download and decode them in parallel (n_threads), embed the
  * decoded ones in one micro-batch, publish one result per item (message id
- * = record id, so a re-run after a crash is deduplicated), then ack.
+ * = record id + "@" + content sha256, so a re-run after a crash is
+ * deduplicated and a changed file is not), then ack.
  *
  * Failures per item: not an image, undecodable, too large, malformed
  * record -> dead-lettered at once (a retry cannot help); I/O and network
@@ -220,8 +221,10 @@ static cdx_result settle(cdx_fleet *f, item *items, int n, const float *emb, int
         if (it->state == ITEM_RETRY && p->max_deliver > 0 && it->delivered >= (uint64_t)p->max_deliver)
             it->state = ITEM_DEAD;
         if (it->state == ITEM_OK) {
+            char msgid[300];   /* a changed content is a new result */
+            snprintf(msgid, sizeof msgid, "%s@%.32s", it->id, it->sha);
             r = publish_json(f, f->results_subj, result_record(it, emb + (size_t)k * (size_t)dim, dim, fp),
-                             it->id);
+                             msgid);
             k++;
             if (!r) st->done++;
         } else if (it->state == ITEM_DEAD) {
