@@ -15,6 +15,8 @@
 #     a 404 URL is dead-lettered after max deliveries.
 #  3. `feed watch`: the initial scan, files copied in, a new subfolder, and
 #     a rewritten file (published again; the library entry is updated).
+#  4. nats-server killed and restarted mid-run: the worker reconnects and
+#     every image is committed once.
 # Skips (77) without nats-server, python3 or ../shared.
 set -u
 BIN=${CLIPDEX_BIN:?}
@@ -248,4 +250,25 @@ grep -q "^1 results: 0 added, 1 updated" "$T/index4b.log" || fail "rewritten fil
 count_once "$T/lib4" 4
 "$BIN" search --library "$T/lib4" -k 1 --image "$W/b.jpg" | grep -q "$W/b.jpg" || fail "rewritten file not re-embedded"
 kill -TERM "$FW" "$WW"; wait "$FW" "$WW" || fail "feed watch or worker exit status"
+
+# ---------------------------------------------------------------- 4
+# nats-server killed (-9) and restarted on its store while a worker runs:
+# the worker reconnects, nothing is lost or doubled.
+URL4=nats://127.0.0.1:$PORT/t4
+mkdir "$T/src4"
+ls "$SRC/photos" | head -30 | xargs -I{} cp "$SRC/photos/{}" "$T/src4/"
+out=$("$BIN" feed folder "$T/src4" --nats "$URL4") || fail "feed (4)"
+[ "$out" = "30 published, 0 duplicates, 0 skipped" ] || fail "feed (4) said: $out"
+worker w4 "$URL4" --batch 2; W4=$WPID
+for _ in $(seq 100); do at_kill=$(stream_msgs CLIPDEX_T4_RESULTS); [ "$at_kill" -ge 2 ] && break; sleep 0.05; done
+kill -9 "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null
+[ "$at_kill" -lt 30 ] || fail "the worker finished before the broker was killed"
+sleep 0.5
+nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$PORT" -m "$MPORT" >"$T/nats2.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null && break; sleep 0.2; done
+timeout 90 "$BIN" index --library "$T/lib5" --model "$MODEL" --from "$URL4" >"$T/index5.log" 2>&1 || fail "index (5)"
+kill -TERM "$W4"; wait "$W4" || fail "worker 4 exit status after the broker restart"
+count_once "$T/lib5" 30
+echo "broker restart after $at_kill of 30 results; $(grep -c 'publish failed' "$T/w4.log") publishes handed back"
 echo "ok"

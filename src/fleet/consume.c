@@ -7,9 +7,9 @@
  * ack redelivers the batch; the commit of a path already catalogued with
  * the same sha256 changes nothing, so each record lands exactly once.
  *
- * Without follow the run ends when the work stream is empty (every item
- * acked by a worker, which publishes its result first) and then no result
- * is pending or unacked for this consumer.
+ * Without follow the run ends when the workers' consumer has nothing
+ * pending or unacked (every item settled by a worker, which publishes its
+ * result first) and then neither has this one (see drained()).
  * Workload: batches of ~256 results, one library.
  */
 #include "fleet/bus.h"
@@ -73,20 +73,39 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
     return r;
 }
 
-/* Work stream empty and nothing left for our consumer. */
-static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
+/* Nothing pending or unacked for a consumer; *exists = 0 when it is absent. */
+static cdx_result consumer_idle(cdx_fleet *f, const char *stream, const char *durable, int *idle, int *exists)
 {
-    uint64_t work = 0;
-    cdx_result r = fleet_stream_msgs(f, f->work_stream, &work);
-    if (r) return r;
-    *yes = 0;
-    if (work) return CDX_OK;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_GetConsumerInfo(&ci, f->js, f->results_stream, durable, NULL, &jerr);
+    natsStatus s = js_GetConsumerInfo(&ci, f->js, stream, durable, NULL, &jerr);
+    *exists = s != NATS_NOT_FOUND;
+    *idle = 0;
+    if (s == NATS_NOT_FOUND) return CDX_OK;
     if (s != NATS_OK) return fleet_nats_error(s, durable);
-    *yes = ci->NumPending == 0 && ci->NumAckPending == 0;
+    *idle = ci->NumPending == 0 && ci->NumAckPending == 0;
     jsConsumerInfo_Destroy(ci);
+    return CDX_OK;
+}
+
+/* Drained: the workers' consumer has nothing pending or unacked (every
+ * item settled by a worker, which publishes its result first; without
+ * that consumer: the work stream is empty), and then neither has ours.
+ * The consumer's view, not the work stream's message count, decides: after
+ * a hard broker crash the stream may keep items its consumer has acked. */
+static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
+{
+    int idle = 0, exists = 0;
+    *yes = 0;
+    cdx_result r = consumer_idle(f, f->work_stream, "workers", &idle, &exists);
+    if (!r && !exists) {
+        uint64_t work = 0;
+        r = fleet_stream_msgs(f, f->work_stream, &work);
+        idle = work == 0;
+    }
+    if (r || !idle) return r;
+    if ((r = consumer_idle(f, f->results_stream, durable, &idle, &exists))) return r;
+    *yes = idle;
     return CDX_OK;
 }
 

@@ -48,7 +48,11 @@ static cdx_result publish_record(cdx_fleet *f, json_t *rec, const char *id, cons
 {
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);
-    if (!text) return cdx_error(CDX_ERR_FORMAT, "record %s: not representable as JSON (invalid UTF-8?)", id);
+    if (!text) {   /* e.g. a file name that is not UTF-8: skipped, not fatal */
+        fprintf(stderr, "clipdex: warning: record %s skipped: its path is not valid UTF-8\n", id);
+        st->skipped++;
+        return CDX_OK;
+    }
     int dup = 0;
     cdx_result r = fleet_publish(f, f->work_subj, text, strlen(text), msg_id, &dup);
     free(text);

@@ -10,7 +10,9 @@
  * record -> dead-lettered at once (a retry cannot help); I/O and network
  * errors (missing file, 404, timeout) are handed back (nak, 500 ms delay)
  * and dead-lettered with the reason at the max_deliver-th delivery.  A
- * dead-letter record is published before the work item is acked.
+ * dead-letter record is published before the work item is acked; when
+ * publishing fails (broker restarting) the item is handed back (nak) and
+ * the worker carries on.
  * While a batch is in progress a ticker thread tells the server every
  * ack_wait/3 that its items are in progress, so slow downloads are not
  * redelivered; a killed worker's items come back after ack_wait.
@@ -244,9 +246,13 @@ static cdx_result settle(cdx_fleet *f, item *items, int n, const float *emb, int
             natsMsg_NakWithDelay(it->msg, 500, NULL);
             continue;
         }
-        if (r) return r;   /* not acked: the broker redelivers it */
-        natsStatus s = natsMsg_Ack(it->msg, NULL);
-        if (s != NATS_OK) return fleet_nats_error(s, "ack");
+        if (r) {   /* broker unreachable or refusing: hand the item back, keep going */
+            say(p, "publish failed for %s (handed back): %s", it->id ? it->id : "?", cdx_last_error());
+            natsMsg_NakWithDelay(it->msg, 1000, NULL);
+            continue;
+        }
+        /* a lost ack only means a redelivery, deduplicated by message id */
+        if (natsMsg_Ack(it->msg, NULL) != NATS_OK) say(p, "ack failed for %s", it->id ? it->id : "?");
     }
     return CDX_OK;
 }
