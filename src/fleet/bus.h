@@ -12,9 +12,11 @@
  *   KV bucket clipdex_<name>, key "model" = the pipeline's model fingerprint.
  * (<NAME> is NAME upper-cased with '-' as '_'.)
  *
- * Invariants: every published record carries its record id as the
- * Nats-Msg-Id (dedup window FLEET_DEDUP_NS); a cdx_fleet handle is used by
- * one thread at a time.
+ * Invariants: every published record carries a message id derived from
+ * its record id (files: + "@size.mtime"; results: + "@" content sha256),
+ * deduplicated over FLEET_DEDUP_NS; a cdx_fleet handle is used by one
+ * thread at a time (its connection is shared with the worker's ticker
+ * thread, which the NATS client allows).
  */
 #ifndef CDX_FLEET_BUS_H
 #define CDX_FLEET_BUS_H
