@@ -629,6 +629,18 @@ cdx_import_params cdx_import_default_params(void);
 cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const char *meta_path,
                               const cdx_import_params *params, cdx_import_stats *stats);
 
+/* Add n images whose vectors were computed elsewhere with this library's
+ * model (vecs: n x dim floats, normalised here), e.g. results of fleet
+ * workers.  Per record: path (absolute path or URL), sha256 (hex of the
+ * image bytes: the content key, as for indexed files; "" = keyed by the
+ * vector as imports are), size, mtime, width, height, format, taken,
+ * camera.  One transaction, vectors fsynced first.  A path catalogued with
+ * the same sha256 already is left unchanged (stats->unchanged), so adding
+ * the same records again changes nothing.  model_fingerprint (may be NULL)
+ * must equal the library's.  stats (may be NULL) accumulates. */
+cdx_result cdx_library_add_vectors(cdx_library *lib, const cdx_image_record *recs, const float *vecs,
+                                   size_t n, const char *model_fingerprint, cdx_import_stats *stats);
+
 /* Write every image's vector (float32 [N, D] .npy, one row per image in id
  * order) and a JSON Lines file of the same rows (id, path, sha256, size,
  * width, height, format, mtime, taken, camera, added), each written to a
@@ -855,6 +867,89 @@ typedef struct cdx_check_report {
  * each problem is passed to fn (may be NULL) as one line of text. */
 cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char *problem),
                              void *user, cdx_check_report *report);
+
+/* ================================================================ fleet
+ * Streaming ingestion through NATS JetStream (docs/fleet.md): producers
+ * publish work records, workers embed them, `index --from` commits the
+ * results into a library.  A pipeline is named by nats://HOST:PORT/NAME;
+ * its streams, consumers and key-value bucket are created on first use. */
+
+typedef struct cdx_fleet cdx_fleet;
+
+typedef struct cdx_fleet_params {
+    int timeout_ms;          /* connect and request timeout (default 5000) */
+} cdx_fleet_params;
+
+cdx_fleet_params cdx_fleet_default_params(void);
+/* Connect and create (or find) the pipeline's streams and bucket. */
+cdx_result cdx_fleet_open(const char *url, const cdx_fleet_params *params, cdx_fleet **out);
+void cdx_fleet_close(cdx_fleet *f);
+
+typedef struct cdx_feed_stats {
+    uint64_t published;      /* new work records */
+    uint64_t duplicates;     /* record ids the stream had already (dedup) */
+    uint64_t skipped;        /* not images by name (folders only) */
+} cdx_feed_stats;
+
+/* One work record per image file under dir (recursive; record id
+ * "file:<sha256 of the absolute path, 32 hex>", message id that plus
+ * "@<size>.<mtime>"), or per URL of a text file (one per line, '#'
+ * comments; id "url:<...>" = message id).  Republishing is deduplicated by
+ * the broker (within its one-hour window). */
+cdx_result cdx_fleet_feed_folder(cdx_fleet *f, const char *dir, cdx_feed_stats *stats);
+cdx_result cdx_fleet_feed_urls(cdx_fleet *f, const char *file, cdx_feed_stats *stats);
+/* feed_folder, then keep publishing files written or moved into dir (and
+ * folders created under it) until *cancel (inotify; the message id of a
+ * file includes its size and mtime, so a changed file is published again). */
+cdx_result cdx_fleet_feed_watch(cdx_fleet *f, const char *dir, cdx_cancel_flag *cancel, cdx_feed_stats *stats);
+
+typedef struct cdx_worker_stats {
+    uint64_t fetched;        /* work messages received (redeliveries too) */
+    uint64_t done;           /* results published and acked */
+    uint64_t dead;           /* dead-lettered */
+    uint64_t retried;        /* transient failures handed back (nak) */
+} cdx_worker_stats;
+
+typedef struct cdx_worker_params {
+    int n_threads;           /* decode threads and inference threads (default 1) */
+    int batch;               /* messages per fetch = embedding micro-batch (32) */
+    int max_wait_ms;         /* longest wait to fill a batch (default 1000) */
+    int ack_wait_ms;         /* when creating the work consumer (default 30000) */
+    int max_deliver;         /* deliveries before a transient failure is
+                                dead-lettered (default 5) */
+    uint64_t max_bytes;      /* larger images are dead-lettered (64 MiB) */
+    long url_timeout_s;      /* per download (default 60) */
+    void (*log)(void *user, const char *line);   /* one line per dead letter
+                                                    and retry; may be NULL */
+    void *user;
+    cdx_cancel_flag *cancel; /* set to stop after the current batch */
+} cdx_worker_params;
+
+cdx_worker_params cdx_worker_default_params(void);
+/* Run a worker until *cancel: the model's fingerprint must equal the
+ * pipeline's (the first worker records it; CDX_ERR_MISMATCH otherwise). */
+cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker_params *params,
+                          cdx_worker_stats *stats);
+
+typedef struct cdx_fleet_index_params {
+    int follow;              /* keep consuming; else stop once the work and
+                                results streams are drained */
+    int batch;               /* results per commit (default 256) */
+    int max_wait_ms;         /* longest wait to fill a batch (default 1000) */
+    const char *consumer;    /* durable consumer name (default "library"; one
+                                per library fed from the pipeline) */
+    int ack_wait_ms;         /* when creating that consumer: how soon the
+                                batch of a killed run comes back (30000) */
+    void (*progress)(void *user, const cdx_import_stats *st);   /* per commit */
+    void *user;
+    cdx_cancel_flag *cancel;
+} cdx_fleet_index_params;
+
+cdx_fleet_index_params cdx_fleet_index_default_params(void);
+/* Commit the results stream into lib (writable) in batches, acking each
+ * batch only after its commit; redelivered results change nothing. */
+cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
+                           cdx_import_stats *stats);
 
 #ifdef __cplusplus
 }

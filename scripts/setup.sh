@@ -10,6 +10,8 @@ PKGS=(
   # libraries (see README "Dependencies")
   libvips-dev libdnnl-dev libopenblas-dev libjansson-dev libcurl4-openssl-dev
   libssl-dev libutf8proc-dev zlib1g-dev libsqlite3-dev libmicrohttpd-dev
+  # fleet (docs/fleet.md): the NATS C client, and the broker for its tests
+  libnats-dev nats-server
   # tests: a real HTTP server on loopback for 'model fetch', image tooling
   python3 curl
   # bench/serve_bench.sh: HTTP load generator

@@ -44,6 +44,11 @@ int cli_open_library_args(const char *cmd, int argc, char **argv,
 int cmd_serve(int argc, char **argv);
 int cmd_tune_step(int argc, char **argv);   /* cmd_tune.c */
 int cmd_tune(int argc, char **argv);        /* cmd_tune_run.c */
+/* Fleet (cmd_fleet.c): producers, workers, and `index --from`. */
+int cmd_feed(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
+                   int ack_wait_ms, int follow, int batch, int json);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);

@@ -30,7 +30,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipdex index [--library DIR] [--model DIR] [--urls FILE] [--prune]\n"
-            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n\n"
+            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n"
+            "       clipdex index [--library DIR] [--model DIR] --from nats://HOST:PORT/NAME\n"
+            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
             "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
             "size and mtime) are skipped; moved/renamed files are recognised by content.\n\n"
@@ -45,7 +47,14 @@ static void usage(FILE *f)
             "  --batch N      images per embedding batch (default 32)\n"
             "  --threads N    inference threads (default all cores)\n"
             "  --codes K      also build companion codes for compressed search: int8, bit,\n"
-            "                 pca8 or all (existing ones are always brought up to date)\n\n"
+            "                 pca8 or all (existing ones are always brought up to date)\n"
+            "  --from nats://HOST:PORT/NAME  commit the results of a fleet pipeline\n"
+            "                 instead of indexing paths (docs/fleet.md); exits when its\n"
+            "                 work and results streams are drained, unless --follow;\n"
+            "                 --consumer NAME: the broker-side cursor (default library;\n"
+            "                 give each library fed from one pipeline its own);\n"
+            "                 --ack-wait MS: when a killed run's last batch comes back\n"
+            "                 (default 30000; set when the consumer is created)\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -135,6 +144,10 @@ int cmd_index(int argc, char **argv)
     cdx_index_params ip = cdx_index_default_params();
     ui u = {0, 0, 0, 0};
     long threads = 0;
+    const char *from = NULL;
+    int follow = 0;
+    const char *consumer = NULL;
+    long batch_opt = 0, ack_wait = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
     int n = 0;
@@ -147,6 +160,10 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--model") && hv) model = argv[++i];
         else if (!strcmp(a, "--urls") && hv) ip.urls_file = argv[++i];
         else if (!strcmp(a, "--prune")) ip.prune = 1;
+        else if (!strcmp(a, "--from") && hv) from = argv[++i];
+        else if (!strcmp(a, "--follow")) follow = 1;
+        else if (!strcmp(a, "--consumer") && hv) consumer = argv[++i];
+        else if (!strcmp(a, "--ack-wait") && hv && !cli_parse_int(argv[i + 1], 1000, 3600000, &ack_wait)) i++;
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
@@ -157,12 +174,18 @@ int cmd_index(int argc, char **argv)
             else if (s >= CDX_SCAN_INT8 && s <= CDX_SCAN_LAST) ip.codes = 1 << s;
             else { free(paths); return cli_usage_error("index", "--codes: expected int8, bit, pca8 or all, got '%s'", k); }
         }
-        else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; i++; }
+        else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; batch_opt = v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }
         else if (!strncmp(a, "--", 2)) { free(paths); return cli_usage_error("index", "unknown or incomplete argument '%s'", a); }
         else paths[n++] = a;
     }
+    if (from) {
+        free(paths);
+        if (n || ip.urls_file || ip.prune) return cli_usage_error("index", "--from takes no paths, --urls or --prune");
+        return cli_index_from(dir, model, from, consumer, (int)ack_wait, follow, (int)batch_opt, u.json);
+    }
+    if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
     u.tty = !u.json && isatty(2);
     cdx_library_params lp = cdx_library_default_params();

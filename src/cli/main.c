@@ -30,6 +30,8 @@ static const command commands[] = {
     {"import", cmd_import, "load embeddings computed elsewhere (.npy + CSV/JSONL)"},
     {"export", cmd_export, "write the library's vectors (.npy) and records (JSONL)"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},
+    {"feed", cmd_feed, "publish folders or URL lists to a fleet pipeline (NATS)"},
+    {"worker", cmd_worker, "embed a fleet pipeline's work items (NATS)"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
     {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
     {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},

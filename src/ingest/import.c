@@ -708,3 +708,49 @@ cdx_result import_run(import_target *t, const char *vectors_path, const char *me
     npy_close(&f);
     return e;
 }
+
+/* ---------------------------------------------------------------- rows given in memory
+ * (the fleet's results: vectors embedded by workers, keyed by the image
+ * bytes' sha256 like locally indexed files).  One batch, one commit. */
+
+cdx_result import_rows(import_target *t, const meta_row *rows, const float *vecs,
+                       const char (*sha256)[65], size_t n, cdx_import_stats *st)
+{
+    if (n > IMPORT_BATCH_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "batch of %zu rows is too large (max %d)", n, IMPORT_BATCH_MAX);
+    if (!n) return CDX_OK;
+    batch b;
+    cdx_result e = batch_alloc(&b, n, t->dim);
+    if (e) return e;
+    orphans orph = {NULL, 0};
+    for (size_t i = 0; i < n && !e; i++) {
+        b.rows[i] = rows[i];
+        float *v = b.vecs + i * (size_t)t->dim;
+        memcpy(v, vecs + i * (size_t)t->dim, (size_t)t->dim * sizeof *v);
+        double s = 0;
+        for (int d = 0; d < t->dim; d++) s += (double)v[d] * v[d];
+        if (!(s > 0) || !isfinite(s)) {
+            e = cdx_error(CDX_ERR_FORMAT, "%s: vector is zero or not finite", rows[i].path);
+            break;
+        }
+        if (sha256 && sha256[i][0]) {
+            for (int d = 0; d < t->dim; d++) v[d] = (float)(v[d] * (1.0 / sqrt(s)));
+            if (strlen(sha256[i]) != 64 || source_unhex(sha256[i], b.keys[i])) {
+                e = cdx_error(CDX_ERR_FORMAT, "%s: bad sha256 \"%.80s\"", rows[i].path, sha256[i]);
+                break;
+            }
+            for (int k = 0; k < 64; k++)   /* the catalog keeps lower-case hex */
+                b.hex[i][k] = (char)((sha256[i][k] >= 'A' && sha256[i][k] <= 'F') ? sha256[i][k] + 32 : sha256[i][k]);
+            b.hex[i][64] = '\0';
+        } else {
+            key_vector(&b, i, t->dim);
+        }
+    }
+    b.n = n;
+    if (!e) e = orphans_load(t, &orph);
+    if (!e) e = commit_batch(t, &b, &orph, st);
+    if (st) st->total_rows += n;
+    free(orph.v);
+    batch_free(&b);
+    return e;
+}

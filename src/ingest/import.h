@@ -62,4 +62,13 @@ typedef struct import_target {
 cdx_result import_run(import_target *t, const char *vectors_path, const char *meta_path,
                       const cdx_import_params *p, cdx_import_stats *stats);
 
+/* Commit n rows given in memory (vectors n x dim, any length; normalised
+ * here) in one batch as the import does.  sha256 (may be NULL; a row's
+ * entry may be "") is the image bytes' hex sha256, the key of the content;
+ * an empty one keys the row by its vector as imports do.  A row whose path
+ * is catalogued with the same key already changes nothing (stats
+ * "unchanged"), so committing the same rows twice is harmless. */
+cdx_result import_rows(import_target *t, const meta_row *rows, const float *vecs,
+                       const char (*sha256)[65], size_t n, cdx_import_stats *st);
+
 #endif

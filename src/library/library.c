@@ -2042,6 +2042,46 @@ cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const 
     return r;
 }
 
+/* Vectors embedded elsewhere with this library's model (fleet workers):
+ * committed like an import batch, keyed by the image's sha256. */
+cdx_result cdx_library_add_vectors(cdx_library *lib, const cdx_image_record *recs, const float *vecs,
+                                   size_t n, const char *model_fingerprint, cdx_import_stats *stats)
+{
+    if (!lib || (n && (!recs || !vecs)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_add_vectors: NULL argument");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    if (model_fingerprint && strcmp(model_fingerprint, lib->fingerprint))
+        return cdx_error(CDX_ERR_MISMATCH, "vectors made by model %.16s..., but the library uses %.16s...",
+                         model_fingerprint, lib->fingerprint);
+    meta_row *rows = calloc(n ? n : 1, sizeof *rows);
+    char (*keys)[65] = calloc(n ? n : 1, sizeof *keys);
+    cdx_result r = rows && keys ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && !r; i++) {
+        if (!recs[i].path[0] || memchr(recs[i].path, '\0', sizeof recs[i].path) == NULL)
+            r = cdx_error(CDX_ERR_INVALID_ARG, "record %zu has no path", i);
+        snprintf(rows[i].path, sizeof rows[i].path, "%s", recs[i].path);
+        rows[i].width = recs[i].width;
+        rows[i].height = recs[i].height;
+        rows[i].mtime = recs[i].mtime;
+        rows[i].taken = recs[i].taken;
+        rows[i].size = (int64_t)recs[i].size;
+        snprintf(rows[i].format, sizeof rows[i].format, "%s", recs[i].format);
+        snprintf(rows[i].camera, sizeof rows[i].camera, "%s", recs[i].camera);
+        snprintf(keys[i], sizeof keys[i], "%s", recs[i].sha256);
+    }
+    cdx_import_stats local;
+    memset(&local, 0, sizeof local);
+    import_target t = {lib->wcat, lib->vec->vf, lib->dim, lib->fingerprint};
+    if (!r) {
+        pthread_mutex_lock(&lib->wmu);
+        r = import_rows(&t, rows, vecs, (const char (*)[65])keys, n, stats ? stats : &local);
+        pthread_mutex_unlock(&lib->wmu);
+    }
+    free(rows);
+    free(keys);
+    return r;
+}
+
 typedef struct export_ctx {
     cdx_library *lib;
     vecref *vr;              /* the vector file the export's catalog snapshot names */

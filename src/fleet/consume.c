@@ -1,0 +1,172 @@
+/*
+ * consume.c - `index --from`: the library's consumer of the results stream
+ * (durable pull consumer "library", or one named per library).  Per batch: fetch up to `batch`
+ * results, validate each (a malformed one is reported and acked: a retry
+ * cannot fix it), commit the valid ones in one library transaction
+ * (vectors fsynced first), and only then ack the batch.  A kill before the
+ * ack redelivers the batch; the commit of a path already catalogued with
+ * the same sha256 changes nothing, so each record lands exactly once.
+ *
+ * Without follow the run ends when the workers' consumer has nothing
+ * pending or unacked (every item settled by a worker, which publishes its
+ * result first) and then neither has this one (see drained()).
+ * Workload: batches of ~256 results, one library.
+ */
+#include "fleet/bus.h"
+
+#include "common/error.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INDEX_BATCH_MAX 4096
+#define INDEX_DURABLE "library"
+
+cdx_fleet_index_params cdx_fleet_index_default_params(void)
+{
+    cdx_fleet_index_params p;
+    memset(&p, 0, sizeof p);
+    p.batch = 256;
+    p.max_wait_ms = 1000;
+    p.ack_wait_ms = 30000;
+    return p;
+}
+
+/* One result record into rec + vec; a message on failure. */
+static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_record *rec, float *vec)
+{
+    json_error_t je;
+    json_t *o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), JSON_REJECT_DUPLICATES, &je);
+    if (!o) return cdx_error(CDX_ERR_FORMAT, "result is not JSON: %s", je.text);
+    cdx_result r = CDX_OK;
+    const char *path = json_string_value(json_object_get(o, "path"));
+    const char *sha = json_string_value(json_object_get(o, "sha256"));
+    const char *model = json_string_value(json_object_get(o, "model"));
+    const char *format = json_string_value(json_object_get(o, "format"));
+    json_t *v = json_object_get(o, "vector");
+    memset(rec, 0, sizeof *rec);
+    if (!path || !*path || strlen(path) >= sizeof rec->path || !sha || strlen(sha) != 64)
+        r = cdx_error(CDX_ERR_FORMAT, "result without a valid path and sha256");
+    else if (!model || strcmp(model, fp))
+        r = cdx_error(CDX_ERR_MISMATCH, "result %s was embedded by model %.16s..., the library uses %.16s...",
+                      path, model ? model : "(none)", fp);
+    else if (!json_is_array(v) || json_array_size(v) != (size_t)dim)
+        r = cdx_error(CDX_ERR_FORMAT, "result %s: vector must have %d numbers", path, dim);
+    for (int d = 0; !r && d < dim; d++) {
+        json_t *x = json_array_get(v, (size_t)d);
+        if (!json_is_number(x)) r = cdx_error(CDX_ERR_FORMAT, "result %s: vector[%d] is not a number", path, d);
+        else vec[d] = (float)json_number_value(x);
+    }
+    if (!r) {
+        snprintf(rec->path, sizeof rec->path, "%s", path);
+        snprintf(rec->sha256, sizeof rec->sha256, "%s", sha);
+        snprintf(rec->format, sizeof rec->format, "%s", format ? format : "");
+        json_int_t size = json_integer_value(json_object_get(o, "size"));
+        rec->size = size > 0 ? (uint64_t)size : 0;
+        rec->mtime = (int64_t)json_integer_value(json_object_get(o, "mtime"));
+        rec->width = (int)json_integer_value(json_object_get(o, "width"));
+        rec->height = (int)json_integer_value(json_object_get(o, "height"));
+    }
+    json_decref(o);
+    return r;
+}
+
+/* Nothing pending or unacked for a consumer; *exists = 0 when it is absent. */
+static cdx_result consumer_idle(cdx_fleet *f, const char *stream, const char *durable, int *idle, int *exists)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, f->js, stream, durable, NULL, &jerr);
+    *exists = s != NATS_NOT_FOUND;
+    *idle = 0;
+    if (s == NATS_NOT_FOUND) return CDX_OK;
+    if (s != NATS_OK) return fleet_nats_error(s, durable);
+    *idle = ci->NumPending == 0 && ci->NumAckPending == 0;
+    jsConsumerInfo_Destroy(ci);
+    return CDX_OK;
+}
+
+/* Drained: the workers' consumer has nothing pending or unacked (every
+ * item settled by a worker, which publishes its result first; without
+ * that consumer: the work stream is empty), and then neither has ours.
+ * The consumer's view, not the work stream's message count, decides: after
+ * a hard broker crash the stream may keep items its consumer has acked. */
+static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
+{
+    int idle = 0, exists = 0;
+    *yes = 0;
+    cdx_result r = consumer_idle(f, f->work_stream, "workers", &idle, &exists);
+    if (!r && !exists) {
+        uint64_t work = 0;
+        r = fleet_stream_msgs(f, f->work_stream, &work);
+        idle = work == 0;
+    }
+    if (r || !idle) return r;
+    if ((r = consumer_idle(f, f->results_stream, durable, &idle, &exists))) return r;
+    *yes = idle;
+    return CDX_OK;
+}
+
+cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
+                           cdx_import_stats *stats)
+{
+    if (!f || !lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_fleet_index: NULL argument");
+    cdx_fleet_index_params p = params ? *params : cdx_fleet_index_default_params();
+    if (p.batch < 1 || p.batch > INDEX_BATCH_MAX)
+        return cdx_error(CDX_ERR_INVALID_ARG, "batch must be 1..%d", INDEX_BATCH_MAX);
+    if (p.max_wait_ms < 1) p.max_wait_ms = 1;
+    if (p.ack_wait_ms < 1000) return cdx_error(CDX_ERR_INVALID_ARG, "ack wait must be at least 1000 ms");
+    const char *durable = p.consumer ? p.consumer : INDEX_DURABLE;
+    size_t dl = strlen(durable);
+    if (!dl || dl > 64 || strspn(durable, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != dl)
+        return cdx_error(CDX_ERR_INVALID_ARG, "consumer name \"%.64s\": 1 to 64 of A-Z a-z 0-9 _ -", durable);
+    cdx_import_stats local;
+    cdx_import_stats *st = stats ? stats : &local;
+    memset(st, 0, sizeof *st);
+    cdx_library_info li;
+    cdx_result r = cdx_library_get_info(lib, &li);
+    if (r) return r;
+    natsSubscription *sub = NULL;
+    if ((r = fleet_pull(f, f->results_stream, f->results_subj, durable, p.ack_wait_ms, 0, &sub)))
+        return r;
+    cdx_image_record *recs = calloc((size_t)p.batch, sizeof *recs);
+    float *vecs = malloc((size_t)p.batch * (size_t)li.dim * sizeof *vecs);
+    if (!recs || !vecs) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
+    while (!r && !(p.cancel && atomic_load(p.cancel))) {
+        natsMsgList list = {NULL, 0};
+        jsErrCode jerr = 0;
+        natsStatus s = natsSubscription_Fetch(&list, sub, p.batch, p.max_wait_ms, &jerr);
+        if (list.Count == 0) {
+            natsMsgList_Destroy(&list);
+            if (s != NATS_OK && s != NATS_TIMEOUT) {
+                if (s == NATS_CONNECTION_CLOSED) { r = fleet_nats_error(s, "fetch"); break; }
+                nats_Sleep(200);
+                continue;
+            }
+            int done = 0;
+            if (!p.follow && (r = drained(f, durable, &done)) == CDX_OK && done) break;
+            continue;
+        }
+        size_t n = 0;
+        for (int i = 0; i < list.Count && !r; i++) {
+            cdx_result e = parse_result(list.Msgs[i], li.dim, li.model_fingerprint, &recs[n],
+                                        vecs + n * (size_t)li.dim);
+            if (e == CDX_ERR_MISMATCH) r = e;   /* another model's pipeline: stop, ack nothing */
+            else if (e) fprintf(stderr, "clipdex: warning: result skipped: %s\n", cdx_last_error());
+            else n++;
+        }
+        if (!r) r = cdx_library_add_vectors(lib, recs, vecs, n, li.model_fingerprint, st);
+        for (int i = 0; i < list.Count && !r; i++) {
+            s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
+            if (s != NATS_OK) r = fleet_nats_error(s, "ack");
+        }
+        natsMsgList_Destroy(&list);
+        if (!r && p.progress) p.progress(p.user, st);
+    }
+    natsSubscription_Destroy(sub);
+    free(recs);
+    free(vecs);
+    return r;
+}
