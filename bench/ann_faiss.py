@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""ann_faiss.py - FAISS (Debian python3-faiss) on the data ann_bench wrote.
+
+Reads DIR/shape.u32 (n, dim, nq), base.f32, queries.f32, gt.u32 (exact
+top-10 slots per query) and prints, for IndexHNSWFlat M=32, IndexIVFFlat,
+IndexIVFScalarQuantizer SQ8 and IndexIVFPQ (inner product, the same list
+count as clipdex) at each knob setting: recall@10, p50/p99 ms of one query
+at a time (FAISS's own threads: all cores), queries/s of one batched call
+of all queries on all cores (FAISS's fastest mode for many queries), index
+bytes per image (serialised size) and build time - one line each, in
+ann_bench's format.  Exits 3 when faiss is not installed.
+"""
+import argparse
+import json
+import sys
+import time
+
+try:
+    import faiss
+    import numpy as np
+except ImportError as e:
+    print("ann_faiss.py: %s (apt-get install python3-faiss python3-numpy)" % e, file=sys.stderr)
+    sys.exit(3)
+
+K = 10
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--nlist", type=int, default=256)
+    ap.add_argument("--probes", default="4,8,16,32,64")
+    ap.add_argument("--hnsw-ef", default="16,32,64,128,256")
+    ap.add_argument("--only", default="hnsw,ivfflat,ivfsq8,ivfpq")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    faiss.omp_set_num_threads(a.threads)
+    n, dim, nq = np.fromfile(a.dir + "/shape.u32", dtype=np.uint32)
+    xb = np.fromfile(a.dir + "/base.f32", dtype=np.float32).reshape(int(n), int(dim))
+    xq = np.fromfile(a.dir + "/queries.f32", dtype=np.float32).reshape(int(nq), int(dim))
+    gt = np.fromfile(a.dir + "/gt.u32", dtype=np.uint32).reshape(int(nq), K).astype(np.int64)
+    probes = [int(p) for p in a.probes.split(",") if p]
+    efs = [int(e) for e in a.hnsw_ef.split(",") if e]
+    ip = faiss.METRIC_INNER_PRODUCT
+
+    def report(method, knob, index, build_s):
+        lat = []
+        for i in range(min(200, int(nq))):
+            t0 = time.perf_counter()
+            index.search(xq[i:i + 1], K)
+            lat.append((time.perf_counter() - t0) * 1e3)
+        lat.sort()
+        t0 = time.perf_counter()
+        _, I = index.search(xq, K)
+        qps = nq / (time.perf_counter() - t0)
+        hits = sum(len(set(I[q]) & set(gt[q])) for q in range(int(nq)))
+        r = {"method": method, "knob": knob, "n": int(n), "dim": int(dim),
+             "recall10": hits / (nq * K), "p50_ms": lat[len(lat) // 2],
+             "p99_ms": lat[int(len(lat) * 0.99)], "qps": qps,
+             "bytes_per_image": len(faiss.serialize_index(index)) / n, "build_s": build_s}
+        if a.json:
+            print(json.dumps(r))
+        else:
+            print("%-26s %-14s recall@10 %.4f  p50 %7.3f ms  p99 %7.3f ms  %8.1f q/s  %6.0f B/img  build %.1f s"
+                  % (method, knob, r["recall10"], r["p50_ms"], r["p99_ms"], qps, r["bytes_per_image"], build_s))
+        sys.stdout.flush()
+
+    only = a.only.split(",")
+    if "hnsw" in only:
+        t0 = time.perf_counter()
+        index = faiss.IndexHNSWFlat(int(dim), 32, ip)
+        index.add(xb)
+        b = time.perf_counter() - t0
+        for ef in efs:
+            index.hnsw.efSearch = ef
+            report("faiss-hnswflat-m32", "ef=%d" % ef, index, b)
+        del index
+    for name, make in (("ivfflat", lambda q: faiss.IndexIVFFlat(q, int(dim), a.nlist, ip)),
+                       ("ivfsq8", lambda q: faiss.IndexIVFScalarQuantizer(
+                           q, int(dim), a.nlist, faiss.ScalarQuantizer.QT_8bit, ip)),
+                       ("ivfpq", lambda q: faiss.IndexIVFPQ(q, int(dim), a.nlist, int(dim) // 8, 8, ip))):
+        if name not in only:
+            continue
+        t0 = time.perf_counter()
+        quant = faiss.IndexFlatIP(int(dim))
+        index = make(quant)
+        train = xb[np.random.default_rng(1).choice(int(n), min(int(n), a.nlist * 40), replace=False)]
+        index.train(train)
+        index.add(xb)
+        b = time.perf_counter() - t0
+        for p in probes:
+            index.nprobe = p
+            report("faiss-" + name + ("-m%d" % (int(dim) // 8) if name == "ivfpq" else ""),
+                   "probes=%d/%d" % (p, a.nlist), index, b)
+        del index, quant
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,530 @@
+/*
+ * ann_ivf.c - the IVF index of int8 codes (see ann_ivf.h).
+ *
+ * Training is spherical k-means (vectors and centroids are unit length, the
+ * similarity is the inner product) on a random sample, with the
+ * assignments computed by GEMM (clip/gemm.h) in blocks.  Lists are plain
+ * growable arrays (slots, scales, codes), so a list scan is one sequential
+ * stream; insertion grows a list by half its size.  The int8 kernel uses
+ * AVX2's maddubs on |q| and sign(q)*code (exact: 127*127*2 < 2^15), with a
+ * plain C reference that must agree bit for bit.
+ */
+#include "search/ann_ivf.h"
+
+#include "clip/gemm.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "search/dot.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASSIGN_BLOCK 2048
+#define PAR_MIN_CODES 131072
+
+typedef struct ivf_list {
+    uint32_t n, cap;
+    uint32_t *slots;
+    float *scales;
+    int8_t *codes;
+} ivf_list;
+
+struct ann_ivf {
+    int dim, nlist;
+    size_t cb;            /* code bytes per row */
+    float *cent;          /* nlist x dim */
+    ivf_list *lists;
+    uint64_t count;
+};
+
+/* ---------------------------------------------------------------- kernels */
+
+int32_t ann_i8dot_ref(const int8_t *a, const int8_t *b, size_t n)
+{
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2"))) static int32_t i8dot_avx2(const int8_t *a, const int8_t *b, size_t n)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m256i qa = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i cb = _mm256_loadu_si256((const __m256i *)(b + i));
+        __m256i qa2 = _mm256_loadu_si256((const __m256i *)(a + i + 32));
+        __m256i cb2 = _mm256_loadu_si256((const __m256i *)(b + i + 32));
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qa), _mm256_sign_epi8(cb, qa));
+        __m256i p2 = _mm256_maddubs_epi16(_mm256_abs_epi8(qa2), _mm256_sign_epi8(cb2, qa2));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p, ones));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p2, ones));
+    }
+    for (; i < n; i += 32) {
+        __m256i qa = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i cb = _mm256_loadu_si256((const __m256i *)(b + i));
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qa), _mm256_sign_epi8(cb, qa));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p, ones));
+    }
+    acc0 = _mm256_add_epi32(acc0, acc1);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc0), _mm256_extracti128_si256(acc0, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+typedef int32_t (*i8dot_fn)(const int8_t *, const int8_t *, size_t);
+
+static i8dot_fn pick_i8dot(void)
+{
+    static i8dot_fn fn;
+    if (!fn) {
+        const char *e = getenv("CLIPDEX_SIMD");
+        int scalar = e && !strcmp(e, "scalar");
+        __builtin_cpu_init();
+        fn = !scalar && __builtin_cpu_supports("avx2") ? i8dot_avx2 : ann_i8dot_ref;
+    }
+    return fn;
+}
+
+int32_t ann_i8dot(const int8_t *a, const int8_t *b, size_t n) { return pick_i8dot()(a, b, n); }
+
+/* ---------------------------------------------------------------- basics */
+
+size_t ann_ivf_code_bytes(int dim) { return ((size_t)dim + 31) & ~(size_t)31; }
+
+int ann_ivf_auto_nlist(uint64_t n)
+{
+    int nl = 1;
+    while ((uint64_t)nl * nl * 2 <= n && nl < ANN_IVF_MAX_LISTS / 2) nl *= 2;
+    if (nl < 16) nl = n >= 16 ? 16 : (int)(n ? n : 1);
+    return nl;
+}
+
+int ann_ivf_default_probes(int nlist)
+{
+    int p = nlist / 5;   /* recall@10 ~0.95 on CLIP-like text queries (docs/search.md) */
+    if (p < 8) p = 8;
+    return p > nlist ? nlist : p;
+}
+
+ann_ivf_train_params ann_ivf_default_train_params(void)
+{
+    ann_ivf_train_params p = {0};
+    p.iters = 8;
+    p.per_list = 40;
+    p.seed = 1;
+    return p;
+}
+
+ann_search_params ann_default_search_params(void)
+{
+    ann_search_params p = {0};
+    p.k = 10;
+    p.min_score = -INFINITY;
+    return p;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void normalize(float *v, int dim)
+{
+    double s = 0;
+    for (int i = 0; i < dim; i++) s += (double)v[i] * v[i];
+    if (s <= 0) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (int i = 0; i < dim; i++) v[i] *= inv;
+}
+
+cdx_result ann_ivf_from_centroids(int dim, int nlist, const float *centroids, ann_ivf **out)
+{
+    if (dim < 1 || dim > 16384 || nlist < 1 || nlist > ANN_IVF_MAX_LISTS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "ann index: bad geometry (dim %d, %d lists)", dim, nlist);
+    ann_ivf *ix = calloc(1, sizeof *ix);
+    if (!ix) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    ix->dim = dim;
+    ix->nlist = nlist;
+    ix->cb = ann_ivf_code_bytes(dim);
+    ix->cent = malloc((size_t)nlist * dim * sizeof(float));
+    ix->lists = calloc((size_t)nlist, sizeof *ix->lists);
+    if (!ix->cent || !ix->lists) {
+        ann_ivf_free(ix);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    if (centroids) memcpy(ix->cent, centroids, (size_t)nlist * dim * sizeof(float));
+    *out = ix;
+    return CDX_OK;
+}
+
+void ann_ivf_free(ann_ivf *ix)
+{
+    if (!ix) return;
+    for (int l = 0; ix->lists && l < ix->nlist; l++) {
+        free(ix->lists[l].slots);
+        free(ix->lists[l].scales);
+        free(ix->lists[l].codes);
+    }
+    free(ix->lists);
+    free(ix->cent);
+    free(ix);
+}
+
+int ann_ivf_dim(const ann_ivf *ix) { return ix->dim; }
+int ann_ivf_nlist(const ann_ivf *ix) { return ix->nlist; }
+uint64_t ann_ivf_count(const ann_ivf *ix) { return ix->count; }
+const float *ann_ivf_centroids(const ann_ivf *ix) { return ix->cent; }
+
+uint64_t ann_ivf_bytes(const ann_ivf *ix)
+{
+    uint64_t b = (uint64_t)ix->nlist * (ix->dim * sizeof(float) + sizeof(ivf_list));
+    for (int l = 0; l < ix->nlist; l++)
+        b += (uint64_t)ix->lists[l].cap * (ix->cb + sizeof(float) + sizeof(uint32_t));
+    return b;
+}
+
+/* ---------------------------------------------------------------- assignment */
+
+/* Copy rows [first, first+m) of src into X (m x dim, contiguous). */
+static void gather_rows(const cdx_rows *src, uint64_t first, size_t m, float *X)
+{
+    for (size_t i = 0; i < m; i++)
+        memcpy(X + i * src->dim, cdx_rows_at(src, first + i), (size_t)src->dim * sizeof(float));
+}
+
+/* best[i] = the centroid most similar to row i of X (m rows); S is scratch
+ * of m * nlist floats. */
+static void assign(const float *X, size_t m, const float *C, int nlist, int dim, float *S,
+                   uint32_t *best)
+{
+    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, nlist, dim, X, C, NULL, S);
+    for (size_t i = 0; i < m; i++) {
+        const float *s = S + i * nlist;
+        uint32_t b = 0;
+        for (int l = 1; l < nlist; l++)
+            if (s[l] > s[b]) b = (uint32_t)l;
+        best[i] = b;
+    }
+}
+
+cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_params *params,
+                         ann_ivf **out)
+{
+    ann_ivf_train_params defaults = ann_ivf_default_train_params();
+    const ann_ivf_train_params *p = params ? params : &defaults;
+    if (!src || !out || n == 0 || n > src->count || n > ANN_IVF_MAX_ROWS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "ann index: nothing to train on");
+    int dim = src->dim;
+    int nlist = p->nlist > 0 ? p->nlist : ann_ivf_auto_nlist(n);
+    if ((uint64_t)nlist > n) nlist = (int)n;
+    if (nlist > ANN_IVF_MAX_LISTS) nlist = ANN_IVF_MAX_LISTS;
+    size_t per = p->per_list ? p->per_list : 40;
+    uint64_t S = (uint64_t)nlist * per;
+    if (S > n) S = n;
+    float *X = malloc((size_t)S * dim * sizeof(float));
+    float *sums = malloc((size_t)nlist * dim * sizeof(float));
+    float *scr = malloc((size_t)ASSIGN_BLOCK * nlist * sizeof(float));
+    uint32_t *best = malloc((size_t)S * sizeof *best);
+    uint64_t *cnt = malloc((size_t)nlist * sizeof *cnt);
+    ann_ivf *ix = NULL;
+    cdx_result r = X && sums && scr && best && cnt ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) r = ann_ivf_from_centroids(dim, nlist, NULL, &ix);
+    if (r) goto done;
+    uint64_t seed = p->seed;
+    for (uint64_t i = 0; i < S; i++) {
+        uint64_t row = S == n ? i : splitmix(&seed) % n;
+        memcpy(X + i * dim, cdx_rows_at(src, row), (size_t)dim * sizeof(float));
+    }
+    for (int l = 0; l < nlist; l++)   /* evenly spaced sample rows */
+        memcpy(ix->cent + (size_t)l * dim, X + (size_t)(l * (S / nlist)) * dim, (size_t)dim * sizeof(float));
+    int iters = p->iters > 0 ? p->iters : 8;
+    for (int it = 0; it < iters; it++) {
+        for (uint64_t i = 0; i < S; i += ASSIGN_BLOCK) {
+            size_t m = S - i < ASSIGN_BLOCK ? (size_t)(S - i) : ASSIGN_BLOCK;
+            assign(X + i * dim, m, ix->cent, nlist, dim, scr, best + i);
+        }
+        memset(sums, 0, (size_t)nlist * dim * sizeof(float));
+        memset(cnt, 0, (size_t)nlist * sizeof *cnt);
+        for (uint64_t i = 0; i < S; i++) {
+            float *s = sums + (size_t)best[i] * dim;
+            const float *x = X + i * dim;
+            for (int d = 0; d < dim; d++) s[d] += x[d];
+            cnt[best[i]]++;
+        }
+        for (int l = 0; l < nlist; l++) {
+            float *c = ix->cent + (size_t)l * dim;
+            if (cnt[l]) memcpy(c, sums + (size_t)l * dim, (size_t)dim * sizeof(float));
+            else memcpy(c, X + (splitmix(&seed) % S) * dim, (size_t)dim * sizeof(float));
+            normalize(c, dim);
+        }
+    }
+done:
+    free(X);
+    free(sums);
+    free(scr);
+    free(best);
+    free(cnt);
+    if (r) {
+        ann_ivf_free(ix);
+        return r;
+    }
+    *out = ix;
+    return CDX_OK;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+cdx_result ann_segment_alloc(ann_segment *seg, size_t n, int dim)
+{
+    memset(seg, 0, sizeof *seg);
+    seg->n = n;
+    seg->lists = malloc((n ? n : 1) * sizeof *seg->lists);
+    seg->scales = malloc((n ? n : 1) * sizeof *seg->scales);
+    seg->codes = malloc((n ? n : 1) * ann_ivf_code_bytes(dim));
+    if (!seg->lists || !seg->scales || !seg->codes) {
+        ann_segment_free(seg);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    return CDX_OK;
+}
+
+void ann_segment_free(ann_segment *seg)
+{
+    if (!seg) return;
+    free(seg->lists);
+    free(seg->scales);
+    free(seg->codes);
+    memset(seg, 0, sizeof *seg);
+}
+
+/* int8 code of x (dim floats) into code (cb bytes, zero padded); returns
+ * the scale. */
+static float quantize(const float *x, int dim, size_t cb, int8_t *code)
+{
+    float m = 0;
+    for (int d = 0; d < dim; d++) m = fmaxf(m, fabsf(x[d]));
+    float scale = m > 0 ? m / 127.0f : 1.0f;
+    float inv = 1.0f / scale;
+    for (int d = 0; d < dim; d++) {
+        float v = nearbyintf(x[d] * inv);
+        code[d] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    memset(code + dim, 0, cb - (size_t)dim);
+    return scale;
+}
+
+cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first, size_t n,
+                          ann_segment *seg)
+{
+    if (!ix || !src || src->dim != ix->dim || first + n > src->count || first + n > ANN_IVF_MAX_ROWS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "ann index: rows to encode are out of range");
+    cdx_result r = ann_segment_alloc(seg, n, ix->dim);
+    if (r) return r;
+    seg->first = first;
+    float *X = malloc((size_t)ASSIGN_BLOCK * ix->dim * sizeof(float));
+    float *scr = malloc((size_t)ASSIGN_BLOCK * ix->nlist * sizeof(float));
+    if (!X || !scr) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !r && i < n; i += ASSIGN_BLOCK) {
+        size_t m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
+        gather_rows(src, first + i, m, X);
+        assign(X, m, ix->cent, ix->nlist, ix->dim, scr, seg->lists + i);
+        for (size_t j = 0; j < m; j++)
+            seg->scales[i + j] = quantize(X + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
+    }
+    free(X);
+    free(scr);
+    if (r) ann_segment_free(seg);
+    return r;
+}
+
+static cdx_result list_grow(ivf_list *L, size_t cb, uint32_t cap)
+{
+    if (cap <= L->cap) return CDX_OK;
+    uint32_t *s = realloc(L->slots, (size_t)cap * sizeof *s);
+    if (s) L->slots = s;
+    float *f = realloc(L->scales, (size_t)cap * sizeof *f);
+    if (f) L->scales = f;
+    int8_t *c = realloc(L->codes, (size_t)cap * cb);
+    if (c) L->codes = c;
+    if (!s || !f || !c) return cdx_error(CDX_ERR_NOMEM, "out of memory (ann index list)");
+    L->cap = cap;
+    return CDX_OK;
+}
+
+cdx_result ann_ivf_reserve(ann_ivf *ix, const uint64_t *extra)
+{
+    for (int l = 0; l < ix->nlist; l++) {
+        uint64_t want = (uint64_t)ix->lists[l].n + extra[l];
+        if (want > ANN_IVF_MAX_ROWS) return cdx_error(CDX_ERR_TOO_LARGE, "ann index list too long");
+        cdx_result r = list_grow(&ix->lists[l], ix->cb, (uint32_t)want);
+        if (r) return r;
+    }
+    return CDX_OK;
+}
+
+cdx_result ann_ivf_insert(ann_ivf *ix, const ann_segment *seg)
+{
+    if (seg->first != ix->count || ix->count + seg->n > ANN_IVF_MAX_ROWS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "ann index: segment at slot %llu, index has %llu rows",
+                         (unsigned long long)seg->first, (unsigned long long)ix->count);
+    for (size_t i = 0; i < seg->n; i++)
+        if (seg->lists[i] >= (uint32_t)ix->nlist || !isfinite(seg->scales[i]))
+            return cdx_error(CDX_ERR_FORMAT, "ann index: row %llu has list %u of %d or a bad scale",
+                             (unsigned long long)(seg->first + i), seg->lists[i], ix->nlist);
+    for (size_t i = 0; i < seg->n; i++) {
+        ivf_list *L = &ix->lists[seg->lists[i]];
+        if (L->n == L->cap) {
+            uint64_t cap = (uint64_t)L->cap + L->cap / 2 + 16;
+            if (cap > ANN_IVF_MAX_ROWS) cap = ANN_IVF_MAX_ROWS;
+            cdx_result r = list_grow(L, ix->cb, (uint32_t)cap);
+            if (r) return r;   /* rows so far stay consistent: count is not advanced */
+        }
+        L->slots[L->n] = (uint32_t)(seg->first + i);
+        L->scales[L->n] = seg->scales[i];
+        memcpy(L->codes + (size_t)L->n * ix->cb, seg->codes + i * ix->cb, ix->cb);
+        L->n++;
+    }
+    ix->count += seg->n;
+    return CDX_OK;
+}
+
+/* ---------------------------------------------------------------- search */
+
+/* A bounded min-heap of (score, id): keeps the `cap` largest scores. */
+typedef struct cand {
+    float s;
+    uint32_t id;
+} cand;
+
+typedef struct heap {
+    cand *v;
+    size_t n, cap;
+} heap;
+
+static void heap_push(heap *h, float s, uint32_t id)
+{
+    if (h->n == h->cap) {
+        if (s <= h->v[0].s) return;
+        size_t i = 0;   /* replace the root, sift down */
+        for (;;) {
+            size_t c = 2 * i + 1;
+            if (c >= h->n) break;
+            if (c + 1 < h->n && h->v[c + 1].s < h->v[c].s) c++;
+            if (h->v[c].s >= s) break;
+            h->v[i] = h->v[c];
+            i = c;
+        }
+        h->v[i] = (cand){s, id};
+        return;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (h->v[parent].s <= s) break;
+        h->v[i] = h->v[parent];
+        i = parent;
+    }
+    h->v[i] = (cand){s, id};
+}
+
+static int allowed(const ann_search_params *p, uint32_t slot)
+{
+    if (!p->allow) return 1;
+    return slot < p->allow_nbits && (p->allow[slot / 64] >> (slot % 64) & 1);
+}
+
+static void scan_list(const ann_ivf *ix, const ivf_list *L, const int8_t *qc, float qs,
+                      const ann_search_params *p, heap *h)
+{
+    i8dot_fn dot = pick_i8dot();
+    for (uint32_t i = 0; i < L->n; i++) {
+        if (!allowed(p, L->slots[i])) continue;
+        const int8_t *c = L->codes + (size_t)i * ix->cb;
+        if (i + 2 < L->n) __builtin_prefetch(c + 2 * ix->cb);
+        float s = qs * L->scales[i] * (float)dot(qc, c, ix->cb);
+        heap_push(h, s, L->slots[i]);
+    }
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const topk_hit *x = a, *y = b;
+    return topk_hit_better(x, y) ? -1 : topk_hit_better(y, x) ? 1 : 0;
+}
+
+cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *query,
+                          const ann_search_params *p, topk_hit *hits, size_t *n_hits,
+                          uint64_t *scanned)
+{
+    *n_hits = 0;
+    if (scanned) *scanned = 0;
+    if (!p->k || !ix->count) return CDX_OK;
+    if (src->dim != ix->dim || src->count < ix->count)
+        return cdx_error(CDX_ERR_INVALID_ARG, "ann index covers %llu rows, the vectors only %llu",
+                         (unsigned long long)ix->count, (unsigned long long)src->count);
+    int P = p->probes < 1 ? 1 : p->probes > ix->nlist ? ix->nlist : p->probes;
+    size_t R = p->rerank >= p->k ? p->rerank : (p->k * 4 > 100 ? p->k * 4 : 100);
+    if (R < p->k) R = p->k;
+    const dot_kernel *kern = dot_kernel_best();
+    float *cs = malloc((size_t)ix->nlist * sizeof *cs);
+    cand *probe = malloc((size_t)P * sizeof *probe);
+    int8_t *qc = cdx_alloc_aligned(ix->cb, 1);
+    int T = p->n_threads > 0 ? p->n_threads : omp_get_max_threads();
+    cand *cv = malloc((size_t)T * R * sizeof *cv);
+    topk_hit *res = malloc(R * T * sizeof *res);
+    cdx_result r = cs && probe && qc && cv && res ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (r) goto done;
+    /* 1. the P lists whose centroids are most similar to the query */
+    kern->tile(&query, 1, ix->cent, (size_t)ix->nlist, (size_t)ix->dim, (size_t)ix->dim, cs, (size_t)ix->nlist);
+    heap ph = {probe, 0, (size_t)P};
+    for (int l = 0; l < ix->nlist; l++) heap_push(&ph, cs[l], (uint32_t)l);
+    uint64_t total = 0;
+    for (size_t i = 0; i < ph.n; i++) total += ix->lists[probe[i].id].n;
+    if (scanned) *scanned = total;
+    /* 2. the query as int8 */
+    float qs = quantize(query, ix->dim, ix->cb, qc);
+    /* 3. approximate scores over the probed lists, per-thread heaps */
+    if (T > (int)ph.n) T = (int)ph.n;
+    if (total < PAR_MIN_CODES || T < 1) T = 1;
+    heap hs[64];
+    if (T > 64) T = 64;
+    for (int t = 0; t < T; t++) hs[t] = (heap){cv + (size_t)t * R, 0, R};
+    if (T == 1) {
+        for (size_t i = 0; i < ph.n; i++) scan_list(ix, &ix->lists[probe[i].id], qc, qs, p, &hs[0]);
+    } else {
+        #pragma omp parallel for num_threads(T) schedule(dynamic, 1)
+        for (size_t i = 0; i < ph.n; i++)
+            scan_list(ix, &ix->lists[probe[i].id], qc, qs, p, &hs[omp_get_thread_num()]);
+    }
+    heap all = hs[0];
+    for (int t = 1; t < T; t++)
+        for (size_t i = 0; i < hs[t].n; i++) heap_push(&all, hs[t].v[i].s, hs[t].v[i].id);
+    /* 4. exact re-scoring of the candidates */
+    size_t n = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        const float *row = cdx_rows_at(src, all.v[i].id);
+        float s;
+        kern->tile(&query, 1, row, 1, src->row_stride / 4, (size_t)ix->dim, &s, 1);
+        if (s >= p->min_score) res[n++] = (topk_hit){all.v[i].id, s};
+    }
+    qsort(res, n, sizeof *res, hit_cmp);
+    if (n > p->k) n = p->k;
+    memcpy(hits, res, n * sizeof *hits);
+    *n_hits = n;
+done:
+    free(cs);
+    free(probe);
+    cdx_free_aligned(qc);
+    free(cv);
+    free(res);
+    return r;
+}
