@@ -1487,6 +1487,17 @@ cdx_result cdx_library_build_codes(cdx_library *lib, int scan)
     return r;
 }
 
+/* The state of a companion against the vector file vr (held by the caller). */
+static cdx_result codes_info_of(cdx_library *lib, vecref *vr, int scan, int verify, cdx_codes_info *info)
+{
+    uint8_t fid[VECFILE_ID_BYTES];
+    pthread_mutex_lock(&lib->vmu);
+    uint64_t rows = vecfile_count(vr->vf);
+    pthread_mutex_unlock(&lib->vmu);
+    vecfile_file_id(vr->vf, fid);
+    return lib_codes_info(lib->codes, scan, rows, fid, verify, info);
+}
+
 cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_codes_info *info)
 {
     if (!lib || !info) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_codes_info: NULL argument");
@@ -1494,7 +1505,7 @@ cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_co
     uint8_t fid[VECFILE_ID_BYTES];
     vecref *vr = NULL;
     cdx_result r = current_rows(lib, &vr, &src, fid);
-    if (!r) r = lib_codes_info(lib->codes, scan, src.count, fid, verify, info);
+    if (!r) r = codes_info_of(lib, vr, scan, verify, info);
     vec_put(lib, vr);
     return r;
 }
@@ -1967,7 +1978,7 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     if (!r) r = catalog_each_content(lib->rcat, check_content, &cc);
     for (int scan = CDX_SCAN_INT8; !r && scan <= CDX_SCAN_LAST; scan++) {
         cdx_codes_info ci;
-        if ((r = cdx_library_codes_info(lib, scan, 1, &ci))) break;
+        if ((r = codes_info_of(lib, vr, scan, 1, &ci))) break;   /* rmu is held: not the public call */
         if (ci.damaged)   /* a cache: reported with how it gets rebuilt */
             problem(&cc, "companion codes %s are damaged (%s); %s", ci.path,
                     ci.present ? "data checksum mismatch" : cdx_last_error(),
