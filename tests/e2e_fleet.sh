@@ -132,8 +132,8 @@ grep -q "[1-9][0-9]* done" "$T/w1.log" && grep -q "[1-9][0-9]* done" "$T/w2.log"
 # the vectors equal a local index of the same images
 "$BIN" index --library "$T/local" --model "$MODEL" "$SRC" >/dev/null 2>&1
 for q in "a photo of a dog" "a red car"; do
-  a=$("$BIN" search --library "$T/lib" -k 10 "$q" | awk '{print $2, $4}')
-  b=$("$BIN" search --library "$T/local" -k 10 "$q" | awk '{print $2, $4}')
+  a=$("$BIN" search --library "$T/lib" --mode semantic -k 10 "$q" | awk '{print $2, $4}')
+  b=$("$BIN" search --library "$T/local" --mode semantic -k 10 "$q" | awk '{print $2, $4}')
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "fleet and local search differ for '$q':\n$a\n--\n$b"
 done
 one=$(ls "$SRC/photos" | sed -n 5p)

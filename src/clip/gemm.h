@@ -85,6 +85,9 @@ enum { CDX_PACK_ACT_NONE = 0, CDX_PACK_ACT_QUICK_GELU = 1 };
 /* floats needed for the packed copy (0 when n or k <= 0) */
 size_t cdx_pack_floats(int n, int k);
 void cdx_pack_weights(int n, int k, const float *W, int ldw, float *P);
+/* The inverse: W [n, k] (row stride ldw) from its packed copy P (training
+ * needs the plain layout, and the packed copy replaces it in a model). */
+void cdx_unpack_weights(int n, int k, const float *P, float *W, int ldw);
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast);
 

@@ -68,6 +68,14 @@ void cdx_pack_weights(int n, int k, const float *W, int ldw, float *P)
     }
 }
 
+void cdx_unpack_weights(int n, int k, const float *P, float *W, int ldw)
+{
+    for (int r = 0; r < n; r++) {
+        const float *src = P + (size_t)(r / NR) * k * NR + r % NR;
+        for (int kk = 0; kk < k; kk++) W[(size_t)r * ldw + kk] = src[(size_t)kk * NR];
+    }
+}
+
 static float act_ref(double v, int act)
 {
     if (act == CDX_PACK_ACT_QUICK_GELU) return (float)(v / (1.0 + exp(-1.702 * v)));

@@ -232,7 +232,7 @@ cdx_result cdx_registry_resolve(cdx_registry *g, const char *ref, cdx_registry_m
         return cdx_error(CDX_ERR_INVALID_ARG, "'%s' is not a model reference (NAME, NAME@ALIAS, "
                          "NAME@VERSION or @VERSION; names use letters, digits, . _ - /)", ref);
     } else if (!tail) {
-        sql = MODEL_COLS "WHERE name = ?1 ORDER BY registered DESC, version LIMIT 1";
+        sql = MODEL_COLS "WHERE name = ?1 ORDER BY registered DESC, rowid DESC LIMIT 1";
     } else if (alias_ok(tail)) {
         sql = MODEL_COLS "WHERE version = (SELECT version FROM aliases WHERE name = ?1 AND alias = ?2)";
         /* an alias that also reads as a version prefix: the alias wins,
@@ -274,7 +274,7 @@ cdx_result cdx_registry_list(cdx_registry *g, int (*fn)(const cdx_registry_model
 {
     if (!g || !fn) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_registry_list: NULL argument");
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(g->db, MODEL_COLS "ORDER BY name, registered, version", -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(g->db, MODEL_COLS "ORDER BY name, registered, rowid", -1, &s, NULL) != SQLITE_OK)
         return db_error(g, "listing models");
     cdx_registry_model *m = malloc(sizeof *m);
     cdx_result r = m ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");

@@ -229,15 +229,23 @@ static void put(cdx_trainer *t, int i, const float *src)
     memcpy(PW(t, i), src, t->par[i].numel * sizeof(float));
 }
 
+/* A Linear weight [out, in] into parameter i: the plain copy, or unpacked
+ * from the packed one that replaces it in a prepared model. */
+static void put_weight(cdx_trainer *t, int i, const float *w, const float *wp, int out, int in)
+{
+    if (w) memcpy(PW(t, i), w, (size_t)out * in * sizeof(float));
+    else cdx_unpack_weights(out, in, wp, PW(t, i), in);
+}
+
 static void copy_block(cdx_trainer *t, const tblock *b, const cdx_block *mb)
 {
     put(t, b->ln1.g, mb->ln1.g); put(t, b->ln1.b, mb->ln1.b);
     put(t, b->ln2.g, mb->ln2.g); put(t, b->ln2.b, mb->ln2.b);
-    memcpy(PW(t, b->qkv.w), mb->qkv.w, (size_t)3 * b->qkv.in * b->qkv.in * sizeof(float));
-    memcpy(PW(t, b->qkv.b), mb->qkv.b, (size_t)3 * b->qkv.in * sizeof(float));
-    put(t, b->out.w, mb->out.w); put(t, b->out.b, mb->out.b);
-    put(t, b->fc1.w, mb->fc1.w); put(t, b->fc1.b, mb->fc1.b);
-    put(t, b->fc2.w, mb->fc2.w); put(t, b->fc2.b, mb->fc2.b);
+    put_weight(t, b->qkv.w, mb->qkv.w, mb->qkv.wp, mb->qkv.out, mb->qkv.in);
+    memcpy(PW(t, b->qkv.b), mb->qkv.b, (size_t)mb->qkv.out * sizeof(float));
+    put_weight(t, b->out.w, mb->out.w, mb->out.wp, mb->out.out, mb->out.in); put(t, b->out.b, mb->out.b);
+    put_weight(t, b->fc1.w, mb->fc1.w, mb->fc1.wp, mb->fc1.out, mb->fc1.in); put(t, b->fc1.b, mb->fc1.b);
+    put_weight(t, b->fc2.w, mb->fc2.w, mb->fc2.wp, mb->fc2.out, mb->fc2.in); put(t, b->fc2.b, mb->fc2.b);
 }
 
 static void mark_range(cdx_trainer *t, int from, int to_excl)
@@ -401,18 +409,18 @@ static void copy_weights(cdx_trainer *t, const cdx_model *m)
 {
     const cdx_vision_tower *v = &m->vision;
     const cdx_text_tower *x = &m->text;
-    put(t, t->vis.emb_a, v->patch_w);
+    put_weight(t, t->vis.emb_a, v->patch_w, v->patch_wp, v->cfg.width, 3 * v->patch_size * v->patch_size);
     put(t, t->vis.emb_b, v->class_emb);
     put(t, t->vis.emb_c, v->pos_emb);
     put(t, t->vis.ln_pre.g, v->ln_pre.g); put(t, t->vis.ln_pre.b, v->ln_pre.b);
     for (int l = 0; l < t->vis.L; l++) copy_block(t, &t->vis.blocks[l], &v->blocks[l]);
     put(t, t->vis.ln_out.g, v->ln_post.g); put(t, t->vis.ln_out.b, v->ln_post.b);
-    put(t, t->vis.proj, v->proj.w);
+    put_weight(t, t->vis.proj, v->proj.w, v->proj.wp, v->proj.out, v->proj.in);
     put(t, t->txt.emb_a, x->tok_emb);
     put(t, t->txt.emb_b, x->pos_emb);
     for (int l = 0; l < t->txt.L; l++) copy_block(t, &t->txt.blocks[l], &x->blocks[l]);
     put(t, t->txt.ln_out.g, x->ln_final.g); put(t, t->txt.ln_out.b, x->ln_final.b);
-    put(t, t->txt.proj, x->proj.w);
+    put_weight(t, t->txt.proj, x->proj.w, x->proj.wp, x->proj.out, x->proj.in);
     PW(t, t->logit_scale)[0] = m->logit_scale;
 }
 
@@ -471,6 +479,8 @@ cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *par
     if (!out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_trainer_new: out is NULL");
     *out = NULL;
     if (!model) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_trainer_new: model is NULL");
+    cdx_result pr = cdx_model_prepare(model, CDX_TOWER_ALL);   /* towers load lazily */
+    if (pr) return pr;
     cdx_trainer_params p = params ? *params : cdx_trainer_default_params();
     cdx_result r = check_params(&p, model);
     if (r) return r;
