@@ -52,6 +52,9 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, cons
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);
+/* SIGINT and SIGTERM set the returned flag (for the cancel fields of long
+ * calls: they stop after committing what is complete). */
+cdx_cancel_flag *cli_cancel_on_signals(void);
 /* Print "clipdex: <fmt>" usage error plus a --help hint; return 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

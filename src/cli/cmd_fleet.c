@@ -16,21 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cdx_cancel_flag g_cancel;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_cancel, 1);
-}
+static cdx_cancel_flag *g_cancel;   /* set by SIGINT/SIGTERM (cli_cancel_on_signals) */
 
 static void catch_signals(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    g_cancel = cli_cancel_on_signals();
 }
 
 static int open_fleet(const char *url, cdx_fleet **f)
@@ -79,7 +69,7 @@ int cmd_feed(int argc, char **argv)
     cdx_result r;
     if (!strcmp(kind, "watch")) {
         catch_signals();
-        r = cdx_fleet_feed_watch(f, arg, &g_cancel, &st);
+        r = cdx_fleet_feed_watch(f, arg, g_cancel, &st);
     } else {
         r = !strcmp(kind, "folder") ? cdx_fleet_feed_folder(f, arg, &st) : cdx_fleet_feed_urls(f, arg, &st);
     }
@@ -150,7 +140,7 @@ int cmd_worker(int argc, char **argv)
     if (open_fleet(url, &f)) { cdx_model_free(model); return 1; }
     catch_signals();
     wp.log = worker_log;
-    wp.cancel = &g_cancel;
+    wp.cancel = g_cancel;
     cdx_worker_stats st;
     r = cdx_fleet_work(f, model, &wp, &st);
     cdx_fleet_close(f);
@@ -191,7 +181,7 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, cons
     if (batch > 0) ip.batch = batch;
     ip.progress = index_progress;
     ip.user = &json;
-    ip.cancel = &g_cancel;
+    ip.cancel = g_cancel;
     cdx_import_stats st;
     cdx_result r = cdx_fleet_index(f, lib, &ip, &st);
     cdx_fleet_close(f);
@@ -201,11 +191,11 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, cons
         printf("{\"event\": \"summary\", \"rows\": %llu, \"added\": %llu, \"updated\": %llu, \"unchanged\": %llu, "
                "\"duplicates\": %llu, \"interrupted\": %s}\n", (unsigned long long)st.rows,
                (unsigned long long)st.added, (unsigned long long)st.updated, (unsigned long long)st.unchanged,
-               (unsigned long long)st.duplicates, atomic_load(&g_cancel) ? "true" : "false");
+               (unsigned long long)st.duplicates, atomic_load(g_cancel) ? "true" : "false");
     else
         printf("%s%llu results: %llu added, %llu updated, %llu unchanged, %llu duplicates\n",
-               atomic_load(&g_cancel) ? "interrupted: " : "", (unsigned long long)st.rows,
+               atomic_load(g_cancel) ? "interrupted: " : "", (unsigned long long)st.rows,
                (unsigned long long)st.added, (unsigned long long)st.updated, (unsigned long long)st.unchanged,
                (unsigned long long)st.duplicates);
-    return atomic_load(&g_cancel) ? 130 : 0;
+    return atomic_load(g_cancel) ? 130 : 0;
 }

@@ -18,13 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static cdx_cancel_flag g_cancel;   /* lock-free: safe to set from a signal handler */
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_cancel, 1);
-}
+static cdx_cancel_flag *g_cancel;   /* set by SIGINT/SIGTERM (cli_cancel_on_signals) */
 
 static void usage(FILE *f)
 {
@@ -115,19 +109,15 @@ int cmd_import(int argc, char **argv)
     ui u = {json, isatty(2) && !json};
     ip.progress = on_progress;
     ip.user = &u;
-    ip.cancel = &g_cancel;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    g_cancel = cli_cancel_on_signals();
+    ip.cancel = g_cancel;
     cdx_import_stats st;
     memset(&st, 0, sizeof st);
     cdx_result r = cdx_library_import(lib, vectors, meta, &ip, &st);
     if (u.tty) fputc('\n', stderr);
     cdx_library_close(lib);
     if (r) return cli_fail("import", r);
-    int interrupted = g_cancel && st.rows < st.total_rows;
+    int interrupted = atomic_load(g_cancel) && st.rows < st.total_rows;
     if (json)
         print_stats_json("summary", &st, interrupted);
     else

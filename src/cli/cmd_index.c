@@ -18,13 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static cdx_cancel_flag g_cancel;   /* lock-free: safe to set from a signal handler */
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_cancel, 1);
-}
+static cdx_cancel_flag *g_cancel;   /* set by SIGINT/SIGTERM (cli_cancel_on_signals) */
 
 static void usage(FILE *f)
 {
@@ -195,14 +189,10 @@ int cmd_index(int argc, char **argv)
     lp.n_threads = (int)threads;
     cdx_library *lib;
     if (cli_open_library(dir, &lp, &lib)) { free(paths); return 1; }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    g_cancel = cli_cancel_on_signals();
     ip.callback = on_event;
     ip.user = &u;
-    ip.cancel = &g_cancel;
+    ip.cancel = g_cancel;
     cdx_index_stats st;
     cdx_result r = cdx_library_index(lib, paths, n, &ip, &st);
     cdx_library_close(lib);
@@ -212,18 +202,18 @@ int cmd_index(int argc, char **argv)
     if (u.json) {
         fputs("{\"event\": \"summary\", ", stdout);
         print_stats_json(&st);
-        printf(", \"interrupted\": %s}\n", g_cancel ? "true" : "false");
+        printf(", \"interrupted\": %s}\n", atomic_load(g_cancel) ? "true" : "false");
     } else {
         printf("%s%llu added, %llu unchanged, %llu moved, %llu duplicates, %llu failed, "
                "%llu skipped, %llu removed in %.1f s (%.1f images/s)\n",
-               g_cancel ? "interrupted: " : "",
+               atomic_load(g_cancel) ? "interrupted: " : "",
                (unsigned long long)st.added, (unsigned long long)st.unchanged,
                (unsigned long long)st.moved, (unsigned long long)st.duplicates,
                (unsigned long long)st.failed, (unsigned long long)st.skipped,
                (unsigned long long)st.removed, st.seconds, st.images_per_s);
     }
     fflush(stdout);
-    if (g_cancel) return 130;
+    if (atomic_load(g_cancel)) return 130;
     uint64_t ok = st.added + st.unchanged + st.moved + st.duplicates;
     return st.failed && !ok ? 3 : 0;
 }

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,24 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nRun 'clipdex <command> --help' for a command's options.\n");
+}
+
+static cdx_cancel_flag g_cancel;   /* lock-free: safe to set from a signal handler */
+
+static void on_cancel_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&g_cancel, 1);
+}
+
+cdx_cancel_flag *cli_cancel_on_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_cancel_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return &g_cancel;
 }
 
 int cli_fail(const char *what, cdx_result r)
