@@ -187,6 +187,22 @@ int main(void)
     const float Bn[6] = {1, 2, 0, 1, -1, 0};
     cdx_gemm(CDX_GEMM_BE_REFERENCE, 2, 2, 3, 2.0f, A, 3, Bn, 2, 0, 0.0f, NULL, C, 2);
     CHECK(C[0] == 2 * (1 - 3) && C[1] == 2 * (2 + 2) && C[2] == 2 * (4 - 6) && C[3] == 2 * (8 + 5));
+if (cdx_gemm_backend_available(CDX_GEMM_BE_DNNL))
+    {   /* a call oneDNN refuses (lda < k) is computed by the reference loop
+         * and counted, not silently slow */
+        enum { M = 100, N = 8, K = 16, LDA = 8 };   /* M > the small-M kernels' limit */
+        float *Ab = malloc(((size_t)(M - 1) * LDA + K) * 4), *Bb = malloc((size_t)N * K * 4);
+        float *C0 = malloc((size_t)M * N * 4), *C1 = malloc((size_t)M * N * 4);
+        unsigned seed = 5;
+        for (int i = 0; i < (M - 1) * LDA + K; i++) Ab[i] = frand(&seed);
+        for (int i = 0; i < N * K; i++) Bb[i] = frand(&seed);
+        uint64_t before = cdx_gemm_backend_failures();
+        cdx_gemm(CDX_GEMM_BE_DNNL, M, N, K, 1.0f, Ab, LDA, Bb, K, 1, 0.0f, NULL, C0, N);
+        cdx_gemm(CDX_GEMM_BE_REFERENCE, M, N, K, 1.0f, Ab, LDA, Bb, K, 1, 0.0f, NULL, C1, N);
+        CHECK(cdx_gemm_backend_failures() == before + 1);
+        CHECK(memcmp(C0, C1, (size_t)M * N * 4) == 0);
+        free(Ab); free(Bb); free(C0); free(C1);
+    }
     for (int be = CDX_GEMM_BE_REFERENCE; be <= CDX_GEMM_BE_OPENBLAS; be++)
         if (cdx_gemm_backend_available((cdx_gemm_backend)be)) {
             check_ta((cdx_gemm_backend)be, 1, 1, 1);

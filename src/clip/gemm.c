@@ -28,6 +28,8 @@
 #include "common/pool.h"
 
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +147,22 @@ static void add_bias(int m, int n, const float *bias, float *C, int ldc)
     }
 }
 
+/* dnnl_sgemm fails only on bad arguments or out of memory: the caller then
+ * falls back to the reference loop (still the right answer, much slower).
+ * Not silently: every failure is counted (cdx_gemm_backend_failures). */
+static atomic_ulong g_backend_failures;
+
+#ifdef CDX_GEMM_DNNL
+static int dnnl_checked(dnnl_status_t st)
+{
+    if (st == dnnl_success) return 1;
+    atomic_fetch_add(&g_backend_failures, 1);
+    return 0;
+}
+#endif
+
+uint64_t cdx_gemm_backend_failures(void) { return atomic_load(&g_backend_failures); }
+
 void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
               const float *A, int lda, const float *B, int ldb, int b_trans,
               float beta, const float *bias, float *C, int ldc)
@@ -166,10 +184,8 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
 #ifdef CDX_GEMM_DNNL
         if (!done && be == CDX_GEMM_BE_DNNL) dnnl_cap_once();
         if (!done && be == CDX_GEMM_BE_DNNL)
-            done = dnnl_sgemm('N', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda,
-                              B, ldb, beta, C, ldc) == dnnl_success;
-        /* dnnl_sgemm only fails on bad arguments or out-of-memory; the
-         * reference loop below then still gives the right answer. */
+            done = dnnl_checked(dnnl_sgemm('N', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda,
+                                           B, ldb, beta, C, ldc));
 #endif
 #ifdef CDX_HAVE_OPENBLAS
         if (!done && be == CDX_GEMM_BE_OPENBLAS) {
@@ -204,8 +220,8 @@ void cdx_gemm_ta(cdx_gemm_backend be, int m, int n, int k, float alpha,
     }
 #ifdef CDX_GEMM_DNNL
     if (be == CDX_GEMM_BE_DNNL)
-        done = dnnl_sgemm('T', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C,
-                          ldc) == dnnl_success;
+        done = dnnl_checked(dnnl_sgemm('T', b_trans ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb,
+                                       beta, C, ldc));
 #endif
 #ifdef CDX_HAVE_OPENBLAS
     if (!done && be == CDX_GEMM_BE_OPENBLAS) {

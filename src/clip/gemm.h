@@ -23,6 +23,7 @@
 #define CDX_CLIP_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum cdx_gemm_backend {
     CDX_GEMM_BE_REFERENCE = 0,
@@ -36,6 +37,9 @@ cdx_gemm_backend cdx_gemm_default_backend(void);
 const char *cdx_gemm_backend_name(cdx_gemm_backend b);
 /* 1 when the backend was compiled in. */
 int cdx_gemm_backend_available(cdx_gemm_backend b);
+/* Calls a fast backend refused (bad arguments, out of memory) that the
+ * reference loop then computed instead, since the process started. */
+uint64_t cdx_gemm_backend_failures(void);
 
 /* C = A B^T (+ bias broadcast over rows when bias != NULL); ldc = n. */
 void cdx_gemm_nt(cdx_gemm_backend be, int m, int n, int k, const float *A,
