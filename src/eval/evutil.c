@@ -281,12 +281,9 @@ char *ev_resolve_path(const char *base, const char *p)
         joined[a] = '/';
         memcpy(joined + a + 1, p, b + 1);
     }
-    if (!joined || ev_is_url(joined)) return joined;
-    char *real = realpath(joined, NULL);
-    if (real) {
-        free(joined);
-        return real;
-    }
+    /* No realpath() here: the library stores paths normalised lexically
+     * (symlinks kept, as the user named them) and cdx_library_find applies
+     * the same normalisation, falling back to the resolved path itself. */
     return joined;
 }
 

@@ -680,6 +680,11 @@ cdx_result cdx_library_find(cdx_library *lib, const char *path_or_url, int64_t *
     if (!r) {
         pthread_mutex_lock(&lib->rmu);
         r = catalog_image_by_path(lib->rcat, abs, rec);
+        /* Indexed through a symlinked folder and named through the real one
+         * (or the reverse): try the path with symlinks resolved. */
+        char *real = r == CDX_ERR_NOT_FOUND && !is_url(abs) ? realpath(abs, NULL) : NULL;
+        if (real && strcmp(real, abs)) r = catalog_image_by_path(lib->rcat, real, rec);
+        free(real);
         pthread_mutex_unlock(&lib->rmu);
         if (!r) *id = rec->id;
         else if (r == CDX_ERR_NOT_FOUND) r = cdx_error(r, "%s is not in the library", abs);

@@ -248,8 +248,39 @@ cdx_result catalog_version(catalog *c, uint64_t *out)
     return r;
 }
 
-/* Step a reset statement that returns no row or one row. */
-static int step(sqlite3_stmt *s) { return sqlite3_step(s); }
+/* Checked binds.  A failed sqlite3_bind_* (SQLITE_NOMEM, SQLITE_TOOBIG,
+ * SQLITE_RANGE) leaves the parameter NULL, and stepping anyway would insert
+ * or match the wrong row.  The bind helpers record the first failure of this
+ * thread; step() then returns it instead of running the statement, so every
+ * caller's existing "step failed" path reports it.  Every statement that is
+ * bound is stepped through step() (a handle is used by one thread at a time). */
+static _Thread_local int bind_failed;
+
+static void bind_note(int rc)
+{
+    if (rc != SQLITE_OK && !bind_failed) bind_failed = rc;
+}
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    bind_note(sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC));
+}
+static void bind_text_copy(sqlite3_stmt *s, int i, const char *v)
+{
+    bind_note(sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT));
+}
+static void bind_i64(sqlite3_stmt *s, int i, sqlite3_int64 v) { bind_note(sqlite3_bind_int64(s, i, v)); }
+static void bind_int(sqlite3_stmt *s, int i, int v) { bind_note(sqlite3_bind_int(s, i, v)); }
+
+/* Step a bound statement (see the checked binds above). */
+static int step(sqlite3_stmt *s)
+{
+    if (bind_failed) {
+        int rc = bind_failed;
+        bind_failed = 0;
+        return rc;
+    }
+    return sqlite3_step(s);
+}
 
 static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col)
 {
@@ -260,7 +291,7 @@ static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col)
 cdx_result catalog_meta_get(catalog *c, const char *key, char *out, size_t cap)
 {
     sqlite3_stmt *s = c->st[ST_META_GET];
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    bind_text(s, 1, key);
     int rc = step(s);
     cdx_result r = CDX_OK;
     if (rc == SQLITE_ROW) copy_text(out, cap, s, 0);
@@ -273,8 +304,8 @@ cdx_result catalog_meta_get(catalog *c, const char *key, char *out, size_t cap)
 cdx_result catalog_meta_set(catalog *c, const char *key, const char *value)
 {
     sqlite3_stmt *s = c->st[ST_META_SET];
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    bind_text(s, 1, key);
+    bind_text(s, 2, value);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "writing meta");
     sqlite3_reset(s);
     return r;
@@ -298,7 +329,7 @@ void catalog_rollback(catalog *c)
 cdx_result catalog_content_slot(catalog *c, const char *sha256, int64_t *slot)
 {
     sqlite3_stmt *s = c->st[ST_CONTENT_SLOT];
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    bind_text(s, 1, sha256);
     int rc = step(s);
     cdx_result r = CDX_OK;
     if (rc == SQLITE_ROW) *slot = sqlite3_column_int64(s, 0);
@@ -311,14 +342,14 @@ cdx_result catalog_content_slot(catalog *c, const char *sha256, int64_t *slot)
 cdx_result catalog_content_insert(catalog *c, const cdx_image_record *rec, int64_t slot)
 {
     sqlite3_stmt *s = c->st[ST_CONTENT_INS];
-    sqlite3_bind_text(s, 1, rec->sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, slot);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)rec->size);
-    sqlite3_bind_int(s, 4, rec->width);
-    sqlite3_bind_int(s, 5, rec->height);
-    sqlite3_bind_text(s, 6, rec->format, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 7, rec->taken);
-    sqlite3_bind_text(s, 8, rec->camera, -1, SQLITE_STATIC);
+    bind_text(s, 1, rec->sha256);
+    bind_i64(s, 2, slot);
+    bind_i64(s, 3, (sqlite3_int64)rec->size);
+    bind_int(s, 4, rec->width);
+    bind_int(s, 5, rec->height);
+    bind_text(s, 6, rec->format);
+    bind_i64(s, 7, rec->taken);
+    bind_text(s, 8, rec->camera);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "inserting content");
     sqlite3_reset(s);
     return r;
@@ -354,21 +385,21 @@ static cdx_result image_lookup(catalog *c, sqlite3_stmt *s, cdx_image_record *re
 cdx_result catalog_image_by_path(catalog *c, const char *path, cdx_image_record *rec)
 {
     sqlite3_stmt *s = c->st[ST_IMG_BY_PATH];
-    sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
+    bind_text(s, 1, path);
     return image_lookup(c, s, rec);
 }
 
 cdx_result catalog_image_by_id(catalog *c, int64_t id, cdx_image_record *rec)
 {
     sqlite3_stmt *s = c->st[ST_IMG_BY_ID];
-    sqlite3_bind_int64(s, 1, id);
+    bind_i64(s, 1, id);
     return image_lookup(c, s, rec);
 }
 
 cdx_result catalog_image_by_content(catalog *c, const char *sha256, cdx_image_record *rec)
 {
     sqlite3_stmt *s = c->st[ST_IMG_BY_CONTENT];
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    bind_text(s, 1, sha256);
     return image_lookup(c, s, rec);
 }
 
@@ -376,10 +407,10 @@ cdx_result catalog_image_insert(catalog *c, const char *path, const char *sha256
                                 int64_t mtime, int64_t added, int64_t *id)
 {
     sqlite3_stmt *s = c->st[ST_IMG_INS];
-    sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, mtime);
-    sqlite3_bind_int64(s, 4, added);
+    bind_text(s, 1, path);
+    bind_text(s, 2, sha256);
+    bind_i64(s, 3, mtime);
+    bind_i64(s, 4, added);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "inserting image");
     sqlite3_reset(s);
     if (!r && id) *id = sqlite3_last_insert_rowid(c->db);
@@ -390,10 +421,10 @@ cdx_result catalog_image_update(catalog *c, int64_t id, const char *path,
                                 const char *sha256, int64_t mtime)
 {
     sqlite3_stmt *s = c->st[ST_IMG_UPD];
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, mtime);
+    bind_i64(s, 1, id);
+    bind_text(s, 2, path);
+    bind_text(s, 3, sha256);
+    bind_i64(s, 4, mtime);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "updating image");
     sqlite3_reset(s);
     return r;
@@ -402,7 +433,7 @@ cdx_result catalog_image_update(catalog *c, int64_t id, const char *path,
 cdx_result catalog_content_gc(catalog *c, const char *sha256)
 {
     sqlite3_stmt *s = c->st[ST_CONTENT_GC];
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_TRANSIENT);
+    bind_text_copy(s, 1, sha256);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "deleting content");
     sqlite3_reset(s);
     return r;
@@ -412,14 +443,14 @@ cdx_result catalog_image_delete(catalog *c, int64_t id)
 {
     char sha[65] = "";
     sqlite3_stmt *s = c->st[ST_IMG_SHA];
-    sqlite3_bind_int64(s, 1, id);
+    bind_i64(s, 1, id);
     int rc = step(s);
     if (rc == SQLITE_ROW) copy_text(sha, sizeof sha, s, 0);
     sqlite3_reset(s);
     if (rc == SQLITE_DONE) return cdx_error(CDX_ERR_NOT_FOUND, "no image with id %lld", (long long)id);
     if (rc != SQLITE_ROW) return db_fail(c, "looking up image");
     s = c->st[ST_IMG_DEL];
-    sqlite3_bind_int64(s, 1, id);
+    bind_i64(s, 1, id);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "deleting image");
     sqlite3_reset(s);
     if (r) return r;
@@ -457,9 +488,9 @@ cdx_result catalog_each_image(catalog *c, const char *prefix,
         free(like);
         return db_fail(c, "listing images");
     }
-    if (like) sqlite3_bind_text(s, 1, like, -1, SQLITE_STATIC);
+    if (like) bind_text(s, 1, like);
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         const char *path = (const char *)sqlite3_column_text(s, 1);
         if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
             break;
@@ -479,10 +510,10 @@ cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
     if (sqlite3_prepare_v2(c->db, "SELECT id, path, mtime FROM images WHERE sha256 = ?1 ORDER BY id",
                            -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "listing images");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    bind_text(s, 1, sha256);
     int rc;
     cdx_result r = CDX_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         const char *path = (const char *)sqlite3_column_text(s, 1);
         if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
             break;
@@ -501,8 +532,8 @@ cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
     if (sqlite3_prepare_v2(c->db, "SELECT " IMG_COLS ", c.slot" IMG_FROM
                            "ORDER BY i.id LIMIT ?1 OFFSET ?2", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "listing images");
-    sqlite3_bind_int64(s, 1, limit < 0 ? -1 : limit);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)offset);
+    bind_i64(s, 1, limit < 0 ? -1 : limit);
+    bind_i64(s, 2, (sqlite3_int64)offset);
     cdx_image_record *rec = malloc(sizeof *rec);
     if (!rec) {
         sqlite3_finalize(s);
@@ -510,7 +541,7 @@ cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
     }
     int rc;
     cdx_result r = CDX_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         read_record(s, rec);
         if (fn(user, rec, sqlite3_column_int64(s, 11))) break;
     }
@@ -547,11 +578,11 @@ static cdx_result filter_sql(const catalog_filter *f, char *sql, size_t cap, cha
 
 static void filter_bind(sqlite3_stmt *s, const catalog_filter *f, const char *like, const char *tag)
 {
-    if (like) sqlite3_bind_text(s, 1, like, -1, SQLITE_STATIC);
-    if (f->format) sqlite3_bind_text(s, 2, f->format, -1, SQLITE_STATIC);
-    if (f->after) sqlite3_bind_int64(s, 3, f->after);
-    if (f->before) sqlite3_bind_int64(s, 4, f->before);
-    if (tag) sqlite3_bind_text(s, 5, tag, -1, SQLITE_STATIC);
+    if (like) bind_text(s, 1, like);
+    if (f->format) bind_text(s, 2, f->format);
+    if (f->after) bind_i64(s, 3, f->after);
+    if (f->before) bind_i64(s, 4, f->before);
+    if (tag) bind_text(s, 5, tag);
 }
 
 cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pairs, size_t *n)
@@ -574,7 +605,7 @@ cdx_result catalog_query(catalog *c, const catalog_filter *f, catalog_pair **pai
     size_t cap = 0, cnt = 0;
     catalog_pair *v = NULL;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         if (cnt == cap) {
             size_t nc = cap ? cap * 2 : 1024;
             if (nc > PAIRS_MAX) { r = cdx_error(CDX_ERR_TOO_LARGE, "too many images"); break; }
@@ -605,7 +636,7 @@ static cdx_result count_rows(catalog *c, const char *sql, uint64_t *out)
     sqlite3_stmt *s = NULL;
     *out = 0;
     if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) return db_fail(c, "counting");
-    int rc = sqlite3_step(s);
+    int rc = step(s);
     if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? CDX_OK : db_fail(c, "counting");
@@ -636,7 +667,7 @@ cdx_result catalog_each_content(catalog *c,
         return db_fail(c, "listing contents");
     int rc;
     cdx_result r = CDX_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         const char *sha = (const char *)sqlite3_column_text(s, 0);
         if (fn(user, sha ? sha : "", sqlite3_column_int64(s, 1))) break;
     }
@@ -648,8 +679,8 @@ cdx_result catalog_each_content(catalog *c,
 cdx_result catalog_content_reslot(catalog *c, int64_t old_slot, int64_t new_slot)
 {
     sqlite3_stmt *s = c->st[ST_CONTENT_RESLOT];
-    sqlite3_bind_int64(s, 1, old_slot);
-    sqlite3_bind_int64(s, 2, new_slot);
+    bind_i64(s, 1, old_slot);
+    bind_i64(s, 2, new_slot);
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "renumbering a slot");
     if (!r && sqlite3_changes(c->db) != 1)
         r = cdx_error(CDX_ERR_INTERNAL, "%s: slot %lld to renumber is not in contents", c->path,
@@ -686,7 +717,7 @@ cdx_result catalog_check(catalog *c, void (*fn)(void *user, const char *problem)
         if (sqlite3_prepare_v2(c->db, q[i].sql, -1, &s, NULL) != SQLITE_OK)
             return db_fail(c, "checking");
         int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((rc = step(s)) == SQLITE_ROW) {
             const char *t = (const char *)sqlite3_column_text(s, 0);
             if (q[i].what && t && !strcmp(t, "ok")) continue;
             char line[1024];
@@ -768,10 +799,10 @@ cdx_result catalog_content_set_text(catalog *c, const char *sha256, const char *
     if (sqlite3_prepare_v2(c->db, "UPDATE contents SET meta_text = ?2, keywords = ?3 "
                            "WHERE sha256 = ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "storing embedded metadata");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, meta_text ? meta_text : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, keywords ? keywords : "", -1, SQLITE_STATIC);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing embedded metadata");
+    bind_text(s, 1, sha256);
+    bind_text(s, 2, meta_text ? meta_text : "");
+    bind_text(s, 3, keywords ? keywords : "");
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing embedded metadata");
     sqlite3_finalize(s);
     return r;
 }
@@ -782,9 +813,9 @@ cdx_result catalog_content_set_ocr(catalog *c, const char *sha256, const char *t
     if (sqlite3_prepare_v2(c->db, "UPDATE contents SET ocr_text = ?2 WHERE sha256 = ?1", -1, &s,
                            NULL) != SQLITE_OK)
         return db_fail(c, "storing OCR text");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, text ? text : "", -1, SQLITE_STATIC);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
+    bind_text(s, 1, sha256);
+    bind_text(s, 2, text ? text : "");
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
     sqlite3_finalize(s);
     return r;
 }
@@ -796,11 +827,11 @@ cdx_result catalog_image_set_source(catalog *c, int64_t id, const char *title,
     if (sqlite3_prepare_v2(c->db, "UPDATE images SET title = ?2, description = ?3, tags = ?4 "
                            "WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "storing source metadata");
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_text(s, 2, title ? title : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, description ? description : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, tags ? tags : "", -1, SQLITE_STATIC);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing source metadata");
+    bind_i64(s, 1, id);
+    bind_text(s, 2, title ? title : "");
+    bind_text(s, 3, description ? description : "");
+    bind_text(s, 4, tags ? tags : "");
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing source metadata");
     sqlite3_finalize(s);
     if (!r && sqlite3_changes(c->db) == 0)
         r = cdx_error(CDX_ERR_NOT_FOUND, "no image with id %lld", (long long)id);
@@ -815,8 +846,8 @@ cdx_result catalog_image_text(catalog *c, int64_t id, catalog_text *out)
                            "c.ocr_text FROM images i LEFT JOIN contents c ON c.sha256 = i.sha256 "
                            "WHERE i.id = ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "reading image text");
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
+    bind_i64(s, 1, id);
+    int rc = step(s);
     cdx_result r = CDX_OK;
     if (rc == SQLITE_ROW) {
         char **dst[6] = {&out->title, &out->description, &out->tags, &out->meta_text,
@@ -916,7 +947,7 @@ static cdx_result fts_filtered(catalog *c, sqlite3_stmt *s, const char *match, s
     if (want && !h) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     uint64_t count = 0;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         count++;
         if (want)
             heap_push(h, &kept, want, (catalog_fts_hit){sqlite3_column_int64(s, 0), -sqlite3_column_double(s, 1)});
@@ -956,7 +987,7 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
             goto done;
         }
         filter_bind(s, f, like, tag);
-        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
+        bind_text(s, 6, match);
         r = fts_filtered(c, s, match, offset, limit, out, n, total);
         sqlite3_finalize(s);
         goto done;
@@ -969,10 +1000,10 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
             goto done;
         }
         filter_bind(s, f, like, tag);
-        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 7, (sqlite3_int64)limit);
-        sqlite3_bind_int64(s, 8, (sqlite3_int64)offset);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < limit) {
+        bind_text(s, 6, match);
+        bind_i64(s, 7, (sqlite3_int64)limit);
+        bind_i64(s, 8, (sqlite3_int64)offset);
+        while ((rc = step(s)) == SQLITE_ROW && *n < limit) {
             out[*n].id = sqlite3_column_int64(s, 0);
             out[*n].score = -sqlite3_column_double(s, 1);
             (*n)++;
@@ -991,8 +1022,8 @@ cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter
             goto done;
         }
         filter_bind(s, f, like, tag);
-        sqlite3_bind_text(s, 6, match, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
+        bind_text(s, 6, match);
+        rc = step(s);
         if (rc == SQLITE_ROW) *total = (uint64_t)sqlite3_column_int64(s, 0);
         else r = fts_fail(c, rc, match);
         sqlite3_finalize(s);
