@@ -295,6 +295,55 @@ cdx_result cdx_trainer_save_state(const cdx_trainer *t, const char *path);
 cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path);
 int cdx_trainer_steps_done(const cdx_trainer *t);
 
+/* ---------------------------------------------------------------- HTTP client
+ * The one libcurl client of clipdex: URL queries, URL ingestion, fleet
+ * workers, evaluation files and the server's image_url all fetch through
+ * cdx_http_get (model downloads share its set-up, see src/fetch/http.h). */
+
+typedef enum cdx_http_failure {
+    CDX_HTTP_OK = 0,
+    CDX_HTTP_BAD_URL,     /* not an http(s) URL, or malformed */
+    CDX_HTTP_REFUSED,     /* private/loopback/... address and !allow_private */
+    CDX_HTTP_TOO_LARGE,   /* body above max_bytes */
+    CDX_HTTP_TIMEOUT,
+    CDX_HTTP_REDIRECTS,   /* too many redirects, or one to another protocol */
+    CDX_HTTP_STATUS,      /* the final response was not 2xx (status in out) */
+    CDX_HTTP_NOT_IMAGE,   /* require_image and a Content-Type not image/... */
+    CDX_HTTP_FAILED       /* DNS, connection, TLS, empty body, ... */
+} cdx_http_failure;
+
+typedef struct cdx_http_params {
+    long connect_timeout_ms;  /* default 15000 */
+    long timeout_ms;          /* default 60000 (whole transfer) */
+    uint64_t max_bytes;       /* default 64 MiB; checked while receiving */
+    long max_redirects;       /* default 5; 0 = do not follow */
+    int allow_private;        /* default 0: refuse loopback, private, link-local,
+                               * ... peers, checked on the address curl connects
+                               * to (every hop, after DNS); proxies ignored */
+    int require_image;        /* default 0: 1 = Content-Type image/... or
+                               * application/octet-stream (or absent) */
+} cdx_http_params;
+
+cdx_http_params cdx_http_default_params(void);
+
+typedef struct cdx_http_response {
+    char *data;               /* malloc'd body, NUL-terminated; caller frees */
+    size_t len;
+    long status;              /* final HTTP status (0 when none) */
+    int64_t mtime;            /* Last-Modified as Unix time, 0 when absent */
+    cdx_http_failure failure; /* CDX_HTTP_OK on success */
+} cdx_http_response;
+
+/* GET url into out.  On failure out->data is NULL, out->failure says why
+ * and cdx_last_error() names it (CDX_ERR_TOO_LARGE for TOO_LARGE,
+ * CDX_ERR_INVALID_ARG for BAD_URL, CDX_ERR_NETWORK otherwise). */
+cdx_result cdx_http_get(const char *url, const cdx_http_params *params,
+                        cdx_http_response *out);
+
+/* 1 when sa is a public unicast address (what allow_private = 0 admits). */
+struct sockaddr;
+int cdx_http_addr_is_public(const struct sockaddr *sa);
+
 /* ---------------------------------------------------------------- model cache */
 
 typedef struct cdx_fetch_params {

@@ -1,6 +1,6 @@
 /*
  * test_server_units.c - unit tests of the server modules that need no
- * library: the SSRF address policy and URL fetching (urlfetch.c) against
+ * library: the SSRF address policy and URL fetching (cdx_http_get) against
  * an in-process upstream on 127.0.0.1, Prometheus rendering (metrics.c),
  * route matching / auth (routes.c) and the embedded assets (web.c).
  */
@@ -9,7 +9,6 @@
 
 #include "server/metrics.h"
 #include "server/routes.h"
-#include "server/urlfetch.h"
 #include "server/web.h"
 
 static int pub(const char *addr)
@@ -25,7 +24,7 @@ static int pub(const char *addr)
         a->sin_family = AF_INET;
         if (inet_pton(AF_INET, addr, &a->sin_addr) != 1) return -1;
     }
-    return srv_addr_is_public((struct sockaddr *)&ss);
+    return cdx_http_addr_is_public((struct sockaddr *)&ss);
 }
 
 static void test_addresses(void)
@@ -47,39 +46,59 @@ static void test_addresses(void)
         CHECKF(pub(public_[i]) == 1, "%s should be allowed", public_[i]);
 }
 
+/* cdx_http_get as the server calls it: the failure kind, the body in
+ * *data, the message in err. */
+static cdx_http_failure get(const char *u, const cdx_http_params *p, char **data, size_t *len,
+                            char *err, size_t err_len)
+{
+    cdx_http_response resp;
+    cdx_result r = cdx_http_get(u, p, &resp);
+    *data = resp.data;
+    *len = resp.len;
+    snprintf(err, err_len, "%s", r ? cdx_last_error() : "");
+    if ((r == CDX_OK) != (resp.failure == CDX_HTTP_OK)) return (cdx_http_failure)-1;
+    return resp.failure;
+}
+
 static void test_fetch(void)
 {
     static const char img[] = "\x89PNG\r\n\x1a\n fake image bytes";
     upstream up;
     CHECK(upstream_start(&up, img, sizeof img - 1) == 0);
-    srv_fetch_params p = {.connect_timeout_ms = 2000, .timeout_ms = 1000, .max_bytes = 1 << 20,
-                          .max_redirects = 3, .allow_private = 1};
+    cdx_http_params p = {.connect_timeout_ms = 2000, .timeout_ms = 1000, .max_bytes = 1 << 20,
+                         .max_redirects = 3, .allow_private = 1, .require_image = 1};
     char *data;
     size_t len;
     char err[512], u[256];
-    struct { const char *path; srv_fetch_status want; } cases[] = {
-        {"/img", SRV_FETCH_OK},
-        {"/img-octet", SRV_FETCH_OK},
-        {"/redir/2", SRV_FETCH_OK},      /* 3 redirects */
-        {"/redir/3", SRV_FETCH_REDIRECTS}, /* 4 */
-        {"/redir-ftp", SRV_FETCH_REDIRECTS},
-        {"/redir-file", SRV_FETCH_REDIRECTS},
-        {"/text", SRV_FETCH_NOT_IMAGE},
-        {"/missing", SRV_FETCH_HTTP_STATUS},
-        {"/big", SRV_FETCH_TOO_LARGE},
-        {"/slow?ms=2500", SRV_FETCH_TIMEOUT},
+    struct { const char *path; cdx_http_failure want; } cases[] = {
+        {"/img", CDX_HTTP_OK},
+        {"/img-octet", CDX_HTTP_OK},
+        {"/redir/2", CDX_HTTP_OK},      /* 3 redirects */
+        {"/redir/3", CDX_HTTP_REDIRECTS}, /* 4 */
+        {"/redir-ftp", CDX_HTTP_REDIRECTS},
+        {"/redir-file", CDX_HTTP_REDIRECTS},
+        {"/text", CDX_HTTP_NOT_IMAGE},
+        {"/missing", CDX_HTTP_STATUS},
+        {"/big", CDX_HTTP_TOO_LARGE},
+        {"/slow?ms=2500", CDX_HTTP_TIMEOUT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(u, sizeof u, "%s%s", up.base, cases[i].path);
-        srv_fetch_status st = srv_fetch_url(u, &p, &data, &len, err, sizeof err);
+        cdx_http_failure st = get(u, &p, &data, &len, err, sizeof err);
         CHECKF(st == cases[i].want, "%s: %d (%s), want %d", cases[i].path, st, err, cases[i].want);
-        if (st == SRV_FETCH_OK) {
+        if (st == CDX_HTTP_OK) {
             CHECK(len == sizeof img - 1 && !memcmp(data, img, len));
             free(data);
         } else {
             CHECK(data == NULL && err[0]);
         }
     }
+    /* without require_image any content type is a body (eval files, feeds) */
+    p.require_image = 0;
+    snprintf(u, sizeof u, "%s/text", up.base);
+    CHECK(get(u, &p, &data, &len, err, sizeof err) == CDX_HTTP_OK && len > 0);
+    free(data);
+    p.require_image = 1;
     /* SSRF: loopback refused by default, also behind a name and a redirect */
     p.allow_private = 0;
     const char *fmt[] = {"%s/img", "http://localhost:%d/img", "http://[::1]:%d/img", "http://[::ffff:127.0.0.1]:%d/img",
@@ -87,17 +106,17 @@ static void test_fetch(void)
     for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
         if (i == 0) snprintf(u, sizeof u, fmt[i], up.base);
         else snprintf(u, sizeof u, fmt[i], up.port);
-        srv_fetch_status st = srv_fetch_url(u, &p, &data, &len, err, sizeof err);
-        CHECKF(st == SRV_FETCH_REFUSED, "%s: %d (%s)", u, st, err);
+        cdx_http_failure st = get(u, &p, &data, &len, err, sizeof err);
+        CHECKF(st == CDX_HTTP_REFUSED, "%s: %d (%s)", u, st, err);
     }
     /* schemes other than http(s) never reach curl */
     const char *schemes[] = {"ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://127.0.0.1/", "dict://x", "", "//x/y"};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        CHECK(srv_fetch_url(schemes[i], &p, &data, &len, err, sizeof err) == SRV_FETCH_BAD_URL);
+        CHECK(get(schemes[i], &p, &data, &len, err, sizeof err) == CDX_HTTP_BAD_URL);
     /* a closed port: a plain failure */
     p.allow_private = 1;
     snprintf(u, sizeof u, "http://127.0.0.1:1/img");
-    CHECK(srv_fetch_url(u, &p, &data, &len, err, sizeof err) == SRV_FETCH_FAILED);
+    CHECK(get(u, &p, &data, &len, err, sizeof err) == CDX_HTTP_FAILED);
     upstream_stop(&up);
 }
 

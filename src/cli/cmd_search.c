@@ -11,7 +11,6 @@
  */
 #include "cli.h"
 
-#include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,47 +65,18 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-typedef struct dl {
-    char *p;
-    size_t n;
-} dl;
-
-static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    dl *d = user;
-    size_t k = size * nmemb;
-    if (d->n + k > URL_MAX_BYTES) return 0;
-    char *np = realloc(d->p, d->n + k);
-    if (!np) return 0;
-    memcpy(np + d->n, ptr, k);
-    d->p = np;
-    d->n += k;
-    return k;
-}
-
 static int embed_url(cdx_library *lib, const char *url, float *q)
 {
-    CURL *h = curl_easy_init();
-    if (!h) return cli_fail("downloading", CDX_ERR_NOMEM);
-    dl d = {NULL, 0};
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, dl_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &d);
-    CURLcode c = curl_easy_perform(h);
-    curl_easy_cleanup(h);
-    if (c != CURLE_OK) {
-        free(d.p);
-        fprintf(stderr, "clipdex: error: %s: %s\n", url, curl_easy_strerror(c));
-        return 1;
-    }
-    cdx_result r = cdx_library_embed_image_buffer(lib, d.p, d.n, q);
-    free(d.p);
+    /* The user named this URL on their own command line: private and
+     * loopback addresses are theirs to use. */
+    cdx_http_params p = cdx_http_default_params();
+    p.max_bytes = URL_MAX_BYTES;
+    p.allow_private = 1;
+    cdx_http_response resp;
+    cdx_result r = cdx_http_get(url, &p, &resp);
+    if (r) return cli_fail("downloading", r);
+    r = cdx_library_embed_image_buffer(lib, resp.data, resp.len, q);
+    free(resp.data);
     return r ? cli_fail(url, r) : 0;
 }
 

@@ -8,7 +8,6 @@
  */
 #include "evutil.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -407,57 +406,19 @@ done:
 
 /* ------------------------------------------------------------------ URLs */
 
-typedef struct fetch_buf {
-    char *data;
-    size_t n, max;
-    int too_large;
-} fetch_buf;
-
-static size_t fetch_write(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    fetch_buf *b = user;
-    size_t add = size * nmemb;
-    if (add > b->max - b->n) {
-        b->too_large = 1;
-        return 0;
-    }
-    char *d = realloc(b->data, b->n + add + 1);
-    if (!d) return 0;
-    memcpy(d + b->n, ptr, add);
-    b->data = d;
-    b->n += add;
-    return add;
-}
-
 cdx_result ev_fetch_url(const char *url, size_t max_bytes, long timeout_s, char **out,
                         size_t *len)
 {
     *out = NULL;
-    CURL *c = curl_easy_init();
-    if (!c) return ev_error(CDX_ERR_NOMEM, "%s: cannot start libcurl", url);
-    fetch_buf b = {NULL, 0, max_bytes, 0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    CURLcode cr = curl_easy_perform(c);
-    curl_easy_cleanup(c);
-    if (b.too_large) {
-        free(b.data);
-        return ev_error(CDX_ERR_TOO_LARGE, "%s: larger than %zu bytes", url, max_bytes);
-    }
-    if (cr != CURLE_OK) {
-        free(b.data);
-        return ev_error(CDX_ERR_NETWORK, "%s: %s", url, curl_easy_strerror(cr));
-    }
-    *out = b.data;
-    *len = b.n;
+    cdx_http_params p = cdx_http_default_params();
+    p.max_bytes = max_bytes;
+    p.timeout_ms = timeout_s * 1000;
+    p.allow_private = 1;   /* evaluation files name their own data */
+    cdx_http_response resp;
+    cdx_result r = cdx_http_get(url, &p, &resp);
+    if (r) return ev_lib_error(r, "download");
+    *out = resp.data;
+    *len = resp.len;
     return CDX_OK;
 }
 

@@ -31,6 +31,7 @@
  */
 #include "fetch/fetch.h"
 #include "fetch/cache.h"
+#include "fetch/http.h"
 #include "common/error.h"
 #include "common/util.h"
 
@@ -697,15 +698,13 @@ out:
 
 /* ------------------------------------------------------------ the model */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 static cdx_result session_open(session *s, const cdx_fetch_params *p, const char *token)
 {
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK || !(s->curl = curl_easy_init()))
-        return cdx_error(CDX_ERR_INTERNAL, "cannot initialise libcurl");
+    /* The one HTTP set-up of clipdex (http.c); this session adds resuming,
+     * a bearer token, progress and stall detection, which plain GETs lack. */
+    cdx_result ir = http_global_init();
+    if (ir) return ir;
+    if (!(s->curl = curl_easy_init())) return cdx_error(CDX_ERR_INTERNAL, "cannot initialise libcurl");
     if (token) {
         char *h;
         if (asprintf(&h, "Authorization: Bearer %s", token) < 0)
@@ -717,16 +716,14 @@ static cdx_result session_open(session *s, const cdx_fetch_params *p, const char
     }
     CURL *c = s->curl;
     int https_only = !strncmp(s->endpoint, "https://", 8);
+    http_easy_defaults(c);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Never downgrade: a redirect from an https hub must stay on https. */
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https_only ? "https" : "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long)FETCH_MAX_REDIRS);
     curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->headers);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "clipdex/" CDX_VERSION_STRING);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, p->connect_timeout_s > 0 ? p->connect_timeout_s : 15L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)FETCH_LOW_SPEED_BYTES);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)FETCH_LOW_SPEED_SECONDS);

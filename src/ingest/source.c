@@ -7,7 +7,6 @@
 #include "common/error.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -104,90 +103,28 @@ done:
 
 /* ---- URLs ---------------------------------------------------------------- */
 
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
-typedef struct body {
-    uint8_t *p;
-    size_t len, cap;
-    uint64_t max;
-    int too_large;
-} body;
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    body *b = user;
-    size_t n = size * nmemb;
-    if (b->len + n > b->max) {
-        b->too_large = 1;
-        return 0;
-    }
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 65536;
-        while (nc < b->len + n) nc *= 2;
-        if (nc > b->max) nc = (size_t)b->max;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) return 0;
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, ptr, n);
-    b->len += n;
-    return n;
-}
-
 cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
                             void **data, size_t *len, int64_t *mtime)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     *data = NULL;
     *len = 0;
     *mtime = 0;
-    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
-        return cdx_error(CDX_ERR_UNSUPPORTED, "only http:// and https:// URLs are supported");
-    pthread_once(&once, curl_init_once);
-    CURL *h = curl_easy_init();
-    if (!h) return cdx_error(CDX_ERR_NOMEM, "curl_easy_init failed");
-    body b = {.max = max_bytes};
-    char errbuf[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s > 0 ? timeout_s : 60L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_bytes);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FILETIME, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "clipdex/" CDX_VERSION_STRING);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    CURLcode rc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_off_t ft = -1;
-    curl_easy_getinfo(h, CURLINFO_FILETIME_T, &ft);
-    curl_easy_cleanup(h);
-    cdx_result r = CDX_OK;
-    if (b.too_large || rc == CURLE_FILESIZE_EXCEEDED)
-        r = cdx_error(CDX_ERR_TOO_LARGE, "download exceeds the limit of %llu bytes",
-                      (unsigned long long)max_bytes);
-    else if (rc != CURLE_OK)
-        r = cdx_error(CDX_ERR_NETWORK, "download failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    else if (status < 200 || status > 299)
-        r = cdx_error(CDX_ERR_NETWORK, "HTTP status %ld", status);
-    else if (b.len == 0)
-        r = cdx_error(CDX_ERR_FORMAT, "empty response (0 bytes)");
-    else if (!source_sniff(b.p, b.len))
-        r = cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
-    if (r) {
-        free(b.p);
-        return r;
+    /* URLs to index come from the operator (a list file, a fleet feed), not
+     * from an anonymous client: private addresses are allowed. */
+    cdx_http_params p = cdx_http_default_params();
+    p.max_bytes = max_bytes;
+    p.timeout_ms = (timeout_s > 0 ? timeout_s : 60L) * 1000;
+    p.allow_private = 1;
+    cdx_http_response resp;
+    cdx_result r = cdx_http_get(url, &p, &resp);
+    if (r) return r;
+    if (!source_sniff(resp.data, resp.len)) {
+        free(resp.data);
+        return cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
     }
-    *data = b.p;
-    *len = b.len;
-    *mtime = ft > 0 ? (int64_t)ft : 0;
+    *data = resp.data;
+    *len = resp.len;
+    *mtime = resp.mtime;
     return CDX_OK;
 }
 

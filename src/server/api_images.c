@@ -12,7 +12,6 @@
 #include "api.h"
 #include "json_util.h"
 #include "thumbcache.h"
-#include "urlfetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,22 +32,28 @@
 
 int srv_fetch_image(srv_ctx *s, const char *url, char **data, size_t *len, srv_response *rs)
 {
-    srv_fetch_params p = {
-        .connect_timeout_ms = s->cfg.fetch_connect_timeout_s * 1000,
-        .timeout_ms = s->cfg.fetch_timeout_s * 1000,
-        .max_bytes = s->cfg.max_body,
-        .max_redirects = s->cfg.fetch_max_redirects,
-        .allow_private = s->cfg.allow_private_urls,
-    };
-    char err[512];
-    srv_fetch_status st = srv_fetch_url(url, &p, data, len, err, sizeof err);
-    switch (st) {
-    case SRV_FETCH_OK: return 0;
-    case SRV_FETCH_BAD_URL: srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_url: %s", err); break;
-    case SRV_FETCH_REFUSED: srv_error(rs, 400, SRV_E_URL_REFUSED, "image_url: %s", err); break;
-    case SRV_FETCH_NOT_IMAGE: srv_error(rs, 400, SRV_E_INVALID_IMAGE, "image_url: %s", err); break;
-    case SRV_FETCH_TOO_LARGE: srv_error(rs, 413, SRV_E_TOO_LARGE, "image_url: %s", err); break;
-    case SRV_FETCH_TIMEOUT: srv_error(rs, 504, SRV_E_URL_FETCH, "image_url: %s", err); break;
+    cdx_http_params p = cdx_http_default_params();
+    p.connect_timeout_ms = s->cfg.fetch_connect_timeout_s * 1000;
+    p.timeout_ms = s->cfg.fetch_timeout_s * 1000;
+    p.max_bytes = s->cfg.max_body;
+    p.max_redirects = s->cfg.fetch_max_redirects;
+    p.allow_private = s->cfg.allow_private_urls;
+    p.require_image = 1;
+    cdx_http_response resp;
+    if (cdx_http_get(url, &p, &resp) == CDX_OK) {
+        *data = resp.data;
+        *len = resp.len;
+        return 0;
+    }
+    const char *err = cdx_last_error();
+    switch (resp.failure) {
+    case CDX_HTTP_BAD_URL: srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_url: %s", err); break;
+    case CDX_HTTP_REFUSED:
+        srv_error(rs, 400, SRV_E_URL_REFUSED, "image_url: %s (see --allow-private-urls)", err);
+        break;
+    case CDX_HTTP_NOT_IMAGE: srv_error(rs, 400, SRV_E_INVALID_IMAGE, "image_url: %s", err); break;
+    case CDX_HTTP_TOO_LARGE: srv_error(rs, 413, SRV_E_TOO_LARGE, "image_url: %s", err); break;
+    case CDX_HTTP_TIMEOUT: srv_error(rs, 504, SRV_E_URL_FETCH, "image_url: %s", err); break;
     default: srv_error(rs, 502, SRV_E_URL_FETCH, "image_url: %s", err); break;
     }
     return -1;

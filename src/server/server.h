@@ -10,7 +10,7 @@
  *   api_*.c     handlers: pure functions srv_request -> srv_response that use
  *               only the public library API (clipdex.h), libvips for
  *               thumbnails and the helpers below.
- *   json_util.c base64.c multipart.c urlfetch.c metrics.c web.c: helpers.
+ *   json_util.c base64.c multipart.c metrics.c web.c: helpers.
  *
  * Invariants: handlers never build a filesystem path from request input
  * (files are served by catalog id only); every error response is JSON
