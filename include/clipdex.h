@@ -64,6 +64,14 @@ typedef enum cdx_result {
 const char *cdx_result_str(cdx_result r);
 /* Message of the last failure in this thread ("" if none). */
 const char *cdx_last_error(void);
+/* Set this thread's message (what cdx_last_error() returns) and return
+ * code: code built on the library (the CLI, eval, the server) reports its
+ * own failures on the same channel. */
+cdx_result cdx_set_error(cdx_result code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---------------------------------------------------------------- model */
 

@@ -17,12 +17,12 @@
 
 static int has(const char *needle)
 {
-    return strstr(ev_last_error(), needle) != NULL;
+    return strstr(cdx_last_error(), needle) != NULL;
 }
 
 #define CHECK_ERR(expr, needle) do { cdx_result r_ = (expr); \
     CHECKF(r_ != CDX_OK && has(needle), "%s: got %d '%s', want error with '%s'", #expr, r_, \
-           ev_last_error(), needle); } while (0)
+           cdx_last_error(), needle); } while (0)
 
 static cdx_result qparse(const char *name, const char *text, ev_query_set *s)
 {
@@ -303,9 +303,9 @@ static void test_garbage(void)
         ev_labels l;
         ev_templates t;
         ev_captions c;
-        ev_error(CDX_OK, "%s", "");
+        cdx_set_error(CDX_OK, "%s", "");
         if (ev_queries_parse("g.jsonl", buf, n, &qs) == CDX_OK) ev_query_set_free(&qs);
-        else CHECK(*ev_last_error());
+        else CHECK(*cdx_last_error());
         if (ev_queries_parse("g.csv", buf, n, &qs) == CDX_OK) ev_query_set_free(&qs);
         if (ev_labels_parse("g.csv", buf, n, NULL, &l) == CDX_OK) ev_labels_free(&l);
         if (ev_templates_parse("g.txt", buf, n, &t) == CDX_OK) ev_templates_free(&t);

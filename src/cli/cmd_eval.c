@@ -63,7 +63,7 @@ typedef struct eval_opts {
 
 static int eval_fail(const char *what, cdx_result r)
 {
-    const char *m = ev_last_error();
+    const char *m = cdx_last_error();
     fprintf(stderr, "clipdex: error: %s: %s\n", what, m && *m ? m : cdx_result_str(r));
     return 1;
 }

@@ -18,6 +18,15 @@ cdx_result cdx_error(cdx_result code, const char *fmt, ...)
     return code;
 }
 
+cdx_result cdx_set_error(cdx_result code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 cdx_result cdx_error_prefix(cdx_result code, const char *prefix)
 {
     /* Truncation is fine: messages are bounded by design. */

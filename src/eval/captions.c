@@ -29,26 +29,26 @@ void ev_captions_free(ev_captions *c)
 static cdx_result parse_image(const char *name, const char *key, json_t *arr,
                               ev_caption_image *im, size_t *total)
 {
-    if (!*key) return ev_error(CDX_ERR_FORMAT, "%s: empty image key", name);
+    if (!*key) return cdx_set_error(CDX_ERR_FORMAT, "%s: empty image key", name);
     if (!json_is_array(arr))
-        return ev_error(CDX_ERR_FORMAT, "%s: \"%s\": expected an array of captions", name, key);
+        return cdx_set_error(CDX_ERR_FORMAT, "%s: \"%s\": expected an array of captions", name, key);
     size_t n = json_array_size(arr);
-    if (n == 0) return ev_error(CDX_ERR_FORMAT, "%s: \"%s\": no captions", name, key);
+    if (n == 0) return cdx_set_error(CDX_ERR_FORMAT, "%s: \"%s\": no captions", name, key);
     if (n > EV_MAX_ITEMS - *total)
-        return ev_error(CDX_ERR_TOO_LARGE, "%s: more than %zu captions", name, EV_MAX_ITEMS);
+        return cdx_set_error(CDX_ERR_TOO_LARGE, "%s: more than %zu captions", name, EV_MAX_ITEMS);
     im->key = ev_strdup(key);
     im->caps = calloc(n, sizeof *im->caps);
-    if (!im->key || !im->caps) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!im->key || !im->caps) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     for (size_t j = 0; j < n; j++) {
         json_t *s = json_array_get(arr, j);
         if (!json_is_string(s) || json_string_length(s) == 0)
-            return ev_error(CDX_ERR_FORMAT, "%s: \"%s\"[%zu]: expected a non-empty string", name,
+            return cdx_set_error(CDX_ERR_FORMAT, "%s: \"%s\"[%zu]: expected a non-empty string", name,
                             key, j);
         if (json_string_length(s) > EV_MAX_CAPTION_BYTES)
-            return ev_error(CDX_ERR_FORMAT, "%s: \"%s\"[%zu]: caption longer than %d bytes", name,
+            return cdx_set_error(CDX_ERR_FORMAT, "%s: \"%s\"[%zu]: caption longer than %d bytes", name,
                             key, j, EV_MAX_CAPTION_BYTES);
         if (!(im->caps[j] = ev_strdup(json_string_value(s))))
-            return ev_error(CDX_ERR_NOMEM, "out of memory");
+            return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
         im->n_caps++;
     }
     *total += n;
@@ -61,25 +61,25 @@ cdx_result ev_captions_parse(const char *name, const char *data, size_t len, ev_
     json_error_t je;
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return ev_error(CDX_ERR_FORMAT, "%s:%d:%d: invalid JSON: %s", name, je.line, je.column,
+        return cdx_set_error(CDX_ERR_FORMAT, "%s:%d:%d: invalid JSON: %s", name, je.line, je.column,
                         je.text);
     cdx_result r = CDX_OK;
     if (!json_is_object(root)) {
-        r = ev_error(CDX_ERR_FORMAT, "%s: expected an object {\"image\": [\"caption\", ...]}", name);
+        r = cdx_set_error(CDX_ERR_FORMAT, "%s: expected an object {\"image\": [\"caption\", ...]}", name);
         goto done;
     }
     size_t n = json_object_size(root);
     if (n == 0) {
-        r = ev_error(CDX_ERR_FORMAT, "%s: no images", name);
+        r = cdx_set_error(CDX_ERR_FORMAT, "%s: no images", name);
         goto done;
     }
     if (n > EV_MAX_ITEMS) {
-        r = ev_error(CDX_ERR_TOO_LARGE, "%s: more than %zu images", name, EV_MAX_ITEMS);
+        r = cdx_set_error(CDX_ERR_TOO_LARGE, "%s: more than %zu images", name, EV_MAX_ITEMS);
         goto done;
     }
     out->im = calloc(n, sizeof *out->im);
     if (!out->im || !(out->base = ev_dirname(name))) {
-        r = ev_error(CDX_ERR_NOMEM, "out of memory");
+        r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
         goto done;
     }
     const char *key;
@@ -144,7 +144,7 @@ static cdx_result find_key(cdx_library *lib, const ev_captions *caps, const char
     if (root) return ev_find(lib, root, key, id);
     if (ev_find(lib, caps->base, key, id) == CDX_OK) return CDX_OK;
     char *images = malloc(strlen(caps->base) + 8);
-    if (!images) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!images) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     memcpy(images, caps->base, strlen(caps->base));
     memcpy(images + strlen(caps->base), "/images", 8);
     r = ev_find(lib, images, key, id);
@@ -161,9 +161,9 @@ static cdx_result find_key(cdx_library *lib, const ev_captions *caps, const char
         }
     }
     if (matches > 1)
-        return ev_error(CDX_ERR_INVALID_ARG, "image \"%s\" matches %zu library paths; give "
+        return cdx_set_error(CDX_ERR_INVALID_ARG, "image \"%s\" matches %zu library paths; give "
                         "--images-root", key, matches);
-    return matches ? CDX_OK : ev_error(CDX_ERR_NOT_FOUND, "%s: not in the library", key);
+    return matches ? CDX_OK : cdx_set_error(CDX_ERR_NOT_FOUND, "%s: not in the library", key);
 }
 
 typedef struct gal {
@@ -206,14 +206,14 @@ cdx_result ev_captions_run(cdx_library *lib, const ev_captions *caps,
         g[n++] = (gal){id, i};
     }
     if (n == 0) {
-        r = ev_error(CDX_ERR_NOT_FOUND, "none of the %zu captioned images is in the library "
+        r = cdx_set_error(CDX_ERR_NOT_FOUND, "none of the %zu captioned images is in the library "
                      "(first: %s); index them or give --images-root", caps->n, out->first_missing);
         goto done;
     }
     qsort(g, n, sizeof *g, cmp_gal);
     for (size_t i = 1; i < n; i++)
         if (g[i].id == g[i - 1].id) {
-            r = ev_error(CDX_ERR_INVALID_ARG, "\"%s\" and \"%s\" are the same library image",
+            r = cdx_set_error(CDX_ERR_INVALID_ARG, "\"%s\" and \"%s\" are the same library image",
                          caps->im[g[i - 1].src].key, caps->im[g[i].src].key);
             goto done;
         }
@@ -258,7 +258,7 @@ cdx_result ev_captions_run(cdx_library *lib, const ev_captions *caps,
     r = CDX_OK;
     goto done;
 nomem:
-    r = ev_error(CDX_ERR_NOMEM, "out of memory");
+    r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
 done:
     ev_images_free(all, n_all);
     free(g);

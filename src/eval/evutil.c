@@ -1,5 +1,5 @@
 /*
- * evutil.c - shared helpers of the evaluation modules: error channel, capped
+ * evutil.c - shared helpers of the evaluation modules: error prefixes, capped
  * reads, CSV reader, capped arrays, paths, library listing, text batches.
  *
  * Invariants: every buffer growth is checked against a hard cap and for
@@ -18,75 +18,52 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static _Thread_local char ev_msg[EV_ERROR_MAX];
-
-cdx_result ev_error(cdx_result code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ev_msg, sizeof ev_msg, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 cdx_result ev_lib_error(cdx_result code, const char *what)
 {
     const char *m = cdx_last_error();
-    return ev_error(code, "%s: %s", what, m && *m ? m : cdx_result_str(code));
-}
-
-const char *ev_last_error(void)
-{
-    return ev_msg;
+    if (!m || !*m) return cdx_set_error(code, "%s: %s", what, cdx_result_str(code));
+    return ev_error_prefix(code, "%s", what);
 }
 
 cdx_result ev_error_prefix(cdx_result code, const char *fmt, ...)
 {
+    /* Copies first: cdx_set_error overwrites the message it would read. */
     char old[EV_ERROR_MAX], pre[EV_ERROR_MAX];
-    snprintf(old, sizeof old, "%s", ev_msg);
+    snprintf(old, sizeof old, "%s", cdx_last_error());
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    /* Truncation is fine: messages are capped at EV_ERROR_MAX. */
-    size_t n = strlen(pre);
-    if (n > sizeof ev_msg - 3) n = sizeof ev_msg - 3;
-    memcpy(ev_msg, pre, n);
-    memcpy(ev_msg + n, ": ", 2);
-    size_t room = sizeof ev_msg - n - 3, m = strlen(old);
-    if (m > room) m = room;
-    memcpy(ev_msg + n + 2, old, m);
-    ev_msg[n + 2 + m] = '\0';
-    return code;
+    return cdx_set_error(code, "%s: %s", pre, old);
 }
 
 cdx_result ev_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return ev_error(CDX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return cdx_set_error(CDX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return ev_error(CDX_ERR_IO, "%s: not a regular file", path);
+        return cdx_set_error(CDX_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_bytes) {
         fclose(f);
-        return ev_error(CDX_ERR_TOO_LARGE, "%s: %lld bytes, larger than the limit of %zu",
+        return cdx_set_error(CDX_ERR_TOO_LARGE, "%s: %lld bytes, larger than the limit of %zu",
                         path, (long long)st.st_size, max_bytes);
     }
     size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(f);
-        return ev_error(CDX_ERR_NOMEM, "%s: out of memory", path);
+        return cdx_set_error(CDX_ERR_NOMEM, "%s: out of memory", path);
     }
     size_t got = fread(buf, 1, n, f);
     int err = ferror(f);
     fclose(f);
     if (err || got != n) {
         free(buf);
-        return ev_error(CDX_ERR_IO, "%s: read error", path);
+        return cdx_set_error(CDX_ERR_IO, "%s: read error", path);
     }
     buf[n] = '\0';
     *out = buf;
@@ -97,14 +74,14 @@ cdx_result ev_read_file(const char *path, size_t max_bytes, char **out, size_t *
 cdx_result ev_vec_push(ev_vec *v, const void *item, size_t elem, size_t max)
 {
     if (v->elem == 0) v->elem = elem;
-    if (v->n >= max) return ev_error(CDX_ERR_TOO_LARGE, "more than %zu items", max);
+    if (v->n >= max) return cdx_set_error(CDX_ERR_TOO_LARGE, "more than %zu items", max);
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16, bytes;
         if (cap > max) cap = max;
         if (__builtin_mul_overflow(cap, elem, &bytes))
-            return ev_error(CDX_ERR_TOO_LARGE, "array too large");
+            return cdx_set_error(CDX_ERR_TOO_LARGE, "array too large");
         void *p = realloc(v->data, bytes);
-        if (!p) return ev_error(CDX_ERR_NOMEM, "out of memory");
+        if (!p) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
         v->data = p;
         v->cap = cap;
     }
@@ -142,14 +119,14 @@ static int csv_put(ev_csv *c, size_t *n, char ch)
 {
     if (*n + 1 >= c->buf_cap) {
         if (c->buf_cap >= EV_MAX_LINE_BYTES) {
-            ev_error(CDX_ERR_TOO_LARGE, "%s:%ld: row longer than %zu bytes", c->path, c->line,
+            cdx_set_error(CDX_ERR_TOO_LARGE, "%s:%ld: row longer than %zu bytes", c->path, c->line,
                      EV_MAX_LINE_BYTES);
             return -1;
         }
         size_t cap = c->buf_cap ? c->buf_cap * 2 : 256;
         char *b = realloc(c->buf, cap);
         if (!b) {
-            ev_error(CDX_ERR_NOMEM, "%s: out of memory", c->path);
+            cdx_set_error(CDX_ERR_NOMEM, "%s: out of memory", c->path);
             return -1;
         }
         c->buf = b;
@@ -167,7 +144,7 @@ static int csv_row(ev_csv *c)
     c->line = c->next_line;
     for (;;) {
         if (nf == EV_MAX_CSV_FIELDS) {
-            ev_error(CDX_ERR_FORMAT, "%s:%ld: more than %d fields", c->path, c->line,
+            cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: more than %d fields", c->path, c->line,
                      EV_MAX_CSV_FIELDS);
             return -1;
         }
@@ -176,7 +153,7 @@ static int csv_row(ev_csv *c)
             c->p++;
             for (;;) {
                 if (c->p >= c->end) {
-                    ev_error(CDX_ERR_FORMAT, "%s:%ld: unterminated quoted field", c->path,
+                    cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: unterminated quoted field", c->path,
                              c->line);
                     return -1;
                 }
@@ -188,26 +165,26 @@ static int csv_row(ev_csv *c)
                     c->next_line++;
                 }
                 if (ch == '\0') {
-                    ev_error(CDX_ERR_FORMAT, "%s:%ld: NUL byte", c->path, c->line);
+                    cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: NUL byte", c->path, c->line);
                     return -1;
                 }
                 if (csv_put(c, &n, ch)) return -1;
             }
             if (c->p < c->end && *c->p == '\r') c->p++;
             if (c->p < c->end && *c->p != ',' && *c->p != '\n') {
-                ev_error(CDX_ERR_FORMAT, "%s:%ld: text after a closing quote", c->path, c->line);
+                cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: text after a closing quote", c->path, c->line);
                 return -1;
             }
         } else {
             while (c->p < c->end && *c->p != ',' && *c->p != '\n') {
                 char ch = *c->p++;
                 if (ch == '"') {
-                    ev_error(CDX_ERR_FORMAT, "%s:%ld: quote inside an unquoted field", c->path,
+                    cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: quote inside an unquoted field", c->path,
                              c->line);
                     return -1;
                 }
                 if (ch == '\0') {
-                    ev_error(CDX_ERR_FORMAT, "%s:%ld: NUL byte", c->path, c->line);
+                    cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: NUL byte", c->path, c->line);
                     return -1;
                 }
                 if (ch == '\r' && (c->p == c->end || *c->p == '\n')) continue;
@@ -307,7 +284,7 @@ double ev_now(void)
 cdx_result ev_find(cdx_library *lib, const char *base, const char *path, int64_t *id)
 {
     char *r = ev_resolve_path(base, path);
-    if (!r) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     cdx_result rc = cdx_library_find(lib, r, id);
     free(r);
     if (rc != CDX_OK) return ev_lib_error(rc, path);
@@ -323,17 +300,6 @@ void ev_images_free(ev_image *im, size_t n)
     free(im);
 }
 
-long ev_images_find(const ev_image *im, size_t n, int64_t id)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (im[mid].id < id) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < n && im[lo].id == id ? (long)lo : -1;
-}
-
 #define EV_PAGE 10000
 
 cdx_result ev_search_ranking(cdx_library *lib, const float *q, size_t depth, cdx_hit *out,
@@ -347,7 +313,7 @@ cdx_result ev_search_ranking(cdx_library *lib, const float *q, size_t depth, cdx
         size_t got = 0;
         cdx_result r = cdx_library_search_vector(lib, q, &sp, out + n, &got, NULL);
         if (r != CDX_OK) return ev_lib_error(r, "search");
-        if (got > sp.k) return ev_error(CDX_ERR_INTERNAL, "search returned more hits than asked");
+        if (got > sp.k) return cdx_set_error(CDX_ERR_INTERNAL, "search returned more hits than asked");
         n += got;
         if (got < sp.k) break;
     }
@@ -364,7 +330,7 @@ cdx_result ev_library_list(cdx_library *lib, ev_image **out, size_t *n_out)
     cdx_result r = cdx_library_list_images(lib, 0, 0, NULL, &got, &total);
     if (r != CDX_OK) return ev_lib_error(r, "listing the library");
     if (total > EV_MAX_ITEMS)
-        return ev_error(CDX_ERR_TOO_LARGE, "library has %llu images; evaluation supports at most %zu",
+        return cdx_set_error(CDX_ERR_TOO_LARGE, "library has %llu images; evaluation supports at most %zu",
                         (unsigned long long)total, EV_MAX_ITEMS);
     /* Pages in id order; a library written meanwhile may grow or shrink,
      * the list stops at the first short page. */
@@ -372,7 +338,7 @@ cdx_result ev_library_list(cdx_library *lib, ev_image **out, size_t *n_out)
     cdx_image_record *page = malloc(CDX_LIST_MAX * sizeof *page);
     ev_image *im = calloc(want ? want : 1, sizeof *im);
     if (!page || !im) {
-        r = ev_error(CDX_ERR_NOMEM, "out of memory listing the library");
+        r = cdx_set_error(CDX_ERR_NOMEM, "out of memory listing the library");
         goto done;
     }
     while (n < want) {
@@ -386,7 +352,7 @@ cdx_result ev_library_list(cdx_library *lib, ev_image **out, size_t *n_out)
             im[n].id = page[i].id;
             im[n].path = ev_strdup(page[i].path);
             if (!im[n].path) {
-                r = ev_error(CDX_ERR_NOMEM, "out of memory listing the library");
+                r = cdx_set_error(CDX_ERR_NOMEM, "out of memory listing the library");
                 goto done;
             }
         }
@@ -459,7 +425,7 @@ cdx_result ev_embed_texts(cdx_library *lib, const char *const *texts, size_t n, 
     cdx_model_info mi;
     cdx_model_get_info(model, &mi);
     if (mi.embed_dim != info.dim)
-        return ev_error(CDX_ERR_MISMATCH, "model dim %d != library dim %d", mi.embed_dim, info.dim);
+        return cdx_set_error(CDX_ERR_MISMATCH, "model dim %d != library dim %d", mi.embed_dim, info.dim);
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.max_batch = EV_TEXT_BATCH;
     cdx_ctx *ctx = NULL;

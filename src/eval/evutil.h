@@ -1,13 +1,12 @@
 /*
- * evutil.h - helpers shared by the evaluation modules (src/eval): an error
- * channel, capped whole-file reads, an RFC 4180 CSV reader with line numbers,
- * growable arrays with hard caps, path resolution, and a listing of every
- * image in a library (the public API has no "list ids" call: we page through
- * an exact search, see ev_library_list).
+ * evutil.h - helpers shared by the evaluation modules (src/eval): error
+ * prefixes, capped whole-file reads, an RFC 4180 CSV reader with line
+ * numbers, growable arrays with hard caps, path resolution, and a listing of
+ * every image in a library (paged with cdx_library_list_images).
  *
  * The eval modules use only the public header (clipdex.h) and this folder.
- * Errors: a failing ev_* call formats a message into a thread-local buffer
- * (ev_last_error()) and returns a cdx_result, like the library's own channel.
+ * Errors: a failing ev_* call sets the library's thread-local message
+ * (cdx_set_error, read back with cdx_last_error()) and returns a cdx_result.
  *
  * Workload: evaluation files are at most a few hundred MiB (caps below);
  * everything here runs once per command, never in a hot loop.
@@ -26,11 +25,9 @@
 #define EV_MAX_CSV_FIELDS 64
 #define EV_MAX_ITEMS ((size_t)10000000)         /* queries, captions, labels */
 
-cdx_result ev_error(cdx_result code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* ev_error(code, "<what>: <cdx_last_error()>") for a failed library call. */
+/* Errors go to the library's channel: cdx_set_error() / cdx_last_error().
+ * ev_lib_error: "<what>: <cdx_last_error()>" for a failed library call. */
 cdx_result ev_lib_error(cdx_result code, const char *what);
-const char *ev_last_error(void);
 /* Prefix the current message with "<prefix>: " and return code. */
 cdx_result ev_error_prefix(cdx_result code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -90,8 +87,6 @@ typedef struct ev_image {
 } ev_image;
 cdx_result ev_library_list(cdx_library *lib, ev_image **out, size_t *n);
 void ev_images_free(ev_image *im, size_t n);
-/* Index of id in a list sorted by id, or -1. */
-long ev_images_find(const ev_image *im, size_t n, int64_t id);
 
 /* The ranking of every image for a unit query, best first, down to depth
  * hits (pages of 10000 through cdx_library_search_vector); *n <= depth. */

@@ -43,7 +43,7 @@ cdx_result ev_labels_parse(const char *name, const char *data, size_t len,
             }
             if (pc >= 0) { /* a header row */
                 if (lc < 0) {
-                    r = ev_error(CDX_ERR_FORMAT, "%s:%ld: the header has no column named \"%s\"",
+                    r = cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: the header has no column named \"%s\"",
                                  name, c.line, label_column);
                     goto fail;
                 }
@@ -53,26 +53,26 @@ cdx_result ev_labels_parse(const char *name, const char *data, size_t len,
                 continue;
             }
             if (strcmp(label_column, "label") != 0) {
-                r = ev_error(CDX_ERR_FORMAT, "%s: a label column was named (\"%s\") but the "
+                r = cdx_set_error(CDX_ERR_FORMAT, "%s: a label column was named (\"%s\") but the "
                              "file has no header row with a \"path\" column", name, label_column);
                 goto fail;
             }
         }
         if (c.n_fields < want) {
-            r = ev_error(CDX_ERR_FORMAT, "%s:%ld: expected at least %d columns, found %d", name,
+            r = cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: expected at least %d columns, found %d", name,
                          c.line, want, c.n_fields);
             goto fail;
         }
         const char *p = c.field[path_col], *lab = c.field[label_col];
         if (!*p || !*lab) {
-            r = ev_error(CDX_ERR_FORMAT, "%s:%ld: empty %s", name, c.line, *p ? "label" : "path");
+            r = cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: empty %s", name, c.line, *p ? "label" : "path");
             goto fail;
         }
         ev_label_entry e = {ev_strdup(p), ev_strdup(lab), c.line};
         if (!e.path || !e.label) {
             free(e.path);
             free(e.label);
-            r = ev_error(CDX_ERR_NOMEM, "%s: out of memory", name);
+            r = cdx_set_error(CDX_ERR_NOMEM, "%s: out of memory", name);
             goto fail;
         }
         r = ev_vec_push(&v, &e, sizeof e, EV_MAX_ITEMS);
@@ -93,7 +93,7 @@ cdx_result ev_labels_parse(const char *name, const char *data, size_t len,
     out->base = ev_dirname(name);
     if (!out->base) {
         ev_labels_free(out);
-        return ev_error(CDX_ERR_NOMEM, "out of memory");
+        return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     }
     return CDX_OK;
 fail:
@@ -132,7 +132,7 @@ cdx_result ev_labels_resolve(cdx_library *lib, const ev_labels *l, int64_t *ids,
 {
     size_t miss = 0, n_found = 0;
     id_line *seen = malloc((l->n ? l->n : 1) * sizeof *seen);
-    if (!seen) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!seen) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l->n; i++) {
         int64_t id;
         cdx_result r = ev_find(lib, l->base, l->e[i].path, &id);
@@ -154,7 +154,7 @@ cdx_result ev_labels_resolve(cdx_library *lib, const ev_labels *l, int64_t *ids,
             long a = seen[i - 1].line, b = seen[i].line;
             long long dup = (long long)seen[i].id;
             free(seen);
-            return ev_error(CDX_ERR_FORMAT, "labels: lines %ld and %ld name the same image "
+            return cdx_set_error(CDX_ERR_FORMAT, "labels: lines %ld and %ld name the same image "
                             "(library id %lld)", a, b, dup);
         }
     free(seen);

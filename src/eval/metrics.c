@@ -49,10 +49,10 @@ cdx_result ev_query_metrics_compute(const int64_t *ranking, size_t n_ranked,
                                     const size_t *ks, int n_k, ev_query_metrics *out)
 {
     memset(out, 0, sizeof *out);
-    if (n_k < 0 || n_k > EV_MAX_KS) return ev_error(CDX_ERR_INVALID_ARG, "too many K values");
+    if (n_k < 0 || n_k > EV_MAX_KS) return cdx_set_error(CDX_ERR_INVALID_ARG, "too many K values");
     out->n_k = n_k;
     for (int j = 0; j < n_k; j++)
-        if (ks[j] == 0) return ev_error(CDX_ERR_INVALID_ARG, "K must be >= 1");
+        if (ks[j] == 0) return cdx_set_error(CDX_ERR_INVALID_ARG, "K must be >= 1");
     /* Relevant judgments sorted by id, for lookup; seen[] drops repeats. */
     size_t R = 0;
     for (size_t i = 0; i < n_rel; i++) R += rel[i].grade > 0;
@@ -66,7 +66,7 @@ cdx_result ev_query_metrics_compute(const int64_t *ranking, size_t n_ranked,
         free(js);
         free(ideal);
         free(seen);
-        return ev_error(CDX_ERR_NOMEM, "out of memory");
+        return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0, r = 0; i < n_rel; i++)
         if (rel[i].grade > 0) js[r++] = rel[i];

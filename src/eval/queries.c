@@ -61,7 +61,7 @@ static cdx_result parse_fail(const pctx *pc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return ev_error(CDX_ERR_FORMAT, "%s:%ld: %s", pc->name, pc->line, msg);
+    return cdx_set_error(CDX_ERR_FORMAT, "%s:%ld: %s", pc->name, pc->line, msg);
 }
 
 /* Add a judgment written as text: all digits = id, else a path. */
@@ -74,7 +74,7 @@ static cdx_result add_ref(const pctx *pc, ev_query *q, ev_vec *refs, const char 
         return PFAIL(pc, "\"%s\" is not an image id (ids are 1..2^63-1)", key);
     if (ev_parse_id(key, &r.id) != 0) {
         r.path = ev_strdup(key);
-        if (!r.path) return ev_error(CDX_ERR_NOMEM, "out of memory");
+        if (!r.path) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     }
     cdx_result rc = ev_vec_push(refs, &r, sizeof r, EV_MAX_REFS);
     if (rc != CDX_OK) {
@@ -107,7 +107,7 @@ static cdx_result set_string(const pctx *pc, char **dst, const char *field, cons
 {
     if (!*s) return PFAIL(pc, "\"%s\" is empty", field);
     *dst = ev_strdup(s);
-    return *dst ? CDX_OK : ev_error(CDX_ERR_NOMEM, "out of memory");
+    return *dst ? CDX_OK : cdx_set_error(CDX_ERR_NOMEM, "out of memory");
 }
 
 /* Fill q from one JSON object. */
@@ -223,7 +223,7 @@ static cdx_result parse_jsonl(const char *name, const char *data, size_t len, ev
 static cdx_result csv_list(const pctx *pc, ev_query *q, ev_vec *refs, const char *s, int grades)
 {
     char *copy = ev_strdup(s);
-    if (!copy) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!copy) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     cdx_result r = CDX_OK;
     char *item = copy;
     while (item && r == CDX_OK) {
@@ -349,9 +349,9 @@ cdx_result ev_queries_parse(const char *name, const char *data, size_t len, ev_q
     cdx_result r = csv ? parse_csv(name, data, len, &qs) : parse_jsonl(name, data, len, &qs);
     out->q = qs.data;
     out->n = qs.n;
-    if (r == CDX_OK && out->n == 0) r = ev_error(CDX_ERR_FORMAT, "%s: no queries", name);
+    if (r == CDX_OK && out->n == 0) r = cdx_set_error(CDX_ERR_FORMAT, "%s: no queries", name);
     if (r == CDX_OK && (!(out->base = ev_dirname(name)) || !(out->name = ev_strdup(name))))
-        r = ev_error(CDX_ERR_NOMEM, "out of memory");
+        r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     if (r != CDX_OK) ev_query_set_free(out);
     return r;
 }
@@ -449,7 +449,7 @@ static cdx_result label_index_build(cdx_library *lib, const ev_labels *l, lab_pa
     if (!ids || !lp) {
         free(ids);
         free(lp);
-        return ev_error(CDX_ERR_NOMEM, "out of memory");
+        return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     }
     size_t missing = 0, n = 0;
     cdx_result r = ev_labels_resolve(lib, l, ids, &missing);
@@ -515,7 +515,7 @@ static cdx_result build_judgments(cdx_library *lib, const ev_query_set *set, con
     *unresolved = 0;
     cdx_result r;
     if (q->label) {
-        if (!lp) return ev_error(CDX_ERR_INVALID_ARG, "a \"label\" query needs --labels FILE");
+        if (!lp) return cdx_set_error(CDX_ERR_INVALID_ARG, "a \"label\" query needs --labels FILE");
         lab_pair key = {q->label, INT64_MIN};
         size_t lo = 0, hi = n_lp;
         while (lo < hi) {
@@ -590,7 +590,7 @@ static cdx_result query_vector(cdx_library *lib, const ev_query_set *set, const 
         return r == CDX_OK ? CDX_OK : ev_lib_error(r, q->input);
     }
     char *path = ev_resolve_path(set->base, q->input);
-    if (!path) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!path) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     r = cdx_library_embed_image_file(lib, path, v);
     free(path);
     return r == CDX_OK ? CDX_OK : ev_lib_error(r, q->input);
@@ -611,11 +611,11 @@ cdx_result ev_queries_run(cdx_library *lib, const ev_query_set *set,
 {
     memset(out, 0, sizeof *out);
     if (params->n_k < 1 || params->n_k > EV_MAX_KS)
-        return ev_error(CDX_ERR_INVALID_ARG, "need 1..%d values of K", EV_MAX_KS);
+        return cdx_set_error(CDX_ERR_INVALID_ARG, "need 1..%d values of K", EV_MAX_KS);
     cdx_library_info info;
     cdx_result r = cdx_library_get_info(lib, &info);
     if (r != CDX_OK) return ev_lib_error(r, "library info");
-    if (info.images == 0) return ev_error(CDX_ERR_INVALID_ARG, "the library is empty");
+    if (info.images == 0) return cdx_set_error(CDX_ERR_INVALID_ARG, "the library is empty");
     size_t max_k = params->ks[params->n_k - 1];
     for (int k = 0; k < params->n_k; k++) if (params->ks[k] > max_k) max_k = params->ks[k];
     size_t depth = params->depth ? params->depth : 10000;
@@ -634,7 +634,7 @@ cdx_result ev_queries_run(cdx_library *lib, const ev_query_set *set,
     size_t n_lp = 0;
     ev_vec js = {0}, raw = {0};
     if (!v || !hits || !ranking || !lat || !srch || !qm || !out->r) {
-        r = ev_error(CDX_ERR_NOMEM, "out of memory");
+        r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
         goto done;
     }
     out->n = set->n;
@@ -673,7 +673,7 @@ cdx_result ev_queries_run(cdx_library *lib, const ev_query_set *set,
         res->n_top = n_hits < top_k ? n_hits : top_k;
         res->top = malloc((res->n_top ? res->n_top : 1) * sizeof *res->top);
         if (!res->top) {
-            r = ev_error(CDX_ERR_NOMEM, "out of memory");
+            r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
             goto query_fail;
         }
         memcpy(res->top, ranking, res->n_top * sizeof *ranking);

@@ -344,7 +344,7 @@ static cdx_result svg_close(FILE *f, const char *path, char *tmp)
         int e = errno;
         remove(tmp);
         free(tmp);
-        return ev_error(CDX_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+        return cdx_set_error(CDX_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     }
     free(tmp);
     return CDX_OK;
@@ -356,7 +356,7 @@ static cdx_result svg_close(FILE *f, const char *path, char *tmp)
     if (!f) {                                                                    \
         int e_ = errno;                                                          \
         free(tmp);                                                               \
-        return ev_error(CDX_ERR_IO, "%s: cannot create: %s", path, strerror(e_)); \
+        return cdx_set_error(CDX_ERR_IO, "%s: cannot create: %s", path, strerror(e_)); \
     }
 
 cdx_result ev_queries_svg(const char *path, const ev_queries_report *r)
@@ -384,7 +384,7 @@ cdx_result ev_zeroshot_svg(const char *path, const ev_zeroshot_report *r)
     if (!names || !v) {
         free(names);
         free(v);
-        return ev_error(CDX_ERR_NOMEM, "out of memory");
+        return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     }
     for (int c = 0; c < r->n_classes; c++) {
         names[c] = r->cls[c].name;
@@ -399,7 +399,7 @@ cdx_result ev_zeroshot_svg(const char *path, const ev_zeroshot_report *r)
         free(tmp);
         free(names);
         free(v);
-        return ev_error(CDX_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+        return cdx_set_error(CDX_ERR_IO, "%s: cannot create: %s", path, strerror(e));
     }
     ev_svg_bars(f, title, names, v, (size_t)r->n_classes);
     free(names);

@@ -31,23 +31,23 @@ void ev_templates_free(ev_templates *t)
 static cdx_result tmpl_add(const char *name, const char *where, ev_vec *v, const char *s,
                            size_t len)
 {
-    if (len == 0) return ev_error(CDX_ERR_FORMAT, "%s: %s: empty template", name, where);
+    if (len == 0) return cdx_set_error(CDX_ERR_FORMAT, "%s: %s: empty template", name, where);
     if (len > EV_MAX_TEMPLATE_BYTES)
-        return ev_error(CDX_ERR_FORMAT, "%s: %s: template longer than %d bytes", name, where,
+        return cdx_set_error(CDX_ERR_FORMAT, "%s: %s: template longer than %d bytes", name, where,
                         EV_MAX_TEMPLATE_BYTES);
-    if (memchr(s, '\0', len)) return ev_error(CDX_ERR_FORMAT, "%s: %s: NUL byte", name, where);
+    if (memchr(s, '\0', len)) return cdx_set_error(CDX_ERR_FORMAT, "%s: %s: NUL byte", name, where);
     char *c = malloc(len + 1);
-    if (!c) return ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!c) return cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     memcpy(c, s, len);
     c[len] = '\0';
     if (!strstr(c, "{}")) {
         free(c);
-        return ev_error(CDX_ERR_FORMAT, "%s: %s: template has no \"{}\" for the class name", name,
+        return cdx_set_error(CDX_ERR_FORMAT, "%s: %s: template has no \"{}\" for the class name", name,
                         where);
     }
     if (ev_vec_push(v, &c, sizeof c, EV_MAX_TEMPLATES) != CDX_OK) {
         free(c);
-        return ev_error(CDX_ERR_TOO_LARGE, "%s: more than %d templates", name, EV_MAX_TEMPLATES);
+        return cdx_set_error(CDX_ERR_TOO_LARGE, "%s: more than %d templates", name, EV_MAX_TEMPLATES);
     }
     return CDX_OK;
 }
@@ -57,18 +57,18 @@ static cdx_result tmpl_json(const char *name, const char *data, size_t len, ev_v
     json_error_t je;
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return ev_error(CDX_ERR_FORMAT, "%s:%d: invalid JSON: %s", name, je.line, je.text);
+        return cdx_set_error(CDX_ERR_FORMAT, "%s:%d: invalid JSON: %s", name, je.line, je.text);
     json_t *arr = json_is_object(root) ? json_object_get(root, "templates") : root;
     cdx_result r = CDX_OK;
     if (!json_is_array(arr)) {
-        r = ev_error(CDX_ERR_FORMAT, "%s: expected an array of templates or an object with a "
+        r = cdx_set_error(CDX_ERR_FORMAT, "%s: expected an array of templates or an object with a "
                      "\"templates\" array", name);
     } else {
         size_t i;
         json_t *s;
         json_array_foreach(arr, i, s) {
             if (!json_is_string(s)) {
-                r = ev_error(CDX_ERR_FORMAT, "%s: templates[%zu] is not a string", name, i);
+                r = cdx_set_error(CDX_ERR_FORMAT, "%s: templates[%zu] is not a string", name, i);
                 break;
             }
             char where[48];
@@ -107,7 +107,7 @@ cdx_result ev_templates_parse(const char *name, const char *data, size_t len, ev
     }
     out->t = v.data;
     out->n = v.n;
-    if (r == CDX_OK && out->n == 0) r = ev_error(CDX_ERR_FORMAT, "%s: no templates", name);
+    if (r == CDX_OK && out->n == 0) r = cdx_set_error(CDX_ERR_FORMAT, "%s: no templates", name);
     if (r != CDX_OK) ev_templates_free(out);
     return r;
 }
@@ -256,14 +256,14 @@ static cdx_result class_embeddings(cdx_library *lib, char **names, int n_cls,
     char **texts = calloc(per_chunk * T, sizeof *texts);
     float *emb = malloc(per_chunk * T * (size_t)dim * sizeof *emb);
     cdx_result r = CDX_OK;
-    if (!texts || !emb) r = ev_error(CDX_ERR_NOMEM, "out of memory");
+    if (!texts || !emb) r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
     for (int c0 = 0; r == CDX_OK && c0 < n_cls; c0 += (int)per_chunk) {
         int nc = n_cls - c0 < (int)per_chunk ? n_cls - c0 : (int)per_chunk;
         size_t nt = 0;
         for (int c = 0; c < nc && r == CDX_OK; c++)
             for (size_t t = 0; t < T; t++) {
                 texts[nt] = ev_template_fill(tp->t[t], names[c0 + c]);
-                if (!texts[nt++]) r = ev_error(CDX_ERR_NOMEM, "out of memory");
+                if (!texts[nt++]) r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
             }
         if (r == CDX_OK) r = ev_embed_texts(lib, (const char *const *)texts, nt, emb);
         for (size_t i = 0; i < nt; i++) {
@@ -278,7 +278,7 @@ static cdx_result class_embeddings(cdx_library *lib, char **names, int n_cls,
                 for (int d = 0; d < dim; d++) o[d] += e[d];
             }
             if (ev_normalize(o, dim) != 0)
-                r = ev_error(CDX_ERR_INTERNAL, "class \"%s\": zero prompt embedding", names[c0 + c]);
+                r = cdx_set_error(CDX_ERR_INTERNAL, "class \"%s\": zero prompt embedding", names[c0 + c]);
         }
     }
     free(texts);
@@ -326,7 +326,7 @@ cdx_result ev_zeroshot_run(cdx_library *lib, const ev_zeroshot_params *params,
     } else {
         const ev_labels *l = params->labels;
         if (!l) {
-            r = ev_error(CDX_ERR_INVALID_ARG, "zero-shot needs labels (a file or folders)");
+            r = cdx_set_error(CDX_ERR_INVALID_ARG, "zero-shot needs labels (a file or folders)");
             goto done;
         }
         ids = malloc((l->n ? l->n : 1) * sizeof *ids);
@@ -337,7 +337,7 @@ cdx_result ev_zeroshot_run(cdx_library *lib, const ev_zeroshot_params *params,
             if (ids[i] >= 0) items[n++] = (zs_item){ids[i], l->e[i].label};
     }
     if (n == 0) {
-        r = ev_error(CDX_ERR_INVALID_ARG, "no labelled image of the library to classify");
+        r = cdx_set_error(CDX_ERR_INVALID_ARG, "no labelled image of the library to classify");
         goto done;
     }
 
@@ -350,7 +350,7 @@ cdx_result ev_zeroshot_run(cdx_library *lib, const ev_zeroshot_params *params,
     for (size_t i = 0; i < n; i++)
         if (n_cls == 0 || strcmp(names[n_cls - 1], names[i])) names[n_cls++] = names[i];
     if (n_cls > EV_MAX_CLASSES) {
-        r = ev_error(CDX_ERR_TOO_LARGE, "%d classes; at most %d", n_cls, EV_MAX_CLASSES);
+        r = cdx_set_error(CDX_ERR_TOO_LARGE, "%d classes; at most %d", n_cls, EV_MAX_CLASSES);
         goto done;
     }
     out->cls = calloc((size_t)n_cls, sizeof *out->cls);
@@ -389,7 +389,7 @@ cdx_result ev_zeroshot_run(cdx_library *lib, const ev_zeroshot_params *params,
     r = CDX_OK;
     goto done;
 nomem:
-    r = ev_error(CDX_ERR_NOMEM, "out of memory");
+    r = cdx_set_error(CDX_ERR_NOMEM, "out of memory");
 done:
     if (folder)
         for (size_t i = 0; i < n_all; i++) free(folder[i]);
