@@ -44,7 +44,7 @@
 #include "clip/encoder.h"
 #include "clip/gemm.h"
 #include "clip/model.h"
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 #include "common/cpu.h"
 #include "common/util.h"
 

@@ -11,12 +11,12 @@
  *  and prints pipeline / pure ratio (goal >= 0.9: decoding is hidden).
  *
  * It drives ingest_run() directly with an in-memory random model
- * (src/clip/model_random.h) instead of `clipdex index` with a model
+ * (src/testsupport/model_random.h) instead of `clipdex index` with a model
  * directory: the code path from the walk to the commit is the same, only
  * the model comes from memory.  Usage:
  *   index_bench [--quick] [--images DIR] [--limit N] [--rows N] [--json]
  */
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 #include "common/util.h"
 #include "ingest/pipeline.h"
 #include "store/catalog.h"

@@ -19,7 +19,7 @@
  */
 #include "clipdex.h"
 #include "clip/model.h"
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 #include "common/util.h"
 
 #include <stdio.h>

@@ -17,7 +17,7 @@
  */
 #include "testutil.h"
 #include <omp.h>
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 #include "train/grad.h"
 #include "train/trainer.h"
 

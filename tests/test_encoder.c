@@ -14,7 +14,7 @@
 #include "clip/gemm.h"
 #include "common/cpu.h"
 #include "clip/model.h"
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 
 #include <jansson.h>
 #include <pthread.h>

@@ -7,7 +7,8 @@
  * from a scratch model by cdx_model_take_tower), (3) the two blocks arrays,
  * (4) its tokenizer.  cdx_model_free()
  * releases exactly these, so both the file loader (model.c) and the random
- * builder used by benchmarks (model_random.c) share one destructor.
+ * builder used by tests and benchmarks (src/testsupport/model_random.c)
+ * share one destructor.
  *
  * Lazy towers add (5) the mapped prepared file of each tower (prepared.c),
  * also released here.

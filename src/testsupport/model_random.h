@@ -2,7 +2,8 @@
  * model_random.h - build a cdx_model of any shape with random weights in
  * memory (no files): used by the benchmark (full-size ViT-B/32, B/16, L/14
  * shapes) and by kernel/encoder tests that need models the fixtures do not
- * have.
+ * have.  It lives in src/testsupport/: built into the clipdex_testsupport
+ * library that tests and benchmarks link, never into clipdex or libclipdex.
  *
  * Weights are deterministic functions of (seed, tensor index, element index)
  * so a model is identical whatever the thread count.  Scales follow the

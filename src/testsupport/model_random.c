@@ -5,7 +5,7 @@
  * released by cdx_model_free().  A ViT-L/14 shape is ~430M floats (1.7 GB);
  * filling runs in parallel with a counter-based generator (splitmix64).
  */
-#include "clip/model_random.h"
+#include "testsupport/model_random.h"
 #include "clip/model_mem.h"
 #include "common/error.h"
 
