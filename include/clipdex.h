@@ -42,6 +42,17 @@ typedef atomic_int cdx_cancel_flag;
 extern "C" {
 #endif
 
+/* Symbol export.  libclipdex.so is built with -fvisibility=hidden, so only
+ * what this header declares is exported: CDX_API marks one declaration, and
+ * the visibility pragma below applies it to every declaration up to the end
+ * of the header (tests/e2e_abi.sh checks the .so's exports against it). */
+#if defined(__GNUC__)
+#define CDX_API __attribute__((visibility("default")))
+#pragma GCC visibility push(default)
+#else
+#define CDX_API
+#endif
+
 #define CDX_VERSION_STRING "0.1.0"
 
 /* ---------------------------------------------------------------- errors */
@@ -1007,6 +1018,10 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void);
  * batch only after its commit; redelivered results change nothing. */
 cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
                            cdx_import_stats *stats);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
