@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "store/catalog.h"
 #include "store/vecfile.h"
+#include "libfill.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -24,7 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BATCH 8192
 
 static uint64_t rng(uint64_t *s)
 {
@@ -44,60 +44,11 @@ static void random_unit(uint64_t *s, float *v, int dim)
     for (int d = 0; d < dim; d++) v[d] = (float)(v[d] / sqrt(n));
 }
 
-/* Append rows images (content i = image id i+1) following the library's
- * protocol: vectors durable first, then the catalog rows. */
-static int fill(const char *dir, long rows, int dim)
+/* Row i of the library: a random unit vector from i's own stream. */
+static void gen_unit(uint64_t i, float *row, int dim, void *ctx)
 {
-    char vp[600], db[600];
-    snprintf(vp, sizeof vp, "%s/vectors.cdxv", dir);
-    snprintf(db, sizeof db, "%s/catalog.db", dir);
-    vecfile_params p = vecfile_default_params();
-    p.writable = 1;
-    vecfile *vf = NULL;
-    catalog *c = NULL;
-    if (vecfile_open(vp, &p, &vf, NULL) || catalog_open(db, 1, 0, &c)) {
-        fprintf(stderr, "fill: %s\n", cdx_last_error());
-        vecfile_close(vf);
-        return -1;
-    }
-    float *v = malloc((size_t)BATCH * dim * sizeof(float));
-    uint8_t (*keys)[32] = malloc((size_t)BATCH * 32);
-    char (*hex)[65] = malloc((size_t)BATCH * 65);
-    uint64_t seed = 1;
-    int rc = v && keys && hex ? 0 : -1;
-    for (long i0 = 0; !rc && i0 < rows; i0 += BATCH) {
-        size_t n = (size_t)(rows - i0 < BATCH ? rows - i0 : BATCH);
-        for (size_t i = 0; i < n; i++) {
-            random_unit(&seed, v + i * dim, dim);
-            for (int b = 0; b < 32; b += 8) {
-                uint64_t x = rng(&seed);
-                memcpy(keys[i] + b, &x, 8);
-            }
-            cdx_hex(keys[i], 32, hex[i]);
-        }
-        uint64_t slot;
-        if (vecfile_append(vf, v, (const uint8_t (*)[32])keys, n, &slot) || catalog_begin(c)) { rc = -1; break; }
-        for (size_t i = 0; !rc && i < n; i++) {
-            cdx_image_record rec;
-            memset(&rec, 0, sizeof rec);
-            snprintf(rec.sha256, sizeof rec.sha256, "%s", hex[i]);
-            snprintf(rec.format, sizeof rec.format, "jpeg");
-            char path[64];
-            snprintf(path, sizeof path, "/bench/%08ld.jpg", i0 + (long)i);
-            int64_t id;
-            if (catalog_content_insert(c, &rec, (int64_t)(slot + i)) ||
-                catalog_image_insert(c, path, hex[i], 1, 1, &id))
-                rc = -1;
-        }
-        if (rc || catalog_commit(c)) rc = -1;
-    }
-    if (rc) fprintf(stderr, "fill: %s\n", cdx_last_error());
-    free(v);
-    free(keys);
-    free(hex);
-    catalog_close(c);
-    vecfile_close(vf);
-    return rc;
+    uint64_t seed = libfill_mix(i + 1);
+    random_unit(&seed, row, dim);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -181,7 +132,7 @@ int main(int argc, char **argv)
     int dim = info.dim;
     cdx_library_close(lib);
     double t0 = cdx_now();
-    if (fill(dir, rows, dim)) return 1;
+    if (libfill(dir, rows, dim, gen_unit, NULL)) return 1;
     double t_fill = cdx_now() - t0;
     /* remove every step-th image in a few big transactions (the API commits
      * each removal, too slow for 10^5 rows) */
