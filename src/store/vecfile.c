@@ -70,7 +70,7 @@ struct vecfile {
     char *path;
     int fd;
     int writable;
-    int broken;                 /* a write failed: no more appends */
+    int broken;                 /* a write failed: the tail is cut (heal) before the next write */
     int dim;
     size_t stride;              /* bytes per vector row, multiple of 64 */
     size_t block_bytes;         /* BLK rows + BLK metadata entries */
@@ -806,6 +806,25 @@ static cdx_result fill_append(void *ctx, size_t i, float *row, uint8_t key[VECFI
     return CDX_OK;
 }
 
+/* After a failed write or fdatasync (`broken`), the bytes past the last
+ * committed batch are in an unknown state, and the page cache may hold
+ * pages the disk never got (a failed fsync is not retried: see "fsyncgate").
+ * Cut the file back to its committed size and sync that: the committed
+ * batches were synced before, so the file on disk is then exactly what a
+ * reopen would repair it to, and appends can go on in this process
+ * (writer mutex held).  Found by tests/e2e_faults.sh: one EIO on an upload
+ * used to refuse every later upload until the server restarted. */
+static cdx_result heal(vecfile *vf)
+{
+    if (!vf->broken) return CDX_OK;
+    uint64_t want = size_for(vf, vf->count);
+    if (ftruncate(vf->fd, (off_t)want) != 0 || fdatasync(vf->fd) != 0)
+        return cdx_error(CDX_ERR_IO, "%s: an earlier write failed, and cutting its torn tail failed "
+                         "too (%s); reopen the library", vf->path, strerror(errno));
+    vf->broken = 0;
+    return CDX_OK;
+}
+
 cdx_result vecfile_append(vecfile *vf, const float *vecs,
                           const uint8_t (*keys)[VECFILE_KEY_BYTES], size_t n,
                           uint64_t *first_slot)
@@ -830,10 +849,7 @@ cdx_result vecfile_append(vecfile *vf, const float *vecs,
     pthread_mutex_lock(&vf->wmu);
     cdx_result rc = CDX_OK;
     uint64_t pos0 = vf->count;
-    if (vf->broken) {
-        rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen the file to repair it", vf->path);
-        goto out;
-    }
+    if ((rc = heal(vf)) != CDX_OK) goto out;
     if (first_slot) *first_slot = pos0;
     if (n == 0) goto out;
     append_ctx ctx = {vecs, keys, vf->dim};
@@ -1032,7 +1048,7 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
     uint8_t id[16];
     uint64_t out = 0;
     if (!tmp) { rc = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
-    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    if ((rc = heal(vf)) != CDX_OK) goto done;
     unlink(tmp);
     fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -1095,7 +1111,7 @@ cdx_result vecfile_compact_into(vecfile *vf, const uint64_t *keep, uint64_t *old
     uint8_t id[16];
     uint64_t n = 0;
     int fd = -1, created = 0;
-    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    if ((rc = heal(vf)) != CDX_OK) goto done;
     fd = open(new_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         rc = cdx_error(CDX_ERR_IO, "%s: %s", new_path, strerror(errno));
