@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -723,6 +724,69 @@ static void test_kill9(void)
     printf("kill -9: %llu records committed over 6 killed runs\n", (unsigned long long)last_committed);
 }
 
+/* A file truncated underneath its mapping (faults branch): a scan that
+ * reads past the new end raises SIGBUS, which vecfile's handler absorbs
+ * (zero page) and turns into an error of vecfile_verify(); a reader
+ * opened before the truncation is told before it reads (fstat), and a
+ * SIGBUS of memory that is not a vector map still kills. */
+static void test_truncated_underneath(void)
+{
+    char path[256];
+    path_in(path, sizeof path, "trunc.vec");
+    cdx_result rc;
+    vecfile_open_report rep;
+    vecfile *vf = open_rw(path, 64, &rc, &rep);
+    CHECKF(rc == CDX_OK, "create: %s", cdx_last_error());
+    if (!vf) return;
+    CHECK(append_range(vf, 0, 300) == CDX_OK);
+    vecfile *ro = open_ro(path, &rc, &rep);
+    CHECK(rc == CDX_OK && ro);
+    if (!ro) { vecfile_close(vf); return; }
+    CHECK(vecfile_verify(ro) == CDX_OK && vecfile_verify(vf) == CDX_OK);
+    cdx_rows src = vecfile_rows(ro);
+    float q[64];
+    gen_vec(7, 64, q);
+    topk_params tp = topk_default_params();
+    tp.k = 3;
+    topk_hit hits[3];
+    size_t nh = 0;
+    CHECK(topk_search(&src, q, 1, &tp, hits, &nh) == CDX_OK && nh == 3 && hits[0].slot == 7);
+
+    /* cut the file to the header plus one page: the pages behind are gone */
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && ftruncate(fd, 8192) == 0);
+    if (fd >= 0) close(fd);
+    rc = vecfile_verify(ro);
+    CHECKF(rc == CDX_ERR_IO && strstr(cdx_last_error(), "truncated underneath"), "verify before: %s",
+           cdx_last_error());
+    /* the scan itself (a caller that did not check first) survives ... */
+    CHECK(topk_search(&src, q, 1, &tp, hits, &nh) == CDX_OK);
+    /* ... and its zeros are refused afterwards, for good */
+    rc = vecfile_verify(ro);
+    CHECKF(rc == CDX_ERR_IO && strstr(cdx_last_error(), "truncated while in use"), "verify after: %s",
+           cdx_last_error());
+    vecfile_close(ro);
+    vecfile_close(vf);
+
+    /* a SIGBUS elsewhere is not swallowed: the default action still kills */
+    pid_t pid = fork();
+    if (pid == 0) {
+        char other[256];
+        path_in(other, sizeof other, "other.bin");
+        int f = open(other, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (f < 0 || ftruncate(f, 4096) != 0) _exit(3);
+        volatile char *m = mmap(NULL, 16384, PROT_READ, MAP_SHARED, f, 0);
+        if (m == MAP_FAILED) _exit(3);
+        char c = m[8192];   /* beyond the end: SIGBUS */
+        _exit(c == 0 ? 4 : 5);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    /* killed by SIGBUS, or (under ASan, whose handler came first) a report and exit 1 */
+    int died = (WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS) || (WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECKF(died, "foreign SIGBUS: status %d", st);
+}
+
 int main(void)
 {
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
@@ -736,6 +800,7 @@ int main(void)
     test_compact_into();
     test_concurrent_reader();
     test_kill9();
+    test_truncated_underneath();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (test_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);

@@ -353,6 +353,7 @@ static cdx_result vectors_view(cdx_library *lib, const char *id, const char *nam
     if (vecfile_count((*ref)->vf) < need && !lib->writable) r = vecfile_refresh((*ref)->vf);
     *src = vecfile_rows((*ref)->vf);
     pthread_mutex_unlock(&lib->vmu);
+    if (!r) r = vecfile_verify((*ref)->vf);   /* truncated underneath? (faults branch) */
     if (r == CDX_ERR_MISMATCH) *stale = 1;   /* the file was replaced or deleted meanwhile */
     if (!r && need != UINT64_MAX && src->count < need)
         r = cdx_error(CDX_ERR_FORMAT, "the catalog refers to vector slot %llu but %s has only %llu "
@@ -1372,6 +1373,7 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
             free(none);
         }
     }
+    if (!r) r = vecfile_verify(vr->vf);   /* a read hit a truncated file: no zeros as scores */
     if (r) goto done;
     for (size_t i = 0; i < nq; i++) {
         if (p->k) n_hits[i] = expand_hits(s, th + i * want, nth[i], p, hits + i * p->k);

@@ -41,6 +41,7 @@ typedef struct req_state {
     char *body;
     size_t len, cap;
     int rejected;              /* a 413 was queued before the body was read */
+    int no_memory;             /* the body could not be stored: 503 at its end */
     int status;
     uint64_t bytes;
     const char *error_code;
@@ -49,6 +50,11 @@ typedef struct req_state {
     char path[512];
     char remote[64];
 } req_state;
+
+/* The state of requests whose own state could not be allocated: a 503 was
+ * queued, the body is skipped (rejected), on_completed leaves it alone.
+ * Never written. */
+static req_state g_no_memory = {.rejected = 1};
 
 /* Inactivity allowed while a body is received or a handler works. */
 #define BODY_TIMEOUT_S 30
@@ -199,7 +205,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
          * the ordinary inactivity timeout (the header had header_timeout_s). */
         MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)BODY_TIMEOUT_S);
         st = calloc(1, sizeof *st);
-        if (!st) return MHD_NO;
+        if (!st) {   /* answer rather than drop the connection (found by e2e_faults) */
+            req_state tmp = {.route = srv_n_routes};
+            *con_cls = &g_no_memory;
+            return send_error(h, c, &tmp, method, 503, SRV_E_UNAVAILABLE, "out of memory; retry shortly");
+        }
         st->t0 = srv_now();
         st->route = srv_n_routes;
         snprintf(st->method, sizeof st->method, "%s", method);
@@ -243,14 +253,24 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             *upload_data_size = 0;
             return MHD_YES;
         }
-        if (st->len + n + 1 > st->cap) {
+        if (!st->no_memory && st->len + n + 1 > st->cap) {
             size_t nc = st->cap ? st->cap : 16384;
             while (nc < st->len + n + 1) nc = nc > SIZE_MAX / 2 ? SIZE_MAX : nc * 2;
             if (nc > max + 1) nc = max + 1;
             char *nb = realloc(st->body, nc);
-            if (!nb) return MHD_NO;
-            st->body = nb;
-            st->cap = nc;
+            if (!nb) {   /* skip the rest of the body, answer 503 at its end (e2e_faults) */
+                st->no_memory = 1;
+                free(st->body);
+                st->body = NULL;
+                st->len = st->cap = 0;
+            } else {
+                st->body = nb;
+                st->cap = nc;
+            }
+        }
+        if (st->no_memory) {
+            *upload_data_size = 0;
+            return MHD_YES;
         }
         memcpy(st->body + st->len, upload_data, n);
         st->len += n;
@@ -259,6 +279,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     if (st->rejected) return MHD_YES;
+    if (st->no_memory) return send_error(h, c, st, method, 503, SRV_E_UNAVAILABLE, "out of memory; retry shortly");
 
     srv_request rq;
     memset(&rq, 0, sizeof rq);
@@ -324,6 +345,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req_state *st = *con_cls;
     if (!st) return;
     *con_cls = NULL;
+    if (st == &g_no_memory) return;
     double dt = srv_now() - st->t0;
     /* 499: the client went away before a response was queued. */
     srv_metrics_observe(h->s->metrics, st->route, st->method, st->status ? st->status : 499, dt);

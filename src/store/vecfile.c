@@ -33,6 +33,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +70,7 @@ struct vecfile {
     char *path;
     int fd;
     int writable;
-    int broken;                 /* a write failed: no more appends */
+    int broken;                 /* a write failed: the tail is cut (heal) before the next write */
     int dim;
     size_t stride;              /* bytes per vector row, multiple of 64 */
     size_t block_bytes;         /* BLK rows + BLK metadata entries */
@@ -82,6 +84,7 @@ struct vecfile {
     struct retired { void *p; size_t len; } *retired;
     size_t n_retired, cap_retired;
     uint64_t count;
+    atomic_int faulted;         /* a read of the map hit SIGBUS (file truncated) */
 };
 
 typedef struct meta {
@@ -327,6 +330,107 @@ static cdx_result header_decode(vecfile *vf, const uint8_t *h)
     return CDX_OK;
 }
 
+/* ---------------------------------------------------------------- SIGBUS guard
+ *
+ * A file truncated underneath a MAP_SHARED mapping (by another process, a
+ * full disk's repair tool, a user) makes every read of a page beyond its
+ * new end raise SIGBUS, which would kill a server in the middle of a scan.
+ * Every mapping of this module is registered here; a process-wide SIGBUS
+ * handler, installed with the first mapping, maps an anonymous zero page
+ * over the faulting page of a registered mapping (so the read completes,
+ * in whatever thread) and marks the handle faulted.  vecfile_verify()
+ * turns that mark, and a file shorter than its records need (checked with
+ * fstat before each scan), into an error: callers check before and after
+ * reading, so zeros are never returned as data.  Faults outside our
+ * mappings go to the previous handler (or the default action).  The
+ * handler uses only atomics and mmap (a plain system call on Linux).
+ */
+#define GUARD_SLOTS 4096
+static struct guard {
+    _Atomic uintptr_t lo, hi;
+    _Atomic(vecfile *) vf;
+} g_guard[GUARD_SLOTS];
+static struct sigaction g_old_bus;
+static long g_page;
+static pthread_once_t g_guard_once = PTHREAD_ONCE_INIT;
+
+static void bus_handler(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (size_t i = 0; i < GUARD_SLOTS; i++) {
+        uintptr_t lo = atomic_load(&g_guard[i].lo), hi = atomic_load(&g_guard[i].hi);
+        if (!lo || a < lo || a >= hi) continue;
+        vecfile *vf = atomic_load(&g_guard[i].vf);
+        void *page = (void *)(a & ~(uintptr_t)(g_page - 1));
+        if (mmap(page, (size_t)g_page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+            break;
+        if (vf) atomic_store(&vf->faulted, 1);
+        return;
+    }
+    if ((g_old_bus.sa_flags & SA_SIGINFO) && g_old_bus.sa_sigaction) {
+        g_old_bus.sa_sigaction(sig, si, uc);
+    } else if (g_old_bus.sa_handler != SIG_DFL && g_old_bus.sa_handler != SIG_IGN) {
+        g_old_bus.sa_handler(sig);
+    } else {
+        signal(SIGBUS, SIG_DFL);   /* the fault repeats and takes the default action */
+    }
+}
+
+static void guard_install(void)
+{
+    g_page = sysconf(_SC_PAGESIZE);
+    if (g_page <= 0) g_page = 4096;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = bus_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &g_old_bus);
+}
+
+static void guard_add(vecfile *vf, const void *p, size_t len)
+{
+    pthread_once(&g_guard_once, guard_install);
+    for (size_t i = 0; i < GUARD_SLOTS; i++) {
+        uintptr_t zero = 0;   /* a free slot has hi == 0; 1 claims it */
+        if (atomic_compare_exchange_strong(&g_guard[i].hi, &zero, 1)) {
+            atomic_store(&g_guard[i].vf, vf);
+            atomic_store(&g_guard[i].hi, (uintptr_t)p + len);
+            atomic_store(&g_guard[i].lo, (uintptr_t)p);
+            return;
+        }
+    }
+    /* all slots taken: this mapping is unguarded (a truncation kills, as before) */
+}
+
+static void guard_remove(const void *p)
+{
+    for (size_t i = 0; i < GUARD_SLOTS; i++)
+        if (atomic_load(&g_guard[i].lo) == (uintptr_t)p) {
+            atomic_store(&g_guard[i].lo, 0);
+            atomic_store(&g_guard[i].hi, 0);
+            return;
+        }
+}
+
+cdx_result vecfile_verify(vecfile *vf)
+{
+    if (atomic_load(&vf->faulted))
+        return cdx_error(CDX_ERR_IO, "%s: the file was truncated while in use (a read went past its "
+                         "end); reopen the library and run clipdex check", vf->path);
+    struct stat st;
+    pthread_mutex_lock(&vf->mu);
+    uint64_t need = size_for(vf, vf->count);
+    int bad = fstat(vf->fd, &st) != 0 ? -1 : (uint64_t)st.st_size < need;
+    pthread_mutex_unlock(&vf->mu);
+    if (bad < 0) return cdx_error(CDX_ERR_IO, "%s: %s", vf->path, strerror(errno));
+    if (bad)
+        return cdx_error(CDX_ERR_IO, "%s: %llu bytes, but its records need %llu: the file was "
+                         "truncated underneath (run clipdex check)", vf->path,
+                         (unsigned long long)st.st_size, (unsigned long long)need);
+    return CDX_OK;
+}
+
 /* ---------------------------------------------------------------- mapping */
 
 /* Make room for one more retired mapping (caller holds mu).  Called BEFORE
@@ -376,6 +480,7 @@ static cdx_result map_ensure(vecfile *vf, uint64_t need)
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, vf->fd, 0);
     if (p == MAP_FAILED)
         return cdx_error(CDX_ERR_IO, "%s: mmap %zu bytes: %s", vf->path, len, strerror(errno));
+    guard_add(vf, p, len);
     retire_map(vf);
     vf->map = p;
     vf->map_len = len;
@@ -599,8 +704,14 @@ fail:
 void vecfile_close(vecfile *vf)
 {
     if (!vf) return;
-    if (vf->map) munmap((void *)vf->map, vf->map_len);
-    for (size_t i = 0; i < vf->n_retired; i++) munmap(vf->retired[i].p, vf->retired[i].len);
+    if (vf->map) {
+        guard_remove(vf->map);
+        munmap((void *)vf->map, vf->map_len);
+    }
+    for (size_t i = 0; i < vf->n_retired; i++) {
+        guard_remove(vf->retired[i].p);
+        munmap(vf->retired[i].p, vf->retired[i].len);
+    }
     free(vf->retired);
     if (vf->fd >= 0) close(vf->fd);
     pthread_mutex_destroy(&vf->mu);
@@ -695,6 +806,25 @@ static cdx_result fill_append(void *ctx, size_t i, float *row, uint8_t key[VECFI
     return CDX_OK;
 }
 
+/* After a failed write or fdatasync (`broken`), the bytes past the last
+ * committed batch are in an unknown state, and the page cache may hold
+ * pages the disk never got (a failed fsync is not retried: see "fsyncgate").
+ * Cut the file back to its committed size and sync that: the committed
+ * batches were synced before, so the file on disk is then exactly what a
+ * reopen would repair it to, and appends can go on in this process
+ * (writer mutex held).  Found by tests/e2e_faults.sh: one EIO on an upload
+ * used to refuse every later upload until the server restarted. */
+static cdx_result heal(vecfile *vf)
+{
+    if (!vf->broken) return CDX_OK;
+    uint64_t want = size_for(vf, vf->count);
+    if (ftruncate(vf->fd, (off_t)want) != 0 || fdatasync(vf->fd) != 0)
+        return cdx_error(CDX_ERR_IO, "%s: an earlier write failed, and cutting its torn tail failed "
+                         "too (%s); reopen the library", vf->path, strerror(errno));
+    vf->broken = 0;
+    return CDX_OK;
+}
+
 cdx_result vecfile_append(vecfile *vf, const float *vecs,
                           const uint8_t (*keys)[VECFILE_KEY_BYTES], size_t n,
                           uint64_t *first_slot)
@@ -719,10 +849,7 @@ cdx_result vecfile_append(vecfile *vf, const float *vecs,
     pthread_mutex_lock(&vf->wmu);
     cdx_result rc = CDX_OK;
     uint64_t pos0 = vf->count;
-    if (vf->broken) {
-        rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen the file to repair it", vf->path);
-        goto out;
-    }
+    if ((rc = heal(vf)) != CDX_OK) goto out;
     if (first_slot) *first_slot = pos0;
     if (n == 0) goto out;
     append_ctx ctx = {vecs, keys, vf->dim};
@@ -921,7 +1048,7 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
     uint8_t id[16];
     uint64_t out = 0;
     if (!tmp) { rc = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
-    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    if ((rc = heal(vf)) != CDX_OK) goto done;
     unlink(tmp);
     fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -943,6 +1070,7 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
         rc = cdx_error(CDX_ERR_IO, "%s: mmap %zu bytes: %s", tmp, nlen, strerror(errno));
         goto done;
     }
+    guard_add(vf, nmap, nlen);
     if (rename(tmp, vf->path) != 0) {
         rc = cdx_error(CDX_ERR_IO, "%s: rename over %s: %s", tmp, vf->path, strerror(errno));
         goto done;
@@ -961,7 +1089,10 @@ cdx_result vecfile_compact(vecfile *vf, const uint64_t *keep, uint64_t *old_to_n
     vf->count = out;
     pthread_mutex_unlock(&vf->mu);
 done:
-    if (nmap != MAP_FAILED) munmap(nmap, nlen);
+    if (nmap != MAP_FAILED) {
+        guard_remove(nmap);
+        munmap(nmap, nlen);
+    }
     if (fd >= 0) { close(fd); unlink(tmp); }
     free(tmp);
     pthread_mutex_unlock(&vf->wmu);
@@ -980,7 +1111,7 @@ cdx_result vecfile_compact_into(vecfile *vf, const uint64_t *keep, uint64_t *old
     uint8_t id[16];
     uint64_t n = 0;
     int fd = -1, created = 0;
-    if (vf->broken) { rc = cdx_error(CDX_ERR_IO, "%s: an earlier write failed; reopen", vf->path); goto done; }
+    if ((rc = heal(vf)) != CDX_OK) goto done;
     fd = open(new_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         rc = cdx_error(CDX_ERR_IO, "%s: %s", new_path, strerror(errno));

@@ -101,6 +101,12 @@ cdx_result vecfile_get(vecfile *vf, uint64_t slot, float *out,
  * if the handle appends, refreshes or compacts. */
 cdx_rows vecfile_rows(vecfile *vf);
 
+/* CDX_OK when the rows of vecfile_rows() can be read: the file still holds
+ * every committed record (fstat) and no read of the map hit a truncated
+ * file (SIGBUS, caught by the module's handler, which puts a zero page in
+ * place; see vecfile.c).  Check before and after reading a view. */
+cdx_result vecfile_verify(vecfile *vf);
+
 /* Read-only handles: pick up complete batches appended since open (by any
  * process).  CDX_ERR_MISMATCH when the path now holds another file (it was
  * compacted): reopen. */
