@@ -154,20 +154,33 @@ s=$("$BIN" search --library "$L" --vectors "$T/q.npy" -k 50 | head -1)
 [ "$(echo "$s" | jget approximate)" = True ] || fail "not approximate after compaction: $s"
 while read -r v; do echo "$s" | grep -qF "\"$v\"" && fail "removed $v returned after compaction"; done <"$T/victims"
 
-# ---- 4. kill -9 during the index build (check rebuilding it) and imports
-for i in 1 2 3; do
+# ---- 4. kill -9 during the index build (check rebuilding it) and imports.
+# A build writes ann.cdxi.tmp and renames it: what a kill leaves is the old
+# file (or none) plus a partial .tmp, laid out here first, then real kills
+# of a rebuilding `check` at random moments (a build of 9000 x 64 takes
+# milliseconds, so only some kills land inside it; test_ann kills writers
+# of the file itself).
+rm -f "$L/ann.cdxi"
+head -c 5000 "$T/other/ann.cdxi" >"$L/ann.cdxi.tmp"
+c=$(check_json "$L") || fail "check with a partial .tmp: $c"
+[ "$(echo "$c" | jget ann_index)" = missing ] && [ "$(echo "$c" | jget ann_rebuilt)" = True ] || fail "partial .tmp: $c"
+[ -f "$L/ann.cdxi" ] && [ ! -f "$L/ann.cdxi.tmp" ] || fail "the rebuild did not replace the .tmp"
+RANDOM=${CRASH_SEED:-$$}
+for i in 1 2 3 4; do
     rm -f "$L/ann.cdxi"
     "$BIN" check --library "$L" >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 1 400); do [ -f "$L/ann.cdxi.tmp" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.005; done
+    ms=$((RANDOM % 300))
+    sleep "$(printf '0.%03d' "$ms")"
+    tmp=no; [ -f "$L/ann.cdxi.tmp" ] && tmp=yes
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     c=$(check_json "$L") || fail "check after killing a build: $c"
-    echo "killed build $i: $(echo "$c" | jget ann_index) -> rebuilt $(echo "$c" | jget ann_rebuilt)"
+    [ "$(echo "$c" | jget ann_index)" = ok ] || [ "$(echo "$c" | jget ann_rebuilt)" = True ] || fail "after kill: $c"
+    echo "killed check at $ms ms (.tmp present: $tmp): found $(echo "$c" | jget ann_index), rebuilt $(echo "$c" | jget ann_rebuilt)"
 done
-RANDOM=${CRASH_SEED:-$$}
 for i in 1 2 3; do
-    imp c --batch 300 --json >"$T/log.$i" 2>&1 &
+    "$BIN" import --library "$L" --vectors "$T/c.npy" --meta "$T/c.csv" --batch 300 --json >"$T/log.$i" 2>&1 &
     pid=$!
     ms=$((RANDOM % 900))
     sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
