@@ -47,7 +47,7 @@ static void usage(FILE *f)
             "  --rescore N     compressed scans: re-score (offset+k)*N candidates\n"
             "                  (default int8 4, bit 40, pca8 10; max 1000)\n"
             "  --exact         score every vector (default: the approximate index on\n"
-            "                  libraries of 20000+ vectors; docs/search.md)\n"
+            "                  libraries of 10000+ vectors; docs/search.md)\n"
             "  --probes N      approximate index: lists scanned, 1..65536 (more = better\n"
             "                  recall, slower; default lists/5)\n"
             "  --json          JSON output (\"approximate\": whether the index answered)\n"

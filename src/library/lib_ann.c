@@ -286,7 +286,8 @@ cdx_result lib_ann_update(lib_ann *la, const cdx_rows *src, const uint8_t fid[LI
 
 /* Searches load the file on first use for a vector file, and again once
  * the copy is far behind src (another process extends it); a failed
- * attempt is not repeated until as many rows were added. */
+ * attempt is not repeated until as many rows were added.  Never waits for
+ * an update: the search goes on with what is installed (or exactly). */
 static void maybe_load(lib_ann *la, const cdx_rows *src, const uint8_t *fid)
 {
     pthread_rwlock_rdlock(&la->rw);
@@ -294,7 +295,7 @@ static void maybe_load(lib_ann *la, const cdx_rows *src, const uint8_t *fid)
     uint64_t have = same ? ann_ivf_count(la->cur) : 0;
     pthread_rwlock_unlock(&la->rw);
     if (same && have >= src->count) return;
-    pthread_mutex_lock(&la->umu);
+    if (pthread_mutex_trylock(&la->umu) != 0) return;   /* an update runs (maybe a long rebuild): not now */
     int tried = !memcmp(la->tried_fid, fid, LIB_ANN_ID_BYTES);
     uint64_t base = tried && la->tried_rows > have ? la->tried_rows : have;
     uint64_t slack = base / 4 > RELOAD_MIN_ROWS ? base / 4 : RELOAD_MIN_ROWS;

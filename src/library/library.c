@@ -73,7 +73,7 @@
 #define VEC_NAME_MAX 64          /* > strlen("vectors-<32 hex>.cdxv") */
 #define VEC_ID_HEX (2 * VECFILE_ID_BYTES + 1)
 #define VEC_RETRIES 8            /* snapshot/file races with a compacting writer */
-#define ANN_DEFAULT_MIN_ROWS 20000   /* exact below (crossover measured, docs/search.md) */
+#define ANN_DEFAULT_MIN_ROWS 10000   /* exact below (crossover measured, docs/search.md) */
 #define ANN_LAZY_ROWS 1024       /* single adds extend the index once this far behind */
 #define ANN_MAX_WANT 4096        /* deeper pages (offset + k) are scanned exactly */
 
@@ -1282,6 +1282,8 @@ static cdx_result check_search_params(const cdx_search_params *p)
     if (!cdx_scan_name(p->scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p->scan);
     if (p->rescore > 1000)
         return cdx_error(CDX_ERR_INVALID_ARG, "rescore %zu is more than the maximum 1000", p->rescore);
+    if (p->probes < 0 || p->probes > 65536)
+        return cdx_error(CDX_ERR_INVALID_ARG, "probes = %d is out of range (0..65536)", p->probes);
     if (!(p->keyword_weight >= 0.0f && p->keyword_weight <= 1.0f))
         return cdx_error(CDX_ERR_INVALID_ARG, "keyword_weight must be between 0 and 1");
     return CDX_OK;
