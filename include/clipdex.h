@@ -515,6 +515,10 @@ typedef struct cdx_library_params {
     int n_threads;    /* inference and scan threads; 0 = all cores */
     cdx_compact_params compact;   /* automatic compaction after index/remove
                                      (cdx_compact_default_params()) */
+    uint64_t ann_min_rows;        /* build and use the approximate index from
+                                     this many vectors on; 0 = default
+                                     ($CLIPDEX_ANN_MIN_ROWS, else the measured
+                                     crossover, docs/search.md) */
 } cdx_library_params;
 
 cdx_library_params cdx_library_default_params(void);
@@ -718,6 +722,14 @@ cdx_result cdx_library_export(cdx_library *lib, const char *npy_path, const char
 
 /* ---------------------------------------------------------------- search */
 
+/* How a semantic search was answered (cdx_search_params.info). */
+typedef struct cdx_search_info {
+    int approximate;    /* 1 = candidates came from the approximate index
+                           (scores are still exact; a true top-k image may be
+                           missing); 0 = every allowed vector was scored */
+    int probes;         /* lists scanned, when approximate */
+} cdx_search_info;
+
 typedef struct cdx_search_params {
     size_t k;                  /* results wanted (default 10, max 10000) */
     size_t offset;             /* skip this many (pagination) */
@@ -737,6 +749,12 @@ typedef struct cdx_search_params {
                                   case-insensitive; NULL = any */
     float keyword_weight;      /* hybrid search: weight w of the keyword
                                   ranking in the fusion, 0..1 (default 0.5) */
+    /* approximate index (docs/search.md): used by default on libraries of
+     * at least cdx_library_params.ann_min_rows vectors, float32 scans only */
+    int exact;                 /* 1 = never the approximate index */
+    int probes;                /* lists scanned: the recall / speed knob
+                                  (0 = default, lists/5; 1..65536) */
+    cdx_search_info *info;     /* out (may be NULL): how it was answered */
 } cdx_search_params;
 
 cdx_search_params cdx_search_default_params(void);
@@ -926,9 +944,29 @@ void cdx_image_text_free(cdx_image_text *t);
 
 /* ---------------------------------------------------------------- check */
 
+/* State of the approximate index DIR/ann.cdxi: derived data, rebuilt
+ * whenever it is not usable (docs/search.md). */
+typedef enum cdx_ann_state {
+    CDX_ANN_UNUSED = 0,    /* library below ann_min_rows: searches are exact */
+    CDX_ANN_OK,            /* intact, covers every vector */
+    CDX_ANN_MISSING,
+    CDX_ANN_STALE,         /* made for another vector file (compaction) or
+                              trained for far fewer vectors */
+    CDX_ANN_DAMAGED,       /* checksum failure or torn tail */
+    CDX_ANN_BEHIND         /* intact, vectors were added since */
+} cdx_ann_state;
+
+const char *cdx_ann_state_str(cdx_ann_state s);
+
 typedef struct cdx_check_report {
     uint64_t images, vectors;
     uint64_t problems;         /* 0 = consistent */
+    /* the approximate index: the state check found, whether check rebuilt
+     * or extended it (not a problem of the library), the vectors it covers
+     * afterwards; a failed rebuild counts as a problem */
+    cdx_ann_state ann_state;
+    int ann_rebuilt;
+    uint64_t ann_rows;
 } cdx_check_report;
 
 /* Verify catalog and vectors agree (every checksum, every reference);

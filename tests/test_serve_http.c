@@ -232,6 +232,24 @@ static void test_search_get(char *ref_ids, size_t ref_n)
     CHECKF(r.status == 200 && json_integer_value(json_object_get(fj, "total")) == 10, "before: %s", r.body);
     json_decref(fj);
     http_free(&r);
+    /* how the vectors are scanned (exact, probes, scan, rescore); a
+     * 10-image library is below the approximate index's size: exact */
+    r = get_a("/api/search?q=a%20photo%20of%20a%20cat&k=4&exact=true&probes=4&scan=int8&rescore=2", NULL);
+    fj = http_body_json(&r);
+    ids_of(&r, page, sizeof page);
+    CHECKF(r.status == 200 && json_is_false(json_object_get(fj, "approximate")) &&
+           json_array_size(json_object_get(fj, "results")) == 4 && !strncmp(page, ref_ids, strlen(page)),
+           "exact/probes/scan/rescore: %s (ref %s)", r.body, ref_ids);
+    json_decref(fj);
+    http_free(&r);
+    r = json_a("POST", "/api/search", "{\"text\": \"a photo of a cat\", \"k\": 4, \"exact\": false, "
+               "\"probes\": 0, \"scan\": \"f32\", \"rescore\": 0}", NULL);
+    fj = http_body_json(&r);
+    ids_of(&r, page, sizeof page);
+    CHECKF(r.status == 200 && json_is_false(json_object_get(fj, "approximate")) && !strncmp(page, ref_ids, strlen(page)),
+           "POST exact/probes/scan/rescore: %s", r.body);
+    json_decref(fj);
+    http_free(&r);
 }
 
 static void test_search_get_errors(void)
@@ -243,6 +261,12 @@ static void test_search_get_errors(void)
         {"/api/search?q=cat&k=5x", 400, "invalid_field"},
         {"/api/search?q=cat&offset=-1", 400, "invalid_field"},
         {"/api/search?q=cat&min_score=2", 400, "invalid_field"},
+        {"/api/search?q=cat&exact=yes", 400, "invalid_field"},
+        {"/api/search?q=cat&probes=-1", 400, "invalid_field"},
+        {"/api/search?q=cat&probes=65537", 400, "invalid_field"},
+        {"/api/search?q=cat&scan=bits", 400, "invalid_field"},
+        {"/api/search?q=cat&rescore=1001", 400, "invalid_field"},
+        {"/api/search?q=cat&rescore=2x", 400, "invalid_field"},
         {"/api/search?q=cat&after=yesterday", 400, "invalid_field"},
         {"/api/search?q=cat&after=2024-02-30", 400, "invalid_field"},
         {"/api/search?q=cat&after=2024-05-01&before=2024-01-01", 400, "invalid_field"},
@@ -313,6 +337,12 @@ static void test_search_post(const char *ref_ids)
         {"/api/search", "{\"text\": \"cat\", \"k\": 100000000000000000000}", "invalid_json", "too big", 400},
         {"/api/search", "{\"text\": \"cat\", \"offset\": -3}", "invalid_field", "'offset'", 400},
         {"/api/search", "{\"text\": \"cat\", \"min_score\": \"high\"}", "invalid_field", "'min_score'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"exact\": 1}", "invalid_field", "'exact'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"probes\": -2}", "invalid_field", "'probes'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"probes\": 1.5}", "invalid_field", "'probes'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"scan\": \"fp16\"}", "invalid_field", "'scan'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"scan\": 1}", "invalid_field", "'scan'", 400},
+        {"/api/search", "{\"text\": \"cat\", \"rescore\": 5000}", "invalid_field", "'rescore'", 400},
         {"/api/search", "{\"text\": \"cat\", \"filters\": []}", "invalid_field", "'filters'", 400},
         {"/api/search", "{\"text\": \"cat\", \"filters\": {\"camera\": \"x\"}}", "unknown_field", "camera", 400},
         {"/api/search", "{\"text\": \"cat\", \"filters\": {\"after\": true}}", "invalid_field", "after", 400},

@@ -11,7 +11,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: clipdex check [--library DIR] [--json]\n\n"
                "Verify the library: SQLite integrity, every vector record's checksums, and\n"
                "that every catalogued content has its vector.  Prints each problem; exit\n"
-               "status 0 only when the library is consistent, 1 otherwise.\n");
+               "status 0 only when the library is consistent, 1 otherwise.  The approximate\n"
+               "index (derived data) is verified too: when missing, stale or damaged it is\n"
+               "rebuilt and reported, not counted as a problem (unless it cannot be rebuilt).\n");
 }
 
 static void on_problem(void *user, const char *line)
@@ -37,10 +39,16 @@ int cmd_check(int argc, char **argv)
     cdx_library_close(lib);
     if (r) return cli_fail("checking library", r);
     if (json)
-        printf("{\"images\": %llu, \"vectors\": %llu, \"problems\": %llu, \"ok\": %s}\n",
+        printf("{\"images\": %llu, \"vectors\": %llu, \"problems\": %llu, \"ok\": %s, "
+               "\"ann_index\": \"%s\", \"ann_rebuilt\": %s, \"ann_rows\": %llu}\n",
                (unsigned long long)rep.images, (unsigned long long)rep.vectors,
-               (unsigned long long)rep.problems, rep.problems ? "false" : "true");
-    else
+               (unsigned long long)rep.problems, rep.problems ? "false" : "true",
+               cdx_ann_state_str(rep.ann_state), rep.ann_rebuilt ? "true" : "false",
+               (unsigned long long)rep.ann_rows);
+    if (!json && rep.ann_state != CDX_ANN_UNUSED)
+        printf("approximate index: %s%s (%llu vectors covered)\n", cdx_ann_state_str(rep.ann_state),
+               rep.ann_rebuilt ? ", brought up to date" : "", (unsigned long long)rep.ann_rows);
+    if (!json)
         printf("%s: %llu images, %llu vectors, %llu problems\n", rep.problems ? "DAMAGED" : "ok",
                (unsigned long long)rep.images, (unsigned long long)rep.vectors,
                (unsigned long long)rep.problems);

@@ -22,7 +22,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: clipdex search [--library DIR] [-k N] [--offset N] [--min-score S] [--json]\n"
             "                      [--path-prefix P] [--after DATE] [--before DATE] [--format F]\n"
-            "                      [--scan f32|int8|bit|pca8] [--rescore N]\n"
+            "                      [--scan f32|int8|bit|pca8] [--rescore N] [--exact | --probes N]\n"
             "                      [--mode semantic|keyword|hybrid] [--tag T] [--keyword-weight W]\n"
             "                      [--text TEXT]... [--not TEXT]... [--weights W1,W2,...]\n"
             "                      (TEXT | --image FILE|URL | --like ID|PATH)... |\n"
@@ -45,7 +45,11 @@ static void usage(FILE *f)
             "                  is missed; docs/search.md)\n"
             "  --rescore N     compressed scans: re-score (offset+k)*N candidates\n"
             "                  (default int8 4, bit 40, pca8 10; max 1000)\n"
-            "  --json          JSON output\n"
+            "  --exact         score every vector (default: the approximate index on\n"
+            "                  libraries of 10000+ vectors; docs/search.md)\n"
+            "  --probes N      approximate index: lists scanned, 1..65536 (more = better\n"
+            "                  recall, slower; default lists/5)\n"
+            "  --json          JSON output (\"approximate\": whether the index answered)\n"
             "  --mode M        semantic (CLIP), keyword (full-text index, FTS5 syntax:\n"
             "                  \"a phrase\", pref*, AND, OR, NOT, title:word) or hybrid (both,\n"
             "                  fused); default hybrid when the library has text, else semantic\n"
@@ -122,8 +126,9 @@ static void print_results(cdx_library *lib, const cdx_hit *hits, size_t n, const
                    (long long)hits[i].id, rec.path);
         }
     }
-    if (json) printf("], \"total\": %llu%s%s%s, \"took_ms\": %.1f}\n", (unsigned long long)total,
-                     mode ? ", \"mode\": \"" : "", mode ? mode : "", mode ? "\"" : "", took);
+    if (json) printf("], \"total\": %llu%s%s%s, \"took_ms\": %.1f, \"approximate\": %s}\n",
+                     (unsigned long long)total, mode ? ", \"mode\": \"" : "", mode ? mode : "",
+                     mode ? "\"" : "", took, sp->info && sp->info->approximate ? "true" : "false");
 }
 
 /* --vectors FILE: normalise every query, search them CDX_SEARCH_MAX_QUERIES
@@ -297,6 +302,8 @@ int cmd_search(int argc, char **argv)
 {
     const char *dir = NULL, *text = NULL, *image = NULL, *like = NULL, *vector = NULL, *vectors = NULL;
     cdx_search_params sp = cdx_search_default_params();
+    cdx_search_info how = {0, 0};
+    sp.info = &how;
     int json = 0;
     fts_opts fo;
     memset(&fo, 0, sizeof fo);
@@ -311,7 +318,11 @@ int cmd_search(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--library") && hv) dir = argv[++i];
         else if (!strcmp(a, "--json")) json = 1;
-        else if ((!strcmp(a, "-k") || !strcmp(a, "--k")) && hv) {
+        else if (!strcmp(a, "--exact")) sp.exact = 1;
+        else if (!strcmp(a, "--probes") && hv) {
+            if (cli_parse_int(argv[++i], 1, 65536, &v)) return cli_usage_error("search", "--probes: expected 1..65536, got '%s'", argv[i]);
+            sp.probes = (int)v;
+        } else if ((!strcmp(a, "-k") || !strcmp(a, "--k")) && hv) {
             if (cli_parse_int(argv[++i], 1, 10000, &v)) return cli_usage_error("search", "-k: expected 1..10000, got '%s'", argv[i]);
             sp.k = (size_t)v;
         } else if (!strcmp(a, "--offset") && hv) {

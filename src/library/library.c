@@ -7,6 +7,7 @@
  *                               "vectors-<file id>.cdxv")
  *   DIR/lock                    flock()ed by the one writer process
  *   DIR/images/<sha256>.<ext>   bytes stored by cdx_library_add_buffer
+ *   DIR/ann.cdxi                approximate index (lib_ann.h; derived data)
  *
  * Concurrency inside one handle:
  *  - wmu serialises writes (index, add, remove) and owns the writer catalog
@@ -41,6 +42,7 @@
 #include "ingest/pipeline.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
+#include "library/lib_ann.h"
 #include "library/lib_codes.h"
 #include "search/topk.h"
 #include "store/catalog.h"
@@ -71,6 +73,9 @@
 #define VEC_NAME_MAX 64          /* > strlen("vectors-<32 hex>.cdxv") */
 #define VEC_ID_HEX (2 * VECFILE_ID_BYTES + 1)
 #define VEC_RETRIES 8            /* snapshot/file races with a compacting writer */
+#define ANN_DEFAULT_MIN_ROWS 10000   /* exact below (crossover measured, docs/search.md) */
+#define ANN_LAZY_ROWS 1024       /* single adds extend the index once this far behind */
+#define ANN_MAX_WANT 4096        /* deeper pages (offset + k) are scanned exactly */
 
 /* One open vector file; refs: the library's (while current) + readers'. */
 typedef struct vecref {
@@ -129,12 +134,21 @@ struct cdx_library {
     int n_pool;
 
     lib_codes *codes;        /* companion code files (lib_codes.h) */
+    lib_ann *ann;            /* approximate index (lib_ann.h) */
+    uint64_t ann_min_rows;
     /* cdx_library_has_text's answer for text_version (under rmu) */
     int has_text, has_text_known;
     uint64_t text_version;
 };
 
 /* ---------------------------------------------------------------- defaults */
+
+static uint64_t ann_default_min_rows(void);
+static void ann_refresh(cdx_library *lib, uint64_t lazy, cdx_cancel_flag *cancel);
+static cdx_result search_ann(cdx_library *lib, const vecref *vr, const snapshot *s,
+                             const cdx_rows *src, const float *queries, size_t nq,
+                             const cdx_search_params *p, const topk_params *tp, topk_hit *th,
+                             size_t *nth, int *used);
 
 cdx_compact_params cdx_compact_default_params(void)
 {
@@ -546,6 +560,8 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     if (r) goto fail;
     if (initialised && (r = open_existing(lib, p))) goto fail;
     if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
+    lib->ann_min_rows = p->ann_min_rows ? p->ann_min_rows : ann_default_min_rows();
+    if ((r = lib_ann_new(lib->dir, lib->dim, lib->ann_min_rows, &lib->ann))) goto fail;
     *out = lib;
     return CDX_OK;
 fail:
@@ -569,6 +585,7 @@ void cdx_library_close(cdx_library *lib)
     cdx_ctx_free(lib->index_ctx);
     if (lib->all) snapshot_release(lib->all);
     lib_codes_free(lib->codes);
+    lib_ann_free(lib->ann);
     vecref_release(lib->vec);
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
@@ -706,8 +723,11 @@ cdx_result cdx_library_remove(cdx_library *lib, int64_t id)
     if (!r) r = catalog_image_delete(lib->wcat, id);
     if (!r) r = catalog_commit(lib->wcat);
     if (r) catalog_rollback(lib->wcat);
+    vecref *before = lib->vec;
     if (!r) auto_compact(lib);
+    int compacted = lib->vec != before;
     pthread_mutex_unlock(&lib->wmu);
+    if (compacted) ann_refresh(lib, 0, NULL);   /* slots renumbered: a new index */
     return r;
 }
 
@@ -851,6 +871,7 @@ cdx_result cdx_library_compact(cdx_library *lib, const cdx_compact_params *param
     pthread_mutex_lock(&lib->wmu);
     cdx_result r = compact_locked(lib, p, report);
     pthread_mutex_unlock(&lib->wmu);
+    if (!r && report->compacted) ann_refresh(lib, 0, NULL);   /* slots renumbered: a new index */
     return r;
 }
 
@@ -931,6 +952,7 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
     if (!r && !(ip->cancel && *ip->cancel)) auto_compact(lib);
     pthread_mutex_unlock(&lib->wmu);
     if (!r) r = refresh_codes(lib, (params ? params : &defaults)->codes);
+    if (!r && !(ip->cancel && *ip->cancel)) ann_refresh(lib, 0, ip->cancel);
     return r;
 }
 
@@ -1011,6 +1033,7 @@ cdx_result cdx_library_add_buffer_ex(cdx_library *lib, const void *data, size_t 
     }
 done:
     pthread_mutex_unlock(&lib->wmu);
+    if (!r) ann_refresh(lib, ANN_LAZY_ROWS, NULL);
     free(rec);
     free(path);
     free(imgdir);
@@ -1265,6 +1288,8 @@ static cdx_result check_search_params(const cdx_search_params *p)
     if (!cdx_scan_name(p->scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p->scan);
     if (p->rescore > 1000)
         return cdx_error(CDX_ERR_INVALID_ARG, "rescore %zu is more than the maximum 1000", p->rescore);
+    if (p->probes < 0 || p->probes > 65536)
+        return cdx_error(CDX_ERR_INVALID_ARG, "probes = %d is out of range (0..65536)", p->probes);
     if (!(p->keyword_weight >= 0.0f && p->keyword_weight <= 1.0f))
         return cdx_error(CDX_ERR_INVALID_ARG, "keyword_weight must be between 0 and 1");
     return CDX_OK;
@@ -1299,6 +1324,7 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_search_vectors: NULL argument");
     cdx_search_params defaults = cdx_search_default_params();
     const cdx_search_params *p = params ? params : &defaults;
+    if (p->info) memset(p->info, 0, sizeof *p->info);
     for (size_t i = 0; i < nq; i++) {
         n_hits[i] = 0;
         if (totals) totals[i] = 0;
@@ -1352,7 +1378,11 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
     tp.counts = counts;
     tp.weight = s->weight;
     if (p->scan == CDX_SCAN_F32) {
-        r = topk_search(&src, queries, nq, &tp, th, nth);
+        /* the approximate index when it pays (not when the scan must count:
+         * that reads every vector anyway) */
+        int approx = 0;
+        if (!count && p->k) r = search_ann(lib, vr, s, &src, queries, nq, p, &tp, th, nth, &approx);
+        if (!r && !approx) r = topk_search(&src, queries, nq, &tp, th, nth);
     } else {
         /* Compressed scan per query (candidates re-scored exactly); the
          * compressed kernels do not count, so totals take one float32
@@ -1515,6 +1545,68 @@ cdx_result cdx_library_codes_info(cdx_library *lib, int scan, int verify, cdx_co
     if (!r) r = codes_info_of(lib, vr, scan, verify, info);
     vec_put(lib, vr);
     return r;
+}
+
+/* ---------------------------------------------------------------- approximate index
+ * (lib_ann.h, docs/search.md): derived data kept in step after index, import
+ * and compaction runs; searches use it when it pays and scan exactly
+ * otherwise. */
+
+static uint64_t ann_default_min_rows(void)
+{
+    const char *e = getenv("CLIPDEX_ANN_MIN_ROWS");
+    char *end = NULL;
+    unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+    return v > 0 && end && !*end ? (uint64_t)v : ANN_DEFAULT_MIN_ROWS;
+}
+
+/* Bring the index up to date (lazy: unless at most that many rows behind).
+ * A failure is not the caller's: searches stay exact, check reports it. */
+static void ann_refresh(cdx_library *lib, uint64_t lazy, cdx_cancel_flag *cancel)
+{
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecref *vr = NULL;
+    cdx_result r = current_rows(lib, &vr, &src, fid);
+    if (!r) r = lib_ann_update(lib->ann, &src, fid, 0, lazy, cancel, NULL, NULL);
+    vec_put(lib, vr);
+    if (r) cdx_error_clear();
+}
+
+/* The approximate search of nq queries into th / nth (room for tp->k
+ * each); *used = 0 when the exact scan is the better choice (--exact, a
+ * small library, no usable index, a deep page, a filter that keeps few
+ * images): nothing was done. */
+static cdx_result search_ann(cdx_library *lib, const vecref *vr, const snapshot *s,
+                             const cdx_rows *src, const float *queries, size_t nq,
+                             const cdx_search_params *p, const topk_params *tp, topk_hit *th,
+                             size_t *nth, int *used)
+{
+    *used = 0;
+    if (p->exact || src->count < lib->ann_min_rows || tp->k > ANN_MAX_WANT) return CDX_OK;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecfile_file_id(vr->vf, fid);
+    double keep = src->count ? (double)s->n / (double)src->count : 0;   /* share the filters allow */
+    if (keep > 1) keep = 1;
+    cdx_result r = CDX_OK;
+    int probes = 0;
+    for (size_t i = 0; !r && i < nq; i++) {
+        const float *q = queries + i * (size_t)lib->dim;
+        int used_i = 0;
+        r = lib_ann_search(lib->ann, src, fid, q, tp, p->probes, keep, th + i * tp->k, &nth[i], &used_i);
+        if (!r && !used_i) {
+            if (i == 0) return CDX_OK;   /* all exact, in one scan */
+            r = topk_search(src, q, 1, tp, th + i * tp->k, &nth[i]);   /* the index was replaced meanwhile */
+        }
+        if (used_i > probes) probes = used_i;
+    }
+    if (r) return r;
+    *used = 1;
+    if (p->info) {
+        p->info->approximate = 1;
+        p->info->probes = probes;
+    }
+    return CDX_OK;
 }
 
 /* ---------------------------------------------------------------- keyword,
@@ -1934,6 +2026,21 @@ static void catalog_problem(void *user, const char *line)
 
 #define CHECK_LIST 1000
 
+/* check: judge DIR/ann.cdxi on disk (every checksum) and rebuild or extend
+ * it when it is not ok; only a failed rebuild is a problem. */
+static void ann_check(cdx_library *lib, check_ctx *cc, cdx_check_report *rep)
+{
+    cdx_rows src;
+    uint8_t fid[VECFILE_ID_BYTES];
+    vecref *vr = NULL;
+    cdx_result r = current_rows(lib, &vr, &src, fid);
+    if (!r) r = lib_ann_update(lib->ann, &src, fid, 1, 0, NULL, &rep->ann_state, &rep->ann_rows);
+    vec_put(lib, vr);
+    rep->ann_rebuilt = !r && rep->ann_state != CDX_ANN_OK && rep->ann_state != CDX_ANN_UNUSED;
+    if (r) problem(cc, "the approximate index %s/ann.cdxi is %s and could not be rebuilt: %s", lib->dir,
+                   cdx_ann_state_str(rep->ann_state), cdx_last_error());
+}
+
 cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char *problem),
                              void *user, cdx_check_report *report)
 {
@@ -1996,6 +2103,7 @@ cdx_result cdx_library_check(cdx_library *lib, void (*fn)(void *user, const char
     pthread_mutex_unlock(&lib->rmu);
     vec_put(lib, vr);
     free(dmg);
+    if (!r) ann_check(lib, &cc, report);
     report->problems = cc.problems;
     return r;
 }
@@ -2054,9 +2162,10 @@ cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const 
     cdx_import_stats local;
     import_target t = {lib->wcat, lib->vec->vf, lib->dim, lib->fingerprint};
     pthread_mutex_lock(&lib->wmu);
-    cdx_result r = import_run(&t, vectors_path, meta_path, params ? params : &defaults,
-                              stats ? stats : &local);
+    const cdx_import_params *ip = params ? params : &defaults;
+    cdx_result r = import_run(&t, vectors_path, meta_path, ip, stats ? stats : &local);
     pthread_mutex_unlock(&lib->wmu);
+    if (!r && !(ip->cancel && *ip->cancel)) ann_refresh(lib, 0, ip->cancel);
     return r;
 }
 
@@ -2094,6 +2203,7 @@ cdx_result cdx_library_add_vectors(cdx_library *lib, const cdx_image_record *rec
         pthread_mutex_lock(&lib->wmu);
         r = import_rows(&t, rows, vecs, (const char (*)[65])keys, n, stats ? stats : &local);
         pthread_mutex_unlock(&lib->wmu);
+        if (!r) ann_refresh(lib, ANN_LAZY_ROWS, NULL);
     }
     free(rows);
     free(keys);

@@ -468,7 +468,11 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
     *n_hits = 0;
     if (scanned) *scanned = 0;
     if (!p->k || !ix->count) return CDX_OK;
-    if (src->dim != ix->dim || src->count < ix->count)
+    /* rows past src->count may be coded (another process extended the
+     * index) as long as the allowed slots, the only ones re-scored, are
+     * within src */
+    if (src->dim != ix->dim ||
+        (src->count < ix->count && (!p->allow || p->allow_nbits > src->count)))
         return cdx_error(CDX_ERR_INVALID_ARG, "ann index covers %llu rows, the vectors only %llu",
                          (unsigned long long)ix->count, (unsigned long long)src->count);
     int P = p->probes < 1 ? 1 : p->probes > ix->nlist ? ix->nlist : p->probes;

@@ -27,6 +27,8 @@
 #define K_MAX 1000
 #define OFFSET_MAX 9000
 #define TEXT_MAX 4096
+#define PROBES_MAX 65536
+#define RESCORE_MAX 1000
 
 typedef enum qkind { Q_TEXT = 1, Q_URL, Q_B64, Q_ID, Q_UPLOAD, Q_VECTOR } qkind;
 
@@ -52,6 +54,11 @@ typedef struct search_req {
     double keyword_weight;
     int has_keyword_weight;
     json_t *parts;             /* JSON array of weighted parts (borrowed) */
+    /* how the vectors are scanned (ann2 branch; docs/search.md) */
+    int exact;                 /* "exact": never the approximate index */
+    long long probes;          /* "probes": approximate index knob, 0 = default */
+    int scan;                  /* "scan": CDX_SCAN_* */
+    long long rescore;         /* "rescore": compressed scans, 0 = default */
 } search_req;
 
 static void req_init(search_req *sr)
@@ -112,6 +119,24 @@ static int apply_option_str(search_req *sr, const char *key, const char *v, srv_
             return -1;
         }
         sr->has_keyword_weight = 1;
+    } else if (!strcmp(key, "exact")) {
+        if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0")) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'exact' must be true, false, 1 or 0");
+            return -1;
+        }
+        sr->exact = !strcmp(v, "true") || !strcmp(v, "1");
+    } else if (!strcmp(key, "probes") || !strcmp(key, "rescore")) {
+        long long hi = key[0] == 'p' ? PROBES_MAX : RESCORE_MAX;
+        if (srv_parse_ll(v, 0, hi, &x)) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'%s' must be an integer between 0 and %lld", key, hi);
+            return -1;
+        }
+        *(key[0] == 'p' ? &sr->probes : &sr->rescore) = x;
+    } else if (!strcmp(key, "scan")) {
+        if ((sr->scan = cdx_scan_parse(v)) < 0) {
+            srv_error(rs, 400, SRV_E_INVALID_FIELD, "'scan' must be f32, int8, bit or pca8");
+            return -1;
+        }
     } else if (!strcmp(key, "after") || !strcmp(key, "before")) {
         if (srv_parse_time(v, key[0] == 'a' ? &sr->after : &sr->before)) {
             srv_error(rs, 400, SRV_E_INVALID_FIELD,
@@ -177,6 +202,20 @@ static int json_options(json_t *o, search_req *sr, srv_response *rs)
     if (srv_get_string(o, "mode", &sr->mode, rs) < 0) return -1;
     if ((r = srv_get_number(o, "keyword_weight", 0, 1, &sr->keyword_weight, rs)) < 0) return -1;
     sr->has_keyword_weight = r > 0;
+    if (srv_get_int(o, "probes", 0, PROBES_MAX, &sr->probes, rs) < 0) return -1;
+    if (srv_get_int(o, "rescore", 0, RESCORE_MAX, &sr->rescore, rs) < 0) return -1;
+    json_t *ex = json_object_get(o, "exact");
+    if (ex && !json_is_boolean(ex)) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field 'exact' must be true or false");
+        return -1;
+    }
+    sr->exact = ex && json_is_true(ex);
+    const char *scan = NULL;
+    if (srv_get_string(o, "scan", &scan, rs) < 0) return -1;
+    if (scan && (sr->scan = cdx_scan_parse(scan)) < 0) {
+        srv_error(rs, 400, SRV_E_INVALID_FIELD, "field 'scan' must be f32, int8, bit or pca8");
+        return -1;
+    }
     json_t *f = json_object_get(o, "filters");
     if (!f || json_is_null(f)) return 0;
     if (!json_is_object(f)) {
@@ -212,7 +251,7 @@ typedef struct source_key {
 
 static int from_json(json_t *o, const source_key *sources, search_req *sr, srv_response *rs)
 {
-    const char *allowed[16];
+    const char *allowed[24];
     size_t na = 0;
     for (const source_key *s = sources; s->key; s++) allowed[na++] = s->key;
     allowed[na++] = "k";
@@ -221,6 +260,10 @@ static int from_json(json_t *o, const source_key *sources, search_req *sr, srv_r
     allowed[na++] = "filters";
     allowed[na++] = "mode";
     allowed[na++] = "keyword_weight";
+    allowed[na++] = "exact";
+    allowed[na++] = "probes";
+    allowed[na++] = "scan";
+    allowed[na++] = "rescore";
     if (sources[0].kind == Q_TEXT && sources[1].key) allowed[na++] = "parts";   /* /api/search */
     allowed[na] = NULL;
     if (srv_check_fields(o, allowed, "the request body", rs)) return -1;
@@ -644,6 +687,12 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     p.format = sr->format && *sr->format ? sr->format : NULL;
     p.tag = sr->tag && *sr->tag ? sr->tag : NULL;
     if (sr->has_keyword_weight) p.keyword_weight = (float)sr->keyword_weight;
+    cdx_search_info how = {0, 0};
+    p.exact = sr->exact;
+    p.probes = (int)sr->probes;
+    p.scan = sr->scan;
+    p.rescore = (size_t)sr->rescore;
+    p.info = &how;
     size_t n = 0;
     uint64_t total = 0;
     if (mode == CDX_SEARCH_SEMANTIC) {   /* through the job queue: shared scans */
@@ -684,6 +733,8 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
                             "offset", (json_int_t)sr->offset, "total", (json_int_t)total,
                             "took_ms", srv_round((srv_now() - t0) * 1000.0, 2), "results", results,
                             "mode", cdx_search_mode_name(mode));
+    if (out) json_object_set_new(out, "approximate", json_boolean(how.approximate));
+    if (out && how.approximate) json_object_set_new(out, "probes", json_integer(how.probes));
     srv_json_reply(rs, 200, out);
 }
 

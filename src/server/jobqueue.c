@@ -52,7 +52,8 @@ static int same_params(const cdx_search_params *a, const cdx_search_params *b)
 {
     return a->k == b->k && a->offset == b->offset && a->min_score == b->min_score &&
            a->after == b->after && a->before == b->before && same_str(a->path_prefix, b->path_prefix) &&
-           same_str(a->format, b->format);
+           same_str(a->format, b->format) && same_str(a->tag, b->tag) && a->scan == b->scan &&
+           a->rescore == b->rescore && a->exact == b->exact && a->probes == b->probes;
 }
 
 /* Unlink the oldest job and every later queued job that can share its call.
@@ -141,6 +142,7 @@ static void run_searches(sched *s, sched_job **b, int n, float *queries, size_t 
             b[i]->n_hits = nh[i];
             b[i]->total = tot[i];
             b[i]->result = CDX_OK;
+            if (i && b[i]->params.info && p->info) *b[i]->params.info = *p->info;   /* one call for all */
         }
     } else {
         for (int i = 0; i < n; i++)
