@@ -2562,8 +2562,14 @@ static void reembed_free(reembed *e)
 }
 
 /* Load the model; open the file of an interrupted run for it, or start one. */
-static cdx_result reembed_open(reembed *e, const char *cur_fp)
+static cdx_result reembed_open(reembed *e, cdx_library *ro)
 {
+    const char *cur_fp = ro->fingerprint, *cur_name = strrchr(ro->vec->path, '/') + 1;
+    char prev_name[VEC_NAME_MAX + 8] = "";
+    pthread_mutex_lock(&ro->rmu);
+    cdx_result pr = meta_or_empty(ro->rcat, "prev_vec_file", prev_name, sizeof prev_name);
+    pthread_mutex_unlock(&ro->rmu);
+    if (pr) return pr;
     cdx_result r = cdx_model_load(e->p->model_dir, NULL, &e->model);
     if (r) return cdx_error_prefix(r, "loading the new model");
     cdx_model_info mi;
@@ -2588,7 +2594,11 @@ static cdx_result reembed_open(reembed *e, const char *cur_fp)
     vp.dim = e->dim;
     vp.model_tag = tag;
     reindex_state st;
-    if (state_read(e->dir, &st)) {
+    /* A run killed after its switch but before removing the state: the
+     * state names a file in use (current or previous); forget the state. */
+    if (state_read(e->dir, &st) && (!strcmp(st.file, cur_name) || !strcmp(st.file, prev_name)))
+        unlink_in(e->dir, REINDEX_STATE);
+    else if (state_read(e->dir, &st)) {
         if (!strcmp(st.fingerprint, mi.fingerprint)) {
             char *path = cdx_path_join(e->dir, st.file);
             if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
@@ -2776,7 +2786,7 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
     cdx_result r = abs_model ? cdx_library_open(dir, &lp, &ro) : cdx_error(CDX_ERR_NOMEM, "out of memory");
     if (!r) r = take_reindex_lock(ro->dir, &lock_fd);
     e.dir = ro ? ro->dir : NULL;
-    if (!r) r = reembed_open(&e, ro->fingerprint);
+    if (!r) r = reembed_open(&e, ro);
     /* 1. in the background: the current set keeps serving, no writer lock */
     if (!r) r = list_contents(ro->rcat, 1, &l);
     if (!r) {
