@@ -116,10 +116,10 @@ kill "$SERVER"; wait "$SERVER" 2> /dev/null || true; SERVER=
 
 # 7. kill -9 at random moments: one set in use, check passes, then resume
 # moments spread over one run's duration (model load, embedding, switch)
-python3 -c 'import random, sys; d = float(sys.argv[1]); print("\n".join("%.2f" % random.uniform(0.05, 1.2 * d) for _ in range(4)))' "$DUR" > "$T/moments"
+python3 -c 'import random, sys; d = float(sys.argv[1]); print("\n".join("%.2f" % random.uniform(0.2, 1.5 * d) for _ in range(4)))' "$DUR" > "$T/moments"
 want=$BASE_V
 while read -r t; do
-    "$BIN" reindex --library "$L" --model tiny > /dev/null 2>&1 &
+    "$BIN" reindex --library "$L" --model tiny --batch 4 > /dev/null 2>&1 &
     pid=$!
     sleep "$t"
     kill -9 "$pid" 2> /dev/null || true
