@@ -2863,7 +2863,8 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
     report->missing = 0;
     for (size_t i = 0; i < l.n; i++) report->missing += nv[i] < 0;
     unlink_in(w->dir, REINDEX_STATE);
-    if (*old_prev && strcmp(old_prev, to.file)) unlink_in(w->dir, old_prev);   /* retired two switches ago */
+    if (*old_prev && strcmp(old_prev, to.file) && strcmp(old_prev, from.file))
+        unlink_in(w->dir, old_prev);   /* retired two switches ago */
     if (refresh_codes(w, 0) != CDX_OK) cdx_error_clear();   /* stale companions: rebuilt on next use */
 done:
     if (nref) vecref_release(nref);
