@@ -87,13 +87,17 @@ done
 top() { python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; print(" ".join("%d:%.4f" % (x["id"], x["score"]) for x in r[:3]))'; }
 BEFORE=$(curl -sf "$URL/api/search?q=a+dog+on+a+couch&mode=semantic" | top)
 
-# 5. reindex onto NAME@production; serve follows
+# 5. reindex onto NAME@production; serve follows; int8 companion codes are rebuilt
+"$BIN" search --library "$L" --scan int8 -k 1 "a dog" > /dev/null 2>&1 || fail "int8 search"
+"$BIN" info --library "$L" | grep -q "^int8 codes: *[0-9]" || fail "no int8 codes"
 t0=$(date +%s.%N)
 "$BIN" reindex --library "$L" --model tiny-coco@production > "$T/rx.out" 2> /dev/null || fail "reindex"
 DUR=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")
 grep -q "^switched: 32 contents" "$T/rx.out" || fail "reindex: $(cat "$T/rx.out")"
 "$BIN" info --library "$L" | grep -q "^version: *tiny-coco@$NEW_V" || fail "info does not show tiny-coco@version"
 "$BIN" check --library "$L" > /dev/null || fail "check after reindex"
+"$BIN" info --library "$L" | grep "^int8 codes" | grep -q "rows" || fail "int8 codes gone"
+if "$BIN" info --library "$L" | grep "^int8 codes" | grep -q stale; then fail "int8 codes not rebuilt"; fi
 CLI=$("$BIN" search --library "$L" --json --mode semantic -k 3 "a dog on a couch" | top)
 AFTER=$(curl -sf "$URL/api/search?q=a+dog+on+a+couch&mode=semantic" | top)
 [ "$AFTER" = "$CLI" ] || fail "serve after the switch ($AFTER) differs from a fresh search ($CLI)"
