@@ -1057,6 +1057,60 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void);
 cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
                            cdx_import_stats *stats);
 
+/* ---------------------------------------------------------------- reindex (model lifecycle)
+ * Move a library to another model (docs/models.md "Reindex and rollback").
+ * Every content is embedded again with the new model into a NEW vector file
+ * while the current one keeps serving (no writer lock is held meanwhile);
+ * rows already embedded by an interrupted run are kept (the run resumes).
+ * The switch takes the writer lock and is one catalog transaction: slots,
+ * vector file, model version, model directory and dimension together.  The
+ * previous vector file and model reference are kept for a rollback until
+ * the next reindex or cdx_library_drop_previous(). */
+typedef struct cdx_reindex_params {
+    const char *model_dir;      /* the new model's directory (required) */
+    const char *model_name;     /* its registry name, shown by info (NULL: none) */
+    int batch_size;             /* images per encode call (default 16) */
+    int n_threads;              /* inference threads (0 = all cores) */
+    int drop_missing;           /* images that cannot be read again (file gone,
+                                   changed or undecodable) are removed from the
+                                   library at the switch; 0: the switch is
+                                   refused while there are any */
+    int no_switch;              /* embed only (resumable); switch later */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *user;
+    cdx_cancel_flag *cancel;    /* non-zero: stop after the current batch */
+} cdx_reindex_params;
+
+cdx_reindex_params cdx_reindex_default_params(void);
+
+typedef struct cdx_reindex_report {
+    uint64_t contents;          /* distinct contents of the library */
+    uint64_t resumed;           /* rows found from an interrupted run */
+    uint64_t embedded;          /* embedded by this call */
+    uint64_t missing;           /* could not be read (dropped with drop_missing) */
+    char first_missing[1024];   /* "path: reason" of the first one */
+    int switched;               /* the library now uses the new model */
+    double seconds;
+} cdx_reindex_report;
+
+cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params,
+                               cdx_reindex_report *report);
+/* Switch back to the previous vector file and model (one transaction; the
+ * set switched away from becomes the previous one, so a second rollback
+ * switches forward again).  Images added since the switch have no vector
+ * in the previous set: refused (CDX_ERR_MISMATCH) unless force, which
+ * removes them; *removed (may be NULL) receives their count. */
+cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed);
+/* Forget the previous set: its vector file is deleted. */
+cdx_result cdx_library_drop_previous(const char *dir);
+/* A read-only handle follows a switch made by another process: when the
+ * catalog names another model version, load that model (same dimension;
+ * CDX_ERR_MISMATCH asks to reopen otherwise) and use it for new queries.
+ * Cheap when nothing changed (one catalog version read).  *changed (may be
+ * NULL) = 1 when it switched.  Writable handles: nothing to do. */
+cdx_result cdx_library_sync_model(cdx_library *lib, int *changed);
+/* The registry name recorded with the library's model ("" when none). */
+cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap);
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

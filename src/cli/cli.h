@@ -65,4 +65,10 @@ void cli_print_floats(FILE *f, const float *v, int n);
 /* Print s as a JSON string literal (escaped, UTF-8 passed through). */
 void cli_print_json_string(FILE *f, const char *s);
 
+/* --model of reindex and eval compare: a model directory or a registry
+ * reference; dir receives the directory, name the registered name ("" for
+ * a plain directory).  Prints the error and returns 1 on failure. */
+int cli_resolve_model(const char *ref, char *dir, size_t dir_cap, char *name, size_t name_cap);
+int cmd_reindex(int argc, char **argv);     /* cmd_reindex.c */
+
 #endif

@@ -132,6 +132,9 @@ int cmd_worker(int argc, char **argv)
         else return cli_usage_error("worker", "unknown or incomplete argument '%s'", a);
     }
     if (!url || !model_dir) return cli_usage_error("worker", "--nats URL and --model DIR are required");
+    char resolved[4096];   /* a registry reference (NAME@production) names one version */
+    if (cli_resolve_model(model_dir, resolved, sizeof resolved, NULL, 0)) return 1;
+    model_dir = resolved;
     cdx_model *model;
     cdx_model_params mp = cdx_model_default_params();
     cdx_result r = cdx_model_load(model_dir, &mp, &model);

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f)
@@ -28,8 +29,20 @@ int cmd_info(int argc, char **argv)
     const int nc = CDX_SCAN_LAST;   /* companions: scans 1..LAST */
     cdx_result r = cdx_library_get_info(lib, &info);
     for (int s = 0; !r && s < nc; s++) r = cdx_library_codes_info(lib, CDX_SCAN_INT8 + s, 0, &ci[s]);
+    char mname[160] = "";   /* the registry name recorded by reindex */
+    if (!r) r = cdx_library_model_name(lib, mname, sizeof mname);
     cdx_library_close(lib);
     if (r) return cli_fail("reading library", r);
+    if (!*mname) {   /* not recorded: the registry may know the version */
+        cdx_registry *g = NULL;
+        cdx_registry_model *m = malloc(sizeof *m);
+        char ref[80];
+        snprintf(ref, sizeof ref, "@%s", info.model_fingerprint);
+        if (m && cdx_registry_open(NULL, NULL, &g) == CDX_OK && cdx_registry_resolve(g, ref, m) == CDX_OK)
+            snprintf(mname, sizeof mname, "%s", m->name);
+        cdx_registry_close(g);
+        free(m);
+    }
     if (json) {
         fputs("{\"library\": ", stdout);
         cli_print_json_string(stdout, d);
@@ -37,6 +50,8 @@ int cmd_info(int argc, char **argv)
                (unsigned long long)info.images, (unsigned long long)info.vectors,
                (unsigned long long)info.bytes, info.dim);
         cli_print_json_string(stdout, info.model_dir);
+        fputs(", \"model_name\": ", stdout);
+        cli_print_json_string(stdout, mname);
         printf(", \"model_fingerprint\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
                "\"reclaimable_bytes\": %llu, \"codes\": [", info.model_fingerprint,
                (unsigned long long)info.vector_rows, (unsigned long long)info.dead_rows,
@@ -53,6 +68,7 @@ int cmd_info(int argc, char **argv)
                "fingerprint: %s\ndim:         %d\nbytes:       %llu\n",
                d, (unsigned long long)info.images, (unsigned long long)info.vectors,
                info.model_dir, info.model_fingerprint, info.dim, (unsigned long long)info.bytes);
+        printf("version:     %s@%s\n", *mname ? mname : "", info.model_fingerprint);
         printf("dead rows:   %llu of %llu vector rows (%llu bytes reclaimable by 'clipdex compact')\n",
                (unsigned long long)info.dead_rows, (unsigned long long)info.vector_rows,
                (unsigned long long)info.reclaimable_bytes);

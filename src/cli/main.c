@@ -35,6 +35,7 @@ static const command commands[] = {
     {"worker", cmd_worker, "embed a fleet pipeline's work items (NATS)"},
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
     {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
+    {"reindex", cmd_reindex, "move a library to another model; roll back"},
     {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},
 };
 

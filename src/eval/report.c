@@ -423,3 +423,11 @@ cdx_result ev_captions_svg(const char *path, const ev_captions_report *r)
     ev_svg_lines(f, "Caption retrieval recall by K", xs, r->n_k, series, 2, v);
     return svg_close(f, path, tmp);
 }
+
+cdx_result ev_compare_svg(const char *path, const char *title, const char *const *models, int n_models,
+                          const char *const *metrics, int n_metrics, const double *values)
+{
+    SVG_OPEN(path, f, tmp);
+    ev_svg_lines(f, title, metrics, n_metrics, models, n_models, values);
+    return svg_close(f, path, tmp);
+}

@@ -45,4 +45,8 @@ cdx_result ev_queries_svg(const char *path, const ev_queries_report *r);
 cdx_result ev_zeroshot_svg(const char *path, const ev_zeroshot_report *r);
 cdx_result ev_captions_svg(const char *path, const ev_captions_report *r);
 
+/* `eval compare`: one line per model over the metrics (values[m * n_metrics + k]). */
+cdx_result ev_compare_svg(const char *path, const char *title, const char *const *models, int n_models,
+                          const char *const *metrics, int n_metrics, const double *values);
+
 #endif

@@ -139,6 +139,13 @@ struct cdx_library {
     /* cdx_library_has_text's answer for text_version (under rmu) */
     int has_text, has_text_known;
     uint64_t text_version;
+    /* reindex: models a read-only handle switched away from (freed at
+     * close: raw pointers may still be in use), the catalog version last
+     * synced, and "contexts are being replaced" for ctx_get (under pmu) */
+    cdx_model *retired[8];
+    int n_retired, swapping;
+    uint64_t model_seen;
+    int model_seen_known;
 };
 
 /* ---------------------------------------------------------------- defaults */
@@ -380,6 +387,8 @@ static cdx_result vectors_view(cdx_library *lib, const char *id, const char *nam
     return r;
 }
 
+static int reindex_keeps(cdx_library *lib, const char *name);
+
 /* Writers: delete vector files the catalog does not name (a compaction
  * that died before its commit, or the old file of one that died after). */
 static void remove_leftovers(cdx_library *lib, const char *keep)
@@ -388,7 +397,7 @@ static void remove_leftovers(cdx_library *lib, const char *keep)
     if (!d) return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!vec_name_ok(e->d_name) || !strcmp(e->d_name, keep)) continue;
+        if (!vec_name_ok(e->d_name) || !strcmp(e->d_name, keep) || reindex_keeps(lib, e->d_name)) continue;
         char *p = cdx_path_join(lib->dir, e->d_name);
         if (p) unlink(p);
         free(p);
@@ -590,6 +599,7 @@ void cdx_library_close(cdx_library *lib)
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
     cdx_model_free(lib->model);
+    for (int i = 0; i < lib->n_retired; i++) cdx_model_free(lib->retired[i]);
     if (lib->lock_fd >= 0) close(lib->lock_fd);   /* releases the flock */
     pthread_mutex_destroy(&lib->wmu);
     pthread_mutex_destroy(&lib->rmu);
@@ -1048,6 +1058,10 @@ static cdx_result ctx_get(cdx_library *lib, int *idx)
         return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model (load_model = 0)");
     pthread_mutex_lock(&lib->pmu);
     for (;;) {
+        if (lib->swapping) {   /* cdx_library_sync_model replaces the contexts */
+            pthread_cond_wait(&lib->pcv, &lib->pmu);
+            continue;
+        }
         for (int i = 0; i < lib->n_pool; i++)
             if (lib->pool_free[i]) {
                 lib->pool_free[i] = 0;
@@ -1075,7 +1089,7 @@ static void ctx_put(cdx_library *lib, int idx)
 {
     pthread_mutex_lock(&lib->pmu);
     lib->pool_free[idx] = 1;
-    pthread_cond_signal(&lib->pcv);
+    pthread_cond_broadcast(&lib->pcv);   /* a ctx_get or a model switch */
     pthread_mutex_unlock(&lib->pmu);
 }
 
@@ -2351,5 +2365,804 @@ cdx_result cdx_vectors_read(const char *path, int dim, float **out, size_t *n)
     free(buf);
     *out = v;
     *n = len / ((size_t)dim * 4);
+    return CDX_OK;
+}
+
+/* ---------------------------------------------------------------- reindex (model lifecycle)
+ * docs/models.md "Reindex and rollback".  State between runs:
+ *  - DIR/reindex.json names the vector file being filled and its model
+ *    (written before the file is created, removed after the switch); its
+ *    rows carry their content keys, so a resumed run knows what is done
+ *    by reading them, whatever the catalog did meanwhile;
+ *  - catalog meta prev_* name the set switched away from (vector file,
+ *    model version, directory, name, dimension) until the next reindex or
+ *    drop_previous; remove_leftovers spares both files.
+ * The switch renumbers every content's slot to its row in the new file,
+ * names the new file and model in the same transaction (a crash leaves
+ * either the old or the new set), then deletes the file retired two
+ * switches ago.  DIR/reindex.lock keeps two reindex runs apart. */
+
+#define REINDEX_STATE "reindex.json"
+#define REINDEX_LOCK "reindex.lock"
+
+cdx_reindex_params cdx_reindex_default_params(void)
+{
+    cdx_reindex_params p;
+    memset(&p, 0, sizeof p);
+    p.batch_size = 16;
+    return p;
+}
+
+/* sha256 key -> slot, open addressing (keys are uniformly random). */
+typedef struct keymap {
+    uint8_t (*key)[VECFILE_KEY_BYTES];
+    int64_t *slot;           /* -1 = empty */
+    size_t cap, n;
+} keymap;
+
+static void keymap_free(keymap *m)
+{
+    free(m->key);
+    free(m->slot);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t keymap_pos(const keymap *m, const uint8_t *k)
+{
+    uint64_t h;
+    memcpy(&h, k, sizeof h);
+    size_t i = (size_t)h & (m->cap - 1);
+    while (m->slot[i] >= 0 && memcmp(m->key[i], k, VECFILE_KEY_BYTES)) i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static cdx_result keymap_put(keymap *m, const uint8_t *k, int64_t slot)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        keymap o = *m;
+        m->cap = o.cap ? o.cap * 2 : 1024;
+        m->n = 0;
+        m->key = malloc(m->cap * sizeof *m->key);
+        m->slot = malloc(m->cap * sizeof *m->slot);
+        if (!m->key || !m->slot) {
+            keymap_free(m);
+            *m = o;
+            return cdx_error(CDX_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < m->cap; i++) m->slot[i] = -1;
+        for (size_t i = 0; i < o.cap; i++)
+            if (o.slot[i] >= 0) {
+                size_t j = keymap_pos(m, o.key[i]);
+                memcpy(m->key[j], o.key[i], VECFILE_KEY_BYTES);
+                m->slot[j] = o.slot[i];
+                m->n++;
+            }
+        keymap_free(&o);
+    }
+    size_t i = keymap_pos(m, k);
+    if (m->slot[i] < 0) m->n++;
+    memcpy(m->key[i], k, VECFILE_KEY_BYTES);
+    m->slot[i] = slot;   /* a repeated key (a content removed and added again): the later row */
+    return CDX_OK;
+}
+
+static int64_t keymap_get(const keymap *m, const uint8_t *k)
+{
+    return m->cap ? m->slot[keymap_pos(m, k)] : -1;
+}
+
+/* The key of every row of vf. */
+static cdx_result keymap_of_file(vecfile *vf, keymap *m)
+{
+    uint64_t n = vecfile_count(vf);
+    uint8_t key[VECFILE_KEY_BYTES];
+    for (uint64_t s = 0; s < n; s++) {
+        cdx_result r = vecfile_get(vf, s, NULL, key);
+        if (!r) r = keymap_put(m, key, (int64_t)s);
+        if (r) return r;
+    }
+    return CDX_OK;
+}
+
+/* Content shas (hex) of the catalog, in slot order. */
+typedef struct sha_list {
+    char (*v)[65];
+    int64_t *slot;
+    size_t n, cap;
+    int nomem;
+} sha_list;
+
+static int collect_sha(void *user, const char *sha, int64_t slot)
+{
+    sha_list *l = user;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        char (*v)[65] = realloc(l->v, cap * sizeof *v);
+        if (v) l->v = v;
+        int64_t *sl = realloc(l->slot, cap * sizeof *sl);
+        if (sl) l->slot = sl;
+        if (!v || !sl) {
+            l->nomem = 1;
+            return 1;
+        }
+        l->cap = cap;
+    }
+    snprintf(l->v[l->n], 65, "%s", sha);
+    l->slot[l->n++] = slot;
+    return 0;
+}
+
+static void sha_list_free(sha_list *l)
+{
+    free(l->v);
+    free(l->slot);
+    memset(l, 0, sizeof *l);
+}
+
+static cdx_result list_contents(catalog *c, int txn, sha_list *l)
+{
+    sha_list_free(l);
+    cdx_result r = txn ? catalog_begin_read(c) : CDX_OK;
+    if (!r) r = catalog_each_content(c, collect_sha, l);
+    if (txn) catalog_rollback(c);
+    if (!r && l->nomem) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    return r;
+}
+
+/* Catalog meta value or "" when absent. */
+static cdx_result meta_or_empty(catalog *c, const char *key, char *out, size_t cap)
+{
+    cdx_result r = catalog_meta_get(c, key, out, cap);
+    if (r == CDX_ERR_NOT_FOUND) {
+        cdx_error_clear();
+        out[0] = 0;
+        return CDX_OK;
+    }
+    return r;
+}
+
+/* The reindex state file: which file is being filled for which model. */
+typedef struct reindex_state {
+    char file[VEC_NAME_MAX], file_id[VEC_ID_HEX], fingerprint[65];
+} reindex_state;
+
+static int state_read(const char *dir, reindex_state *st)
+{
+    memset(st, 0, sizeof *st);
+    char *path = cdx_path_join(dir, REINDEX_STATE);
+    json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
+    free(path);
+    const char *f = json_string_value(json_object_get(j, "file"));
+    const char *id = json_string_value(json_object_get(j, "file_id"));
+    const char *fp = json_string_value(json_object_get(j, "model_fingerprint"));
+    int ok = f && id && fp && vec_name_ok(f) && strcmp(f, VEC_DEFAULT_NAME) &&
+             strlen(id) == VEC_ID_HEX - 1 && strlen(fp) == 64;
+    if (ok) {
+        snprintf(st->file, sizeof st->file, "%s", f);
+        snprintf(st->file_id, sizeof st->file_id, "%s", id);
+        snprintf(st->fingerprint, sizeof st->fingerprint, "%s", fp);
+    }
+    json_decref(j);
+    return ok;
+}
+
+static int reindex_keeps(cdx_library *lib, const char *name)
+{
+    reindex_state st;
+    if (state_read(lib->dir, &st) && !strcmp(st.file, name)) return 1;
+    char prev[VEC_NAME_MAX + 8];
+    catalog *c = lib->wcat ? lib->wcat : lib->rcat;
+    return meta_or_empty(c, "prev_vec_file", prev, sizeof prev) == CDX_OK && !strcmp(prev, name);
+}
+
+static void unlink_in(const char *dir, const char *name)
+{
+    char *p = cdx_path_join(dir, name);
+    if (p) unlink(p);
+    free(p);
+}
+
+/* The embedding side of a reindex: the new model, its context, the file. */
+typedef struct reembed {
+    const char *dir;
+    cdx_model *model;
+    cdx_ctx *ctx;
+    int dim, batch;
+    size_t px_n;
+    vecfile *vf;
+    keymap done;             /* contents with a row in vf */
+    float *px, *emb;
+    uint8_t (*keys)[VECFILE_KEY_BYTES];
+    int k;                   /* pending batch */
+    const cdx_reindex_params *p;
+    cdx_reindex_report *rep;
+    uint64_t total, progressed;
+} reembed;
+
+static cdx_result reembed_flush(reembed *e)
+{
+    if (!e->k) return CDX_OK;
+    cdx_result r = cdx_encode_images(e->ctx, e->px, e->k, e->emb, 1);
+    uint64_t first = 0;
+    if (!r) r = vecfile_append(e->vf, e->emb, (const uint8_t (*)[VECFILE_KEY_BYTES])e->keys, (size_t)e->k, &first);
+    for (int i = 0; !r && i < e->k; i++) r = keymap_put(&e->done, e->keys[i], (int64_t)(first + (uint64_t)i));
+    if (!r) e->rep->embedded += (uint64_t)e->k;
+    e->k = 0;
+    return r;
+}
+
+typedef struct path_list {
+    char *paths[8];
+    int n;
+} path_list;
+
+static int collect_path(void *user, int64_t id, const char *path, int64_t mtime)
+{
+    (void)id;
+    (void)mtime;
+    path_list *l = user;
+    if (l->n < 8 && (l->paths[l->n] = strdup(path))) l->n++;
+    return 0;
+}
+
+/* Read one content from any of its paths whose bytes still hash to it,
+ * preprocess it into the pending batch.  1 = added, 0 = missing (noted). */
+static cdx_result reembed_one(reembed *e, catalog *c, const char *sha, int *added)
+{
+    *added = 0;
+    path_list pl = {{0}, 0};
+    cdx_result r = catalog_each_image_of_content(c, sha, collect_path, &pl);
+    char why[1024] = "no image refers to it";
+    for (int i = 0; !r && !*added && i < pl.n; i++) {
+        char *data = NULL;
+        size_t len = 0;
+        cdx_result rr = is_url(pl.paths[i]) ? cdx_error(CDX_ERR_UNSUPPORTED, "URLs are not fetched again")
+                                            : cdx_read_file(pl.paths[i], (size_t)1 << 28, &data, &len);
+        uint8_t raw[32];
+        char hex[65];
+        if (!rr) {
+            source_sha256(data, len, raw, hex);
+            if (strcmp(hex, sha)) rr = cdx_error(CDX_ERR_MISMATCH, "the file changed since it was indexed");
+        }
+        if (!rr) rr = cdx_preprocess_buffer(e->model, data, len, NULL, e->px + (size_t)e->k * e->px_n, NULL);
+        free(data);
+        if (rr) {
+            snprintf(why, sizeof why, "%s: %s", pl.paths[i], cdx_last_error());
+            cdx_error_clear();
+            continue;
+        }
+        memcpy(e->keys[e->k++], raw, VECFILE_KEY_BYTES);
+        *added = 1;
+    }
+    for (int i = 0; i < pl.n; i++) free(pl.paths[i]);
+    if (r) return r;
+    if (!*added) {
+        if (!e->rep->missing++) snprintf(e->rep->first_missing, sizeof e->rep->first_missing, "%s", why);
+    } else if (e->k == e->batch) {
+        r = reembed_flush(e);
+    }
+    return r;
+}
+
+/* Embed every listed content without a row; missing ones are counted. */
+static cdx_result reembed_all(reembed *e, catalog *c, const sha_list *l)
+{
+    cdx_result r = CDX_OK;
+    e->rep->missing = 0;
+    e->rep->first_missing[0] = 0;
+    for (size_t i = 0; !r && i < l->n; i++) {
+        if (e->p->cancel && atomic_load(e->p->cancel)) {
+            r = reembed_flush(e);
+            return r ? r : cdx_error(CDX_ERR_IO, "reindex interrupted (embedded rows are kept: run it again to resume)");
+        }
+        uint8_t key[32];
+        if (source_unhex(l->v[i], key) != 0) return cdx_error(CDX_ERR_FORMAT, "catalog content '%s' is not a sha256", l->v[i]);
+        if (keymap_get(&e->done, key) >= 0) continue;
+        int added;
+        r = reembed_one(e, c, l->v[i], &added);
+        e->progressed++;
+        if (e->p->progress) e->p->progress(e->p->user, e->rep->resumed + e->rep->embedded + (uint64_t)e->k, e->total);
+    }
+    if (!r) r = reembed_flush(e);
+    return r;
+}
+
+static void reembed_free(reembed *e)
+{
+    cdx_ctx_free(e->ctx);
+    cdx_model_free(e->model);
+    vecfile_close(e->vf);
+    keymap_free(&e->done);
+    cdx_free_aligned(e->px);
+    free(e->emb);
+    free(e->keys);
+}
+
+/* Load the model; open the file of an interrupted run for it, or start one. */
+static cdx_result reembed_open(reembed *e, cdx_library *ro)
+{
+    const char *cur_fp = ro->fingerprint, *cur_name = strrchr(ro->vec->path, '/') + 1;
+    char prev_name[VEC_NAME_MAX + 8] = "";
+    pthread_mutex_lock(&ro->rmu);
+    cdx_result pr = meta_or_empty(ro->rcat, "prev_vec_file", prev_name, sizeof prev_name);
+    pthread_mutex_unlock(&ro->rmu);
+    if (pr) return pr;
+    cdx_result r = cdx_model_load(e->p->model_dir, NULL, &e->model);
+    if (r) return cdx_error_prefix(r, "loading the new model");
+    cdx_model_info mi;
+    cdx_model_get_info(e->model, &mi);
+    if (!strcmp(mi.fingerprint, cur_fp))
+        return cdx_error(CDX_ERR_INVALID_ARG, "the library already uses model %.12s (%s)", mi.fingerprint, e->p->model_dir);
+    e->dim = mi.embed_dim;
+    e->batch = e->p->batch_size > 0 && e->p->batch_size <= 256 ? e->p->batch_size : 16;
+    e->px_n = (size_t)3 * mi.image_size * mi.image_size;
+    e->px = cdx_alloc_aligned((size_t)e->batch * e->px_n, sizeof(float));
+    e->emb = malloc((size_t)e->batch * (size_t)e->dim * sizeof *e->emb);
+    e->keys = malloc((size_t)e->batch * sizeof *e->keys);
+    if (!e->px || !e->emb || !e->keys) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_ctx_params cp = cdx_ctx_default_params();
+    cp.n_threads = e->p->n_threads;
+    cp.max_batch = e->batch;
+    if ((r = cdx_ctx_new(e->model, &cp, &e->ctx))) return r;
+    uint8_t tag[32];
+    if (source_unhex(mi.fingerprint, tag) != 0) return cdx_error(CDX_ERR_FORMAT, "model fingerprint is malformed");
+    vecfile_params vp = vecfile_default_params();
+    vp.writable = 1;
+    vp.dim = e->dim;
+    vp.model_tag = tag;
+    reindex_state st;
+    /* A run killed after its switch but before removing the state: the
+     * state names a file in use (current or previous); forget the state. */
+    if (state_read(e->dir, &st) && (!strcmp(st.file, cur_name) || !strcmp(st.file, prev_name)))
+        unlink_in(e->dir, REINDEX_STATE);
+    else if (state_read(e->dir, &st)) {
+        if (!strcmp(st.fingerprint, mi.fingerprint)) {
+            char *path = cdx_path_join(e->dir, st.file);
+            if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+            r = vecfile_open(path, &vp, &e->vf, NULL);
+            free(path);
+            char id[VEC_ID_HEX];
+            if (!r) vecref_id(e->vf, id);
+            if (!r && strcmp(id, st.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is another file", st.file);
+            if (!r) r = keymap_of_file(e->vf, &e->done);
+            if (!r) {
+                e->rep->resumed = e->done.n;
+                return CDX_OK;
+            }
+            vecfile_close(e->vf);   /* unusable: start again */
+            e->vf = NULL;
+            keymap_free(&e->done);
+            cdx_error_clear();
+        }
+        unlink_in(e->dir, st.file);   /* a run for another model */
+    }
+    uint8_t id[VECFILE_ID_BYTES];
+    vecfile_new_id(id);
+    cdx_hex(id, sizeof id, st.file_id);
+    snprintf(st.file, sizeof st.file, "vectors-%s.cdxv", st.file_id);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "file", st.file, "file_id", st.file_id,
+                          "model_fingerprint", mi.fingerprint, "model_dir", e->p->model_dir);
+    char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    json_decref(j);
+    char *spath = cdx_path_join(e->dir, REINDEX_STATE), *path = cdx_path_join(e->dir, st.file);
+    r = text && spath && path ? cdx_write_file_atomic(spath, text, strlen(text)) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) {
+        vp.create = 1;
+        r = vecfile_open(path, &vp, &e->vf, NULL);
+    }
+    /* the file id is chosen by creation: record it (the state names the file before it exists) */
+    if (!r) {
+        char fid[VEC_ID_HEX];
+        vecref_id(e->vf, fid);
+        j = json_pack("{s:s,s:s,s:s,s:s}", "file", st.file, "file_id", fid,
+                      "model_fingerprint", mi.fingerprint, "model_dir", e->p->model_dir);
+        free(text);
+        text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+        json_decref(j);
+        r = text ? cdx_write_file_atomic(spath, text, strlen(text)) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    free(text);
+    free(spath);
+    free(path);
+    return r;
+}
+
+/* Renumber contents (slot order list l) to new slots nv[i] (-1: remove
+ * the content and its images) inside the caller's transaction. */
+static cdx_result reslot_all(catalog *c, const sha_list *l, const int64_t *nv)
+{
+    cdx_result r = CDX_OK;
+    for (size_t i = 0; !r && i < l->n; i++) {
+        if (nv[i] >= 0) continue;
+        for (;;) {   /* delete its images (the last one removes the content) */
+            cdx_image_record rec;
+            r = catalog_image_by_content(c, l->v[i], &rec);
+            if (r == CDX_ERR_NOT_FOUND) {
+                cdx_error_clear();
+                r = catalog_content_gc(c, l->v[i]);
+                break;
+            }
+            if (!r) r = catalog_image_delete(c, rec.id);
+            if (r) break;
+        }
+    }
+    for (size_t i = 0; !r && i < l->n; i++)   /* to negative numbers first: no collision */
+        if (nv[i] >= 0 && nv[i] != l->slot[i]) r = catalog_content_reslot(c, l->slot[i], -nv[i] - 1);
+    for (size_t i = 0; !r && i < l->n; i++)
+        if (nv[i] >= 0 && nv[i] != l->slot[i]) r = catalog_content_reslot(c, -nv[i] - 1, nv[i]);
+    return r;
+}
+
+static int dim_of(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return end != s && !*end && v > 0 && v <= VECFILE_MAX_DIM ? (int)v : 0;
+}
+
+typedef struct model_ref {
+    char file[VEC_NAME_MAX + 8], file_id[VEC_ID_HEX + 8], fp[72], dir[4096], name[160], dim[32];
+} model_ref;
+
+static cdx_result ref_read(catalog *c, const char *pre, model_ref *m)
+{
+    static const char *keys[] = {"vec_file", "vec_file_id", "model_fingerprint", "model_dir", "model_name", "dim"};
+    char *out[6] = {m->file, m->file_id, m->fp, m->dir, m->name, m->dim};
+    size_t cap[6] = {sizeof m->file, sizeof m->file_id, sizeof m->fp, sizeof m->dir, sizeof m->name, sizeof m->dim};
+    for (int i = 0; i < 6; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%s", pre, keys[i]);
+        cdx_result r = meta_or_empty(c, key, out[i], cap[i]);
+        if (r) return r;
+    }
+    if (!*pre && !*m->file) snprintf(m->file, sizeof m->file, "%s", VEC_DEFAULT_NAME);
+    return CDX_OK;
+}
+
+static cdx_result ref_write(catalog *c, const char *pre, const model_ref *m)
+{
+    static const char *keys[] = {"vec_file", "vec_file_id", "model_fingerprint", "model_dir", "model_name", "dim"};
+    const char *v[6] = {m->file, m->file_id, m->fp, m->dir, m->name, m->dim};
+    cdx_result r = CDX_OK;
+    for (int i = 0; !r && i < 6; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%s", pre, keys[i]);
+        r = catalog_meta_set(c, key, v[i]);
+    }
+    return r;
+}
+
+/* Commit the switch to (nref, cur) with the catalog renumbered by nv; the
+ * current set becomes prev.  Under wmu with a transaction open. */
+static cdx_result switch_commit(cdx_library *lib, const sha_list *l, const int64_t *nv, vecref *nref,
+                                const model_ref *to, model_ref *from)
+{
+    cdx_result r = reslot_all(lib->wcat, l, nv);
+    if (!r) r = ref_write(lib->wcat, "", to);
+    if (!r) r = ref_write(lib->wcat, "prev_", from);
+    if (r) return r;
+    pthread_mutex_lock(&lib->vmu);
+    r = catalog_commit(lib->wcat);   /* the switch */
+    if (!r) {
+        vecref_release(lib->vec);
+        lib->vec = nref;
+        lib->dim = dim_of(to->dim);
+        snprintf(lib->fingerprint, sizeof lib->fingerprint, "%.64s", to->fp);
+        snprintf(lib->model_dir, sizeof lib->model_dir, "%s", to->dir);
+        if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
+    }
+    pthread_mutex_unlock(&lib->vmu);
+    return r;
+}
+
+static cdx_result take_reindex_lock(const char *dir, int *fd)
+{
+    char *path = cdx_path_join(dir, REINDEX_LOCK);
+    if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    cdx_result r = CDX_OK;
+    if (*fd < 0) r = cdx_error(CDX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    else if (flock(*fd, LOCK_EX | LOCK_NB) != 0)
+        r = cdx_error(CDX_ERR_IO, "another reindex of %s is running (%s is locked)", dir, path);
+    free(path);
+    return r;
+}
+
+static cdx_result open_writer(const char *dir, cdx_library **lib)
+{
+    cdx_library_params lp = cdx_library_default_params();
+    lp.writable = 1;
+    lp.load_model = 0;
+    lp.compact.dead_fraction = 0;
+    return cdx_library_open(dir, &lp, lib);
+}
+
+cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params, cdx_reindex_report *report)
+{
+    cdx_reindex_report local;
+    if (!report) report = &local;
+    memset(report, 0, sizeof *report);
+    if (!params || !params->model_dir)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_reindex: a model directory is needed");
+    if (params->model_name && *params->model_name && !cdx_registry_name_ok(params->model_name))
+        return cdx_error(CDX_ERR_INVALID_ARG, "'%.80s' is not a model name", params->model_name);
+    double t0 = cdx_now();
+    if (!dir) dir = cdx_library_default_dir();
+    cdx_library *ro = NULL, *w = NULL;
+    cdx_library_params lp = cdx_library_default_params();
+    lp.load_model = 0;
+    int lock_fd = -1;
+    reembed e;
+    memset(&e, 0, sizeof e);
+    e.p = params;
+    e.rep = report;
+    sha_list l = {0};
+    int64_t *nv = NULL;
+    vecref *nref = NULL;
+    char *abs_model = walk_abspath(params->model_dir);
+    cdx_result r = abs_model ? cdx_library_open(dir, &lp, &ro) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) r = take_reindex_lock(ro->dir, &lock_fd);
+    e.dir = ro ? ro->dir : NULL;
+    if (!r) r = reembed_open(&e, ro);
+    /* 1. in the background: the current set keeps serving, no writer lock */
+    if (!r) r = list_contents(ro->rcat, 1, &l);
+    if (!r) {
+        report->contents = e.total = l.n;
+        r = reembed_all(&e, ro->rcat, &l);
+    }
+    if (r || params->no_switch) goto done;
+    /* 2. the switch: under the writer lock, catch up with what changed */
+    if ((r = open_writer(dir, &w))) goto done;
+    pthread_mutex_lock(&w->wmu);
+    r = list_contents(w->wcat, 0, &l);
+    if (!r) {
+        report->contents = e.total = l.n;
+        r = reembed_all(&e, w->wcat, &l);
+    }
+    if (!r && report->missing && !params->drop_missing)
+        r = cdx_error(CDX_ERR_NOT_FOUND, "%llu image(s) could not be read again (first: %s); nothing "
+                      "switched, the %llu embedded are kept: restore the files and run again, or "
+                      "run again with --drop-missing to remove them from the library at the switch",
+                      (unsigned long long)report->missing, report->first_missing,
+                      (unsigned long long)e.done.n);
+    if (!r && !(nv = malloc((l.n + 1) * sizeof *nv))) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) r = catalog_begin(w->wcat);
+    if (!r) {
+        sha_list_free(&l);   /* again inside the transaction: exactly what is switched */
+        r = list_contents(w->wcat, 0, &l);
+        int64_t *nv2 = r ? NULL : realloc(nv, (l.n + 1) * sizeof *nv);
+        if (nv2) nv = nv2;
+        else if (!r) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        uint64_t absent = 0;
+        for (size_t i = 0; !r && i < l.n; i++) {
+            uint8_t key[32];
+            nv[i] = source_unhex(l.v[i], key) == 0 ? keymap_get(&e.done, key) : -1;
+            absent += nv[i] < 0;
+        }
+        if (!r && absent && !params->drop_missing)
+            r = cdx_error(CDX_ERR_NOT_FOUND, "%llu image(s) have no new vector; run again",
+                          (unsigned long long)absent);
+    }
+    model_ref to, from;
+    char old_prev[VEC_NAME_MAX + 8] = "";
+    if (!r) r = ref_read(w->wcat, "", &from);
+    if (!r) r = meta_or_empty(w->wcat, "prev_vec_file", old_prev, sizeof old_prev);
+    reindex_state st;
+    if (!r && !state_read(w->dir, &st)) r = cdx_error(CDX_ERR_IO, "%s/%s vanished", w->dir, REINDEX_STATE);
+    if (!r) {
+        cdx_model_info mi;
+        cdx_model_get_info(e.model, &mi);
+        memset(&to, 0, sizeof to);
+        snprintf(to.file, sizeof to.file, "%s", st.file);
+        snprintf(to.file_id, sizeof to.file_id, "%s", st.file_id);
+        snprintf(to.fp, sizeof to.fp, "%s", mi.fingerprint);
+        snprintf(to.dir, sizeof to.dir, "%s", abs_model);
+        snprintf(to.name, sizeof to.name, "%s", params->model_name ? params->model_name : "");
+        snprintf(to.dim, sizeof to.dim, "%d", mi.embed_dim);
+        char *path = cdx_path_join(w->dir, st.file);
+        vecfile_close(e.vf);   /* the library's handle takes over the file */
+        e.vf = NULL;
+        vecfile_params vp = vecfile_default_params();
+        vp.writable = 1;
+        vp.dim = mi.embed_dim;
+        vecfile *vf = NULL;
+        r = path ? vecfile_open(path, &vp, &vf, NULL) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+        if (!r) r = vecref_wrap(vf, path, &nref);
+        free(path);
+        if (!r && strcmp(nref->id, st.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is another file", st.file);
+    }
+    if (!r) r = switch_commit(w, &l, nv, nref, &to, &from);
+    if (!r) nref = NULL;
+    catalog_rollback(w->wcat);
+    pthread_mutex_unlock(&w->wmu);
+    if (r) goto done;
+    report->switched = 1;
+    report->missing = 0;
+    for (size_t i = 0; i < l.n; i++) report->missing += nv[i] < 0;
+    unlink_in(w->dir, REINDEX_STATE);
+    if (*old_prev && strcmp(old_prev, to.file) && strcmp(old_prev, from.file))
+        unlink_in(w->dir, old_prev);   /* retired two switches ago */
+    if (refresh_codes(w, 0) != CDX_OK) cdx_error_clear();   /* stale companions: rebuilt on next use */
+done:
+    if (nref) vecref_release(nref);
+    free(nv);
+    sha_list_free(&l);
+    reembed_free(&e);
+    cdx_library_close(w);
+    cdx_library_close(ro);
+    if (lock_fd >= 0) close(lock_fd);
+    free(abs_model);
+    report->seconds = cdx_now() - t0;
+    return r;
+}
+
+cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
+{
+    if (removed) *removed = 0;
+    cdx_library *w = NULL;
+    int lock_fd = -1;
+    sha_list l = {0};
+    keymap m = {0};
+    int64_t *nv = NULL;
+    vecref *pref = NULL;
+    model_ref cur, prev;
+    cdx_result r = open_writer(dir, &w);
+    if (!r) r = take_reindex_lock(w->dir, &lock_fd);
+    if (r) goto out;
+    pthread_mutex_lock(&w->wmu);
+    r = ref_read(w->wcat, "prev_", &prev);
+    if (!r) r = ref_read(w->wcat, "", &cur);
+    if (!r && (!*prev.file || !*prev.fp))
+        r = cdx_error(CDX_ERR_NOT_FOUND, "library %s has no previous set to roll back to", w->dir);
+    if (!r && (!vec_name_ok(prev.file) || strlen(prev.file_id) != VEC_ID_HEX - 1 || !dim_of(prev.dim)))
+        r = cdx_error(CDX_ERR_FORMAT, "catalog meta prev_* is malformed");
+    if (!r && !*cur.dim) snprintf(cur.dim, sizeof cur.dim, "%d", w->dim);
+    if (!r && !*cur.file_id) snprintf(cur.file_id, sizeof cur.file_id, "%s", w->vec->id);
+    if (!r) {
+        uint8_t tag[32];
+        char *path = cdx_path_join(w->dir, prev.file);
+        vecfile_params vp = vecfile_default_params();
+        vp.writable = 1;
+        vp.dim = dim_of(prev.dim);
+        vp.model_tag = source_unhex(prev.fp, tag) == 0 ? tag : NULL;
+        vecfile *vf = NULL;
+        r = path ? vecfile_open(path, &vp, &vf, NULL) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+        if (!r) r = vecref_wrap(vf, path, &pref);
+        free(path);
+        if (!r && strcmp(pref->id, prev.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is not the previous set's file", prev.file);
+    }
+    if (!r) r = keymap_of_file(pref->vf, &m);
+    if (!r) r = catalog_begin(w->wcat);
+    if (!r) r = list_contents(w->wcat, 0, &l);
+    if (!r && !(nv = malloc((l.n + 1) * sizeof *nv))) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    uint64_t absent = 0;
+    for (size_t i = 0; !r && i < l.n; i++) {
+        uint8_t key[32];
+        nv[i] = source_unhex(l.v[i], key) == 0 ? keymap_get(&m, key) : -1;
+        absent += nv[i] < 0;
+    }
+    if (!r && absent && !force)
+        r = cdx_error(CDX_ERR_MISMATCH, "%llu image content(s) were added since the switch and have no "
+                      "vector in the previous set; nothing changed (--force removes them from the "
+                      "library; index them again afterwards)", (unsigned long long)absent);
+    if (!r) r = switch_commit(w, &l, nv, pref, &prev, &cur);
+    if (!r) {
+        pref = NULL;
+        if (removed) *removed = absent;
+    }
+    catalog_rollback(w->wcat);
+    pthread_mutex_unlock(&w->wmu);
+    if (!r && refresh_codes(w, 0) != CDX_OK) cdx_error_clear();
+out:
+    if (pref) vecref_release(pref);
+    keymap_free(&m);
+    free(nv);
+    sha_list_free(&l);
+    cdx_library_close(w);
+    if (lock_fd >= 0) close(lock_fd);
+    return r;
+}
+
+cdx_result cdx_library_drop_previous(const char *dir)
+{
+    cdx_library *w = NULL;
+    cdx_result r = open_writer(dir, &w);
+    if (r) return r;
+    pthread_mutex_lock(&w->wmu);
+    model_ref prev, none;
+    memset(&none, 0, sizeof none);
+    r = ref_read(w->wcat, "prev_", &prev);
+    if (!r && !*prev.file) r = cdx_error(CDX_ERR_NOT_FOUND, "library %s has no previous set", w->dir);
+    if (!r) r = catalog_begin(w->wcat);
+    if (!r) r = ref_write(w->wcat, "prev_", &none);
+    if (!r) r = catalog_commit(w->wcat);
+    catalog_rollback(w->wcat);
+    pthread_mutex_unlock(&w->wmu);
+    if (!r && vec_name_ok(prev.file) && strcmp(prev.file, strrchr(w->vec->path, '/') + 1))
+        unlink_in(w->dir, prev.file);
+    cdx_library_close(w);
+    return r;
+}
+
+cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap)
+{
+    if (!lib || !out || !cap) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_model_name: bad arguments");
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = meta_or_empty(lib->rcat, "model_name", out, cap);
+    pthread_mutex_unlock(&lib->rmu);
+    return r;
+}
+
+cdx_result cdx_library_sync_model(cdx_library *lib, int *changed)
+{
+    if (changed) *changed = 0;
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_sync_model: NULL library");
+    if (lib->writable) return CDX_OK;   /* it holds the writer lock: nobody else switches */
+    uint64_t ver = 0;
+    char fp[72] = "", mdir[4096] = "", dimtxt[32] = "";
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_version(lib->rcat, &ver);
+    int same = !r && lib->model_seen_known && ver == lib->model_seen;
+    if (!r && !same) {
+        r = catalog_begin_read(lib->rcat);
+        if (!r) r = meta_or_empty(lib->rcat, "model_fingerprint", fp, sizeof fp);
+        if (!r) r = meta_or_empty(lib->rcat, "model_dir", mdir, sizeof mdir);
+        if (!r) r = meta_or_empty(lib->rcat, "dim", dimtxt, sizeof dimtxt);
+        catalog_rollback(lib->rcat);
+    }
+    pthread_mutex_unlock(&lib->rmu);
+    if (r || same) return r;
+    if (!strcmp(fp, lib->fingerprint)) {
+        pthread_mutex_lock(&lib->rmu);
+        lib->model_seen = ver;
+        lib->model_seen_known = 1;
+        pthread_mutex_unlock(&lib->rmu);
+        return CDX_OK;
+    }
+    if (dim_of(dimtxt) != lib->dim)
+        return cdx_error(CDX_ERR_MISMATCH, "library %s switched to model %.12s of dimension %s (was %d): "
+                         "open it again (restart serve)", lib->dir, fp, dimtxt, lib->dim);
+    if (lib->n_retired == (int)(sizeof lib->retired / sizeof lib->retired[0]))
+        return cdx_error(CDX_ERR_MISMATCH, "library %s switched models too often for this handle: open it "
+                         "again", lib->dir);
+    cdx_model *nm = NULL;
+    if (lib->model) {
+        r = cdx_model_load(mdir, NULL, &nm);
+        if (r) return cdx_error_prefix(r, "loading the library's new model");
+        cdx_model_info mi;
+        cdx_model_get_info(nm, &mi);
+        if (strcmp(mi.fingerprint, fp) || mi.embed_dim != lib->dim) {
+            cdx_model_free(nm);
+            return cdx_error(CDX_ERR_MISMATCH, "%s is not model %.12s the library switched to", mdir, fp);
+        }
+    }
+    /* wait for every query context to come back, then replace them */
+    pthread_mutex_lock(&lib->pmu);
+    lib->swapping = 1;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < lib->n_pool; i++) busy |= !lib->pool_free[i];
+        if (!busy) break;
+        pthread_cond_wait(&lib->pcv, &lib->pmu);
+    }
+    for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
+    lib->n_pool = 0;
+    if (lib->model) {
+        lib->retired[lib->n_retired++] = lib->model;
+        lib->model = nm;
+    }
+    lib->swapping = 0;
+    pthread_cond_broadcast(&lib->pcv);
+    pthread_mutex_unlock(&lib->pmu);
+    pthread_mutex_lock(&lib->vmu);
+    snprintf(lib->fingerprint, sizeof lib->fingerprint, "%.64s", fp);
+    snprintf(lib->model_dir, sizeof lib->model_dir, "%s", mdir);
+    if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
+    pthread_mutex_unlock(&lib->vmu);
+    pthread_mutex_lock(&lib->rmu);
+    lib->model_seen = ver;
+    lib->model_seen_known = 1;
+    pthread_mutex_unlock(&lib->rmu);
+    if (changed) *changed = 1;
     return CDX_OK;
 }

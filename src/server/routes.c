@@ -156,6 +156,12 @@ void srv_dispatch(srv_ctx *s, srv_request *rq, srv_response *rs, size_t *route)
         srv_error(rs, 400, SRV_E_BAD_REQUEST, "more than %d query parameters", SRV_MAX_ARGS);
         return;
     }
+    /* A read-only server follows a reindex switch made by another process:
+     * new queries use the library's new model (docs/models.md). */
+    if (s->cfg.read_only && cdx_library_sync_model(s->lib, NULL) != CDX_OK) {
+        srv_error(rs, 503, SRV_E_UNAVAILABLE, "%s", cdx_last_error());
+        return;
+    }
     rq->tail = tail;
     rq->id = 0;
     if (seg) {
