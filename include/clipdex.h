@@ -205,9 +205,35 @@ cdx_result cdx_preprocess_buffer(const cdx_model *model, const void *data,
  * every call (no allocation per call after the first). */
 typedef struct cdx_ctx cdx_ctx;
 
+/* Numeric precision of the towers' Linear layers (docs/engine.md,
+ * "Precision").  fp32: everything in float32.  int8: block Linears with
+ * int8 weights (per output channel) and 7-bit activations quantised per row,
+ * SmoothQuant scaling; patch embedding, attention products, projections,
+ * norms and activations stay float32.  bf16: GEMM inputs rounded to bf16,
+ * float32 accumulation.  auto: the fastest one this CPU runs natively whose
+ * fidelity holds (int8 with AVX512_VNNI, else bf16 with AVX512_BF16, else
+ * fp32). */
+typedef enum cdx_precision {
+    CDX_PRECISION_FP32 = 0,
+    CDX_PRECISION_AUTO,
+    CDX_PRECISION_BF16,
+    CDX_PRECISION_INT8
+} cdx_precision;
+
+/* "fp32", "auto", "bf16", "int8" */
+const char *cdx_precision_name(cdx_precision p);
+/* Parses a name; returns 0 and leaves *out alone when unknown. */
+int cdx_precision_parse(const char *s, cdx_precision *out);
+/* The precision a request runs at on this CPU: auto resolves to one; an
+ * explicit bf16 or int8 the CPU cannot run natively fails with
+ * CDX_ERR_UNSUPPORTED and a message saying why ($CLIPDEX_PRECISION_EMULATE=1,
+ * for tests, runs them on the reference path instead). */
+cdx_result cdx_precision_resolve(cdx_precision req, cdx_precision *out);
+
 typedef struct cdx_ctx_params {
     int n_threads;   /* threads used inside one call; 0 = all cores */
     int max_batch;   /* largest batch passed to one encode call (default 32) */
+    cdx_precision precision;   /* default CDX_PRECISION_FP32 */
 } cdx_ctx_params;
 
 cdx_ctx_params cdx_ctx_default_params(void);
