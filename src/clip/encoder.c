@@ -261,7 +261,7 @@ static void linear_q8(const cdx_ctx *c, const cdx_linear *l, int rows, const flo
     int blocks = (rows + Q8_ROW_BLOCK - 1) / Q8_ROW_BLOCK;
     cdx_par_for(blocks, (long)rows * l->in > 65536 ? cdx_par_threads() : 1, q8_rows_item, &j);
     cdx_gemm_q8(rows, l->out, l->in, c->aq, j.kp, c->ascale, c->azp, q->w, q->scale, q->colsum,
-                l->b, epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
+                q->wmax, l->b, epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
                 accumulate, y, l->out, !c->reference);
     if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
 }
@@ -637,7 +637,8 @@ static cdx_result q8_quantize(cdx_model *m, cdx_linear *l, float *tmp, float *sm
         smooth[kk] = s;
         q->inv_smooth[kk] = 1.0f / s;
     }
-    cdx_q8_pack_weights(n, k, W, k, smooth, q->w, q->scale, q->colsum);
+    q->wmax = cdx_q8_weight_max();
+    cdx_q8_pack_weights(n, k, W, k, smooth, q->wmax, q->w, q->scale, q->colsum);
     return CDX_OK;
 }
 

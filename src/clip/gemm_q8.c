@@ -6,16 +6,20 @@
  * Numbers:
  *  - W [n,k] (times the SmoothQuant factors smooth[k], see encoder.c) is
  *    quantised symmetrically per output row j: w8 = round(W / ws[j]),
- *    ws[j] = max|W[j,:]| / 127, w8 in [-127, 127];
- *  - a row of A (times 1/smooth[k]) is quantised asymmetrically to 7 bits:
- *    a ~= as[i] * (q - zp[i]), q in [0, 127], zp in [0, 127] (the range
- *    always contains 0).  7 bits, not 8: AVX2's vpmaddubsw adds two u8 x s8
- *    products into a saturating int16, and 2 x 127 x 127 = 32258 fits where
- *    2 x 255 x 127 does not.  Every kernel uses the same 7-bit activations,
- *    so every level computes the same integer sums exactly;
+ *    ws[j] = max|W[j,:]| / qmax, w8 in [-qmax, qmax]; qmax = 127 where the
+ *    VNNI kernel runs, 63 (7 bits) for AVX2: vpmaddubsw adds two u8 x s8
+ *    products into a saturating int16, and 2 x 255 x 63 = 32130 fits where
+ *    2 x 255 x 127 does not (cdx_q8_weight_max());
+ *  - a row of A (times 1/smooth[k]) is quantised asymmetrically to 8 bits:
+ *    a ~= as[i] * (q - zp[i]), q in [0, 255], zp in [0, 255] (the range
+ *    always contains 0).  On the clip-tiny fixture 8-bit activations with
+ *    7-bit weights measured better than the other way round (min text cosine
+ *    0.994 vs 0.987): activation error dominates;
  *  - C[i,j] = as[i] ws[j] (sum_k q w8 - zp[i] colsum[j]) + bias[j],
  *    colsum[j] = sum_k w8[j,k] (made at pack time).  int32 sums cannot
- *    overflow for k < 2^31 / 16129 = 133k.
+ *    overflow for k < 2^31 / (255 x 127) = 66k.
+ * Every kernel computes the same integer sums exactly; weights packed with
+ * qmax 127 never go to the AVX2 kernel (the scalar one runs instead).
  *
  * Layout (the same for every level): panels of 16 output columns, k in
  * groups of 4 (k padded with zero weights to a multiple of 4):
@@ -25,7 +29,7 @@
  *
  * Levels (common/cpu.h): avx512 with AVX512_VNNI + BW: vpdpbusd, tiles of
  * 8 rows x 16 columns; avx2 (and avx512 without VNNI): vpmaddubsw/vpmaddwd,
- * tiles of 4 rows x 16 columns; scalar: plain C.  fast = 0 is the reference
+ * tiles of 4 rows x 16 columns, weights of at most 7 bits; scalar: plain C.  fast = 0 is the reference
  * (64-bit sums, double epilogue) over the same data; tests compare every
  * level with it and the reference with the float32 GEMM (tests/test_gemm_q8.c).
  * Nothing allocates; threads claim (panel group, row group) items from the
@@ -41,7 +45,7 @@
 #include <string.h>
 
 #define NQ CDX_Q8_NR
-#define QMAX 127
+#define QA 255      /* activation codes: u8 */
 #define RGQ 96      /* rows per work item */
 #define PGQ 4       /* panels per work item (64 columns) */
 
@@ -53,7 +57,7 @@ size_t cdx_q8_pack_bytes(int n, int k)
     return (size_t)((n + NQ - 1) / NQ) * NQ * (size_t)cdx_q8_kpad(k);
 }
 
-void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smooth,
+void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smooth, int qmax,
                          int8_t *P, float *scale, int32_t *colsum)
 {
     const int kp = cdx_q8_kpad(k), kq = kp / 4, np = (n + NQ - 1) / NQ;
@@ -69,12 +73,12 @@ void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smo
             if (v > mx) mx = v;
         }
         if (mx == 0.0f) continue;
-        float s = mx / QMAX, inv = 1.0f / s;
+        float s = mx / qmax, inv = 1.0f / s;
         int32_t sum = 0;
         int8_t *dst = P + (size_t)(j / NQ) * kq * NQ * 4 + (size_t)(j % NQ) * 4;
         for (int kk = 0; kk < k; kk++) {
             long q = lrintf(w[kk] * (smooth ? smooth[kk] : 1.0f) * inv);
-            q = q > QMAX ? QMAX : q < -QMAX ? -QMAX : q;
+            q = q > qmax ? qmax : q < -qmax ? -qmax : q;
             dst[(size_t)(kk / 4) * NQ * 4 + kk % 4] = (int8_t)q;
             sum += (int32_t)q;
         }
@@ -96,7 +100,7 @@ void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *in
             lo = v < lo ? v : lo;
             hi = v > hi ? v : hi;
         }
-        float s = (hi - lo) / QMAX;
+        float s = (hi - lo) / QA;
         if (!(s > 0.0f) || !isfinite(s)) {   /* all zero (or not finite: a zero row) */
             memset(q, 0, (size_t)kp);
             ascale[i] = 0.0f;
@@ -105,11 +109,11 @@ void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *in
         }
         float inv = 1.0f / s;
         long zp = lrintf(-lo * inv);
-        zp = zp > QMAX ? QMAX : zp < 0 ? 0 : zp;
+        zp = zp > QA ? QA : zp < 0 ? 0 : zp;
         for (int kk = 0; kk < k; kk++) {
             float v = inv_smooth ? a[kk] * inv_smooth[kk] : a[kk];
             long x = lrintf(v * inv) + zp;
-            q[kk] = (uint8_t)(x > QMAX ? QMAX : x < 0 ? 0 : x);
+            q[kk] = (uint8_t)(x > QA ? QA : x < 0 ? 0 : x);
         }
         for (int kk = k; kk < kp; kk++) q[kk] = 0;
         ascale[i] = s;
@@ -180,7 +184,7 @@ static void q8_panel_scalar(const q8_job *j, int r0, int r1, int p)
     }
 }
 
-/* ---- AVX2: vpmaddubsw (u7 x s8 pairs, no saturation) + vpmaddwd (x 1) */
+/* ---- AVX2: vpmaddubsw (u8 x s7 pairs, no saturation) + vpmaddwd (x 1) */
 #define AVX2 __attribute__((target("avx2,fma")))
 #define MRQ2 4
 
@@ -312,14 +316,19 @@ int cdx_q8_vnni_supported(void)
            __builtin_cpu_supports("avx512vnni");
 }
 
-static q8_panel_fn q8_kernel(const char **name)
+int cdx_q8_weight_max(void)
+{
+    return cdx_cpu_level() >= CDX_ISA_AVX512 && cdx_q8_vnni_supported() ? 127 : 63;
+}
+
+static q8_panel_fn q8_kernel(int wmax, const char **name)
 {
     cdx_isa isa = cdx_cpu_level();
     if (isa >= CDX_ISA_AVX512 && cdx_q8_vnni_supported()) {
         *name = "vnni";
         return q8_panel_vnni;
     }
-    if (isa >= CDX_ISA_AVX2) {
+    if (isa >= CDX_ISA_AVX2 && wmax <= 63) {
         *name = "avx2";
         return q8_panel_avx2;
     }
@@ -327,10 +336,10 @@ static q8_panel_fn q8_kernel(const char **name)
     return q8_panel_scalar;
 }
 
-const char *cdx_q8_kernel_name(void)
+const char *cdx_q8_kernel_name(int wmax)
 {
     const char *name;
-    (void)q8_kernel(&name);
+    (void)q8_kernel(wmax, &name);
     return name;
 }
 
@@ -352,7 +361,7 @@ static void q8_item(void *arg, int w, int slot)
 
 void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
                  const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
-                 const float *bias, int act, int accumulate, float *C, int ldc, int fast)
+                 int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
     q8_job j = {m, n, k, ldq, ldc, act, accumulate, (m + RGQ - 1) / RGQ, (n + NQ - 1) / NQ,
@@ -362,7 +371,7 @@ void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *as
         return;
     }
     const char *name;
-    q8_par pp = {&j, q8_kernel(&name)};
+    q8_par pp = {&j, q8_kernel(wmax, &name)};
     int items = (j.np + PGQ - 1) / PGQ * j.ng;
     cdx_par_for(items, (long)n * k > 65536 ? cdx_par_threads() : 1, q8_item, &pp);
 }

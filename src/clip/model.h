@@ -46,6 +46,7 @@ typedef struct cdx_linear_q8 {
     int32_t *colsum;      /* [same] */
     float *inv_smooth;    /* [in] 1 / SmoothQuant factor (the weights carry it) */
     float *amax;          /* [in] max |input| per channel seen in calibration */
+    int wmax;             /* weight range [-wmax, wmax] (cdx_q8_weight_max) */
 } cdx_linear_q8;
 
 typedef struct cdx_linear {
