@@ -685,6 +685,45 @@ static cdx_result need_q8(const cdx_ctx *c, int tower)
     return r;
 }
 
+/* bytes of the weights a forward pass at precision p reads */
+static size_t linear_bytes(const cdx_linear *l, cdx_precision p)
+{
+    size_t b = l->b ? (size_t)l->out * sizeof(float) : 0;
+    if (p == CDX_PRECISION_INT8 && l->q8 && l->q8->w)
+        return b + cdx_q8_pack_bytes(l->out, l->in) + (size_t)l->in * sizeof(float) +
+               (size_t)(l->out + CDX_Q8_NR - 1) / CDX_Q8_NR * CDX_Q8_NR * 8;
+    return b + (l->wp ? cdx_pack_floats(l->out, l->in) : (size_t)l->out * l->in) * sizeof(float);
+}
+
+static size_t blocks_bytes(const cdx_block *bk, const cdx_tower_config *cfg, cdx_precision p)
+{
+    size_t b = 0;
+    for (int i = 0; bk && i < cfg->layers; i++) {
+        cdx_block *x = (cdx_block *)&bk[i];
+        for (int j = 0; j < 4; j++) b += linear_bytes(block_linear(x, j), p);
+        b += (size_t)4 * cfg->width * sizeof(float);   /* two LayerNorms */
+    }
+    return b;
+}
+
+size_t cdx_model_weight_bytes(const cdx_model *m, cdx_precision p, int towers)
+{
+    size_t b = 0;
+    if (towers & CDX_TOWER_TEXT) {
+        const cdx_text_tower *t = &m->text;
+        b += (size_t)(t->vocab_size + t->context_length) * t->cfg.width * sizeof(float);
+        b += blocks_bytes(t->blocks, &t->cfg, p) + linear_bytes(&t->proj, p);
+    }
+    if (towers & CDX_TOWER_VISION) {
+        const cdx_vision_tower *v = &m->vision;
+        size_t k = (size_t)3 * v->patch_size * v->patch_size;
+        b += (v->patch_wp ? cdx_pack_floats(v->cfg.width, (int)k) : (size_t)v->cfg.width * k) * sizeof(float);
+        b += (size_t)(v->n_tokens + 1) * v->cfg.width * sizeof(float);
+        b += blocks_bytes(v->blocks, &v->cfg, p) + linear_bytes(&v->proj, p);
+    }
+    return b;
+}
+
 static int enter_threads(const cdx_ctx *c)
 {
     int prev = omp_get_max_threads();
