@@ -473,6 +473,10 @@ typedef struct cdx_library_params {
     int n_threads;    /* inference and scan threads; 0 = all cores */
     cdx_compact_params compact;   /* automatic compaction after index/remove
                                      (cdx_compact_default_params()) */
+    cdx_precision precision;   /* of the towers (default fp32); resolved at
+                                  open when load_model (an explicit precision
+                                  the CPU lacks fails there); recorded in the
+                                  catalog by index (cdx_library_info.precision) */
 } cdx_library_params;
 
 cdx_library_params cdx_library_default_params(void);
@@ -499,6 +503,12 @@ typedef struct cdx_library_info {
     uint64_t vector_rows;       /* rows in the vector file (live + dead) */
     uint64_t dead_rows;         /* rows no image refers to (compaction frees them) */
     uint64_t reclaimable_bytes; /* what compacting now would free */
+    char precision[32];         /* precision(s) the vectors were embedded at:
+                                   "fp32", "int8", "bf16", or several joined
+                                   by "+" in order of first use ("fp32" for
+                                   libraries older than the record) */
+    char run_precision[8];      /* precision this handle embeds at ("" when
+                                   opened without the model) */
 } cdx_library_info;
 
 cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info);

@@ -85,3 +85,9 @@ int cli_parse_date(const char *s, int64_t *out)
     *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
     return 0;
 }
+
+int cli_parse_precision(const char *cmd, const char *s, cdx_precision *out)
+{
+    if (s && cdx_precision_parse(s, out)) return 0;
+    return cli_usage_error(cmd, "--precision: expected fp32, bf16, int8 or auto, got '%s'", s ? s : "");
+}
