@@ -2,7 +2,8 @@
 # e2e_precision.sh - --precision through the binary (issue #10 section 1):
 # `embed --precision int8` close to fp32 on the clip-tiny fixture (cosine >=
 # 0.99), an explicit bf16 failing with a clear message on a CPU without
-# AVX512_BF16 (and running with CLIPDEX_PRECISION_EMULATE=1), a bad value
+# AVX512_BF16 (and running with CLIPDEX_PRECISION_EMULATE=1, cosine >= 0.999
+# to fp32), a bad value
 # refused as a usage error, `auto`, and `index --precision int8` recorded in
 # the library and shown by `info` (then "int8+fp32" after an fp32 index).
 set -euo pipefail
@@ -36,6 +37,18 @@ else
   [ $? -eq 1 ] || fail "bf16: wrong exit status"
   grep -q "AVX512_BF16" "$T/err" || fail "bf16 message: $(cat "$T/err")"
 fi
+CLIPDEX_PRECISION_EMULATE=1 "$BIN" embed --model "$F" --precision bf16 --normalize --text "a photo of a cat" \
+    --text "a diagram" --pixels "$P/coco_cats.f32" --image "$F/images/skimage_chelsea.png" > "$T/bf16.jsonl"
+python3 - "$T" <<'PY'
+import json, sys
+T = sys.argv[1]
+a = [json.loads(l)["embedding"] for l in open(f"{T}/fp32.jsonl")]
+b = [json.loads(l)["embedding"] for l in open(f"{T}/bf16.jsonl")]
+for x, y in zip(a, b):
+    c = sum(p * q for p, q in zip(x, y))
+    assert c >= 0.999, f"bf16 (emulated) cosine to fp32 {c}"
+print("bf16 (emulated) vs fp32 cosines ok")
+PY
 set +e
 "$BIN" embed --model "$F" --precision fp16 --text x > /dev/null 2> "$T/err"; rc=$?
 set -e

@@ -108,6 +108,12 @@ static void test_model(const char *weights, const char *dir)
     cdx_cpu_set_cap(CDX_ISA_AVX512);
     check_fidelity(m, CDX_PRECISION_INT8, 0.99, "int8, reference path", 1);
     check_fidelity(m, CDX_PRECISION_FP32, 0.99999, "fp32 (after int8: unchanged)", 0);
+    /* bf16: vdpbf16ps where the CPU has it, else (emulated) the reference */
+    char what[96];
+    snprintf(what, sizeof what, "bf16 (%s)", cdx_bf16_kernel_name());
+    check_fidelity(m, CDX_PRECISION_BF16, 0.999, what, 0);
+    check_fidelity(m, CDX_PRECISION_BF16, 0.999, "bf16, reference path", 1);
+    check_fidelity(m, CDX_PRECISION_INT8, 0.99, "int8 (after bf16: unchanged)", 0);
     unsetenv("CLIPDEX_PRECISION_EMULATE");
     cdx_model_free(m);
 }

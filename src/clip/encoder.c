@@ -177,9 +177,10 @@ cdx_result cdx_ctx_new(const cdx_model *model, const cdx_ctx_params *params,
     c->len = malloc(B * sizeof(int));
     c->pool = malloc(B * sizeof(int));
     c->ids = malloc(B * Tt * sizeof(int32_t));
-    if (prec == CDX_PRECISION_INT8) {   /* codes of the largest Linear input (+ k padding) */
+    if (prec == CDX_PRECISION_INT8 || prec == CDX_PRECISION_BF16) {
+        /* codes of the largest Linear input (+ k padding): 1 byte (int8) or 2 (bf16) */
         size_t rows = max_sz(mul3(B, Tv, 1), mul3(B, Tt, 1));
-        c->aq = cdx_alloc_aligned(big + 4 * rows, 1);
+        c->aq = cdx_alloc_aligned(big + 4 * rows, prec == CDX_PRECISION_BF16 ? 2 : 1);
         c->ascale = malloc(rows * sizeof(float));
         c->azp = malloc(rows * sizeof(int32_t));
         if (!c->aq || !c->ascale || !c->azp) {
@@ -266,6 +267,34 @@ static void linear_q8(const cdx_ctx *c, const cdx_linear *l, int rows, const flo
     if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
 }
 
+/* ---- bf16: x rounded to bf16 (into the int8 scratch, 2 bytes a value) */
+typedef struct bf_rows_job {
+    const cdx_ctx *c;
+    const float *x;
+    int k, kp, rows;
+} bf_rows_job;
+
+static void bf_rows_item(void *arg, int w, int slot)
+{
+    const bf_rows_job *j = arg;
+    int r0 = w * Q8_ROW_BLOCK, n = j->rows - r0 < Q8_ROW_BLOCK ? j->rows - r0 : Q8_ROW_BLOCK;
+    (void)slot;
+    cdx_bf16_convert_rows(n, j->k, j->x + (size_t)r0 * j->k, j->k,
+                          (uint16_t *)j->c->aq + (size_t)r0 * j->kp, j->kp);
+}
+
+static void linear_bf16(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x, float *y,
+                        int accumulate, cdx_epilogue epi)
+{
+    bf_rows_job j = {c, x, l->in, cdx_bf16_kpad(l->in), rows};
+    int blocks = (rows + Q8_ROW_BLOCK - 1) / Q8_ROW_BLOCK;
+    cdx_par_for(blocks, (long)rows * l->in > 65536 ? cdx_par_threads() : 1, bf_rows_item, &j);
+    cdx_gemm_bf16(rows, l->out, l->in, (const uint16_t *)c->aq, j.kp, l->bf, l->b,
+                  epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE, accumulate,
+                  y, l->out, !c->reference);
+    if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
+}
+
 /* calibration: the largest |x| of each input channel */
 static void record_amax(const cdx_linear *l, int rows, const float *x)
 {
@@ -281,6 +310,10 @@ static void record_amax(const cdx_linear *l, int rows, const float *x)
 static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
                    float *y, int accumulate, cdx_epilogue epi)
 {
+    if (c->prec == CDX_PRECISION_BF16 && l->bf) {
+        linear_bf16(c, l, rows, x, y, accumulate, epi);
+        return;
+    }
     if (l->q8) {
         if (c->calib) record_amax(l, rows, x);
         else if (c->prec == CDX_PRECISION_INT8) {
@@ -669,9 +702,56 @@ static cdx_result build_q8(cdx_model *m, int tower)
     return r;
 }
 
-/* The tower's int8 copies, made once (under the model's tower_mu). */
+/* bf16 copies of the block Linears (round to nearest even from the float32
+ * weights: a bf16 file's own values) */
+static cdx_result build_bf16(cdx_model *m, int tower)
+{
+    const int text = tower == CDX_TOWER_TEXT;
+    cdx_block *blocks = text ? m->text.blocks : m->vision.blocks;
+    const int layers = text ? m->text.cfg.layers : m->vision.cfg.layers;
+    cdx_result r = CDX_OK;
+    float *tmp = NULL;
+    size_t tmp_n = 0;
+    for (int b = 0; b < layers && !r; b++)
+        for (int i = 0; i < 4 && !r; i++) {
+            cdx_linear *l = block_linear(&blocks[b], i);
+            size_t n = (size_t)l->out * l->in;
+            const float *W = l->w;
+            if (!W && n > tmp_n) {
+                cdx_free_aligned(tmp);
+                tmp = cdx_alloc_aligned(tmp_n = n, sizeof(float));
+            }
+            uint16_t *P = (uint16_t *)cdx_model_alloc(m, (cdx_bf16_pack_elems(l->out, l->in) + 1) / 2);
+            if (!P || (!W && !tmp)) {
+                r = cdx_error(CDX_ERR_NOMEM, "bf16 weights: out of memory");
+                break;
+            }
+            if (!W) {
+                cdx_unpack_weights(l->out, l->in, l->wp, tmp, l->in);
+                W = tmp;
+            }
+            cdx_bf16_pack_weights(l->out, l->in, W, l->in, P);
+            l->bf = P;
+        }
+    cdx_free_aligned(tmp);
+    return r;
+}
+
+/* The tower's int8 or bf16 copies, made once (under the model's tower_mu). */
 static cdx_result need_q8(const cdx_ctx *c, int tower)
 {
+    if (c->prec == CDX_PRECISION_BF16) {
+        if (__atomic_load_n(&c->m->bf16_ready, __ATOMIC_ACQUIRE) & tower) return CDX_OK;
+        cdx_model *m = (cdx_model *)c->m;
+        pthread_mutex_lock(&m->tower_mu);
+        cdx_result r = CDX_OK;
+        if (!(__atomic_load_n(&m->bf16_ready, __ATOMIC_RELAXED) & tower)) {
+            r = build_bf16(m, tower);
+            if (!r) __atomic_fetch_or(&m->bf16_ready, tower, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&m->tower_mu);
+        return r;
+    }
     if (c->prec != CDX_PRECISION_INT8) return CDX_OK;
     if (__atomic_load_n(&c->m->q8_ready, __ATOMIC_ACQUIRE) & tower) return CDX_OK;
     cdx_model *m = (cdx_model *)c->m;   /* logically const: filled in once, under the lock */
@@ -689,6 +769,8 @@ static cdx_result need_q8(const cdx_ctx *c, int tower)
 static size_t linear_bytes(const cdx_linear *l, cdx_precision p)
 {
     size_t b = l->b ? (size_t)l->out * sizeof(float) : 0;
+    if (p == CDX_PRECISION_BF16 && l->bf)
+        return b + cdx_bf16_pack_elems(l->out, l->in) * sizeof(uint16_t);
     if (p == CDX_PRECISION_INT8 && l->q8 && l->q8->w)
         return b + cdx_q8_pack_bytes(l->out, l->in) + (size_t)l->in * sizeof(float) +
                (size_t)(l->out + CDX_Q8_NR - 1) / CDX_Q8_NR * CDX_Q8_NR * 8;

@@ -126,6 +126,24 @@ const char *cdx_q8_kernel_name(int wmax);
  * (precision.c) */
 int cdx_bf16_native(void);
 
+/* bf16 weights and activations (gemm_bf16.c; layout described there).
+ * W [n,k] rounded to bf16 into P (cdx_bf16_pack_elems(n, k) values, panels
+ * of CDX_BF16_NR columns, k padded to cdx_bf16_kpad(k)); rows of A rounded
+ * into Q (ldq >= kpad(k), padding zeroed); cdx_gemm_bf16:
+ *   C = act(Q P^T + bias (+ C when accumulate)), float32 sums
+ * fast = 1: vdpbf16ps where cdx_bf16_native(), else (and fast = 0) the
+ * reference loop. */
+#define CDX_BF16_NR 16
+int cdx_bf16_kpad(int k);
+size_t cdx_bf16_pack_elems(int n, int k);
+uint16_t cdx_bf16_round(float f);   /* round to nearest even; NaN stays NaN */
+void cdx_bf16_pack_weights(int n, int k, const float *W, int ldw, uint16_t *P);
+void cdx_bf16_convert_rows(int m, int k, const float *A, int lda, uint16_t *Q, int ldq);
+void cdx_gemm_bf16(int m, int n, int k, const uint16_t *Q, int ldq, const uint16_t *P,
+                   const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+/* "avx512_bf16" or "reference" */
+const char *cdx_bf16_kernel_name(void);
+
 /* Threads for the engine's own parallel loops (cdx_par_for, common/pool.h):
  * the calling thread's OpenMP thread count (set per call by the encoder),
  * 1 inside an OpenMP parallel region or a cdx_par_for item. */

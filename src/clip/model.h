@@ -58,6 +58,8 @@ typedef struct cdx_linear {
      * When wp is set, w is NULL. */
     const float *wp;
     cdx_linear_q8 *q8;   /* block Linears at int8 precision; NULL until then */
+    uint16_t *bf;        /* block Linears at bf16 precision (gemm_bf16.c layout);
+                            NULL until the first bf16 use (encoder.c) */
 } cdx_linear;
 
 typedef struct cdx_layernorm {
@@ -125,6 +127,7 @@ struct cdx_model {
     size_t prep_len[2];
     int q8_ready;            /* CDX_TOWER_* bits with int8 copies (encoder.c);
                                 set under tower_mu, __atomic acquire/release */
+    int bf16_ready;          /* the same for the bf16 copies */
 };
 
 /* Prepare the towers in `towers` (CDX_TOWER_* bits) if not yet done.
