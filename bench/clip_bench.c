@@ -4,6 +4,7 @@
  * machine's best sgemm rate measured in the same run.
  *
  *   clip_bench [--json] [--shape NAME] [--quick] [--threads N] [--isa LEVEL]
+ *              [--precision fp32|bf16|int8|auto|all]
  *
  * --json prints one JSON object per shape per line with: shape, threads,
  * backend, isa, images_per_s_b1, images_per_s_b32, text_p50_ms_8tok,
@@ -12,6 +13,17 @@
  * sgemm_gflops, sgemm_backend, ratio_image_b32, and the AVX2 comparison
  * avx2_images_per_s_b1, avx2_images_per_s_b32, avx2_ratio_b1,
  * avx2_ratio_b32 (null when the run is not above AVX2).
+ *
+ * Precision (docs/engine.md "Precision"): --precision measures the towers
+ * at that precision (default fp32); `all` measures fp32 and then every
+ * other precision this CPU runs (bf16 is skipped without AVX512_BF16 unless
+ * $CLIPDEX_PRECISION_EMULATE=1), one model, one line per shape and
+ * precision, with precision, resident_weights_mb (the weights that
+ * precision's forward pass reads: cdx_model_weight_bytes), and, measured in
+ * the same run against fp32: speedup_vs_fp32 (images/s at batch 32),
+ * speedup_vs_fp32_b1, speedup_vs_fp32_text8 (8-token p50), and the
+ * smallest cosine of its embeddings to fp32's (min_cosine_vs_fp32_image
+ * over the 32 benchmark images, _text over 8 queries of 4..77 tokens).
  *
  * Instruction sets: --isa scalar|avx2|avx512 caps the level like
  * $CLIPDEX_MAX_ISA (our kernels and oneDNN).  When the level in force is
@@ -107,7 +119,11 @@ static double image_flops(const cdx_clip_config *c)
 
 typedef struct result {
     double img_b1, img_b32, t8_p50, t8_p99, t77_p50, t77_p99, gflop_img;
+    cdx_precision prec;
+    double weights_mb, cos_img, cos_txt;
 } result;
+
+#define MAX_PREC 4
 
 static double time_images(cdx_ctx *ctx, const float *px, int n, float *out)
 {
@@ -142,53 +158,106 @@ static void time_text(cdx_ctx *ctx, int n_tok, int ctxlen, int iters, double *p5
     free(t);
 }
 
-static result run_shape(const char *name, int threads, int quick, int images_only)
+/* 8 token rows of 4..77 tokens for the cosine comparison */
+static void cos_queries(int32_t *ids, int ctxlen)
+{
+    static const int lens[8] = {4, 6, 8, 12, 20, 33, 50, 77};
+    memset(ids, 0, (size_t)8 * ctxlen * sizeof *ids);
+    for (int s = 0; s < 8; s++) {
+        int L = lens[s] < ctxlen ? lens[s] : ctxlen;
+        int32_t *r = ids + (size_t)s * ctxlen;
+        r[0] = 49406;
+        for (int i = 1; i < L - 1; i++) r[i] = 300 + (int32_t)((s * 7919u + i * 104729u) % 40000u);
+        r[L - 1] = 49407;
+    }
+}
+
+static double min_row_cos(const float *a, const float *b, int rows, int dim)
+{
+    double worst = 1;
+    for (int r = 0; r < rows; r++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < dim; i++) {
+            double x = a[(size_t)r * dim + i], y = b[(size_t)r * dim + i];
+            ab += x * y, aa += x * x, bb += y * y;
+        }
+        double c = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+        if (!(c >= worst)) worst = c;
+    }
+    return worst;
+}
+
+/* One model of shape `name`, measured at each of the n precisions in precs
+ * (the first one is the baseline the cosines are taken against). */
+static void run_shape(const char *name, int threads, int quick, int images_only,
+                      const cdx_precision *precs, int n, result *res)
 {
     cdx_clip_config cfg;
     cdx_model *m;
-    cdx_ctx *ctx;
-    result r = {0};
     if (cdx_model_random_config(name, &cfg) != CDX_OK || cdx_model_random(&cfg, 42, &m) != CDX_OK) {
         fprintf(stderr, "%s: %s\n", name, cdx_last_error());
         exit(1);
     }
-    cdx_ctx_params cp = cdx_ctx_default_params();
-    cp.n_threads = threads;
-    cp.max_batch = 32;
-    if (cdx_ctx_new(m, &cp, &ctx) != CDX_OK) {
-        fprintf(stderr, "%s: %s\n", name, cdx_last_error());
-        exit(1);
-    }
     size_t per = (size_t)3 * cfg.image_size * cfg.image_size;
+    const int E = cfg.projection_dim;
     float *px = malloc(32 * per * sizeof(float));
-    float *out = malloc(32 * (size_t)cfg.projection_dim * sizeof(float));
+    float *out = malloc(32 * (size_t)E * sizeof(float));
+    float *img0 = malloc(32 * (size_t)E * sizeof(float)), *txt0 = malloc(8 * (size_t)E * sizeof(float));
+    float *txt = malloc(8 * (size_t)E * sizeof(float));
+    int32_t *ids = malloc((size_t)8 * cfg.context_length * sizeof *ids);
     for (size_t i = 0; i < 32 * per; i++) px[i] = (float)((i * 2654435761u) % 2000) / 1000.0f - 1.0f;
-
-    int n1 = quick ? 3 : 10, n32 = quick ? 2 : 3;
-    double t[16];
-    time_images(ctx, px, 1, out);   /* warm-up: JIT, page faults */
-    for (int i = 0; i < n1; i++) t[i] = time_images(ctx, px, 1, out);
-    r.img_b1 = 1.0 / percentile(t, n1, 0.5);
-    if (!quick) time_images(ctx, px, 32, out);
-    for (int i = 0; i < n32; i++) t[i] = time_images(ctx, px, 32, out);
-    double t32 = quick ? percentile(t, n32, 0.0) : percentile(t, n32, 0.5);
-    r.img_b32 = 32.0 / t32;
-    r.gflop_img = image_flops(&cfg) / 1e9;
-    if (!images_only) {
-        time_text(ctx, 8, cfg.context_length, TEXT8_QUERIES(quick), &r.t8_p50, &r.t8_p99);
-        time_text(ctx, cfg.context_length, cfg.context_length, quick ? 10 : 50, &r.t77_p50, &r.t77_p99);
+    cos_queries(ids, cfg.context_length);
+    for (int pi = 0; pi < n; pi++) {
+        result r = {0};
+        cdx_ctx *ctx;
+        cdx_ctx_params cp = cdx_ctx_default_params();
+        cp.n_threads = threads;
+        cp.max_batch = 32;
+        cp.precision = precs[pi];
+        if (cdx_ctx_new(m, &cp, &ctx) != CDX_OK) {
+            fprintf(stderr, "%s: %s\n", name, cdx_last_error());
+            exit(1);
+        }
+        r.prec = precs[pi];
+        int n1 = quick ? 3 : 10, n32 = quick ? 2 : 3;
+        double t[16];
+        time_images(ctx, px, 1, out);   /* warm-up: JIT, page faults, int8 preparation */
+        for (int i = 0; i < n1; i++) t[i] = time_images(ctx, px, 1, out);
+        r.img_b1 = 1.0 / percentile(t, n1, 0.5);
+        if (!quick) time_images(ctx, px, 32, out);
+        for (int i = 0; i < n32; i++) t[i] = time_images(ctx, px, 32, out);
+        double t32 = quick ? percentile(t, n32, 0.0) : percentile(t, n32, 0.5);
+        r.img_b32 = 32.0 / t32;
+        r.gflop_img = image_flops(&cfg) / 1e9;
+        r.cos_img = r.cos_txt = 1.0;
+        if (pi == 0) memcpy(img0, out, 32 * (size_t)E * sizeof(float));
+        else r.cos_img = min_row_cos(out, img0, 32, E);
+        if (!images_only) {
+            time_text(ctx, 8, cfg.context_length, TEXT8_QUERIES(quick), &r.t8_p50, &r.t8_p99);
+            time_text(ctx, cfg.context_length, cfg.context_length, quick ? 10 : 50, &r.t77_p50, &r.t77_p99);
+            if (cdx_encode_tokens(ctx, ids, 8, pi == 0 ? txt0 : txt, 1) != CDX_OK) {
+                fprintf(stderr, "encode_tokens: %s\n", cdx_last_error());
+                exit(1);
+            }
+            if (pi > 0) r.cos_txt = min_row_cos(txt, txt0, 8, E);
+        }
+        r.weights_mb = (double)cdx_model_weight_bytes(m, r.prec, CDX_TOWER_ALL) / (1024.0 * 1024.0);
+        res[pi] = r;
+        cdx_ctx_free(ctx);
     }
     free(px);
     free(out);
-    cdx_ctx_free(ctx);
+    free(img0);
+    free(txt0);
+    free(txt);
+    free(ids);
     cdx_model_free(m);
-    return r;
 }
 
 static int usage(void)
 {
     fprintf(stderr, "usage: clip_bench [--json] [--shape ViT-B/32|ViT-B/16|ViT-L/14] [--quick] [--threads N]\n"
-                    "                  [--isa scalar|avx2|avx512]\n");
+                    "                  [--isa scalar|avx2|avx512] [--precision fp32|bf16|int8|auto|all]\n");
     return 2;
 }
 
@@ -241,7 +310,8 @@ static int child_avx2_rates(const char *shape, int threads, int quick, double *b
 
 int main(int argc, char **argv)
 {
-    int json = 0, quick = 0, threads = 0, images_only = 0;
+    int json = 0, quick = 0, threads = 0, images_only = 0, all = 0;
+    cdx_precision one = CDX_PRECISION_FP32;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
@@ -252,6 +322,10 @@ int main(int argc, char **argv)
             setenv("CLIPDEX_MAX_ISA", argv[i], 1);   /* before any kernel or oneDNN runs */
         }
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            if (!strcmp(argv[++i], "all")) all = 1;
+            else if (!cdx_precision_parse(argv[i], &one)) return usage();
+        }
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             char *end;
@@ -266,6 +340,26 @@ int main(int argc, char **argv)
     }
     if (!threads) threads = cdx_cpu_count();
     omp_set_num_threads(threads);
+
+    /* the precisions to measure: fp32 first (the baseline of the ratios) */
+    cdx_precision precs[MAX_PREC];
+    int np = 0;
+    precs[np++] = CDX_PRECISION_FP32;
+    if (all) {
+        static const cdx_precision others[] = {CDX_PRECISION_BF16, CDX_PRECISION_INT8};
+        for (int i = 0; i < 2; i++) {
+            cdx_precision got;
+            if (cdx_precision_resolve(others[i], &got) == CDX_OK) precs[np++] = others[i];
+            else fprintf(stderr, "clip_bench: %s skipped: %s\n", cdx_precision_name(others[i]), cdx_last_error());
+        }
+    } else if (one != CDX_PRECISION_FP32) {
+        cdx_precision got;
+        if (cdx_precision_resolve(one, &got) != CDX_OK) {
+            fprintf(stderr, "clip_bench: %s\n", cdx_last_error());
+            return 1;
+        }
+        precs[np++] = got;
+    }
 
     const char *shapes[] = {"ViT-B/32", "ViT-B/16", "ViT-L/14"};
     cdx_clip_config probe;
@@ -290,36 +384,53 @@ int main(int argc, char **argv)
                "t77 p50", "t77 p99", "GFLOP/s", "ratio");
     for (int s = 0; s < 3; s++) {
         if (only && strcmp(only, shapes[s])) continue;
-        result r = run_shape(shapes[s], threads, quick, images_only);
+        result res[MAX_PREC];
+        run_shape(shapes[s], threads, quick, images_only, precs, np, res);
+        /* one precision asked (not fp32): report it, against the fp32 baseline */
+        for (int pi = all || np == 1 ? 0 : 1; pi < np; pi++) {
+        const result r = res[pi], b = res[0];
         double gf = r.gflop_img * r.img_b32;
         double a1 = 0, a32 = 0;
-        int have_avx2 = compare && child_avx2_rates(shapes[s], threads, quick, &a1, &a32);
+        int have_avx2 = compare && pi == 0 && child_avx2_rates(shapes[s], threads, quick, &a1, &a32);
         char cmp[256] = "\"avx2_images_per_s_b1\":null,\"avx2_images_per_s_b32\":null,"
                         "\"avx2_ratio_b1\":null,\"avx2_ratio_b32\":null";
         if (have_avx2)
             snprintf(cmp, sizeof cmp, "\"avx2_images_per_s_b1\":%.2f,\"avx2_images_per_s_b32\":%.2f,"
                      "\"avx2_ratio_b1\":%.3f,\"avx2_ratio_b32\":%.3f", a1, a32, a1 / r.img_b1,
                      a32 / r.img_b32);
+        double sp32 = r.img_b32 / b.img_b32, sp1 = r.img_b1 / b.img_b1;
+        double spt = r.t8_p50 > 0 ? b.t8_p50 / r.t8_p50 : 0.0;
         if (json)
-            printf("{\"shape\":\"%s\",\"threads\":%d,\"backend\":\"%s\",\"isa\":\"%s\",\"quick\":%s,"
+            printf("{\"shape\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"backend\":\"%s\",\"isa\":\"%s\","
+                   "\"int8_kernel\":\"%s\",\"quick\":%s,"
                    "\"images_per_s_b1\":%.2f,\"images_per_s_b32\":%.2f,"
                    "\"text_p50_ms_8tok\":%.3f,\"text_p99_ms_8tok\":%.3f,\"text_queries_8tok\":%d,"
                    "\"text_p99_over_p50_8tok\":%.2f,"
                    "\"text_p50_ms_77tok\":%.3f,\"text_p99_ms_77tok\":%.3f,"
                    "\"gflop_per_image\":%.3f,\"gflops_image_b32\":%.1f,\"sgemm_gflops\":%.1f,"
-                   "\"sgemm_backend\":\"%s\",\"ratio_image_b32\":%.3f,%s}\n",
-                   shapes[s], threads, backend, cdx_isa_name(isa), quick ? "true" : "false", r.img_b1,
+                   "\"sgemm_backend\":\"%s\",\"ratio_image_b32\":%.3f,%s,"
+                   "\"resident_weights_mb\":%.1f,\"speedup_vs_fp32\":%.3f,\"speedup_vs_fp32_b1\":%.3f,"
+                   "\"speedup_vs_fp32_text8\":%.3f,\"min_cosine_vs_fp32_image\":%.6f,"
+                   "\"min_cosine_vs_fp32_text\":%.6f}\n",
+                   shapes[s], cdx_precision_name(r.prec), threads, backend, cdx_isa_name(isa),
+                   cdx_q8_kernel_name(cdx_q8_weight_max()), quick ? "true" : "false", r.img_b1,
                    r.img_b32, r.t8_p50, r.t8_p99, images_only ? 0 : TEXT8_QUERIES(quick),
                    r.t8_p50 > 0 ? r.t8_p99 / r.t8_p50 : 0.0, r.t77_p50, r.t77_p99, r.gflop_img, gf,
-                   sg, cdx_gemm_backend_name(sg_be), sg > 0 ? gf / sg : 0.0, cmp);
+                   sg, cdx_gemm_backend_name(sg_be), sg > 0 ? gf / sg : 0.0, cmp, r.weights_mb, sp32,
+                   sp1, spt, r.cos_img, r.cos_txt);
         else {
-            printf("%-9s %9.2f %9.2f %8.2f %8.2f %8.2f %8.2f %9.1f %6.3f\n", shapes[s], r.img_b1,
-                   r.img_b32, r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, gf, sg > 0 ? gf / sg : 0.0);
+            printf("%-9s %9.2f %9.2f %8.2f %8.2f %8.2f %8.2f %9.1f %6.3f  %s %.0f MB", shapes[s], r.img_b1,
+                   r.img_b32, r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, gf, sg > 0 ? gf / sg : 0.0,
+                   cdx_precision_name(r.prec), r.weights_mb);
+            if (pi > 0)
+                printf(" x%.2f b32 x%.2f b1 x%.2f t8, cos %.5f / %.5f", sp32, sp1, spt, r.cos_img, r.cos_txt);
+            printf("\n");
             if (have_avx2)
                 printf("%-9s %9.2f %9.2f   capped at avx2: %.3f / %.3f of %s\n", "  avx2", a1, a32,
                        a1 / r.img_b1, a32 / r.img_b32, cdx_isa_name(isa));
-            else if (compare)
+            else if (compare && pi == 0)
                 printf("  (the avx2-capped child run failed)\n");
+        }
         }
         fflush(stdout);
     }

@@ -15,6 +15,8 @@
  * directory: the code path from the walk to the commit is the same, only
  * the model comes from memory.  Usage:
  *   index_bench [--quick] [--images DIR] [--limit N] [--rows N] [--json]
+ *               [--precision fp32|bf16|int8|auto]
+ * (--precision: of the towers, for both the pure rate and the pipeline.)
  */
 #include "testsupport/model_random.h"
 #include "common/util.h"
@@ -60,6 +62,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 int main(int argc, char **argv)
 {
     int quick = 0, json = 0;
+    cdx_precision prec = CDX_PRECISION_FP32;
     long limit = 500, rows = 200000;
     const char *images = NULL;
     for (int i = 1; i < argc; i++) {
@@ -68,7 +71,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--images") && i + 1 < argc) images = argv[++i];
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc) limit = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = strtol(argv[++i], NULL, 10);
-        else { fprintf(stderr, "usage: index_bench [--quick] [--images DIR] [--limit N] [--rows N] [--json]\n"); return 2; }
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc && cdx_precision_parse(argv[i + 1], &prec)) i++;
+        else { fprintf(stderr, "usage: index_bench [--quick] [--images DIR] [--limit N] [--rows N] [--json]\n"
+                               "                   [--precision fp32|bf16|int8|auto]\n"); return 2; }
     }
     char defimg[512];
     if (!images) {
@@ -92,6 +97,7 @@ int main(int argc, char **argv)
     const int B = 32;
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.max_batch = B;
+    cp.precision = prec;
     cdx_ctx *ctx = NULL;
     if (cdx_ctx_new(model, &cp, &ctx)) { fprintf(stderr, "ctx: %s\n", cdx_last_error()); return 1; }
 

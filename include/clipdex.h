@@ -224,9 +224,35 @@ cdx_result cdx_preprocess_buffer(const cdx_model *model, const void *data,
  * every call (no allocation per call after the first). */
 typedef struct cdx_ctx cdx_ctx;
 
+/* Numeric precision of the towers' Linear layers (docs/engine.md,
+ * "Precision").  fp32: everything in float32.  int8: block Linears with
+ * int8 weights (per output channel) and 7-bit activations quantised per row,
+ * SmoothQuant scaling; patch embedding, attention products, projections,
+ * norms and activations stay float32.  bf16: GEMM inputs rounded to bf16,
+ * float32 accumulation.  auto: the fastest one this CPU runs natively whose
+ * fidelity holds (int8 with AVX512_VNNI, else bf16 with AVX512_BF16, else
+ * fp32). */
+typedef enum cdx_precision {
+    CDX_PRECISION_FP32 = 0,
+    CDX_PRECISION_AUTO,
+    CDX_PRECISION_BF16,
+    CDX_PRECISION_INT8
+} cdx_precision;
+
+/* "fp32", "auto", "bf16", "int8" */
+const char *cdx_precision_name(cdx_precision p);
+/* Parses a name; returns 0 and leaves *out alone when unknown. */
+int cdx_precision_parse(const char *s, cdx_precision *out);
+/* The precision a request runs at on this CPU: auto resolves to one; an
+ * explicit bf16 or int8 the CPU cannot run natively fails with
+ * CDX_ERR_UNSUPPORTED and a message saying why ($CLIPDEX_PRECISION_EMULATE=1,
+ * for tests, runs them on the reference path instead). */
+cdx_result cdx_precision_resolve(cdx_precision req, cdx_precision *out);
+
 typedef struct cdx_ctx_params {
     int n_threads;   /* threads used inside one call; 0 = all cores */
     int max_batch;   /* largest batch passed to one encode call (default 32) */
+    cdx_precision precision;   /* default CDX_PRECISION_FP32 */
 } cdx_ctx_params;
 
 cdx_ctx_params cdx_ctx_default_params(void);
@@ -519,6 +545,10 @@ typedef struct cdx_library_params {
                                      this many vectors on; 0 = default
                                      ($CLIPDEX_ANN_MIN_ROWS, else the measured
                                      crossover, docs/search.md) */
+    cdx_precision precision;   /* of the towers (default fp32); resolved at
+                                  open when load_model (an explicit precision
+                                  the CPU lacks fails there); recorded in the
+                                  catalog by index (cdx_library_info.precision) */
 } cdx_library_params;
 
 cdx_library_params cdx_library_default_params(void);
@@ -545,6 +575,12 @@ typedef struct cdx_library_info {
     uint64_t vector_rows;       /* rows in the vector file (live + dead) */
     uint64_t dead_rows;         /* rows no image refers to (compaction frees them) */
     uint64_t reclaimable_bytes; /* what compacting now would free */
+    char precision[32];         /* precision(s) the vectors were embedded at:
+                                   "fp32", "int8", "bf16", or several joined
+                                   by "+" in order of first use ("fp32" for
+                                   libraries older than the record) */
+    char run_precision[8];      /* precision this handle embeds at ("" when
+                                   opened without the model) */
 } cdx_library_info;
 
 cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info);

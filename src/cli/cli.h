@@ -60,6 +60,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Parse a strictly positive/non-negative int option; 0 on success. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* --precision VALUE of command cmd: 0 and *out set, or the usage error's
+ * exit code (2) after printing it. */
+int cli_parse_precision(const char *cmd, const char *s, cdx_precision *out);
+#define CLI_PRECISION_HELP \
+    "  --precision P          fp32 (default), int8, bf16 or auto (the fastest this CPU runs\n" \
+    "                         natively; see docs/engine.md \"Precision\")\n"
 /* Print a float array as a JSON array with enough digits to round-trip. */
 void cli_print_floats(FILE *f, const float *v, int n);
 /* Print s as a JSON string literal (escaped, UTF-8 passed through). */

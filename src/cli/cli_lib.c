@@ -116,3 +116,9 @@ int cli_resolve_model(const char *ref, char *dir, size_t dir_cap, char *name, si
     }
     return 0;
 }
+
+int cli_parse_precision(const char *cmd, const char *s, cdx_precision *out)
+{
+    if (s && cdx_precision_parse(s, out)) return 0;
+    return cli_usage_error(cmd, "--precision: expected fp32, bf16, int8 or auto, got '%s'", s ? s : "");
+}

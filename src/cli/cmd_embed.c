@@ -36,7 +36,8 @@ static void usage(FILE *f)
             "  --pixels FILE     embed a raw float32 [3,S,S] model input (S = image size)\n"
             "  --normalize       divide each embedding by its L2 norm\n"
             "  --no-autorotate   ignore the EXIF orientation (the reference CLIP behaviour)\n"
-            "  --threads N       inference threads (default: all cores)\n");
+            "  --threads N       inference threads (default: all cores)\n"
+            CLI_PRECISION_HELP);
 }
 
 /* Read exactly want bytes from path into out. */
@@ -65,7 +66,7 @@ static int read_pixels(const char *path, float *out, size_t want)
 }
 
 static int run(const char *model_dir, input *in, int n, int n_text, int n_img, int normalize,
-               int autorotate, int threads)
+               int autorotate, int threads, cdx_precision prec)
 {
     cdx_model *model = NULL;
     cdx_ctx *ctx = NULL;
@@ -80,6 +81,7 @@ static int run(const char *model_dir, input *in, int n, int n_text, int n_img, i
     const size_t per = (size_t)3 * info.image_size * info.image_size;
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.n_threads = threads;
+    cp.precision = prec;
     r = cdx_ctx_new(model, &cp, &ctx);
     if (r != CDX_OK) { rc = cli_fail("creating inference context", r); goto done; }
 
@@ -139,6 +141,7 @@ int cmd_embed(int argc, char **argv)
     const char *model_dir = NULL;
     int normalize = 0, autorotate = 1, n = 0, n_text = 0, n_img = 0;
     long threads = 0;
+    cdx_precision prec = CDX_PRECISION_FP32;
     input *in = calloc((size_t)argc + 1, sizeof *in);
     if (!in) {
         fprintf(stderr, "clipdex: error: out of memory\n");
@@ -156,11 +159,13 @@ int cmd_embed(int argc, char **argv)
         } else if (!strcmp(a, "--no-autorotate")) {
             autorotate = 0;
         } else if (!strcmp(a, "--model") || !strcmp(a, "--text") || !strcmp(a, "--image") ||
-                   !strcmp(a, "--pixels") || !strcmp(a, "--threads")) {
+                   !strcmp(a, "--pixels") || !strcmp(a, "--threads") || !strcmp(a, "--precision")) {
             if (!has_val) {
                 rc = cli_usage_error("embed", "%s needs a value", a);
             } else if (!strcmp(a, "--model")) {
                 model_dir = argv[++i];
+            } else if (!strcmp(a, "--precision")) {
+                if (cli_parse_precision("embed", argv[++i], &prec)) rc = 2;
             } else if (!strcmp(a, "--threads")) {
                 if (cli_parse_int(argv[++i], 1, 1024, &threads))
                     rc = cli_usage_error("embed", "--threads: expected 1..1024, got '%s'", argv[i]);
@@ -177,7 +182,7 @@ int cmd_embed(int argc, char **argv)
     }
     if (rc < 0 && !model_dir) rc = cli_usage_error("embed", "--model DIR is required");
     if (rc < 0 && n == 0) rc = cli_usage_error("embed", "nothing to embed: give --text, --image or --pixels");
-    if (rc < 0) rc = run(model_dir, in, n, n_text, n_img, normalize, autorotate, (int)threads);
+    if (rc < 0) rc = run(model_dir, in, n, n_text, n_img, normalize, autorotate, (int)threads, prec);
     free(in);
     return rc;
 }

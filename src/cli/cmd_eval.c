@@ -49,6 +49,7 @@ static void usage(FILE *f)
         "  --depth N              ranking depth for mAP/MRR (default 10000)\n"
         "  --exclude-self         an image query does not count itself as a result\n"
         "  --threads N            inference and search threads (default: all cores)\n"
+        CLI_PRECISION_HELP
         "  --json                 print a JSON report instead of the table\n"
         "  --record               also store the JSON report with the library's model in\n"
         "                         the model registry (the model must be registered:\n"
@@ -64,6 +65,7 @@ typedef struct eval_opts {
     const char *library, *queries, *labels, *label_column, *templates, *captions;
     const char *images_root, *plot;
     int json, from_folders, exclude_self, threads, record;
+    cdx_precision precision;
     const char *kind;   /* "queries", "zero-shot", "captions" */
     size_t ks[EV_MAX_KS];
     int n_k;
@@ -84,6 +86,7 @@ static int open_library(const eval_opts *o, cdx_library **lib)
     cdx_library_params p = cdx_library_default_params();
     p.load_model = 1;
     p.n_threads = o->threads;
+    p.precision = o->precision;
     cdx_result r = cdx_library_open(o->library, &p, lib);
     if (r != CDX_OK) return cli_fail(o->library, r);
     return 0;
@@ -536,6 +539,9 @@ int cmd_eval(int argc, char **argv)
             NEEDV();
             if (cli_parse_int(v, 0, 1024, &n)) return cli_usage_error("eval", "bad --threads '%s'", v);
             o.threads = (int)n;
+        } else if (!strcmp(a, "--precision")) {
+            NEEDV();
+            if (cli_parse_precision("eval", v, &o.precision)) return 2;
         } else {
             return cli_usage_error("eval", "unknown option '%s'", a);
         }

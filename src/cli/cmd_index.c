@@ -40,6 +40,7 @@ static void usage(FILE *f)
             "  --fast         decode large JPEGs at reduced size (faster, not bit-exact)\n"
             "  --batch N      images per embedding batch (default 32)\n"
             "  --threads N    inference threads (default all cores)\n"
+            "  --precision P  fp32 (default), int8, bf16 or auto; recorded in the library\n"
             "  --codes K      also build companion codes for compressed search: int8, bit,\n"
             "                 pca8 or all (existing ones are always brought up to date)\n"
             "  --from nats://HOST:PORT/NAME  commit the results of a fleet pipeline\n"
@@ -138,6 +139,7 @@ int cmd_index(int argc, char **argv)
     cdx_index_params ip = cdx_index_default_params();
     ui u = {0, 0, 0, 0};
     long threads = 0;
+    cdx_precision prec = CDX_PRECISION_FP32;
     const char *from = NULL;
     int follow = 0;
     const char *consumer = NULL;
@@ -170,6 +172,9 @@ int cmd_index(int argc, char **argv)
         }
         else if (!strcmp(a, "--batch") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &v)) { ip.batch_size = (int)v; batch_opt = v; i++; }
         else if (!strcmp(a, "--threads") && hv && !cli_parse_int(argv[i + 1], 1, 1024, &threads)) i++;
+        else if (!strcmp(a, "--precision") && hv) {
+            if (cli_parse_precision("index", argv[++i], &prec)) { free(paths); return 2; }
+        }
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }
         else if (!strncmp(a, "--", 2)) { free(paths); return cli_usage_error("index", "unknown or incomplete argument '%s'", a); }
         else paths[n++] = a;
@@ -187,6 +192,7 @@ int cmd_index(int argc, char **argv)
     lp.create = model != NULL;
     lp.writable = 1;
     lp.n_threads = (int)threads;
+    lp.precision = prec;
     cdx_library *lib;
     if (cli_open_library(dir, &lp, &lib)) { free(paths); return 1; }
     g_cancel = cli_cancel_on_signals();

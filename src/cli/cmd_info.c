@@ -52,8 +52,8 @@ int cmd_info(int argc, char **argv)
         cli_print_json_string(stdout, info.model_dir);
         fputs(", \"model_name\": ", stdout);
         cli_print_json_string(stdout, mname);
-        printf(", \"model_fingerprint\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
-               "\"reclaimable_bytes\": %llu, \"codes\": [", info.model_fingerprint,
+        printf(", \"model_fingerprint\": \"%s\", \"precision\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
+               "\"reclaimable_bytes\": %llu, \"codes\": [", info.model_fingerprint, info.precision,
                (unsigned long long)info.vector_rows, (unsigned long long)info.dead_rows,
                (unsigned long long)info.reclaimable_bytes);
         for (int s = 0; s < nc; s++)
@@ -69,6 +69,7 @@ int cmd_info(int argc, char **argv)
                d, (unsigned long long)info.images, (unsigned long long)info.vectors,
                info.model_dir, info.model_fingerprint, info.dim, (unsigned long long)info.bytes);
         printf("version:     %s@%s\n", *mname ? mname : "", info.model_fingerprint);
+        printf("precision:   %s (of the vectors)\n", info.precision);
         printf("dead rows:   %llu of %llu vector rows (%llu bytes reclaimable by 'clipdex compact')\n",
                (unsigned long long)info.dead_rows, (unsigned long long)info.vector_rows,
                (unsigned long long)info.reclaimable_bytes);

@@ -29,6 +29,7 @@ static void serve_usage(FILE *f)
             "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (or *); default off\n"
             "  --max-body BYTES       largest request body (default 33554432 = 32 MiB)\n"
             "  --threads N            threads per inference or search call (default 1)\n"
+            CLI_PRECISION_HELP
             "  --workers N            inference/search workers; queued text queries and\n"
             "                         equal searches are batched (default: cores / 2, >= 1)\n"
             "  --queue-limit N        queued search jobs before answering 503 + Retry-After\n"
@@ -99,6 +100,9 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(v, 0, 1024, &n)) return cli_usage_error("serve", "bad --threads: %s", v);
             cfg.threads = (int)n;
+            i++;
+        } else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision("serve", v, &cfg.precision)) return 2;
             i++;
         } else if (!strcmp(a, "--workers")) {
             if (cli_parse_int(v, 1, 256, &n)) return cli_usage_error("serve", "bad --workers (1..256): %s", v);

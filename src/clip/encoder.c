@@ -36,6 +36,7 @@
 #include "clip/encoder.h"
 #include "clip/gemm.h"
 #include "clip/model.h"
+#include "clip/model_mem.h"
 #include "clip/ops.h"
 #include "common/error.h"
 #include "common/pool.h"
@@ -43,6 +44,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,13 @@ struct cdx_ctx {
     float *px, *pa;  /* [B, width] residual / attention at the pooled rows */
     int *off, *len, *pool;   /* [B] packing of the current chunk */
     int32_t *ids;    /* [B, context_length] for cdx_encode_texts */
+
+    /* precision (clipdex.h cdx_precision; int8: see "int8" below) */
+    cdx_precision prec;      /* resolved: fp32, bf16 or int8 */
+    int calib;               /* calibration pass: record cdx_linear_q8.amax */
+    uint8_t *aq;             /* int8: quantised activations [rows, kpad] */
+    float *ascale;           /* [rows] */
+    int32_t *azp;            /* [rows] */
 };
 
 typedef struct seq_batch {
@@ -81,7 +90,7 @@ typedef struct seq_batch {
 
 cdx_ctx_params cdx_ctx_default_params(void)
 {
-    cdx_ctx_params p = {0, 32};
+    cdx_ctx_params p = {0, 32, CDX_PRECISION_FP32};
     return p;
 }
 
@@ -99,6 +108,9 @@ void cdx_ctx_free(cdx_ctx *ctx)
     free(ctx->len);
     free(ctx->pool);
     free(ctx->ids);
+    cdx_free_aligned(ctx->aq);
+    free(ctx->ascale);
+    free(ctx->azp);
     free(ctx);
 }
 
@@ -125,8 +137,12 @@ cdx_result cdx_ctx_new(const cdx_model *model, const cdx_ctx_params *params,
     if (p.n_threads < 0 || p.n_threads > CDX_MAX_THREADS)
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_ctx_new: n_threads %d not in 0..%d",
                          p.n_threads, CDX_MAX_THREADS);
+    cdx_precision prec;
+    cdx_result pr = cdx_precision_resolve(p.precision, &prec);
+    if (pr) return pr;
     cdx_ctx *c = calloc(1, sizeof *c);
     if (!c) return cdx_error(CDX_ERR_NOMEM, "cdx_ctx_new: out of memory");
+    c->prec = prec;
     c->m = model;
     c->max_batch = p.max_batch;
     c->n_threads = p.n_threads ? p.n_threads : cdx_cpu_count();
@@ -161,6 +177,17 @@ cdx_result cdx_ctx_new(const cdx_model *model, const cdx_ctx_params *params,
     c->len = malloc(B * sizeof(int));
     c->pool = malloc(B * sizeof(int));
     c->ids = malloc(B * Tt * sizeof(int32_t));
+    if (prec == CDX_PRECISION_INT8 || prec == CDX_PRECISION_BF16) {
+        /* codes of the largest Linear input (+ k padding): 1 byte (int8) or 2 (bf16) */
+        size_t rows = max_sz(mul3(B, Tv, 1), mul3(B, Tt, 1));
+        c->aq = cdx_alloc_aligned(big + 4 * rows, prec == CDX_PRECISION_BF16 ? 2 : 1);
+        c->ascale = malloc(rows * sizeof(float));
+        c->azp = malloc(rows * sizeof(int32_t));
+        if (!c->aq || !c->ascale || !c->azp) {
+            cdx_ctx_free(c);
+            return cdx_error(CDX_ERR_NOMEM, "cdx_ctx_new: out of memory for int8 scratch");
+        }
+    }
     if (!c->x || !c->h || !c->qkv || !c->big || !c->scores || !c->px || !c->pa ||
         !c->off || !c->len || !c->pool || !c->ids) {
         cdx_ctx_free(c);
@@ -208,10 +235,92 @@ static int use_packed(const cdx_ctx *c, const float *w, const float *wp, int row
     return wp && (!w || (!c->reference && rows <= PACKED_MAX_M));
 }
 
+/* ---- int8 (docs/engine.md, "Precision"): per-row 7-bit codes of x (times
+ * the Linear's 1/smooth), then the int8 GEMM with the epilogue fused. */
+typedef struct q8_rows_job {
+    const cdx_ctx *c;
+    const float *x, *inv_smooth;
+    int k, kp, rows;
+} q8_rows_job;
+
+#define Q8_ROW_BLOCK 16
+
+static void q8_rows_item(void *arg, int w, int slot)
+{
+    const q8_rows_job *j = arg;
+    int r0 = w * Q8_ROW_BLOCK, n = j->rows - r0 < Q8_ROW_BLOCK ? j->rows - r0 : Q8_ROW_BLOCK;
+    (void)slot;
+    cdx_q8_quantize_rows(n, j->k, j->x + (size_t)r0 * j->k, j->k, j->inv_smooth,
+                         j->c->aq + (size_t)r0 * j->kp, j->kp, j->c->ascale + r0, j->c->azp + r0);
+}
+
+static void linear_q8(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x, float *y,
+                      int accumulate, cdx_epilogue epi)
+{
+    const cdx_linear_q8 *q = l->q8;
+    q8_rows_job j = {c, x, q->inv_smooth, l->in, cdx_q8_kpad(l->in), rows};
+    int blocks = (rows + Q8_ROW_BLOCK - 1) / Q8_ROW_BLOCK;
+    cdx_par_for(blocks, (long)rows * l->in > 65536 ? cdx_par_threads() : 1, q8_rows_item, &j);
+    cdx_gemm_q8(rows, l->out, l->in, c->aq, j.kp, c->ascale, c->azp, q->w, q->scale, q->colsum,
+                q->wmax, l->b, epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
+                accumulate, y, l->out, !c->reference);
+    if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
+}
+
+/* ---- bf16: x rounded to bf16 (into the int8 scratch, 2 bytes a value) */
+typedef struct bf_rows_job {
+    const cdx_ctx *c;
+    const float *x;
+    int k, kp, rows;
+} bf_rows_job;
+
+static void bf_rows_item(void *arg, int w, int slot)
+{
+    const bf_rows_job *j = arg;
+    int r0 = w * Q8_ROW_BLOCK, n = j->rows - r0 < Q8_ROW_BLOCK ? j->rows - r0 : Q8_ROW_BLOCK;
+    (void)slot;
+    cdx_bf16_convert_rows(n, j->k, j->x + (size_t)r0 * j->k, j->k,
+                          (uint16_t *)j->c->aq + (size_t)r0 * j->kp, j->kp);
+}
+
+static void linear_bf16(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x, float *y,
+                        int accumulate, cdx_epilogue epi)
+{
+    bf_rows_job j = {c, x, l->in, cdx_bf16_kpad(l->in), rows};
+    int blocks = (rows + Q8_ROW_BLOCK - 1) / Q8_ROW_BLOCK;
+    cdx_par_for(blocks, (long)rows * l->in > 65536 ? cdx_par_threads() : 1, bf_rows_item, &j);
+    cdx_gemm_bf16(rows, l->out, l->in, (const uint16_t *)c->aq, j.kp, l->bf, l->b,
+                  epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE, accumulate,
+                  y, l->out, !c->reference);
+    if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
+}
+
+/* calibration: the largest |x| of each input channel */
+static void record_amax(const cdx_linear *l, int rows, const float *x)
+{
+    float *amax = l->q8->amax;
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < l->in; k++) {
+            float v = fabsf(x[(size_t)r * l->in + k]);
+            if (v > amax[k]) amax[k] = v;
+        }
+}
+
 /* y = x W^T + b (+ y when accumulate) */
 static void linear(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x,
                    float *y, int accumulate, cdx_epilogue epi)
 {
+    if (c->prec == CDX_PRECISION_BF16 && l->bf) {
+        linear_bf16(c, l, rows, x, y, accumulate, epi);
+        return;
+    }
+    if (l->q8) {
+        if (c->calib) record_amax(l, rows, x);
+        else if (c->prec == CDX_PRECISION_INT8) {
+            linear_q8(c, l, rows, x, y, accumulate, epi);
+            return;
+        }
+    }
     if (use_packed(c, l->w, l->wp, rows)) {
         int fused = epi != CDX_EPI_GELU;   /* the packed kernel fuses quick_gelu only */
         cdx_gemm_packed(rows, l->out, l->in, x, l->in, l->wp, l->b,
@@ -445,6 +554,258 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
     linear(c, &v->proj, nb, c->pa, out, 0, CDX_EPI_NONE);
 }
 
+/* ------------------------------------------------------------ int8 preparation
+ *
+ * On the first int8 use of a tower: calibrate (a float32 pass over a few
+ * built-in inputs records max |input| per channel of every block Linear),
+ * then quantise each block Linear with SmoothQuant factors
+ * s_k = sqrt(amax_k / max_j |W[j,k]|) (alpha = 0.5): the weights carry s,
+ * the activation quantiser divides by it, so channels with outliers are
+ * flattened before the per-row scale is taken.  $CLIPDEX_INT8_SMOOTH=0
+ * turns the factors off (s = 1), for comparison. */
+
+static cdx_linear *block_linear(cdx_block *b, int i)
+{
+    return i == 0 ? &b->qkv : i == 1 ? &b->out : i == 2 ? &b->fc1 : &b->fc2;
+}
+
+static cdx_result q8_alloc(cdx_model *m, cdx_linear *l)
+{
+    if (l->q8) {
+        memset(l->q8->amax, 0, (size_t)l->in * sizeof(float));
+        return CDX_OK;
+    }
+    cdx_linear_q8 *q = (cdx_linear_q8 *)cdx_model_alloc(m, (sizeof *q + 3) / 4);
+    float *amax = cdx_model_alloc(m, (size_t)l->in);
+    if (!q || !amax) return cdx_error(CDX_ERR_NOMEM, "int8 weights: out of memory");
+    memset(q, 0, sizeof *q);
+    memset(amax, 0, (size_t)l->in * sizeof(float));
+    q->amax = amax;
+    l->q8 = q;
+    return CDX_OK;
+}
+
+/* a few deterministic inputs through the float32 tower, recording amax */
+static cdx_result q8_calibrate(const cdx_model *m, int tower)
+{
+    cdx_ctx_params p = cdx_ctx_default_params();
+    p.max_batch = 5;
+    cdx_ctx *c = NULL;
+    cdx_result r = cdx_ctx_new(m, &p, &c);
+    if (r) return r;
+    c->calib = 1;
+    uint32_t seed = 12345;
+#define LCG() (seed = seed * 1664525u + 1013904223u, seed >> 8)
+    float out[5 * 4096];
+    if (tower == CDX_TOWER_VISION) {   /* gradient, checkerboard, noise, waves */
+        const int S = m->vision.image_size;
+        float *px = malloc((size_t)4 * 3 * S * S * sizeof(float));
+        if (!px) r = cdx_error(CDX_ERR_NOMEM, "int8 calibration: out of memory");
+        for (int b = 0; px && b < 4; b++)
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < S; y++)
+                    for (int x = 0; x < S; x++) {
+                        float v = b == 0   ? -1.5f + 3.0f * (float)(x + y + 17 * ch) / (2.0f * S)
+                                  : b == 1 ? (((x / 8) + (y / 8) + ch) % 2 ? 1.5f : -1.5f)
+                                  : b == 2 ? -1.8f + 3.8f * (float)(LCG() & 0xFFFF) / 65535.0f
+                                           : 1.2f * sinf(0.2f * x + ch) * cosf(0.13f * y);
+                        px[(((size_t)b * 3 + ch) * S + y) * S + x] = v;
+                    }
+        if (px && m->vision.proj.out <= 4096) r = cdx_encode_images(c, px, 4, out, 0);
+        free(px);
+    } else {   /* start token, words, end token (the largest id: pooled there) */
+        const int T = m->text.context_length, V = m->text.vocab_size;
+        static const int lens[5] = {5, 11, 19, 37, 75};
+        int32_t *ids = calloc((size_t)5 * T, sizeof *ids);
+        if (!ids) r = cdx_error(CDX_ERR_NOMEM, "int8 calibration: out of memory");
+        for (int s = 0; ids && s < 5 && V > 3 && T > 2; s++) {
+            int L = lens[s] < T - 2 ? lens[s] : T - 2;
+            int32_t *row = ids + (size_t)s * T;
+            row[0] = V - 2;
+            for (int i = 1; i <= L; i++) row[i] = 1 + (int32_t)(LCG() % (uint32_t)(V - 3));
+            row[L + 1] = V - 1;
+        }
+        if (ids && m->text.proj.out <= 4096) r = cdx_encode_tokens(c, ids, 5, out, 0);
+        free(ids);
+    }
+#undef LCG
+    cdx_ctx_free(c);
+    return r;
+}
+
+static int smooth_on(void)
+{
+    const char *e = getenv("CLIPDEX_INT8_SMOOTH");
+    return !(e && !strcmp(e, "0"));
+}
+
+/* tmp: out*in floats of scratch, smooth: in floats */
+static cdx_result q8_quantize(cdx_model *m, cdx_linear *l, float *tmp, float *smooth)
+{
+    cdx_linear_q8 *q = l->q8;
+    const int n = l->out, k = l->in;
+    const float *W = l->w;
+    if (!W) {
+        cdx_unpack_weights(n, k, l->wp, tmp, k);
+        W = tmp;
+    }
+    size_t nr = (size_t)(n + CDX_Q8_NR - 1) / CDX_Q8_NR * CDX_Q8_NR;
+    q->inv_smooth = cdx_model_alloc(m, (size_t)k);
+    q->scale = cdx_model_alloc(m, nr);
+    q->colsum = (int32_t *)cdx_model_alloc(m, nr);
+    q->w = (int8_t *)cdx_model_alloc(m, (cdx_q8_pack_bytes(n, k) + 3) / 4);
+    if (!q->inv_smooth || !q->scale || !q->colsum || !q->w)
+        return cdx_error(CDX_ERR_NOMEM, "int8 weights: out of memory");
+    for (int kk = 0; kk < k; kk++) smooth[kk] = 0.0f;
+    for (int j = 0; j < n; j++)
+        for (int kk = 0; kk < k; kk++) {
+            float v = fabsf(W[(size_t)j * k + kk]);
+            if (v > smooth[kk]) smooth[kk] = v;
+        }
+    const int on = smooth_on();
+    for (int kk = 0; kk < k; kk++) {
+        float a = q->amax[kk], w = smooth[kk], s = 1.0f;
+        if (on && a > 0.0f && w > 0.0f && isfinite(a)) s = sqrtf(a / w);
+        s = s < 1e-3f ? 1e-3f : s > 1e3f ? 1e3f : s;
+        smooth[kk] = s;
+        q->inv_smooth[kk] = 1.0f / s;
+    }
+    q->wmax = cdx_q8_weight_max();
+    cdx_q8_pack_weights(n, k, W, k, smooth, q->wmax, q->w, q->scale, q->colsum);
+    return CDX_OK;
+}
+
+static cdx_result build_q8(cdx_model *m, int tower)
+{
+    const int text = tower == CDX_TOWER_TEXT;
+    cdx_block *blocks = text ? m->text.blocks : m->vision.blocks;
+    const int layers = text ? m->text.cfg.layers : m->vision.cfg.layers;
+    cdx_result r = CDX_OK;
+    size_t most = 0;
+    for (int b = 0; b < layers && !r; b++)
+        for (int i = 0; i < 4 && !r; i++) {
+            cdx_linear *l = block_linear(&blocks[b], i);
+            r = q8_alloc(m, l);
+            size_t sz = (size_t)l->out * (size_t)l->in + (size_t)l->in;
+            most = sz > most ? sz : most;
+        }
+    if (!r) r = q8_calibrate(m, tower);
+    if (r) return cdx_error_prefix(r, "int8 calibration");
+    float *tmp = cdx_alloc_aligned(most, sizeof(float));
+    if (!tmp) return cdx_error(CDX_ERR_NOMEM, "int8 weights: out of memory");
+    for (int b = 0; b < layers && !r; b++)
+        for (int i = 0; i < 4 && !r; i++) {
+            cdx_linear *l = block_linear(&blocks[b], i);
+            r = q8_quantize(m, l, tmp, tmp + (size_t)l->out * l->in);
+        }
+    cdx_free_aligned(tmp);
+    return r;
+}
+
+/* bf16 copies of the block Linears (round to nearest even from the float32
+ * weights: a bf16 file's own values) */
+static cdx_result build_bf16(cdx_model *m, int tower)
+{
+    const int text = tower == CDX_TOWER_TEXT;
+    cdx_block *blocks = text ? m->text.blocks : m->vision.blocks;
+    const int layers = text ? m->text.cfg.layers : m->vision.cfg.layers;
+    cdx_result r = CDX_OK;
+    float *tmp = NULL;
+    size_t tmp_n = 0;
+    for (int b = 0; b < layers && !r; b++)
+        for (int i = 0; i < 4 && !r; i++) {
+            cdx_linear *l = block_linear(&blocks[b], i);
+            size_t n = (size_t)l->out * l->in;
+            const float *W = l->w;
+            if (!W && n > tmp_n) {
+                cdx_free_aligned(tmp);
+                tmp = cdx_alloc_aligned(tmp_n = n, sizeof(float));
+            }
+            uint16_t *P = (uint16_t *)cdx_model_alloc(m, (cdx_bf16_pack_elems(l->out, l->in) + 1) / 2);
+            if (!P || (!W && !tmp)) {
+                r = cdx_error(CDX_ERR_NOMEM, "bf16 weights: out of memory");
+                break;
+            }
+            if (!W) {
+                cdx_unpack_weights(l->out, l->in, l->wp, tmp, l->in);
+                W = tmp;
+            }
+            cdx_bf16_pack_weights(l->out, l->in, W, l->in, P);
+            l->bf = P;
+        }
+    cdx_free_aligned(tmp);
+    return r;
+}
+
+/* The tower's int8 or bf16 copies, made once (under the model's tower_mu). */
+static cdx_result need_q8(const cdx_ctx *c, int tower)
+{
+    if (c->prec == CDX_PRECISION_BF16) {
+        if (__atomic_load_n(&c->m->bf16_ready, __ATOMIC_ACQUIRE) & tower) return CDX_OK;
+        cdx_model *m = (cdx_model *)c->m;
+        pthread_mutex_lock(&m->tower_mu);
+        cdx_result r = CDX_OK;
+        if (!(__atomic_load_n(&m->bf16_ready, __ATOMIC_RELAXED) & tower)) {
+            r = build_bf16(m, tower);
+            if (!r) __atomic_fetch_or(&m->bf16_ready, tower, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&m->tower_mu);
+        return r;
+    }
+    if (c->prec != CDX_PRECISION_INT8) return CDX_OK;
+    if (__atomic_load_n(&c->m->q8_ready, __ATOMIC_ACQUIRE) & tower) return CDX_OK;
+    cdx_model *m = (cdx_model *)c->m;   /* logically const: filled in once, under the lock */
+    pthread_mutex_lock(&m->tower_mu);
+    cdx_result r = CDX_OK;
+    if (!(__atomic_load_n(&m->q8_ready, __ATOMIC_RELAXED) & tower)) {
+        r = build_q8(m, tower);
+        if (!r) __atomic_fetch_or(&m->q8_ready, tower, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&m->tower_mu);
+    return r;
+}
+
+/* bytes of the weights a forward pass at precision p reads */
+static size_t linear_bytes(const cdx_linear *l, cdx_precision p)
+{
+    size_t b = l->b ? (size_t)l->out * sizeof(float) : 0;
+    if (p == CDX_PRECISION_BF16 && l->bf)
+        return b + cdx_bf16_pack_elems(l->out, l->in) * sizeof(uint16_t);
+    if (p == CDX_PRECISION_INT8 && l->q8 && l->q8->w)
+        return b + cdx_q8_pack_bytes(l->out, l->in) + (size_t)l->in * sizeof(float) +
+               (size_t)(l->out + CDX_Q8_NR - 1) / CDX_Q8_NR * CDX_Q8_NR * 8;
+    return b + (l->wp ? cdx_pack_floats(l->out, l->in) : (size_t)l->out * l->in) * sizeof(float);
+}
+
+static size_t blocks_bytes(const cdx_block *bk, const cdx_tower_config *cfg, cdx_precision p)
+{
+    size_t b = 0;
+    for (int i = 0; bk && i < cfg->layers; i++) {
+        cdx_block *x = (cdx_block *)&bk[i];
+        for (int j = 0; j < 4; j++) b += linear_bytes(block_linear(x, j), p);
+        b += (size_t)4 * cfg->width * sizeof(float);   /* two LayerNorms */
+    }
+    return b;
+}
+
+size_t cdx_model_weight_bytes(const cdx_model *m, cdx_precision p, int towers)
+{
+    size_t b = 0;
+    if (towers & CDX_TOWER_TEXT) {
+        const cdx_text_tower *t = &m->text;
+        b += (size_t)(t->vocab_size + t->context_length) * t->cfg.width * sizeof(float);
+        b += blocks_bytes(t->blocks, &t->cfg, p) + linear_bytes(&t->proj, p);
+    }
+    if (towers & CDX_TOWER_VISION) {
+        const cdx_vision_tower *v = &m->vision;
+        size_t k = (size_t)3 * v->patch_size * v->patch_size;
+        b += (v->patch_wp ? cdx_pack_floats(v->cfg.width, (int)k) : (size_t)v->cfg.width * k) * sizeof(float);
+        b += (size_t)(v->n_tokens + 1) * v->cfg.width * sizeof(float);
+        b += blocks_bytes(v->blocks, &v->cfg, p) + linear_bytes(&v->proj, p);
+    }
+    return b;
+}
+
 static int enter_threads(const cdx_ctx *c)
 {
     int prev = omp_get_max_threads();
@@ -458,6 +819,7 @@ cdx_result cdx_encode_images(cdx_ctx *ctx, const float *pixels, int n, float *ou
     if (!ctx || n < 0 || (n > 0 && (!pixels || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_encode_images: bad arguments");
     cdx_result r = cdx_model_need(ctx->m, CDX_TOWER_VISION);   /* lazy: first image */
+    if (!r) r = need_q8(ctx, CDX_TOWER_VISION);
     if (r) return r;
     const cdx_vision_tower *v = &ctx->m->vision;
     const size_t per = (size_t)3 * v->image_size * v->image_size;
@@ -518,6 +880,7 @@ static cdx_result encode_tokens_at(cdx_ctx *ctx, const int32_t *ids, int n, floa
                                    int normalize, int tap0)
 {
     cdx_result r = cdx_model_need(ctx->m, CDX_TOWER_TEXT);   /* lazy: first text */
+    if (!r) r = need_q8(ctx, CDX_TOWER_TEXT);
     if (r) return r;
     const cdx_text_tower *t = &ctx->m->text;
     const int T = t->context_length, E = t->proj.out;

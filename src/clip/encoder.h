@@ -28,4 +28,9 @@ void cdx_ctx_set_taps(cdx_ctx *ctx, const cdx_taps *taps);
 /* Use the plain reference kernels instead of the optimised ones (tests). */
 void cdx_ctx_set_reference(cdx_ctx *ctx, int on);
 
+/* Bytes of the weights a forward pass of `towers` (CDX_TOWER_* bits) at
+ * precision p reads (int8: the int8 copies where they exist, the float32
+ * tensors that stay float32, e.g. embeddings and projections). */
+size_t cdx_model_weight_bytes(const cdx_model *m, cdx_precision p, int towers);
+
 #endif

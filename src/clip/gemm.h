@@ -95,6 +95,55 @@ void cdx_unpack_weights(int n, int k, const float *P, float *W, int ldw);
 void cdx_gemm_packed(int m, int n, int k, const float *A, int lda, const float *P,
                      const float *bias, int act, int accumulate, float *C, int ldc, int fast);
 
+/* int8 weights and activations (gemm_q8.c; the numbers and the layout are
+ * described there).  W [n,k] times smooth[k] (NULL = 1) is quantised per
+ * output row to [-qmax, qmax] (cdx_q8_weight_max(): 127 with VNNI, else 63)
+ * into P (cdx_q8_pack_bytes(n, k) bytes, panels of CDX_Q8_NR columns, k
+ * padded to cdx_q8_kpad(k)), scale[] and colsum[] (both n rounded up to
+ * CDX_Q8_NR entries).  cdx_q8_quantize_rows turns m rows of A (times
+ * inv_smooth[k], NULL = 1) into u8 codes Q (ldq >= kpad(k), the padding
+ * zeroed), a scale and a zero point per row.  cdx_gemm_q8 (wmax = the qmax
+ * the weights were packed with):
+ *   C = act(dequant(Q) dequant(P)^T + bias (+ C when accumulate))
+ * fast = 1: the kernel of cdx_cpu_level() (VNNI on AVX-512 CPUs that have it,
+ * AVX2 for wmax <= 63, plain C); fast = 0: the reference loop. */
+#define CDX_Q8_NR 16
+int cdx_q8_kpad(int k);
+size_t cdx_q8_pack_bytes(int n, int k);
+int cdx_q8_weight_max(void);
+void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smooth, int qmax,
+                         int8_t *P, float *scale, int32_t *colsum);
+void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *inv_smooth,
+                          uint8_t *Q, int ldq, float *ascale, int32_t *azp);
+void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
+                 const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
+                 int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+/* 1 when the CPU has AVX512_VNNI (+ F, BW); the kernel cdx_gemm_q8 runs for
+ * weights of range wmax: "vnni", "avx2" or "scalar" */
+int cdx_q8_vnni_supported(void);
+const char *cdx_q8_kernel_name(int wmax);
+/* 1 when bf16 runs natively: level avx512 and the CPU has AVX512_BF16
+ * (precision.c) */
+int cdx_bf16_native(void);
+
+/* bf16 weights and activations (gemm_bf16.c; layout described there).
+ * W [n,k] rounded to bf16 into P (cdx_bf16_pack_elems(n, k) values, panels
+ * of CDX_BF16_NR columns, k padded to cdx_bf16_kpad(k)); rows of A rounded
+ * into Q (ldq >= kpad(k), padding zeroed); cdx_gemm_bf16:
+ *   C = act(Q P^T + bias (+ C when accumulate)), float32 sums
+ * fast = 1: vdpbf16ps where cdx_bf16_native(), else (and fast = 0) the
+ * reference loop. */
+#define CDX_BF16_NR 16
+int cdx_bf16_kpad(int k);
+size_t cdx_bf16_pack_elems(int n, int k);
+uint16_t cdx_bf16_round(float f);   /* round to nearest even; NaN stays NaN */
+void cdx_bf16_pack_weights(int n, int k, const float *W, int ldw, uint16_t *P);
+void cdx_bf16_convert_rows(int m, int k, const float *A, int lda, uint16_t *Q, int ldq);
+void cdx_gemm_bf16(int m, int n, int k, const uint16_t *Q, int ldq, const uint16_t *P,
+                   const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+/* "avx512_bf16" or "reference" */
+const char *cdx_bf16_kernel_name(void);
+
 /* Threads for the engine's own parallel loops (cdx_par_for, common/pool.h):
  * the calling thread's OpenMP thread count (set per call by the encoder),
  * 1 inside an OpenMP parallel region or a cdx_par_for item. */

@@ -38,6 +38,17 @@
 
 typedef struct cdx_tokenizer cdx_tokenizer;
 
+/* The int8 copy of a block Linear (gemm_q8.c), made by the encoder on the
+ * first int8 use of its tower (cdx_model.q8_ready); owned by the model. */
+typedef struct cdx_linear_q8 {
+    int8_t *w;            /* cdx_q8_pack_bytes(out, in) bytes */
+    float *scale;         /* [out rounded up to CDX_Q8_NR] per output channel */
+    int32_t *colsum;      /* [same] */
+    float *inv_smooth;    /* [in] 1 / SmoothQuant factor (the weights carry it) */
+    float *amax;          /* [in] max |input| per channel seen in calibration */
+    int wmax;             /* weight range [-wmax, wmax] (cdx_q8_weight_max) */
+} cdx_linear_q8;
+
 typedef struct cdx_linear {
     const float *w;   /* [out, in] */
     const float *b;   /* [out]; may be NULL (projections have no bias) */
@@ -46,6 +57,9 @@ typedef struct cdx_linear {
      * cdx_model_pack() at load; may be NULL ($CLIPDEX_PACK=0).
      * When wp is set, w is NULL. */
     const float *wp;
+    cdx_linear_q8 *q8;   /* block Linears at int8 precision; NULL until then */
+    uint16_t *bf;        /* block Linears at bf16 precision (gemm_bf16.c layout);
+                            NULL until the first bf16 use (encoder.c) */
 } cdx_linear;
 
 typedef struct cdx_layernorm {
@@ -111,6 +125,9 @@ struct cdx_model {
     int source[2];           /* per tower (text, vision): cdx_tower_source */
     void *prep_map[2];       /* mapped prepared file per tower, or NULL */
     size_t prep_len[2];
+    int q8_ready;            /* CDX_TOWER_* bits with int8 copies (encoder.c);
+                                set under tower_mu, __atomic acquire/release */
+    int bf16_ready;          /* the same for the bf16 copies */
 };
 
 /* Prepare the towers in `towers` (CDX_TOWER_* bits) if not yet done.

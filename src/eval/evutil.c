@@ -428,6 +428,7 @@ cdx_result ev_embed_texts(cdx_library *lib, const char *const *texts, size_t n, 
         return cdx_set_error(CDX_ERR_MISMATCH, "model dim %d != library dim %d", mi.embed_dim, info.dim);
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.max_batch = EV_TEXT_BATCH;
+    (void)cdx_precision_parse(info.run_precision, &cp.precision);   /* the library's */
     cdx_ctx *ctx = NULL;
     r = cdx_ctx_new(model, &cp, &ctx);
     if (r != CDX_OK) return ev_lib_error(r, "inference context");

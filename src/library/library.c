@@ -108,6 +108,7 @@ struct cdx_library {
     char fingerprint[65];
     char model_dir[4096];
     cdx_model *model;
+    cdx_precision precision;         /* resolved (never auto) */
 
     pthread_mutex_t wmu;
     catalog *wcat;
@@ -516,6 +517,7 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     lib->writable = p->writable;
     lib->n_threads = p->n_threads > 0 ? p->n_threads : 0;
     cdx_result r = CDX_OK;
+    if (p->load_model && (r = cdx_precision_resolve(p->precision, &lib->precision)) != CDX_OK) goto fail;
     lib->dir = walk_abspath(dir);
     lib->compact = p->compact;
     if (!lib->dir || !(lib->cat_path = cdx_path_join(lib->dir, "catalog.db"))) {
@@ -681,6 +683,13 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
         pthread_mutex_unlock(&lib->rmu);
     }
     info->dim = lib->dim;
+    pthread_mutex_lock(&lib->rmu);
+    if (catalog_meta_get(lib->rcat, "precision", info->precision, sizeof info->precision) != CDX_OK ||
+        !info->precision[0])
+        snprintf(info->precision, sizeof info->precision, "%s", "fp32");
+    pthread_mutex_unlock(&lib->rmu);
+    snprintf(info->run_precision, sizeof info->run_precision, "%s",
+             lib->model ? cdx_precision_name(lib->precision) : "");
     snprintf(info->model_fingerprint, sizeof info->model_fingerprint, "%s", lib->fingerprint);
     snprintf(info->model_dir, sizeof info->model_dir, "%s", lib->model_dir);
     return CDX_OK;
@@ -907,6 +916,30 @@ static int decode_threads(void)
     return cdx_cpu_count();
 }
 
+/* Catalog meta "precision": the precisions vectors were embedded at, joined
+ * by "+" in order of first use (absent: all fp32, the only one before). */
+static cdx_result record_precision(cdx_library *lib, uint64_t added)
+{
+    char have[32] = "", want[40];
+    const char *name = cdx_precision_name(lib->precision);
+    cdx_result r = catalog_meta_get(lib->wcat, "precision", have, sizeof have);
+    if (r == CDX_ERR_NOT_FOUND || (!r && !have[0])) {
+        uint64_t images = 0, vectors = 0;   /* vectors of earlier runs: fp32 */
+        r = catalog_counts(lib->wcat, &images, &vectors);
+        if (r) return r;
+        if (vectors <= added) return catalog_meta_set(lib->wcat, "precision", name);
+        snprintf(have, sizeof have, "%s", "fp32");
+    } else if (r) return r;
+    for (const char *p = have; *p;) {   /* already listed? */
+        size_t n = strcspn(p, "+");
+        if (n == strlen(name) && !strncmp(p, name, n)) return CDX_OK;
+        p += n + (p[n] == '+');
+    }
+    snprintf(want, sizeof want, "%s+%s", have, name);
+    if (strlen(want) >= sizeof have) return CDX_OK;   /* cannot grow: all three listed */
+    return catalog_meta_set(lib->wcat, "precision", want);
+}
+
 static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n_paths,
                                const cdx_index_params *p, cdx_index_stats *stats)
 {
@@ -920,12 +953,15 @@ static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n
         cdx_ctx_params cp = cdx_ctx_default_params();
         cp.n_threads = lib->n_threads;
         cp.max_batch = bs;
+        cp.precision = lib->precision;
         cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->index_ctx);
         if (r) return r;
         lib->index_batch = bs;
     }
     ingest_target t = {lib->wcat, lib->vec->vf, lib->model, lib->index_ctx, lib->dir, decode_threads()};
-    return ingest_run(&t, paths, n_paths, p, stats);
+    cdx_result r = ingest_run(&t, paths, n_paths, p, stats);
+    if (!r && stats->added) r = record_precision(lib, stats->added);
+    return r;
 }
 
 /* After indexing: bring existing companions up to date, build requested ones. */
@@ -1073,6 +1109,7 @@ static cdx_result ctx_get(cdx_library *lib, int *idx)
             cdx_ctx_params cp = cdx_ctx_default_params();
             cp.n_threads = lib->n_threads;
             cp.max_batch = EMBED_BATCH;   /* cdx_library_embed_texts batches */
+            cp.precision = lib->precision;
             cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->pool[lib->n_pool]);
             if (!r) {
                 *idx = lib->n_pool++;

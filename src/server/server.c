@@ -54,6 +54,7 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
     s->cfg.workers = workers;
     lp.n_threads = cfg->threads > 0 ? cfg->threads : 1;
     s->cfg.threads = lp.n_threads;
+    lp.precision = cfg->precision;
     cdx_result r = cdx_library_open(cfg->library_dir, &lp, &s->lib);
     if (r) {
         snprintf(err, err_len, "cannot open the library %s: %s%s", cfg->library_dir,

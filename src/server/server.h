@@ -54,6 +54,7 @@ typedef struct srv_config {
     uint64_t thumb_cache_bytes; /* thumbnail cache cap (default 512 MiB; 0 = no cache) */
     int workers;               /* inference/search workers (0 = 1 per 2 cores, at least 1) */
     int queue_limit;           /* queued search jobs before 503 (default 64) */
+    cdx_precision precision;   /* of the towers (default fp32) */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);
