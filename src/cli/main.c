@@ -36,6 +36,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "measure retrieval quality (queries, zero-shot, captions)"},
     {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
     {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},
+    {"ocr", cmd_ocr, "read text in the library's images into the full-text index"},
 };
 
 static void usage(FILE *f)
