@@ -137,10 +137,9 @@ int main(int argc, char **argv)
         free(data);
     }
     for (size_t i = 0; i < OCR_N_SAMPLES; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i % nn]);
         void *buf = NULL;
         size_t len = 0;
-        if (ocr_render(&OCR_SAMPLES[i], path, &buf, &len)) {
+        if (ocr_render(&OCR_SAMPLES[i], shared, &buf, &len)) {
             fprintf(stderr, "render '%s' failed: %s\n", OCR_SAMPLES[i].word, vips_error_buffer());
             continue;
         }

@@ -246,11 +246,14 @@ cdx_result ocr_check_langs(const char *langs)
     size_t len = strlen(langs);
     if (len >= OCR_LANGS_MAX)
         return cdx_error(CDX_ERR_INVALID_ARG, "OCR language list too long (%zu bytes)", len);
+    int plus = 0;
+    for (const char *p = langs; *p; p++) plus += *p == '+';
+    if (plus >= OCR_MAX_LANGS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "at most %d OCR languages", OCR_MAX_LANGS);
     char dir[4096], installed[2048];
     cdx_result r = ocr_installed_langs(installed, sizeof installed);
     if (r) return r;
     tessdata_dir(dir, sizeof dir);
-    int n = 0;
     for (const char *p = langs;;) {
         size_t l = strcspn(p, "+");
         if (l == 0 || l > 32)
@@ -263,8 +266,6 @@ cdx_result ocr_check_langs(const char *langs)
                 return cdx_error(CDX_ERR_INVALID_ARG, "OCR languages \"%s\": expected names "
                                  "like eng or eng+deu", langs);
         }
-        if (++n > OCR_MAX_LANGS)
-            return cdx_error(CDX_ERR_INVALID_ARG, "at most %d OCR languages", OCR_MAX_LANGS);
         char file[4200];
         struct stat st;
         snprintf(file, sizeof file, "%s/%.*s.traineddata", dir, (int)l, p);
