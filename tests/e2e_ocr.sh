@@ -7,6 +7,8 @@
 #    findable by keyword search, the plain photo is skipped, info counts
 #    them, a second run has nothing to do;
 #  - `clipdex index --ocr` on a new library does the same in one pass;
+#  - SIGINT during `clipdex ocr` commits what was read (exit 130) and the
+#    next run reads the rest;
 #  - the HTTP API: a keyword search finds the word and its result carries
 #    "ocr"; GET /api/images/ID too.
 set -u
@@ -63,6 +65,29 @@ lib2=$tmp/lib2
 python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert d["added"]==3 and d["ocr_read"]==2 and d["ocr_skipped"]==1, d' "$tmp/idx.json" && ok || bad "index --ocr summary"
 "$bin" search --library "$lib2" --mode keyword lighthouse >"$tmp/out" 2>&1
 grep -q '/a.png' "$tmp/out" && ok || bad "index --ocr: keyword search"
+
+# Ctrl-C: what was read is committed (exit 130), the next run resumes
+many=$tmp/many
+mkdir -p "$many"
+find "$shared/data/imagenet-sample" -maxdepth 1 -name '*.JPEG' | sort | sed -n '20,35p' | xargs -I{} cp {} "$many/"
+lib3=$tmp/lib3
+"$bin" index --library "$lib3" --model "$model" "$many" >/dev/null 2>&1 || bad "index many"
+"$bin" ocr --library "$lib3" --threads 1 --json >"$tmp/int.json" 2>&1 &
+pid=$!
+sleep 2
+kill -INT "$pid"
+wait "$pid"
+st=$?
+"$bin" ocr --library "$lib3" --json >"$tmp/rest.json" 2>&1 || bad "resumed ocr"
+python3 - "$tmp/int.json" "$tmp/rest.json" "$st" <<'PY' && ok || { bad "interrupted ocr"; cat "$tmp/int.json" "$tmp/rest.json"; }
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+done_a = a["read"] + a["skipped"] + a["failed"]
+assert sys.argv[3] == "130" and a["interrupted"] and a["todo"] == 16 and done_a < 16, a
+assert b["todo"] == 16 - a["read"] - a["skipped"] and not b["interrupted"], (a, b)
+assert b["read"] + b["skipped"] == b["todo"], b
+PY
+"$bin" check --library "$lib3" >/dev/null 2>&1 && ok || bad "check after the interrupted ocr"
 
 # the HTTP API
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

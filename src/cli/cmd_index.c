@@ -187,7 +187,8 @@ int cmd_index(int argc, char **argv)
     }
     if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
-    if (ip.ocr && cdx_ocr_check_langs(ip.ocr_lang)) { free(paths); return cli_fail("--ocr-lang", CDX_ERR_NOT_FOUND); }
+    cdx_result lr = ip.ocr ? cdx_ocr_check_langs(ip.ocr_lang) : CDX_OK;   /* before any work */
+    if (lr) { free(paths); return cli_fail("--ocr-lang", lr); }
     u.tty = !u.json && isatty(2);
     cdx_library_params lp = cdx_library_default_params();
     lp.model_dir = model;

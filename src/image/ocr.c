@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +286,13 @@ struct ocr_engine {
     TessBaseAPI *api;
 };
 
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+
+static void quiet_leptonica(void)
+{
+    setMsgSeverity(L_SEVERITY_NONE);   /* Leptonica's stderr chatter on odd boxes */
+}
+
 cdx_result ocr_engine_new(const char *langs, ocr_engine **out)
 {
     *out = NULL;
@@ -306,7 +314,7 @@ cdx_result ocr_engine_new(const char *langs, ocr_engine **out)
     /* adaptive (tiled) Otsu: a sign on a photo is binarised by its own
      * surroundings, not by the whole photo's histogram */
     TessBaseAPISetVariable(e->api, "thresholding_method", "1");
-    setMsgSeverity(L_SEVERITY_NONE);   /* Leptonica's stderr chatter on odd boxes */
+    pthread_once(&quiet_once, quiet_leptonica);
     TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
     *out = e;
     return CDX_OK;
