@@ -581,6 +581,9 @@ typedef struct cdx_library_info {
                                    libraries older than the record) */
     char run_precision[8];      /* precision this handle embeds at ("" when
                                    opened without the model) */
+    uint64_t ocr_images;        /* images with OCR text */
+    uint64_t ocr_read;          /* contents read by OCR (with or without text) */
+    uint64_t ocr_skipped;       /* of those, skipped: no text-like regions */
 } cdx_library_info;
 
 cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info);
@@ -629,6 +632,8 @@ typedef struct cdx_index_stats {
     double images_per_s;   /* embedded images per second */
     uint64_t skipped;      /* not images by name nor by content (README.md,
                               notes.csv in a photo folder): not "failed" */
+    uint64_t ocr_read;     /* (params.ocr) new contents read by Tesseract */
+    uint64_t ocr_skipped;  /*   ... skipped by the text-likeness test */
 } cdx_index_stats;
 
 typedef enum cdx_index_event_kind {
@@ -668,6 +673,9 @@ typedef struct cdx_index_params {
     int codes;                  /* companion code files to build after indexing:
                                    bits 1 << CDX_SCAN_INT8 / _BIT / _PCA8;
                                    existing companions are always brought up to date */
+    int ocr;                    /* read text in new images with Tesseract (on the
+                                   decode workers; docs/search.md) */
+    const char *ocr_lang;       /* Tesseract languages, "eng+deu" (NULL = "eng") */
 } cdx_index_params;
 
 cdx_index_params cdx_index_default_params(void);
@@ -977,6 +985,44 @@ typedef struct cdx_image_text {
 
 cdx_result cdx_library_get_text(cdx_library *lib, int64_t id, cdx_image_text *out);
 void cdx_image_text_free(cdx_image_text *t);
+
+/* ---------------------------------------------------------------- OCR
+ * Text inside images (docs/search.md): Tesseract reads images whose grey
+ * copy passes a cheap text-likeness test; the words go into the catalog's
+ * ocr_text and the full-text index (`ocr` column). */
+
+/* Check a language list ("eng", "eng+deu"; NULL = "eng") against the
+ * installed Tesseract data: CDX_ERR_NOT_FOUND naming the missing language
+ * and the installed ones, CDX_ERR_INVALID_ARG for a malformed list. */
+cdx_result cdx_ocr_check_langs(const char *langs);
+
+typedef struct cdx_ocr_stats {
+    uint64_t todo;           /* contents to read in this run */
+    uint64_t read;           /* read by Tesseract */
+    uint64_t with_text;      /*   of which some text was found */
+    uint64_t skipped;        /* no text-like regions: not read */
+    uint64_t failed;         /* unreadable, gone, changed since indexing
+                                (index again), or URLs / imported vectors */
+    double seconds;
+} cdx_ocr_stats;
+
+typedef struct cdx_ocr_params {
+    const char *lang;        /* NULL = "eng" */
+    int force;               /* read again what was read with lang before */
+    int n_threads;           /* reading threads, one Tesseract each (0 = cores) */
+    cdx_image_params image;  /* decoding limits */
+    void (*progress)(void *user, const cdx_ocr_stats *st);   /* ~every 0.5 s and
+                                                                at the end */
+    void *user;
+    cdx_cancel_flag *cancel; /* stop soon; what was read is committed */
+} cdx_ocr_params;
+
+cdx_ocr_params cdx_ocr_default_params(void);
+/* Read the catalogued image files not yet read with params->lang (every one
+ * with force) and store their text, in batches of one transaction each
+ * (writable handle).  A file whose bytes no longer match the catalogued
+ * content is not read (failed).  Running it again resumes. */
+cdx_result cdx_library_ocr(cdx_library *lib, const cdx_ocr_params *params, cdx_ocr_stats *stats);
 
 /* ---------------------------------------------------------------- check */
 

@@ -81,6 +81,7 @@ Architecture: $arch
 Maintainer: clipdex developers <clipdex@localhost>
 Installed-Size: $size
 Depends: $deps, adduser
+Recommends: tesseract-ocr-eng
 Section: graphics
 Priority: optional
 Description: self-hosted semantic image search with CLIP

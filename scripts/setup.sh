@@ -22,6 +22,10 @@ PKGS=(
   # tests/e2e_web.sh: the web interface in a real browser (playwright-core
   # from npm drives Debian's Chromium; no browser is downloaded)
   chromium nodejs
+  # OCR (docs/search.md "Text inside images"): Tesseract's C API and English;
+  # the OCR tests render words with libvips text (pango) in DejaVu fonts,
+  # e2e_ocr.sh with the vips command
+  libtesseract-dev tesseract-ocr-eng fonts-dejavu-core libvips-tools
 )
 
 missing=()

@@ -219,6 +219,7 @@ export function fillDetail(r, position) {
     [r.taken ? 'Taken' : 'Modified', formatDate(r.taken || r.mtime)],
     ['Camera', r.camera || 'Unknown'],
     ['Added', formatDate(r.added)],
+    ['Text in image', r.ocr || ''],
   ];
   $('#detail-meta').replaceChildren(...rows.filter(([, v]) => v).flatMap(([k, v]) =>
     [h('dt', {}, k), h('dd', { dataset: { field: k.toLowerCase() } }, v)]));

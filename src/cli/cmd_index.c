@@ -24,7 +24,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipdex index [--library DIR] [--model DIR] [--urls FILE] [--prune]\n"
-            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N] PATH...\n"
+            "                     [--json] [--verbose] [--fast] [--batch N] [--threads N]\n"
+            "                     [--ocr] [--ocr-lang eng+deu] PATH...\n"
             "       clipdex index [--library DIR] [--model DIR] --from nats://HOST:PORT/NAME\n"
             "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
             "  --batch N      images per embedding batch (default 32)\n"
             "  --threads N    inference threads (default all cores)\n"
             "  --precision P  fp32 (default), int8, bf16 or auto; recorded in the library\n"
+            "  --ocr          read text in new images (Tesseract) into the full-text index;\n"
+            "                 images without text-like regions are skipped (docs/search.md)\n"
+            "  --ocr-lang L   Tesseract languages, e.g. eng+deu (default eng; implies --ocr)\n"
             "  --codes K      also build companion codes for compressed search: int8, bit,\n"
             "                 pca8 or all (existing ones are always brought up to date)\n"
             "  --from nats://HOST:PORT/NAME  commit the results of a fleet pipeline\n"
@@ -163,6 +167,8 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
+        else if (!strcmp(a, "--ocr")) ip.ocr = 1;
+        else if (!strcmp(a, "--ocr-lang") && hv) { ip.ocr = 1; ip.ocr_lang = argv[++i]; }
         else if (!strcmp(a, "--codes") && hv) {
             const char *k = argv[++i];
             int s = cdx_scan_parse(k);
@@ -186,6 +192,8 @@ int cmd_index(int argc, char **argv)
     }
     if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
+    cdx_result lr = ip.ocr ? cdx_ocr_check_langs(ip.ocr_lang) : CDX_OK;   /* before any work */
+    if (lr) { free(paths); return cli_fail("--ocr-lang", lr); }
     u.tty = !u.json && isatty(2);
     cdx_library_params lp = cdx_library_default_params();
     lp.model_dir = model;
@@ -208,6 +216,9 @@ int cmd_index(int argc, char **argv)
     if (u.json) {
         fputs("{\"event\": \"summary\", ", stdout);
         print_stats_json(&st);
+        if (ip.ocr)
+            printf(", \"ocr_read\": %llu, \"ocr_skipped\": %llu", (unsigned long long)st.ocr_read,
+                   (unsigned long long)st.ocr_skipped);
         printf(", \"interrupted\": %s}\n", atomic_load(g_cancel) ? "true" : "false");
     } else {
         printf("%s%llu added, %llu unchanged, %llu moved, %llu duplicates, %llu failed, "
@@ -217,6 +228,9 @@ int cmd_index(int argc, char **argv)
                (unsigned long long)st.moved, (unsigned long long)st.duplicates,
                (unsigned long long)st.failed, (unsigned long long)st.skipped,
                (unsigned long long)st.removed, st.seconds, st.images_per_s);
+        if (ip.ocr)
+            printf("OCR: %llu read, %llu skipped (no text-like regions)\n",
+                   (unsigned long long)st.ocr_read, (unsigned long long)st.ocr_skipped);
     }
     fflush(stdout);
     if (atomic_load(g_cancel)) return 130;

@@ -14,7 +14,7 @@ static void usage(FILE *f)
                "embedded contents), model, dimension, bytes on disk, the vector\n"
                "file's dead rows and the bytes 'clipdex compact' would free, and the\n"
                "companion code files of compressed search (bytes per image resident\n"
-               "while scanning).\n");
+               "while scanning), and the images with OCR text (clipdex ocr).\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -53,9 +53,12 @@ int cmd_info(int argc, char **argv)
         fputs(", \"model_name\": ", stdout);
         cli_print_json_string(stdout, mname);
         printf(", \"model_fingerprint\": \"%s\", \"precision\": \"%s\", \"vector_rows\": %llu, \"dead_rows\": %llu, "
-               "\"reclaimable_bytes\": %llu, \"codes\": [", info.model_fingerprint, info.precision,
+               "\"reclaimable_bytes\": %llu", info.model_fingerprint, info.precision,
                (unsigned long long)info.vector_rows, (unsigned long long)info.dead_rows,
                (unsigned long long)info.reclaimable_bytes);
+        printf(", \"ocr_images\": %llu, \"ocr_read\": %llu, \"ocr_skipped\": %llu, \"codes\": [",
+               (unsigned long long)info.ocr_images, (unsigned long long)info.ocr_read,
+               (unsigned long long)info.ocr_skipped);
         for (int s = 0; s < nc; s++)
             printf("%s{\"scan\": \"%s\", \"present\": %s, \"fresh\": %s, \"rows\": %llu, "
                    "\"file_bytes\": %llu, \"bytes_per_image\": %llu}", s ? ", " : "",
@@ -73,6 +76,9 @@ int cmd_info(int argc, char **argv)
         printf("dead rows:   %llu of %llu vector rows (%llu bytes reclaimable by 'clipdex compact')\n",
                (unsigned long long)info.dead_rows, (unsigned long long)info.vector_rows,
                (unsigned long long)info.reclaimable_bytes);
+        printf("ocr:         %llu images with text (%llu contents read, %llu skipped: no "
+               "text-like regions)\n", (unsigned long long)info.ocr_images,
+               (unsigned long long)info.ocr_read, (unsigned long long)info.ocr_skipped);
         printf("f32 scan:    %llu bytes/image\n", (unsigned long long)info.dim * 4);
         for (int s = 0; s < nc; s++) {
             const cdx_codes_info *c = &ci[s];

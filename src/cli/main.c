@@ -37,6 +37,7 @@ static const command commands[] = {
     {"tune", cmd_tune, "fine-tune a model on (image, caption) pairs"},
     {"reindex", cmd_reindex, "move a library to another model; roll back"},
     {"tune-step", cmd_tune_step, "low-level fine-tuning: N contrastive steps on one batch"},
+    {"ocr", cmd_ocr, "read text in the library's images into the full-text index"},
 };
 
 static void usage(FILE *f)

@@ -225,6 +225,16 @@ cdx_result cdx_image_preprocess(const void *data, size_t len, const cdx_preproc_
                                 const cdx_image_params *params, float *out,
                                 cdx_image_meta *meta)
 {
+    return cdx_image_preprocess_hook(data, len, pre, params, out, meta, NULL, NULL);
+}
+
+cdx_result cdx_image_preprocess_hook(const void *data, size_t len,
+                                     const cdx_preproc_config *pre,
+                                     const cdx_image_params *params, float *out,
+                                     cdx_image_meta *meta,
+                                     void (*hook)(const struct cdx_pixels *px, void *user),
+                                     void *user)
+{
     if (meta) memset(meta, 0, sizeof *meta);
     if (!out) return cdx_error(CDX_ERR_INVALID_ARG, "preprocess: NULL output");
     cdx_result r = check_pre(pre);
@@ -241,6 +251,7 @@ cdx_result cdx_image_preprocess(const void *data, size_t len, const cdx_preproc_
         meta->orientation = px.orientation;
         snprintf(meta->format, sizeof meta->format, "%s", px.format);
     }
+    if (hook) hook(&px, user);
     r = run_pipeline(&px, pre, out);
     cdx_pixels_free(&px);
     return r;

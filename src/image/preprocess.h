@@ -25,4 +25,15 @@ cdx_result cdx_image_preprocess(const void *data, size_t len,
                                 const cdx_image_params *params, float *out,
                                 cdx_image_meta *meta);
 
+/* (ocr branch) The same, calling hook(pixels, user) with the decoded
+ * full-size pixels (orientation applied as params say) before they are
+ * resized and freed; hook may be NULL.  The pixels are read-only. */
+struct cdx_pixels;
+cdx_result cdx_image_preprocess_hook(const void *data, size_t len,
+                                     const cdx_preproc_config *pre,
+                                     const cdx_image_params *params, float *out,
+                                     cdx_image_meta *meta,
+                                     void (*hook)(const struct cdx_pixels *px, void *user),
+                                     void *user);
+
 #endif

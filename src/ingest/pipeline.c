@@ -20,7 +20,10 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "clip/model.h"
 #include "image/decode.h"
+#include "image/ocr.h"
+#include "image/preprocess.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
 
@@ -121,6 +124,8 @@ typedef struct item {
     cdx_image_record rec;    /* content facts (sha256, size, w, h, format, taken, camera) */
     char *meta_text;         /* embedded text and keyword list (malloc'd or NULL) */
     char *keywords;
+    char *ocr_text;          /* (params.ocr) malloc'd text read, or NULL */
+    int ocr_state;           /* 0 not read, 1 read, 2 skipped (no text-like regions) */
     int64_t mtime;
     cdx_index_event_kind ev; /* filled when applied */
     int64_t id;
@@ -239,6 +244,7 @@ static void item_free(run *r, item *it)
     pool_put(r, it->pixels);
     free(it->meta_text);
     free(it->keywords);
+    free(it->ocr_text);
     free(it);
 }
 
@@ -251,7 +257,29 @@ static void set_reason(item *it, cdx_result code)
                                                                        : cdx_result_str(code));
 }
 
-static void work_one(run *r, item *it)
+/* OCR on the decoded pixels (params.ocr): a grey copy, the text-likeness
+ * test, Tesseract when it passes.  Failures only lose the text (the
+ * content stays unread, so `clipdex ocr` can try again). */
+typedef struct ocr_job {
+    ocr_engine *eng;
+    item *it;
+} ocr_job;
+
+static void ocr_hook(const cdx_pixels *px, void *user)
+{
+    ocr_job *oj = user;
+    ocr_grey g;
+    if (!oj->eng || ocr_grey_from_pixels(px, &g) != CDX_OK) {
+        cdx_error_clear();
+        return;
+    }
+    if (!ocr_text_likely(&g)) oj->it->ocr_state = 2;
+    else if (ocr_engine_read(oj->eng, &g, &oj->it->ocr_text) == CDX_OK) oj->it->ocr_state = 1;
+    else cdx_error_clear();
+    ocr_grey_free(&g);
+}
+
+static void work_one(run *r, item *it, ocr_engine *eng)
 {
     job *j = it->j;
     void *data = NULL;
@@ -282,7 +310,9 @@ static void work_one(run *r, item *it)
         return;
     }
     cdx_image_meta meta;
-    e = cdx_preprocess_buffer(r->t->model, data, len, &r->p->image, it->pixels, &meta);
+    ocr_job oj = {eng, it};
+    e = cdx_image_preprocess_hook(data, len, &r->t->model->cfg.pre, &r->p->image, it->pixels,
+                                  &meta, r->p->ocr ? ocr_hook : NULL, &oj);
     if (!e) {
         cdx_image_exif ex;
         it->rec.width = meta.width;
@@ -304,6 +334,8 @@ static void work_one(run *r, item *it)
 static void *worker(void *arg)
 {
     run *r = arg;
+    ocr_engine *eng = NULL;   /* one Tesseract per worker thread */
+    if (r->p->ocr && ocr_engine_new(r->p->ocr_lang, &eng) != CDX_OK) cdx_error_clear();
     for (;;) {
         pthread_mutex_lock(&r->mu);
         int stop = r->stop;
@@ -314,7 +346,7 @@ static void *worker(void *arg)
         item *it = calloc(1, sizeof *it);
         if (!it) break;   /* out of memory: this worker stops; the others go on */
         it->j = &r->jobs[i];
-        work_one(r, it);
+        work_one(r, it, eng);
         pthread_mutex_lock(&r->mu);
         if (r->tail) r->tail->next = it;
         else r->head = it;
@@ -322,6 +354,7 @@ static void *worker(void *arg)
         pthread_cond_signal(&r->cv_item);
         pthread_mutex_unlock(&r->mu);
     }
+    ocr_engine_free(eng);
     pthread_mutex_lock(&r->mu);
     r->active--;
     pthread_cond_broadcast(&r->cv_item);
@@ -483,6 +516,11 @@ static cdx_result flush(run *r, batch *b)
             e = catalog_content_insert(c, &it->rec, slot);
             if (!e && (it->meta_text || it->keywords))
                 e = catalog_content_set_text(c, it->rec.sha256, it->meta_text, it->keywords);
+            if (!e && it->ocr_state)
+                e = catalog_content_set_ocr_read(c, it->rec.sha256, it->ocr_text,
+                                                 r->p->ocr_lang && *r->p->ocr_lang
+                                                     ? r->p->ocr_lang : "eng",
+                                                 it->ocr_state == 2);
             if (!e) e = apply_path(r, it, 1);
         } else {
             e = apply_path(r, it, 0);
@@ -510,6 +548,8 @@ static cdx_result flush(run *r, batch *b)
     for (size_t i = 0; i < b->n_emb && !e; i++) {
         int64_t slot = b->slots[i] == -2 ? (int64_t)(first + k++) : b->slots[i];
         if (slot >= 0) e = keymap_put(&r->keys, b->emb[i]->raw, slot, KEY_CATALOG);
+        if (slot >= 0 && b->emb[i]->ocr_state == 1) r->st->ocr_read++;
+        if (slot >= 0 && b->emb[i]->ocr_state == 2) r->st->ocr_skipped++;
     }
     pthread_mutex_unlock(&r->keys.mu);
     for (int pass = 0; pass < 2; pass++) {

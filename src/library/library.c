@@ -38,7 +38,9 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "image/ocr.h"
 #include "ingest/import.h"
+#include "ingest/ocr_pass.h"
 #include "ingest/pipeline.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
@@ -650,6 +652,8 @@ cdx_result cdx_library_get_info(cdx_library *lib, cdx_library_info *info)
         pthread_mutex_lock(&lib->rmu);
         r = catalog_begin_read(lib->rcat);
         if (!r) r = catalog_counts(lib->rcat, &info->images, &info->vectors);
+        if (!r) r = catalog_ocr_counts(lib->rcat, &info->ocr_images, &info->ocr_read,
+                                       &info->ocr_skipped);
         if (!r) r = vec_meta(lib->rcat, vid, vname);
         catalog_rollback(lib->rcat);
         if (!r) r = catalog_version(lib->rcat, &version);
@@ -993,12 +997,42 @@ cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_p
     cdx_index_stats local;
     if (!stats) stats = &local;
     const cdx_index_params *ip = params ? params : &defaults;
+    if (ip->ocr) {   /* an unknown language fails before any work */
+        cdx_result lr = ocr_check_langs(ip->ocr_lang);
+        if (lr) return lr;
+    }
     pthread_mutex_lock(&lib->wmu);
     cdx_result r = index_locked(lib, paths, n_paths, ip, stats);
     if (!r && !(ip->cancel && *ip->cancel)) auto_compact(lib);
     pthread_mutex_unlock(&lib->wmu);
     if (!r) r = refresh_codes(lib, (params ? params : &defaults)->codes);
     if (!r && !(ip->cancel && *ip->cancel)) ann_refresh(lib, 0, ip->cancel);
+    return r;
+}
+
+/* ---------------------------------------------------------------- OCR */
+
+cdx_result cdx_ocr_check_langs(const char *langs)
+{
+    return ocr_check_langs(langs);
+}
+
+cdx_ocr_params cdx_ocr_default_params(void)
+{
+    cdx_ocr_params p = {0};
+    p.image = cdx_image_default_params();
+    return p;
+}
+
+cdx_result cdx_library_ocr(cdx_library *lib, const cdx_ocr_params *params, cdx_ocr_stats *stats)
+{
+    cdx_ocr_params defaults = cdx_ocr_default_params();
+    cdx_ocr_stats local;
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_ocr: NULL library");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = ocr_pass_run(lib->wcat, params ? params : &defaults, stats ? stats : &local);
+    pthread_mutex_unlock(&lib->wmu);
     return r;
 }
 

@@ -29,5 +29,9 @@ int srv_image_part(const srv_part *parts, size_t n, const srv_part **out, srv_re
 
 /* {"id", "path", "sha256", ..., "file", "thumbnail"} of a record. */
 json_t *srv_image_json(const cdx_image_record *rec);
+/* (ocr branch) Add "ocr": the image's OCR text, cut to at most max bytes
+ * at a character boundary ("..." appended when cut); nothing when it has
+ * none. */
+void srv_image_add_ocr(cdx_library *lib, json_t *o, int64_t id, size_t max);
 
 #endif

@@ -109,6 +109,28 @@ json_t *srv_image_json(const cdx_image_record *rec)
     return o;
 }
 
+void srv_image_add_ocr(cdx_library *lib, json_t *o, int64_t id, size_t max)
+{
+    cdx_image_text t;
+    if (cdx_library_get_text(lib, id, &t) != CDX_OK) return;
+    size_t n = strlen(t.ocr);
+    if (n) {
+        int cut = n > max;
+        if (cut) {
+            n = max;
+            while (n && ((unsigned char)t.ocr[n] & 0xC0) == 0x80) n--;   /* UTF-8 boundary */
+        }
+        char *v = malloc(n + 4);
+        if (v) {
+            memcpy(v, t.ocr, n);
+            memcpy(v + n, cut ? "..." : "", cut ? 4 : 1);
+            json_object_set_new(o, "ocr", srv_json_string_lossy(v));
+            free(v);
+        }
+    }
+    cdx_image_text_free(&t);
+}
+
 /* ------------------------------------------------------------ metadata */
 
 static const char *const no_args[] = {NULL};
@@ -133,7 +155,9 @@ void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
     if (srv_check_args(rq, no_args, rs)) return;
     cdx_image_record rec;
     if (load_record(s, rq, &rec, rs)) return;
-    srv_json_reply(rs, 200, srv_image_json(&rec));
+    json_t *o = srv_image_json(&rec);
+    if (o) srv_image_add_ocr(s->lib, o, rec.id, 65536);
+    srv_json_reply(rs, 200, o);
 }
 
 /* GET /api/images?offset=N&limit=M: catalogued images in id order. */

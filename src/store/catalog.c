@@ -106,6 +106,17 @@ static const char migrate_v2_sql[] =
     "  FROM images i LEFT JOIN contents c ON c.sha256 = i.sha256;"
     "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
 
+/* ---- version 3: OCR state (ocr branch) -----------------------------------
+ * contents.ocr_lang is NULL until the content was read by OCR, then the
+ * languages used ("eng+deu"); ocr_skipped = 1 when the text-likeness test
+ * found nothing worth reading (ocr_text stays '').  `clipdex ocr` reads
+ * what is NULL or was read with other languages, so it resumes.  Neither
+ * column is in the full-text index (its triggers ignore them). */
+static const char migrate_v3_sql[] =
+    "ALTER TABLE contents ADD COLUMN ocr_lang TEXT;"
+    "ALTER TABLE contents ADD COLUMN ocr_skipped INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
+
 struct catalog {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
@@ -183,6 +194,10 @@ static cdx_result setup_schema(catalog *c, int writable)
     if (v < 2 && (r = exec(c, migrate_v2_sql))) {
         exec(c, "ROLLBACK");
         return cdx_error_prefix(r, "upgrading the catalog to schema version 2");
+    }
+    if (v < 3 && (r = exec(c, migrate_v3_sql))) {
+        exec(c, "ROLLBACK");
+        return cdx_error_prefix(r, "upgrading the catalog to schema version 3");
     }
     return exec(c, "COMMIT");
 }
@@ -816,6 +831,76 @@ cdx_result catalog_content_set_ocr(catalog *c, const char *sha256, const char *t
     bind_text(s, 1, sha256);
     bind_text(s, 2, text ? text : "");
     cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_content_set_ocr_read(catalog *c, const char *sha256, const char *text,
+                                       const char *lang, int skipped)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "UPDATE contents SET ocr_text = ?2, ocr_lang = ?3, "
+                           "ocr_skipped = ?4 WHERE sha256 = ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "storing OCR text");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, text ? text : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, lang, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, skipped != 0);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_ocr_counts(catalog *c, uint64_t *images_with_text, uint64_t *read,
+                              uint64_t *skipped)
+{
+    cdx_result r = count_rows(c, "SELECT count(*) FROM images i JOIN contents c ON "
+                              "c.sha256 = i.sha256 WHERE c.ocr_text <> ''", images_with_text);
+    if (!r) r = count_rows(c, "SELECT count(*) FROM contents WHERE ocr_lang IS NOT NULL", read);
+    if (!r) r = count_rows(c, "SELECT count(*) FROM contents WHERE ocr_skipped <> 0", skipped);
+    return r;
+}
+
+cdx_result catalog_ocr_todo_count(catalog *c, const char *lang, int force, uint64_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM contents WHERE ?2 OR ocr_lang IS NULL "
+                           "OR ocr_lang <> ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "counting images for OCR");
+    sqlite3_bind_text(s, 1, lang, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, force != 0);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? CDX_OK : db_fail(c, "counting images for OCR");
+}
+
+cdx_result catalog_ocr_todo(catalog *c, const char *lang, int force, const char *after,
+                            size_t limit, catalog_ocr_job *out, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT c.sha256, (SELECT path FROM images i WHERE "
+                           "i.sha256 = c.sha256 ORDER BY i.id LIMIT 1) FROM contents c "
+                           "WHERE c.sha256 > ?1 AND (?3 OR c.ocr_lang IS NULL OR c.ocr_lang <> ?2) "
+                           "ORDER BY c.sha256 LIMIT ?4", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "listing images for OCR");
+    sqlite3_bind_text(s, 1, after ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, lang, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, force != 0);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)limit);
+    int rc;
+    cdx_result r = CDX_OK;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < limit) {
+        const char *sha = (const char *)sqlite3_column_text(s, 0);
+        const char *path = (const char *)sqlite3_column_text(s, 1);
+        catalog_ocr_job *j = &out[*n];
+        snprintf(j->sha256, sizeof j->sha256, "%s", sha ? sha : "");
+        if (!path || !(j->path = strdup(path))) continue;   /* no image: nothing to read */
+        (*n)++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images for OCR");
     sqlite3_finalize(s);
     return r;
 }

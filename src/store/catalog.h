@@ -17,6 +17,8 @@
  * metadata); contents.meta_text, keywords (embedded EXIF/IPTC/XMP), ocr_text;
  * and the FTS5 table fts(path, name, title, description, tags, embedded,
  * ocr), rowid = images.id, kept in step by triggers (see catalog.c).
+ * Version 3 adds contents.ocr_lang (NULL until read by OCR) and
+ * ocr_skipped (the text-likeness test found nothing to read).
  * Invariants (verified by catalog_check_refs / cdx_library_check):
  *  - every images.sha256 has a contents row; every contents row has at least
  *    one image (the last image's removal deletes its content row);
@@ -50,7 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 3
 
 typedef struct catalog catalog;
 
@@ -174,6 +176,24 @@ cdx_result catalog_content_set_text(catalog *c, const char *sha256, const char *
                                     const char *keywords);
 /* Text read from the pixels (per content; for a later OCR pass). */
 cdx_result catalog_content_set_ocr(catalog *c, const char *sha256, const char *text);
+/* (ocr branch, schema 3) Text read from the pixels with languages lang,
+ * or nothing read when skipped (the text-likeness test said no text);
+ * marks the content as read with lang. */
+cdx_result catalog_content_set_ocr_read(catalog *c, const char *sha256, const char *text,
+                                       const char *lang, int skipped);
+/* Images whose content has OCR text; contents read; contents skipped. */
+cdx_result catalog_ocr_counts(catalog *c, uint64_t *images_with_text, uint64_t *read,
+                              uint64_t *skipped);
+typedef struct catalog_ocr_job {
+    char sha256[65];
+    char *path;          /* malloc'd: the content's first image (path or URL) */
+} catalog_ocr_job;
+/* How many contents catalog_ocr_todo would list from the start. */
+cdx_result catalog_ocr_todo_count(catalog *c, const char *lang, int force, uint64_t *n);
+/* Up to limit contents with sha256 > after (in sha256 order) that were not
+ * read with lang (all of them when force), each with one image path. */
+cdx_result catalog_ocr_todo(catalog *c, const char *lang, int force, const char *after,
+                            size_t limit, catalog_ocr_job *out, size_t *n);
 /* Source metadata of one image (feeds, imports, the API); tags is a stored
  * tag list.  NOT_FOUND for an unknown id. */
 cdx_result catalog_image_set_source(catalog *c, int64_t id, const char *title,
