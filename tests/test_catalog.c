@@ -193,7 +193,7 @@ static void test_upgrade(const char *dir)
     CHECK(catalog_open(path, 0, 0, &c) == CDX_ERR_UNSUPPORTED);   /* a reader does not migrate */
     CHECK(catalog_open(path, 1, 0, &c) == CDX_OK);
     char v[32];
-    CHECK(catalog_meta_get(c, "schema_version", v, sizeof v) == CDX_OK && !strcmp(v, "2"));
+    CHECK(catalog_meta_get(c, "schema_version", v, sizeof v) == CDX_OK && !strcmp(v, "3"));
     CHECK(catalog_meta_get(c, "dim", v, sizeof v) == CDX_OK && !strcmp(v, "512"));
     CHECK(!strcmp(fts(c, "lighthouse", NULL), "1"));
     CHECK(!strcmp(fts(c, "nikon", NULL), "1"));
@@ -216,7 +216,7 @@ int main(void)
     CHECK(catalog_open(path, 0, 0, &c) != CDX_OK);   /* missing, read-only */
     CHECK(catalog_open(path, 1, 1, &c) == CDX_OK);
     char v[32];
-    CHECK(catalog_meta_get(c, "schema_version", v, sizeof v) == CDX_OK && !strcmp(v, "2"));
+    CHECK(catalog_meta_get(c, "schema_version", v, sizeof v) == CDX_OK && !strcmp(v, "3"));
 
     /* contents a (jpeg, taken 2001), b (png, no EXIF date) */
     cdx_image_record a = content("a", "jpeg", 978307200), b = content("b", "png", 0);

@@ -121,6 +121,8 @@ typedef struct item {
     cdx_image_record rec;    /* content facts (sha256, size, w, h, format, taken, camera) */
     char *meta_text;         /* embedded text and keyword list (malloc'd or NULL) */
     char *keywords;
+    uint64_t phash;          /* perceptual hash (valid when has_phash) */
+    int has_phash;
     int64_t mtime;
     cdx_index_event_kind ev; /* filled when applied */
     int64_t id;
@@ -288,6 +290,8 @@ static void work_one(run *r, item *it)
         it->rec.width = meta.width;
         it->rec.height = meta.height;
         snprintf(it->rec.format, sizeof it->rec.format, "%s", meta.format);
+        it->phash = meta.phash;
+        it->has_phash = meta.has_phash;
         if (cdx_image_read_exif(data, len, &ex) == CDX_OK) {
             it->rec.taken = ex.taken;
             snprintf(it->rec.camera, sizeof it->rec.camera, "%s", ex.camera);
@@ -483,6 +487,7 @@ static cdx_result flush(run *r, batch *b)
             e = catalog_content_insert(c, &it->rec, slot);
             if (!e && (it->meta_text || it->keywords))
                 e = catalog_content_set_text(c, it->rec.sha256, it->meta_text, it->keywords);
+            if (!e && it->has_phash) e = catalog_content_set_phash(c, it->rec.sha256, it->phash);
             if (!e) e = apply_path(r, it, 1);
         } else {
             e = apply_path(r, it, 0);
