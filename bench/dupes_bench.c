@@ -82,9 +82,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (n < 1000 || dim < 8 || pairs < 1 || 4 * pairs > n || sample < pairs || sample > n ||
+    if (n < 1000 || dim < 8 || pairs < 1 || 4 * pairs > n || sample < 2 * pairs || sample > n ||
         !(threshold > 0 && threshold <= 1)) {
-        fprintf(stderr, "dupes_bench: bad sizes (n >= 1000, 4 * pairs <= n, pairs <= sample <= n, 0 < threshold <= 1)\n");
+        fprintf(stderr, "dupes_bench: bad sizes (n >= 1000, 4 * pairs <= n, 2 * pairs <= sample <= n, 0 < threshold <= 1)\n");
         return 2;
     }
     if (threads > 0) omp_set_num_threads(threads);
