@@ -207,6 +207,9 @@ typedef struct cdx_image_meta {
     int width, height;       /* as stored, before any EXIF rotation */
     int orientation;         /* EXIF orientation 1..8, 1 when absent */
     char format[16];         /* "jpeg", "png", "webp", "gif", "tiff", ... */
+    uint64_t phash;          /* 64-bit DCT perceptual hash of the displayed
+                                image (docs/search.md "Near-duplicates") */
+    int has_phash;           /* 0 when it could not be computed */
 } cdx_image_meta;
 
 /* Decode an image and produce the model's normalised float32 [3,S,S] input
@@ -217,6 +220,12 @@ cdx_result cdx_preprocess_file(const cdx_model *model, const char *path,
 cdx_result cdx_preprocess_buffer(const cdx_model *model, const void *data,
                                  size_t len, const cdx_image_params *params,
                                  float *out, cdx_image_meta *meta);
+
+/* The 64-bit perceptual hash of an encoded image (decoded with params, NULL
+ * = defaults), as indexing stores it; cdx_phash_distance = differing bits. */
+cdx_result cdx_image_phash(const void *data, size_t len, const cdx_image_params *params,
+                           uint64_t *out);
+int cdx_phash_distance(uint64_t a, uint64_t b);
 
 /* ---------------------------------------------------------------- inference */
 
@@ -1023,6 +1032,69 @@ cdx_ocr_params cdx_ocr_default_params(void);
  * (writable handle).  A file whose bytes no longer match the catalogued
  * content is not read (failed).  Running it again resumes. */
 cdx_result cdx_library_ocr(cdx_library *lib, const cdx_ocr_params *params, cdx_ocr_stats *stats);
+/* ---------------------------------------------------------------- near-duplicates
+ * (docs/search.md "Near-duplicates").  Candidates: the k nearest images of
+ * every image by embedding similarity (one cdx_library_search_vectors call
+ * per batch of images, so whatever that call scans with - int8 codes, an
+ * approximate index - serves it); confirmed by the perceptual hashes made
+ * at indexing time (cdx_image_meta.phash) so unrelated look-alikes are not
+ * merged; confirmed pairs are joined into groups (union-find). */
+
+#define CDX_DUPES_MAX_NEIGHBOURS 100
+
+typedef struct cdx_dupes_params {
+    float threshold;          /* candidates: cosine similarity >= threshold,
+                                 0 < threshold <= 1 (default 0.9) */
+    int max_distance;         /* confirmed: pHash Hamming distance <= this,
+                                 0..32 (default 12) */
+    size_t neighbours;        /* candidates per image, 1..100 (default 8) */
+    int scan;                 /* candidate scan (default CDX_SCAN_INT8) */
+    int rehash;               /* 1: hash images that have no hash (writable
+                                 handles; default); 2: re-hash every image */
+    void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);
+    void *user;
+    cdx_cancel_flag *cancel;  /* non-zero: stop soon (out->cancelled) */
+} cdx_dupes_params;
+
+cdx_dupes_params cdx_dupes_default_params(void);
+
+typedef struct cdx_dupe {
+    int64_t id;
+    int keeper;               /* 1 for the group's suggested keeper */
+    int64_t via;              /* the image it was matched with (its most
+                                 similar confirmed pair) */
+    float similarity;         /* cosine similarity with via */
+    int distance;             /* pHash bits differing from via; -1 when both
+                                 are the same content (identical bytes) */
+} cdx_dupe;
+
+typedef struct cdx_dupe_group {
+    size_t first, count;      /* members[first .. first + count) */
+    int64_t keeper;           /* most pixels, then oldest (EXIF date, else
+                                 mtime), then smallest id */
+} cdx_dupe_group;
+
+typedef struct cdx_dupes {
+    cdx_dupe_group *groups;
+    size_t n_groups;
+    cdx_dupe *members;
+    size_t n_members;
+    uint64_t images;          /* images examined */
+    uint64_t unhashed;        /* images without a hash (URLs, imported
+                                 vectors, unreadable files): grouped only
+                                 with identical contents */
+    uint64_t hashed;          /* hashes computed by this run */
+    uint64_t candidates;      /* candidate pairs above the threshold */
+    uint64_t rejected;        /* candidates the hashes did not confirm */
+    double seconds;
+    int cancelled;            /* params->cancel stopped the search early:
+                                 the groups cover the images searched */
+} cdx_dupes;
+
+/* *out: malloc'd, free with cdx_dupes_free.  Bad parameters are
+ * CDX_ERR_INVALID_ARG with a message naming the allowed range. */
+cdx_result cdx_library_dupes(cdx_library *lib, const cdx_dupes_params *params, cdx_dupes **out);
+void cdx_dupes_free(cdx_dupes *d);
 
 /* ---------------------------------------------------------------- check */
 

@@ -14,6 +14,8 @@ PKGS=(
   libnats-dev nats-server
   # tests: a real HTTP server on loopback for 'model fetch', image tooling
   python3 curl
+  # tests/e2e_dupes.sh, e2e_web_dupes.sh: copies of photos made with the vips CLI
+  libvips-tools
   # bench/serve_bench.sh: HTTP load generator
   wrk
   # scripts/package.sh (Debian package: man pages from --help, dependencies)

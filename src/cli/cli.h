@@ -27,6 +27,7 @@ int cmd_ocr(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_dupes(int argc, char **argv);    /* cmd_dupes.c */
 
 /* Library commands' shared helpers (cli_lib.c). */
 /* Parse "YYYY-MM-DD" or ISO 8601 "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|-HH:MM]"

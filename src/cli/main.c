@@ -28,6 +28,7 @@ static const command commands[] = {
     {"rm", cmd_rm, "remove images from the library"},
     {"check", cmd_check, "verify the catalog and vectors agree"},
     {"compact", cmd_compact, "free the space of removed images' vectors"},
+    {"dupes", cmd_dupes, "group near-duplicate images (resized, re-encoded, cropped copies)"},
     {"import", cmd_import, "load embeddings computed elsewhere (.npy + CSV/JSONL)"},
     {"export", cmd_export, "write the library's vectors (.npy) and records (JSONL)"},
     {"serve", cmd_serve, "serve a library over HTTP (JSON API and web interface)"},

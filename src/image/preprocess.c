@@ -26,6 +26,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "image/decode.h"
+#include "image/phash.h"
 #include "image/resize.h"
 
 #include <math.h>
@@ -250,6 +251,10 @@ cdx_result cdx_image_preprocess_hook(const void *data, size_t len,
         meta->height = px.stored_height;
         meta->orientation = px.orientation;
         snprintf(meta->format, sizeof meta->format, "%s", px.format);
+        /* the near-duplicate hash, from the same decode (before the resize,
+         * which premultiplies alpha in place); no hash is not an error */
+        if (cdx_phash_pixels(&px, &meta->phash) == CDX_OK) meta->has_phash = 1;
+        else cdx_error_clear();
     }
     if (hook) hook(&px, user);
     r = run_pipeline(&px, pre, out);
@@ -284,3 +289,17 @@ cdx_result cdx_preprocess_file(const cdx_model *model, const char *path,
     if (r) return cdx_error_prefix(r, path);
     return CDX_OK;
 }
+
+cdx_result cdx_image_phash(const void *data, size_t len, const cdx_image_params *params, uint64_t *out)
+{
+    if (!data || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_image_phash: NULL argument");
+    cdx_image_params defaults = cdx_image_default_params();
+    cdx_pixels px;
+    cdx_result r = cdx_image_decode(data, len, params ? params : &defaults, CDX_PHASH_SIDE, &px);
+    if (r) return r;
+    r = cdx_phash_pixels(&px, out);
+    cdx_pixels_free(&px);
+    return r;
+}
+
+int cdx_phash_distance(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }

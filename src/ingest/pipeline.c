@@ -126,6 +126,8 @@ typedef struct item {
     char *keywords;
     char *ocr_text;          /* (params.ocr) malloc'd text read, or NULL */
     int ocr_state;           /* 0 not read, 1 read, 2 skipped (no text-like regions) */
+    uint64_t phash;          /* perceptual hash (valid when has_phash) */
+    int has_phash;
     int64_t mtime;
     cdx_index_event_kind ev; /* filled when applied */
     int64_t id;
@@ -318,6 +320,8 @@ static void work_one(run *r, item *it, ocr_engine *eng)
         it->rec.width = meta.width;
         it->rec.height = meta.height;
         snprintf(it->rec.format, sizeof it->rec.format, "%s", meta.format);
+        it->phash = meta.phash;
+        it->has_phash = meta.has_phash;
         if (cdx_image_read_exif(data, len, &ex) == CDX_OK) {
             it->rec.taken = ex.taken;
             snprintf(it->rec.camera, sizeof it->rec.camera, "%s", ex.camera);
@@ -521,6 +525,7 @@ static cdx_result flush(run *r, batch *b)
                                                  r->p->ocr_lang && *r->p->ocr_lang
                                                      ? r->p->ocr_lang : "eng",
                                                  it->ocr_state == 2);
+            if (!e && it->has_phash) e = catalog_content_set_phash(c, it->rec.sha256, it->phash);
             if (!e) e = apply_path(r, it, 1);
         } else {
             e = apply_path(r, it, 0);

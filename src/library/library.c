@@ -46,6 +46,7 @@
 #include "ingest/walk.h"
 #include "library/lib_ann.h"
 #include "library/lib_codes.h"
+#include "search/dupes.h"
 #include "search/topk.h"
 #include "store/catalog.h"
 #include "store/npy.h"
@@ -3236,4 +3237,311 @@ cdx_result cdx_library_sync_model(cdx_library *lib, int *changed)
     pthread_mutex_unlock(&lib->rmu);
     if (changed) *changed = 1;
     return CDX_OK;
+}
+/* ---------------------------------------------------------------- near-duplicates
+ * (dupes branch; include/clipdex.h, docs/search.md "Near-duplicates").
+ * 1. one read transaction: every image's slot, hash, size and date, and
+ *    the vector file the slots refer to;
+ * 2. writable handles hash the images that have none (rehash 2: all),
+ *    from their files (checked against the catalogued sha256), committed
+ *    in batches;
+ * 3. the k nearest images of each content, DUPES_BATCH contents per
+ *    cdx_library_search_vectors call (the one place an approximate index
+ *    will serve), each hit confirmed by the hashes;
+ * 4. search/dupes.c groups the confirmed pairs. */
+
+#define DUPES_BATCH 256
+#define DUPES_HASH_COMMIT 64
+#define DUPES_MAX_PAIRS ((size_t)1 << 28)
+
+cdx_dupes_params cdx_dupes_default_params(void)
+{
+    cdx_dupes_params p;
+    memset(&p, 0, sizeof p);
+    p.threshold = 0.9f;
+    p.max_distance = 12;
+    p.neighbours = 8;
+    p.scan = CDX_SCAN_INT8;
+    p.rehash = 1;
+    return p;
+}
+
+typedef struct dupes_scan {
+    dupes_image *im;
+    int64_t *slot;
+    char (*sha)[65];
+    char **path;          /* only for images to hash, else NULL */
+    size_t n, cap;
+    int all;              /* rehash every image */
+    int oom;
+    char vid[VEC_ID_HEX], vname[VEC_NAME_MAX];
+} dupes_scan;
+
+static void dupes_scan_free(dupes_scan *ds)
+{
+    for (size_t i = 0; i < ds->n; i++) free(ds->path[i]);
+    free(ds->im);
+    free(ds->slot);
+    free(ds->sha);
+    free(ds->path);
+    memset(ds, 0, sizeof *ds);
+}
+
+static int dupes_row(void *user, const catalog_dupe_row *row)
+{
+    dupes_scan *ds = user;
+    if (ds->n == ds->cap) {
+        size_t nc = ds->cap ? ds->cap * 2 : 1024;
+        dupes_image *im = realloc(ds->im, nc * sizeof *im);
+        if (im) ds->im = im;
+        int64_t *sl = realloc(ds->slot, nc * sizeof *sl);
+        if (sl) ds->slot = sl;
+        char(*sha)[65] = realloc(ds->sha, nc * sizeof *sha);
+        if (sha) ds->sha = sha;
+        char **pa = realloc(ds->path, nc * sizeof *pa);
+        if (pa) ds->path = pa;
+        if (!im || !sl || !sha || !pa) return ds->oom = 1;
+        ds->cap = nc;
+    }
+    size_t i = ds->n;
+    ds->im[i] = (dupes_image){row->id, row->phash, row->has_phash, row->pixels, row->date};
+    ds->slot[i] = row->slot;
+    snprintf(ds->sha[i], sizeof ds->sha[i], "%s", row->sha256);
+    ds->path[i] = NULL;
+    if ((ds->all || !row->has_phash) && !is_url(row->path) && !(ds->path[i] = strdup(row->path)))
+        return ds->oom = 1;
+    ds->n++;
+    return 0;
+}
+
+static cdx_result dupes_read(cdx_library *lib, dupes_scan *ds)
+{
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_begin_read(lib->rcat);
+    if (!r) r = vec_meta(lib->rcat, ds->vid, ds->vname);
+    if (!r) r = catalog_each_dupe_row(lib->rcat, dupes_row, ds);
+    catalog_rollback(lib->rcat);
+    pthread_mutex_unlock(&lib->rmu);
+    if (!r && ds->oom) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    return r;
+}
+
+/* Step 2: hash from the files; one content hashed once. */
+static cdx_result dupes_hash(cdx_library *lib, dupes_scan *ds, const cdx_dupes_params *p, cdx_dupes *d)
+{
+    size_t todo = 0, done = 0, pend = 0;
+    for (size_t i = 0; i < ds->n; i++) todo += ds->path[i] != NULL;
+    size_t *pending = malloc(DUPES_HASH_COMMIT * sizeof *pending);
+    if (!pending) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_result r = CDX_OK;
+    for (size_t i = 0; !r && i <= ds->n; i++) {
+        int cancelled = p->cancel && atomic_load(p->cancel);
+        if (pend && (pend == DUPES_HASH_COMMIT || i == ds->n || cancelled)) {
+            pthread_mutex_lock(&lib->wmu);
+            r = catalog_begin(lib->wcat);
+            for (size_t k = 0; !r && k < pend; k++)
+                r = catalog_content_set_phash(lib->wcat, ds->sha[pending[k]], ds->im[pending[k]].phash);
+            if (!r) r = catalog_commit(lib->wcat);
+            if (r) catalog_rollback(lib->wcat);
+            pthread_mutex_unlock(&lib->wmu);
+            pend = 0;
+        }
+        if (r || i == ds->n || cancelled) break;
+        if (!ds->path[i]) continue;
+        if (p->progress && done % 16 == 0) p->progress(p->user, "hash", done, todo);
+        done++;
+        int known = 0;   /* another image of this content was hashed in this run */
+        for (size_t k = 0; k < pend && !known; k++)
+            if (!strcmp(ds->sha[pending[k]], ds->sha[i])) {
+                ds->im[i].phash = ds->im[pending[k]].phash;
+                ds->im[i].has_phash = known = 1;
+            }
+        if (known) continue;
+        void *data = NULL;
+        size_t len = 0;
+        uint8_t raw[32];
+        char hex[65];
+        uint64_t h;
+        ds->im[i].has_phash = 0;
+        if (source_read_file(ds->path[i], (uint64_t)1 << 30, &data, &len) == CDX_OK) {
+            source_sha256(data, len, raw, hex);
+            if (!strcmp(hex, ds->sha[i]) && cdx_image_phash(data, len, NULL, &h) == CDX_OK) {
+                ds->im[i].phash = h;
+                ds->im[i].has_phash = 1;
+                pending[pend++] = i;
+                d->hashed++;
+            }
+        }
+        cdx_error_clear();   /* a file gone or changed: left without a hash */
+        free(data);
+    }
+    free(pending);
+    if (!r && p->progress) p->progress(p->user, "hash", done, todo);
+    return r;
+}
+
+typedef struct slot_idx {
+    int64_t slot;
+    size_t idx;
+} slot_idx;
+
+static int slot_idx_cmp(const void *a, const void *b)
+{
+    const slot_idx *x = a, *y = b;
+    if (x->slot != y->slot) return x->slot < y->slot ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static size_t dupes_index_of(const dupes_scan *ds, int64_t id)
+{
+    size_t lo = 0, hi = ds->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ds->im[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < ds->n && ds->im[lo].id == id ? lo : SIZE_MAX;
+}
+
+typedef struct pair_buf {
+    dupes_pair *v;
+    size_t n, cap;
+} pair_buf;
+
+static cdx_result pair_push(pair_buf *b, size_t a, size_t c, float sim, int dist)
+{
+    if (b->n == b->cap) {
+        if (b->cap >= DUPES_MAX_PAIRS)
+            return cdx_error(CDX_ERR_TOO_LARGE, "more than %zu confirmed pairs: raise the threshold",
+                             DUPES_MAX_PAIRS);
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        dupes_pair *v = realloc(b->v, nc * sizeof *v);
+        if (!v) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+        b->v = v;
+        b->cap = nc;
+    }
+    b->v[b->n++] = (dupes_pair){(uint32_t)a, (uint32_t)c, sim, dist};
+    return CDX_OK;
+}
+
+/* Step 3. */
+static cdx_result dupes_search(cdx_library *lib, dupes_scan *ds, const cdx_dupes_params *p, pair_buf *pairs,
+                               cdx_dupes *d)
+{
+    slot_idx *so = malloc((ds->n ? ds->n : 1) * sizeof *so);
+    size_t *order = malloc((ds->n ? ds->n : 1) * sizeof *order);
+    size_t k = p->neighbours + 1;
+    float *q = malloc((size_t)DUPES_BATCH * (size_t)lib->dim * sizeof *q);
+    cdx_hit *hits = malloc(DUPES_BATCH * k * sizeof *hits);
+    size_t *nh = malloc(DUPES_BATCH * sizeof *nh), *first = malloc((DUPES_BATCH + 1) * sizeof *first);
+    vecref *vr = NULL;
+    cdx_rows src;
+    int stale = 0;
+    int64_t maxslot = -1;
+    cdx_result r = CDX_OK;
+    if (!so || !order || !q || !hits || !nh || !first) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !r && i < ds->n; i++) {
+        so[i] = (slot_idx){ds->slot[i], i};
+        if (ds->slot[i] < 0) r = cdx_error(CDX_ERR_FORMAT, "image %lld has a bad slot (run clipdex check)",
+                                           (long long)ds->im[i].id);
+        if (ds->slot[i] > maxslot) maxslot = ds->slot[i];
+    }
+    if (!r && ds->n) r = vectors_view(lib, ds->vid, ds->vname, (uint64_t)maxslot + 1, &vr, &src, &stale);
+    if (r && stale) r = cdx_error(CDX_ERR_MISMATCH, "the library was compacted meanwhile; run dupes again");
+    if (!r) qsort(so, ds->n, sizeof *so, slot_idx_cmp);
+    for (size_t i = 0; !r && i < ds->n; i++) order[i] = so[i].idx;
+    free(so);
+    cdx_search_params sp = cdx_search_default_params();
+    sp.k = k;
+    sp.min_score = p->threshold;
+    sp.scan = p->scan;
+    uint64_t contents = 0, done = 0;
+    for (size_t i = 0; i < ds->n; i++) contents += !i || ds->slot[order[i]] != ds->slot[order[i - 1]];
+    for (size_t i = 0; !r && i < ds->n;) {
+        if (p->cancel && atomic_load(p->cancel)) {
+            d->cancelled = 1;
+            break;
+        }
+        size_t nb = 0;
+        while (i < ds->n && nb < DUPES_BATCH) {   /* one query per content */
+            size_t j = i;
+            first[nb] = i;
+            memcpy(q + nb * (size_t)lib->dim, cdx_rows_at(&src, (uint64_t)ds->slot[order[i]]),
+                   (size_t)lib->dim * sizeof *q);
+            while (j < ds->n && ds->slot[order[j]] == ds->slot[order[i]]) {
+                if (j > i) r = r ? r : pair_push(pairs, order[i], order[j], 1.0f, -1);   /* same bytes */
+                j++;
+            }
+            i = j;
+            nb++;
+        }
+        first[nb] = i;
+        if (!r) r = cdx_library_search_vectors(lib, q, nb, &sp, hits, nh, NULL);
+        for (size_t b = 0; !r && b < nb; b++) {
+            size_t a = order[first[b]];
+            for (size_t h = 0; !r && h < nh[b]; h++) {
+                size_t c = dupes_index_of(ds, hits[b * k + h].id);
+                if (c == SIZE_MAX || ds->slot[c] == ds->slot[a]) continue;   /* added since, or itself */
+                d->candidates++;
+                int dist = cdx_phash_distance(ds->im[a].phash, ds->im[c].phash);
+                if (!ds->im[a].has_phash || !ds->im[c].has_phash || dist > p->max_distance) {
+                    d->rejected++;
+                    continue;
+                }
+                r = pair_push(pairs, a, c, hits[b * k + h].score, dist);
+            }
+        }
+        done += nb;
+        if (p->progress) p->progress(p->user, "search", done, contents);
+    }
+    vec_put(lib, vr);
+    free(order);
+    free(q);
+    free(hits);
+    free(nh);
+    free(first);
+    return r;
+}
+
+cdx_result cdx_library_dupes(cdx_library *lib, const cdx_dupes_params *params, cdx_dupes **out)
+{
+    if (!lib || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_dupes: NULL argument");
+    *out = NULL;
+    cdx_dupes_params p = params ? *params : cdx_dupes_default_params();
+    if (!(p.threshold > 0.0f && p.threshold <= 1.0f))
+        return cdx_error(CDX_ERR_INVALID_ARG, "threshold %g is out of range: a cosine similarity above 0 "
+                         "and at most 1 (e.g. 0.9)", (double)p.threshold);
+    if (p.max_distance < 0 || p.max_distance > 32)
+        return cdx_error(CDX_ERR_INVALID_ARG, "max distance %d is out of range 0..32 (bits of 64)",
+                         p.max_distance);
+    if (p.neighbours < 1 || p.neighbours > CDX_DUPES_MAX_NEIGHBOURS)
+        return cdx_error(CDX_ERR_INVALID_ARG, "neighbours %zu is out of range 1..%d", p.neighbours,
+                         CDX_DUPES_MAX_NEIGHBOURS);
+    if (!cdx_scan_name(p.scan)) return cdx_error(CDX_ERR_INVALID_ARG, "unknown scan %d", p.scan);
+    if (p.rehash < 0 || p.rehash > 2) return cdx_error(CDX_ERR_INVALID_ARG, "rehash must be 0, 1 or 2");
+    double t0 = cdx_now();
+    cdx_dupes tmp;
+    memset(&tmp, 0, sizeof tmp);
+    dupes_scan ds;
+    memset(&ds, 0, sizeof ds);
+    ds.all = p.rehash == 2 && lib->writable;
+    pair_buf pairs = {NULL, 0, 0};
+    cdx_result r = dupes_read(lib, &ds);
+    if (!r && lib->writable && p.rehash) r = dupes_hash(lib, &ds, &p, &tmp);
+    if (!r) r = dupes_search(lib, &ds, &p, &pairs, &tmp);
+    cdx_dupes *d = NULL;
+    if (!r) r = dupes_group(ds.im, ds.n, pairs.v, pairs.n, &d);
+    if (!r) {
+        d->images = ds.n;
+        for (size_t i = 0; i < ds.n; i++) d->unhashed += !ds.im[i].has_phash;
+        d->hashed = tmp.hashed;
+        d->candidates = tmp.candidates;
+        d->rejected = tmp.rejected;
+        d->cancelled = tmp.cancelled;
+        d->seconds = cdx_now() - t0;
+        *out = d;
+    }
+    free(pairs.v);
+    dupes_scan_free(&ds);
+    return r;
 }

@@ -29,6 +29,7 @@
     X("GET", "/api/stats", api_stats, 0) \
     X("GET", "/metrics", api_metrics, 0) \
     X("GET", "/api/openapi.json", api_openapi, 0) \
+    X("GET", "/api/dupes", api_dupes_get, 0) \
     X("GET", "/", api_web, 0) \
     X("GET", "/{asset}", api_web, 0)
 

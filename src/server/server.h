@@ -140,6 +140,7 @@ void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_metrics(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_openapi(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_web(srv_ctx *s, const srv_request *rq, srv_response *rs);
+void api_dupes_get(srv_ctx *s, const srv_request *rq, srv_response *rs);   /* api_dupes.c */
 
 /* Monotonic seconds (CLOCK_MONOTONIC). */
 double srv_now(void);

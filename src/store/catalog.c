@@ -106,15 +106,20 @@ static const char migrate_v2_sql[] =
     "  FROM images i LEFT JOIN contents c ON c.sha256 = i.sha256;"
     "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
 
-/* ---- version 3: OCR state (ocr branch) -----------------------------------
+/* ---- version 3: OCR state and perceptual hashes ----------------------------
  * contents.ocr_lang is NULL until the content was read by OCR, then the
  * languages used ("eng+deu"); ocr_skipped = 1 when the text-likeness test
  * found nothing worth reading (ocr_text stays '').  `clipdex ocr` reads
  * what is NULL or was read with other languages, so it resumes.  Neither
- * column is in the full-text index (its triggers ignore them). */
+ * column is in the full-text index (its triggers ignore them).
+ * contents.phash: the 64-bit DCT hash of the image (image/phash.h) as a
+ * signed INTEGER (the same 64 bits), NULL when not computed (upgraded
+ * libraries, imported vectors, undecodable bytes): `clipdex dupes` or
+ * `dupes --rehash` fill it in from the files. */
 static const char migrate_v3_sql[] =
     "ALTER TABLE contents ADD COLUMN ocr_lang TEXT;"
     "ALTER TABLE contents ADD COLUMN ocr_skipped INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE contents ADD COLUMN phash INTEGER;"
     "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
 
 struct catalog {
@@ -1117,5 +1122,51 @@ done:
     free(like);
     free(tag);
     if (r) *n = 0;
+    return r;
+}
+
+/* ---- perceptual hashes (dupes) -------------------------------------------- */
+
+cdx_result catalog_content_set_phash(catalog *c, const char *sha256, uint64_t phash)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "UPDATE contents SET phash = ?2 WHERE sha256 = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_fail(c, "storing a perceptual hash");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)phash);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a perceptual hash");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog_dupe_row *row),
+                                 void *user)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT i.id, c.slot, c.phash, c.width, c.height, "
+                           "  CASE WHEN c.taken > 0 THEN c.taken ELSE i.mtime END, i.path, c.sha256 "
+                           "FROM images i JOIN contents c ON c.sha256 = i.sha256 ORDER BY i.id",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "listing images for duplicates");
+    cdx_result r = CDX_OK;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        catalog_dupe_row row;
+        row.id = sqlite3_column_int64(s, 0);
+        row.slot = sqlite3_column_int64(s, 1);
+        row.has_phash = sqlite3_column_type(s, 2) != SQLITE_NULL;
+        row.phash = (uint64_t)sqlite3_column_int64(s, 2);
+        row.pixels = (uint64_t)(sqlite3_column_int64(s, 3) > 0 ? sqlite3_column_int64(s, 3) : 0) *
+                     (uint64_t)(sqlite3_column_int64(s, 4) > 0 ? sqlite3_column_int64(s, 4) : 0);
+        row.date = sqlite3_column_int64(s, 5);
+        const char *path = (const char *)sqlite3_column_text(s, 6);
+        const char *sha = (const char *)sqlite3_column_text(s, 7);
+        row.path = path ? path : "";
+        row.sha256 = sha ? sha : "";
+        if (fn(user, &row)) break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images for duplicates");
+    sqlite3_finalize(s);
     return r;
 }

@@ -18,7 +18,9 @@
  * and the FTS5 table fts(path, name, title, description, tags, embedded,
  * ocr), rowid = images.id, kept in step by triggers (see catalog.c).
  * Version 3 adds contents.ocr_lang (NULL until read by OCR) and
- * ocr_skipped (the text-likeness test found nothing to read).
+ * ocr_skipped (the text-likeness test found nothing to read), and
+ * contents.phash (INTEGER, NULL = not computed): the 64-bit perceptual hash
+ * of near-duplicate detection (image/phash.h).
  * Invariants (verified by catalog_check_refs / cdx_library_check):
  *  - every images.sha256 has a contents row; every contents row has at least
  *    one image (the last image's removal deletes its content row);
@@ -223,5 +225,23 @@ typedef struct catalog_fts_hit {
 cdx_result catalog_fts_query(catalog *c, const char *match, const catalog_filter *f,
                              size_t offset, size_t limit, catalog_fts_hit *out, size_t *n,
                              uint64_t *total);
+
+/* ---- perceptual hashes (dupes) ---- */
+
+cdx_result catalog_content_set_phash(catalog *c, const char *sha256, uint64_t phash);
+
+typedef struct catalog_dupe_row {
+    int64_t id, slot;
+    uint64_t phash;
+    int has_phash;
+    uint64_t pixels;          /* width x height as stored */
+    int64_t date;             /* EXIF date, else mtime */
+    const char *path, *sha256;   /* valid during the callback */
+} catalog_dupe_row;
+
+/* Every image with its content's slot and hash, in id order; fn returns
+ * non-zero to stop. */
+cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog_dupe_row *row),
+                                 void *user);
 
 #endif
