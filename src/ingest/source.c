@@ -135,13 +135,25 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
     return n;
 }
 
-cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
-                            void **data, size_t *len, int64_t *mtime)
+/* Retry-After in whole seconds (the HTTP-date form is ignored). */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && !strncasecmp(ptr, name, sizeof name - 1)) {
+        long v = 0;
+        size_t k = sizeof name - 1;
+        while (k < n && ptr[k] == ' ') k++;
+        for (; k < n && ptr[k] >= '0' && ptr[k] <= '9' && v < 86400; k++) v = v * 10 + (ptr[k] - '0');
+        *(long *)user = v;
+    }
+    return n;
+}
+
+cdx_result source_http_get(const char *url, uint64_t max_bytes, long timeout_s, source_http_reply *out)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    *data = NULL;
-    *len = 0;
-    *mtime = 0;
+    memset(out, 0, sizeof *out);
     if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
         return cdx_error(CDX_ERR_UNSUPPORTED, "only http:// and https:// URLs are supported");
     pthread_once(&once, curl_init_once);
@@ -162,10 +174,11 @@ cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
     curl_easy_setopt(h, CURLOPT_USERAGENT, "clipdex/" CDX_VERSION_STRING);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out->retry_after_s);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     CURLcode rc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
     curl_off_t ft = -1;
     curl_easy_getinfo(h, CURLINFO_FILETIME_T, &ft);
     curl_easy_cleanup(h);
@@ -175,19 +188,38 @@ cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
                       (unsigned long long)max_bytes);
     else if (rc != CURLE_OK)
         r = cdx_error(CDX_ERR_NETWORK, "download failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    else if (status < 200 || status > 299)
-        r = cdx_error(CDX_ERR_NETWORK, "HTTP status %ld", status);
-    else if (b.len == 0)
-        r = cdx_error(CDX_ERR_FORMAT, "empty response (0 bytes)");
-    else if (!source_sniff(b.p, b.len))
-        r = cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
     if (r) {
         free(b.p);
         return r;
     }
-    *data = b.p;
-    *len = b.len;
-    *mtime = ft > 0 ? (int64_t)ft : 0;
+    out->data = b.p;
+    out->len = b.len;
+    out->mtime = ft > 0 ? (int64_t)ft : 0;
+    return CDX_OK;
+}
+
+cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
+                            void **data, size_t *len, int64_t *mtime)
+{
+    *data = NULL;
+    *len = 0;
+    *mtime = 0;
+    source_http_reply rp;
+    cdx_result r = source_http_get(url, max_bytes, timeout_s, &rp);
+    if (r) return r;
+    if (rp.status < 200 || rp.status > 299)
+        r = cdx_error(CDX_ERR_NETWORK, "HTTP status %ld", rp.status);
+    else if (rp.len == 0)
+        r = cdx_error(CDX_ERR_FORMAT, "empty response (0 bytes)");
+    else if (!source_sniff(rp.data, rp.len))
+        r = cdx_error(CDX_ERR_FORMAT, "not an image (content is no known image format)");
+    if (r) {
+        free(rp.data);
+        return r;
+    }
+    *data = rp.data;
+    *len = rp.len;
+    *mtime = rp.mtime;
     return CDX_OK;
 }
 
