@@ -1887,9 +1887,14 @@ static cdx_result source_record_check(const cdx_source_record *s)
         if (s->meta.tags[i] && !text_ok(s->meta.tags[i], CATALOG_TAG_MAX))
             return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: tag %zu must be UTF-8 text of at most %d bytes",
                              s->path, i + 1, CATALOG_TAG_MAX);
-    if (s->source_json && !text_ok(s->source_json, SOURCE_JSON_MAX))
-        return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: source record must be UTF-8 text of at most %d bytes",
-                         s->path, SOURCE_JSON_MAX);
+    if (s->source_json) {
+        json_t *o = text_ok(s->source_json, SOURCE_JSON_MAX) ? json_loads(s->source_json, 0, NULL) : NULL;
+        int ok = json_is_object(o);
+        json_decref(o);
+        if (!ok)
+            return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: source record must be a JSON object of at most %d bytes",
+                             s->path, SOURCE_JSON_MAX);
+    }
     const unsigned char *t = s->thumbnail;
     if (t && (s->thumbnail_len < 4 || s->thumbnail_len > THUMB_BYTES_MAX || t[0] != 0xff || t[1] != 0xd8))
         return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: thumbnail must be a JPEG of at most %zu bytes", s->path,

@@ -29,5 +29,9 @@ int srv_image_part(const srv_part *parts, size_t n, const srv_part **out, srv_re
 
 /* {"id", "path", "sha256", ..., "file", "thumbnail"} of a record. */
 json_t *srv_image_json(const cdx_image_record *rec);
+/* Add an image's source metadata to o when it has some: "title",
+ * "description", "tags" (array) and "source" (the record a feed stored:
+ * owner, owner_name, license_name, page, date_taken, geo, ...). */
+void srv_image_add_source(cdx_library *lib, int64_t id, json_t *o);
 
 #endif

@@ -104,6 +104,32 @@ json_t *srv_image_json(const cdx_image_record *rec)
     return o;
 }
 
+void srv_image_add_source(cdx_library *lib, int64_t id, json_t *o)
+{
+    if (!o) return;
+    cdx_image_text t;
+    if (cdx_library_get_text(lib, id, &t) == CDX_OK) {
+        if (*t.title) json_object_set_new(o, "title", srv_json_string_lossy(t.title));
+        if (*t.description) json_object_set_new(o, "description", srv_json_string_lossy(t.description));
+        if (*t.tags) {
+            json_t *arr = json_array();
+            for (char *line = t.tags, *nl; arr && line && *line; line = nl ? nl + 1 : NULL) {
+                if ((nl = strchr(line, '\n'))) *nl = '\0';
+                json_array_append_new(arr, srv_json_string_lossy(line));
+            }
+            json_object_set_new(o, "tags", arr);
+        }
+        cdx_image_text_free(&t);
+    }
+    char *src = NULL;
+    if (cdx_library_get_source(lib, id, &src) == CDX_OK && src) {
+        json_t *so = json_loads(src, 0, NULL);
+        if (json_is_object(so)) json_object_set_new(o, "source", so);
+        else json_decref(so);
+    }
+    free(src);
+}
+
 /* ------------------------------------------------------------ metadata */
 
 static const char *const no_args[] = {NULL};
@@ -128,7 +154,9 @@ void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
     if (srv_check_args(rq, no_args, rs)) return;
     cdx_image_record rec;
     if (load_record(s, rq, &rec, rs)) return;
-    srv_json_reply(rs, 200, srv_image_json(&rec));
+    json_t *o = srv_image_json(&rec);
+    srv_image_add_source(s->lib, rec.id, o);
+    srv_json_reply(rs, 200, o);
 }
 
 /* GET /api/images?offset=N&limit=M: catalogued images in id order. */
@@ -269,6 +297,16 @@ void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
         rs->fd_size = (uint64_t)cst.st_size;
         rs->status = 200;
         return;
+    }
+    if (rec.path[0] != '/') {   /* a URL: the thumbnail its worker made, if stored */
+        void *jpeg = NULL;
+        size_t jlen = 0;
+        if (cdx_library_get_thumbnail(s->lib, rec.id, &jpeg, &jlen) == CDX_OK) {
+            rs->body = jpeg;
+            rs->body_len = jlen;
+            rs->status = 200;
+            return;
+        }
     }
     struct stat st;
     int fd = open_original(&rec, &st, rs);
