@@ -862,6 +862,7 @@ void cdx_image_text_free(cdx_image_text *t);
  * 256 KiB) and, for contents whose bytes are not stored (URLs), a
  * thumbnail JPEG (at most 1 MiB) that /thumb serves.  All records in one
  * transaction; a path not catalogued is skipped (*applied counts the rest).
+ * A record with neither text nor source_json only stores its thumbnail.
  * Any invalid record fails the call before anything is written. */
 typedef struct cdx_source_record {
     const char *path;              /* catalogued path or URL */

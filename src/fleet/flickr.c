@@ -20,6 +20,7 @@
  * 4000 results per query: use --since windows for more).
  */
 #include "fleet/flickr.h"
+#include "fleet/bus.h"
 
 #include "common/error.h"
 #include "common/util.h"

@@ -7,7 +7,7 @@
 #ifndef CDX_FLEET_FLICKR_H
 #define CDX_FLEET_FLICKR_H
 
-#include "fleet/bus.h"
+#include "clipdex.h"
 
 #include <jansson.h>
 

@@ -1912,6 +1912,9 @@ static cdx_result source_record_apply(cdx_library *lib, const cdx_source_record 
     if (r == CDX_ERR_NOT_FOUND) return CDX_OK;
     if (r) return r;
     *found = 1;
+    int text = s->meta.title || s->meta.description || s->meta.n_tags || s->source_json;
+    if (!text)   /* a thumbnail alone leaves the text as it is */
+        return s->thumbnail ? catalog_thumb_put(lib->wcat, rec->sha256, s->thumbnail, s->thumbnail_len) : CDX_OK;
     char *tags;
     if ((r = catalog_tag_list(s->meta.tags, s->meta.n_tags, &tags))) return r;
     r = catalog_image_set_source(lib->wcat, rec->id, s->meta.title, s->meta.description, tags);
