@@ -11,7 +11,8 @@
 #  3. keyword search finds photos by title and by tag and returns their
 #     titles, tags and source records (owner, licence, page, geo); hybrid
 #     search ranks a title match first; the HTTP API returns the same and
-#     /thumb serves the workers' thumbnail (no 404);
+#     /thumb serves the workers' thumbnail (no 404); the web UI's detail view
+#     shows the title and credit line (tests/web/fleet.test.mjs, Chromium);
 #  4. a second feed run publishes nothing new (300 duplicates) and keeps
 #     within --rate (calls spaced by 3600/rate s);
 #  5. a page that stays malformed stops the feed with an error naming it; a
@@ -178,6 +179,15 @@ while i < len(b):
     i += 2 + n
 sys.exit("no SOF marker")
 EOF
+# the web UI's detail view (Chromium), when node, Chromium and tests/web's packages are there
+WEBDIR=$SRC_DIR/tests/web
+if command -v node >/dev/null && [ -x "${CLIPDEX_CHROMIUM:-/usr/bin/chromium}" ] && [ -d "$WEBDIR/node_modules/playwright-core" ]; then
+  (cd "$WEBDIR" && CLIPDEX_WEB_URL=http://127.0.0.1:$SPORT CLIPDEX_WEB_DATA=$DATA \
+     CLIPDEX_WEB_SHOTS=$(dirname "$BIN")/test-output/web timeout -s TERM 120 node --test fleet.test.mjs) \
+    >"$T/web.log" 2>&1 || fail "web detail view: $(tail -40 "$T/web.log")"
+else
+  echo "note: web detail view not checked (node, Chromium or tests/web/node_modules missing)"
+fi
 
 # ---------------------------------------------------------------- 4. dedup and the rate limit
 : >"$T/f1.calls"
