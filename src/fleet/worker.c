@@ -13,6 +13,8 @@
  * dead-letter record is published before the work item is acked; when
  * publishing fails (broker restarting) the item is handed back (nak) and
  * the worker carries on.
+ * URL items also get a 256 px JPEG thumbnail in their result (the library
+ * keeps no bytes of a URL; /thumb serves it).
  * While a batch is in progress a ticker thread tells the server every
  * ack_wait/3 that its items are in progress, so slow downloads are not
  * redelivered; a killed worker's items come back after ack_wait.
