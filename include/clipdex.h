@@ -376,6 +376,9 @@ typedef struct cdx_http_params {
                                * to (every hop, after DNS); proxies ignored */
     int require_image;        /* default 0: 1 = Content-Type image/... or
                                * application/octet-stream (or absent) */
+    int any_status;           /* default 0: 1 = return the body whatever the
+                               * final status (the caller judges out->status;
+                               * an empty body is then no error either) */
 } cdx_http_params;
 
 cdx_http_params cdx_http_default_params(void);
@@ -385,6 +388,8 @@ typedef struct cdx_http_response {
     size_t len;
     long status;              /* final HTTP status (0 when none) */
     int64_t mtime;            /* Last-Modified as Unix time, 0 when absent */
+    long retry_after_s;       /* Retry-After in seconds (0 when absent or an
+                               * HTTP date) */
     cdx_http_failure failure; /* CDX_HTTP_OK on success */
 } cdx_http_response;
 
@@ -1095,6 +1100,29 @@ typedef struct cdx_dupes {
  * CDX_ERR_INVALID_ARG with a message naming the allowed range. */
 cdx_result cdx_library_dupes(cdx_library *lib, const cdx_dupes_params *params, cdx_dupes **out);
 void cdx_dupes_free(cdx_dupes *d);
+/* Source records from the fleet (docs/fleet.md): per catalogued path its
+ * title, description and tags (full-text indexed, as set_source_meta), the
+ * whole source record as JSON text (owner, licence, page, geo; at most
+ * 256 KiB) and, for contents whose bytes are not stored (URLs), a
+ * thumbnail JPEG (at most 1 MiB) that /thumb serves.  All records in one
+ * transaction; a path not catalogued is skipped (*applied counts the rest).
+ * A record with neither text nor source_json only stores its thumbnail.
+ * Any invalid record fails the call before anything is written. */
+typedef struct cdx_source_record {
+    const char *path;              /* catalogued path or URL */
+    cdx_source_meta meta;
+    const char *source_json;       /* NULL: none (a stored one is removed) */
+    const void *thumbnail;         /* NULL: keep what is stored */
+    size_t thumbnail_len;
+} cdx_source_record;
+
+cdx_result cdx_library_set_sources(cdx_library *lib, const cdx_source_record *recs, size_t n, size_t *applied);
+/* The source record of image id as JSON text (malloc'd), *json = NULL when
+ * it has none. */
+cdx_result cdx_library_get_source(cdx_library *lib, int64_t id, char **json);
+/* The stored thumbnail JPEG of image id (malloc'd); CDX_ERR_NOT_FOUND when
+ * none was stored (files: the server makes one from the file). */
+cdx_result cdx_library_get_thumbnail(cdx_library *lib, int64_t id, void **jpeg, size_t *len);
 
 /* ---------------------------------------------------------------- check */
 
@@ -1162,6 +1190,33 @@ cdx_result cdx_fleet_feed_urls(cdx_fleet *f, const char *file, cdx_feed_stats *s
  * folders created under it) until *cancel (inotify; the message id of a
  * file includes its size and mtime, so a changed file is published again). */
 cdx_result cdx_fleet_feed_watch(cdx_fleet *f, const char *dir, cdx_cancel_flag *cancel, cdx_feed_stats *stats);
+
+/* feed flickr: page through flickr.photos.search and publish one work
+ * record per photo (image URL + title, description, tags, owner, licence,
+ * date taken, page, geo; id and message id "flickr:<photo id>").  Calls are
+ * spaced to stay within rate_per_hour; failures (no response, HTTP 429/5xx,
+ * transient Flickr errors, malformed pages) are retried with exponential
+ * backoff, then the feed stops with an error naming the page.  Photos
+ * without an id or image URL are skipped (stats->skipped). */
+typedef struct cdx_flickr_params {
+    const char *api_key;     /* required */
+    const char *text;        /* exactly one of text, tags (comma-separated, */
+    const char *tags;        /*   any may match) and user_id */
+    const char *user_id;
+    int64_t since;           /* min_upload_date (unix s); 0 = none */
+    uint64_t max;            /* photos to publish (new + duplicates); 0 = all */
+    int per_page;            /* 1..500 (default 100) */
+    double rate_per_hour;    /* API calls per hour, retries included (3600) */
+    int max_retries;         /* per page (default 6) */
+    int backoff_ms;          /* first retry delay, doubled each time (1000) */
+    const char *endpoint;    /* NULL: $CLIPDEX_FLICKR_ENDPOINT or Flickr's */
+    void (*log)(void *user, const char *line);   /* retries and skipped photos */
+    void *user;
+    cdx_cancel_flag *cancel;
+} cdx_flickr_params;
+
+cdx_flickr_params cdx_flickr_default_params(void);
+cdx_result cdx_fleet_feed_flickr(cdx_fleet *f, const cdx_flickr_params *params, cdx_feed_stats *stats);
 
 typedef struct cdx_worker_stats {
     uint64_t fetched;        /* work messages received (redeliveries too) */

@@ -198,20 +198,49 @@ function renderPager(page, pages, onPage) {
 
 /* ------------------------------------------------------------ detail */
 
+/* Source metadata from a feed (docs/fleet.md): credit line (owner, licence,
+ * link to the source page), tags, description, place.  Links only to
+ * http(s) addresses. */
+const webUrl = (u) => (typeof u === 'string' && /^https?:\/\//i.test(u) ? u : null);
+
+function sourceRows(r) {
+  const s = r.source && typeof r.source === 'object' ? r.source : {};
+  const page = webUrl(s.page);
+  const site = s.kind === 'flickr' ? 'Flickr' : 'source';
+  const owner = s.owner_name || s.owner;
+  const credit = owner || s.license_name || page
+    ? h('span', { class: 'attribution', id: 'detail-attribution' },
+        owner ? ['Photo by ', h('strong', {}, owner)] : 'Photo',
+        s.license_name ? [' · ', h('span', { class: 'license' }, s.license_name)] : null,
+        page ? [' · ', h('a', { href: page, target: '_blank', rel: 'noopener noreferrer' }, `View on ${site}`)] : null)
+    : '';
+  const geo = s.geo && Number.isFinite(s.geo.lat) && Number.isFinite(s.geo.lon)
+    ? `${s.geo.lat.toFixed(4)}, ${s.geo.lon.toFixed(4)}` : '';
+  return [
+    ['Credit', credit],
+    ['Tags', Array.isArray(r.tags) ? r.tags.join(', ') : ''],
+    ['Description', r.description || ''],
+    ['Location', geo],
+  ];
+}
+
 export function fillDetail(r, position) {
   const name = basename(r.path);
-  $('#detail-title').textContent = name;
+  $('#detail-title').textContent = r.title || name;
   const img = $('#detail-img');
   img.classList.remove('loaded');
   img.onload = () => img.classList.add('loaded');
   img.src = thumbUrl(r.id, 1024);
   img.alt = name;
   img.style.aspectRatio = r.width && r.height ? `${r.width} / ${r.height}` : '';
-  $('#detail-original-img').href = fileUrl(r.id);
-  $('#detail-original').href = fileUrl(r.id);
+  // an image indexed from a URL has no stored original: link the URL itself
+  const original = webUrl(r.path) || fileUrl(r.id);
+  $('#detail-original-img').href = original;
+  $('#detail-original').href = original;
   $('#detail-score').textContent = position
     ? `Score ${formatScore(r.score)} · result ${position.index} of ${position.total}` : '';
   const rows = [
+    ...sourceRows(r),
     ['Path', h('span', { class: 'path' }, r.path)],
     ['Size', formatBytes(r.size)],
     ['Dimensions', r.width && r.height ? `${r.width} × ${r.height} px` : ''],

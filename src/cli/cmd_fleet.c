@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static cdx_cancel_flag *g_cancel;   /* set by SIGINT/SIGTERM (cli_cancel_on_signals) */
 
@@ -36,19 +37,104 @@ static void feed_usage(FILE *f)
     fprintf(f,
             "usage: clipdex feed folder DIR --nats nats://HOST:PORT/NAME [--json]\n"
             "       clipdex feed urls FILE --nats nats://HOST:PORT/NAME [--json]\n"
-            "       clipdex feed watch DIR --nats nats://HOST:PORT/NAME [--json]\n\n"
+            "       clipdex feed watch DIR --nats nats://HOST:PORT/NAME [--json]\n"
+            "       clipdex feed flickr --api-key KEY (--text T | --tags T,... | --user ID)\n"
+            "                           [--since DATE] [--max N] [--rate CALLS_PER_HOUR]\n"
+            "                           [--per-page N] --nats nats://HOST:PORT/NAME [--json]\n\n"
             "Publish one work record per image file under DIR (by name; paths must be\n"
             "readable by the workers) or per URL of FILE (one per line, '#' comments)\n"
             "to the pipeline's work stream.  A record's id is its message id: feeding\n"
             "the same images again within an hour publishes nothing new; a file whose\n"
             "size or mtime changed is published again.  'watch' feeds DIR, then keeps\n"
-            "publishing files written or moved into it (inotify) until SIGINT/SIGTERM.\n");
+            "publishing files written or moved into it (inotify) until SIGINT/SIGTERM.\n"
+            "'flickr' pages through flickr.photos.search and publishes one record per\n"
+            "photo (image URL, title, tags, description, owner, licence, date taken,\n"
+            "geo; id flickr:<photo id>), at most --rate API calls per hour (default\n"
+            "3600), retrying failures with backoff.  The key may also come from\n"
+            "$CLIPDEX_FLICKR_API_KEY; the endpoint from $CLIPDEX_FLICKR_ENDPOINT.\n"
+            "--since takes YYYY-MM-DD (UTC) or unix seconds (upload date).\n");
+}
+
+static void print_feed_stats(const cdx_feed_stats *st, int json)
+{
+    if (json)
+        printf("{\"published\": %llu, \"duplicates\": %llu, \"skipped\": %llu}\n", (unsigned long long)st->published,
+               (unsigned long long)st->duplicates, (unsigned long long)st->skipped);
+    else
+        printf("%llu published, %llu duplicates, %llu skipped\n", (unsigned long long)st->published,
+               (unsigned long long)st->duplicates, (unsigned long long)st->skipped);
+}
+
+/* YYYY-MM-DD (UTC midnight) or unix seconds; -1 when neither. */
+static int64_t parse_since(const char *s)
+{
+    long v;
+    if (!cli_parse_int(s, 0, 1L << 40, &v)) return v;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, "%Y-%m-%d", &tm);
+    if (!end || *end) return -1;
+    time_t t = timegm(&tm);
+    return t >= 0 ? (int64_t)t : -1;
+}
+
+static void flickr_log(void *user, const char *line)
+{
+    (void)user;
+    fprintf(stderr, "clipdex: feed flickr: %s\n", line);
+}
+
+static int feed_flickr(int argc, char **argv)
+{
+    const char *url = NULL;
+    int json = 0;
+    cdx_flickr_params fp = cdx_flickr_default_params();
+    fp.api_key = getenv("CLIPDEX_FLICKR_API_KEY");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int hv = i + 1 < argc;
+        long v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { feed_usage(stdout); return 0; }
+        if (!strcmp(a, "--nats") && hv) url = argv[++i];
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--api-key") && hv) fp.api_key = argv[++i];
+        else if (!strcmp(a, "--text") && hv) fp.text = argv[++i];
+        else if (!strcmp(a, "--tags") && hv) fp.tags = argv[++i];
+        else if (!strcmp(a, "--user") && hv) fp.user_id = argv[++i];
+        else if (!strcmp(a, "--since") && hv && (fp.since = parse_since(argv[i + 1])) >= 0) i++;
+        else if (!strcmp(a, "--max") && hv && !cli_parse_int(argv[i + 1], 1, 1L << 40, &v)) { fp.max = (uint64_t)v; i++; }
+        else if (!strcmp(a, "--rate") && hv && !cli_parse_int(argv[i + 1], 1, 3600000, &v)) { fp.rate_per_hour = (double)v; i++; }
+        else if (!strcmp(a, "--per-page") && hv && !cli_parse_int(argv[i + 1], 1, 500, &v)) { fp.per_page = (int)v; i++; }
+        else if (!strcmp(a, "--retries") && hv && !cli_parse_int(argv[i + 1], 0, 100, &v)) { fp.max_retries = (int)v; i++; }
+        else if (!strcmp(a, "--backoff") && hv && !cli_parse_int(argv[i + 1], 0, 600000, &v)) { fp.backoff_ms = (int)v; i++; }
+        else return cli_usage_error("feed", "unknown, incomplete or invalid argument '%s'", a);
+    }
+    if (!url) return cli_usage_error("feed", "--nats URL is required");
+    if (!fp.api_key || !*fp.api_key) return cli_usage_error("feed", "--api-key KEY (or $CLIPDEX_FLICKR_API_KEY) is required");
+    if ((fp.text != NULL) + (fp.tags != NULL) + (fp.user_id != NULL) != 1)
+        return cli_usage_error("feed", "give exactly one of --text, --tags, --user");
+    cdx_fleet *f;
+    if (open_fleet(url, &f)) return 1;
+    catch_signals();
+    fp.cancel = g_cancel;
+    fp.log = flickr_log;
+    cdx_feed_stats st;
+    cdx_result r = cdx_fleet_feed_flickr(f, &fp, &st);
+    cdx_fleet_close(f);
+    if (r) {
+        fprintf(stderr, "clipdex: feed flickr: stopped after %llu published, %llu duplicates\n",
+                (unsigned long long)st.published, (unsigned long long)st.duplicates);
+        return cli_fail("feed flickr", r);
+    }
+    print_feed_stats(&st, json);
+    return atomic_load(g_cancel) ? 130 : 0;
 }
 
 int cmd_feed(int argc, char **argv)
 {
     const char *kind = NULL, *arg = NULL, *url = NULL;
     int json = 0;
+    if (argc > 1 && !strcmp(argv[1], "flickr")) return feed_flickr(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int hv = i + 1 < argc;
@@ -75,12 +161,7 @@ int cmd_feed(int argc, char **argv)
     }
     cdx_fleet_close(f);
     if (r) return cli_fail("feed", r);
-    if (json)
-        printf("{\"published\": %llu, \"duplicates\": %llu, \"skipped\": %llu}\n", (unsigned long long)st.published,
-               (unsigned long long)st.duplicates, (unsigned long long)st.skipped);
-    else
-        printf("%llu published, %llu duplicates, %llu skipped\n", (unsigned long long)st.published,
-               (unsigned long long)st.duplicates, (unsigned long long)st.skipped);
+    print_feed_stats(&st, json);
     return 0;
 }
 

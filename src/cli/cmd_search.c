@@ -11,6 +11,7 @@
  */
 #include "cli.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -106,6 +107,38 @@ static int make_query(cdx_library *lib, const char *text, const char *image, con
     return r ? cli_fail("--like", r) : 0;
 }
 
+/* ", "title": ..., "tags": [...], "source": {...}" of an image that has
+ * source metadata (feed flickr, the API); nothing otherwise. */
+static void print_source(cdx_library *lib, int64_t id)
+{
+    cdx_image_text t;
+    if (cdx_library_get_text(lib, id, &t) == CDX_OK) {
+        if (*t.title) {
+            fputs(", \"title\": ", stdout);
+            cli_print_json_string(stdout, t.title);
+        }
+        if (*t.tags) {
+            fputs(", \"tags\": [", stdout);
+            for (char *line = t.tags, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                if ((nl = strchr(line, '\n'))) *nl = '\0';
+                if (line != t.tags) fputs(", ", stdout);
+                cli_print_json_string(stdout, line);
+            }
+            putchar(']');
+        }
+        cdx_image_text_free(&t);
+    }
+    char *src = NULL;
+    if (cdx_library_get_source(lib, id, &src) == CDX_OK && src) {
+        json_t *o = json_loads(src, 0, NULL);
+        char *d = json_is_object(o) ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        if (d) printf(", \"source\": %s", d);
+        free(d);
+        json_decref(o);
+    }
+    free(src);
+}
+
 /* Results of one query: text lines, or one JSON object (query >= 0 adds
  * "query": query, for --vectors; mode, when not NULL, "mode"). */
 static void print_results(cdx_library *lib, const cdx_hit *hits, size_t n, const cdx_search_params *sp,
@@ -120,6 +153,7 @@ static void print_results(cdx_library *lib, const cdx_hit *hits, size_t n, const
             printf("%s{\"rank\": %zu, \"score\": %.6f, \"id\": %lld, \"path\": ", i ? ", " : "",
                    sp->offset + i + 1, (double)hits[i].score, (long long)hits[i].id);
             cli_print_json_string(stdout, rec.path);
+            print_source(lib, hits[i].id);
             putchar('}');
         } else {
             printf("%4zu  %.4f  %6lld  %s\n", sp->offset + i + 1, (double)hits[i].score,

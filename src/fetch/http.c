@@ -16,8 +16,10 @@
  * Always: http:// and https:// only (also on redirects), at most
  * max_redirects redirects, connect and total timeouts, a size cap
  * (Content-Length checked by curl first, then enforced while receiving),
- * a 2xx final status and, with require_image, an image Content-Type (the
- * decoder still checks the bytes).
+ * a 2xx final status (unless any_status: an API client such as the Flickr
+ * feed judges the status and reads Retry-After itself) and, with
+ * require_image, an image Content-Type (the decoder still checks the
+ * bytes).
  *
  * One easy handle per call: fetches are rare next to searches, and no
  * connection may be reused across calls when each must pass the check.
@@ -158,7 +160,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
         /* First bytes of the final response: check status and type once. */
         st->started = 1;
         curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &st->status);
-        if (st->status < 200 || st->status > 299) {
+        if (!st->p->any_status && (st->status < 200 || st->status > 299)) {
             st->bad_status = 1;
             return 0;
         }
@@ -189,6 +191,21 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
     memcpy(st->buf + st->len, ptr, n);
     st->len += n;
     st->buf[st->len] = 0;
+    return n;
+}
+
+/* Retry-After in whole seconds (the HTTP-date form is ignored). */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && !strncasecmp(ptr, name, sizeof name - 1)) {
+        long v = 0;
+        size_t k = sizeof name - 1;
+        while (k < n && ptr[k] == ' ') k++;
+        for (; k < n && ptr[k] >= '0' && ptr[k] <= '9' && v < 86400; k++) v = v * 10 + (ptr[k] - '0');
+        *(long *)user = v;
+    }
     return n;
 }
 
@@ -226,6 +243,8 @@ cdx_result cdx_http_get(const char *url, const cdx_http_params *params, cdx_http
     curl_easy_setopt(c, CURLOPT_FILETIME, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &out->retry_after_s);
     if (!p->allow_private) {
         curl_easy_setopt(c, CURLOPT_PROXY, "");
         curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
@@ -251,7 +270,8 @@ cdx_result cdx_http_get(const char *url, const cdx_http_params *params, cdx_http
         snprintf(msg, sizeof msg, "the body exceeds the limit of %llu bytes",
                  (unsigned long long)p->max_bytes);
         r = fail(out, CDX_HTTP_TOO_LARGE, CDX_ERR_TOO_LARGE, url, msg);
-    } else if (st.bad_status || (rc == CURLE_OK && (out->status < 200 || out->status > 299))) {
+    } else if (st.bad_status ||
+               (rc == CURLE_OK && !p->any_status && (out->status < 200 || out->status > 299))) {
         snprintf(msg, sizeof msg, "HTTP status %ld", out->status);
         r = fail(out, CDX_HTTP_STATUS, CDX_ERR_NETWORK, url, msg);
     } else if (st.not_image) {
@@ -268,7 +288,7 @@ cdx_result cdx_http_get(const char *url, const cdx_http_params *params, cdx_http
     } else if (rc != CURLE_OK) {
         snprintf(msg, sizeof msg, "download failed: %s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
         r = fail(out, CDX_HTTP_FAILED, CDX_ERR_NETWORK, url, msg);
-    } else if (st.len == 0) {
+    } else if (st.len == 0 && !p->any_status) {
         r = fail(out, CDX_HTTP_FAILED, CDX_ERR_FORMAT, url, "empty response (0 bytes)");
     }
     if (r) {

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 
+#include <glib.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 
 #define INDEX_BATCH_MAX 4096
 #define INDEX_DURABLE "library"
+#define SOURCE_TAGS_MAX 256
+#define THUMB_B64_MAX ((size_t)1400 * 1024)
 
 cdx_fleet_index_params cdx_fleet_index_default_params(void)
 {
@@ -35,8 +38,10 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void)
 }
 
 /* One result record into rec + vec; a message on failure. */
-static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_record *rec, float *vec)
+static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_record *rec, float *vec,
+                               json_t **doc)
 {
+    *doc = NULL;
     json_error_t je;
     json_t *o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), JSON_REJECT_DUPLICATES, &je);
     if (!o) return cdx_error(CDX_ERR_FORMAT, "result is not JSON: %s", je.text);
@@ -68,8 +73,86 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
         rec->mtime = (int64_t)json_integer_value(json_object_get(o, "mtime"));
         rec->width = (int)json_integer_value(json_object_get(o, "width"));
         rec->height = (int)json_integer_value(json_object_get(o, "height"));
+        json_int_t taken = json_integer_value(json_object_get(json_object_get(o, "source"), "taken"));
+        rec->taken = taken > 0 ? (int64_t)taken : 0;   /* a source's date taken (feed flickr) */
+        *doc = o;
+        return CDX_OK;
     }
     json_decref(o);
+    return r;
+}
+
+/* ---- source metadata and thumbnails of committed results
+ * A result whose "source" has a title, description, tags or page (feed
+ * flickr), or that carries a "thumbnail" (URLs), gets them stored after the
+ * batch's commit and before its ack (a kill in between redelivers the
+ * batch, which stores them again). */
+
+typedef struct source_buf {
+    cdx_source_record rec;
+    const char *tags[SOURCE_TAGS_MAX];
+    char *json;
+    guchar *thumb;
+} source_buf;
+
+/* 1 when doc has something to store; fills sb (free with source_buf_free). */
+static int source_from(json_t *doc, const char *path, source_buf *sb)
+{
+    memset(sb, 0, sizeof *sb);
+    json_t *src = json_object_get(doc, "source");
+    const char *b64 = json_string_value(json_object_get(doc, "thumbnail"));
+    int has_text = json_is_object(src) && (json_object_get(src, "title") || json_object_get(src, "description") ||
+                                           json_object_get(src, "tags") || json_object_get(src, "page"));
+    if (!has_text && !b64) return 0;
+    sb->rec.path = path;
+    if (has_text) {
+        sb->rec.meta.title = json_string_value(json_object_get(src, "title"));
+        sb->rec.meta.description = json_string_value(json_object_get(src, "description"));
+        json_t *tags = json_object_get(src, "tags");
+        for (size_t i = 0; i < json_array_size(tags) && sb->rec.meta.n_tags < SOURCE_TAGS_MAX; i++) {
+            const char *t = json_string_value(json_array_get(tags, i));
+            if (t && *t) sb->tags[sb->rec.meta.n_tags++] = t;
+        }
+        sb->rec.meta.tags = sb->tags;
+        sb->rec.source_json = sb->json = json_dumps(src, JSON_COMPACT);
+    }
+    if (b64 && strlen(b64) <= THUMB_B64_MAX) {
+        gsize n = 0;
+        sb->thumb = g_base64_decode(b64, &n);
+        sb->rec.thumbnail = sb->thumb;
+        sb->rec.thumbnail_len = n;
+    }
+    return 1;
+}
+
+static void source_buf_free(source_buf *sb)
+{
+    free(sb->json);
+    g_free(sb->thumb);
+}
+
+/* Store the sources of the batch; a record the library refuses (bad text,
+ * not a JPEG) is reported and left out, the others are stored. */
+static cdx_result store_sources(cdx_library *lib, json_t **docs, const cdx_image_record *recs, size_t n)
+{
+    source_buf *sb = calloc(n ? n : 1, sizeof *sb);
+    cdx_source_record *sr = calloc(n ? n : 1, sizeof *sr);
+    cdx_result r = sb && sr ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < n && !r; i++)
+        if (source_from(docs[i], recs[i].path, &sb[m])) sr[m] = sb[m].rec, m++;
+    if (!r && m) r = cdx_library_set_sources(lib, sr, m, NULL);
+    if (r == CDX_ERR_INVALID_ARG) {   /* one by one: keep the good ones */
+        r = CDX_OK;
+        for (size_t i = 0; i < m && !r; i++) {
+            cdx_result e = cdx_library_set_sources(lib, &sr[i], 1, NULL);
+            if (e == CDX_ERR_INVALID_ARG) fprintf(stderr, "clipdex: warning: source skipped: %s\n", cdx_last_error());
+            else r = e;
+        }
+    }
+    for (size_t i = 0; sb && i < m; i++) source_buf_free(&sb[i]);
+    free(sb);
+    free(sr);
     return r;
 }
 
@@ -133,7 +216,8 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
         return r;
     cdx_image_record *recs = calloc((size_t)p.batch, sizeof *recs);
     float *vecs = malloc((size_t)p.batch * (size_t)li.dim * sizeof *vecs);
-    if (!recs || !vecs) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
+    json_t **docs = calloc((size_t)p.batch, sizeof *docs);
+    if (!recs || !vecs || !docs) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
     while (!r && !(p.cancel && atomic_load(p.cancel))) {
         natsMsgList list = {NULL, 0};
         jsErrCode jerr = 0;
@@ -152,12 +236,17 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
         size_t n = 0;
         for (int i = 0; i < list.Count && !r; i++) {
             cdx_result e = parse_result(list.Msgs[i], li.dim, li.model_fingerprint, &recs[n],
-                                        vecs + n * (size_t)li.dim);
+                                        vecs + n * (size_t)li.dim, &docs[n]);
             if (e == CDX_ERR_MISMATCH) r = e;   /* another model's pipeline: stop, ack nothing */
             else if (e) fprintf(stderr, "clipdex: warning: result skipped: %s\n", cdx_last_error());
             else n++;
         }
         if (!r) r = cdx_library_add_vectors(lib, recs, vecs, n, li.model_fingerprint, st);
+        if (!r) r = store_sources(lib, docs, recs, n);
+        for (size_t i = 0; i < n; i++) {
+            json_decref(docs[i]);
+            docs[i] = NULL;
+        }
         for (int i = 0; i < list.Count && !r; i++) {
             s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
             if (s != NATS_OK) r = fleet_nats_error(s, "ack");
@@ -168,5 +257,6 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
     natsSubscription_Destroy(sub);
     free(recs);
     free(vecs);
+    free(docs);
     return r;
 }

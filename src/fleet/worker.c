@@ -13,6 +13,8 @@
  * dead-letter record is published before the work item is acked; when
  * publishing fails (broker restarting) the item is handed back (nak) and
  * the worker carries on.
+ * URL items also get a 256 px JPEG thumbnail in their result (the library
+ * keeps no bytes of a URL; /thumb serves it).
  * While a batch is in progress a ticker thread tells the server every
  * ack_wait/3 that its items are in progress, so slow downloads are not
  * redelivered; a killed worker's items come back after ack_wait.
@@ -23,7 +25,10 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "image/decode.h"
 #include "ingest/source.h"
+
+#include <glib.h>
 
 #include <jansson.h>
 #include <pthread.h>
@@ -37,6 +42,7 @@
 
 #define WORKER_BATCH_MAX 1024
 #define KV_MODEL_KEY "model"
+#define WORKER_THUMB 256          /* px, longer side; URL items only */
 
 cdx_worker_params cdx_worker_default_params(void)
 {
@@ -65,6 +71,8 @@ typedef struct item {
     uint64_t size;
     int64_t mtime;
     cdx_image_meta meta;
+    void *thumb;              /* URL items: a WORKER_THUMB px JPEG */
+    size_t thumb_len;
 } item;
 
 /* The pipeline's model: record ours if none is recorded yet, else compare. */
@@ -143,6 +151,10 @@ static void item_load(item *it, const cdx_model *model, const cdx_worker_params 
         it->size = len;
         cdx_image_params ip = cdx_image_default_params();
         r = cdx_preprocess_buffer(model, data, len, &ip, px, &it->meta);
+        /* the library keeps no bytes of a URL: its thumbnail travels along
+         * (a failure only costs the thumbnail) */
+        if (!r && it->url && cdx_image_thumbnail_jpeg(data, len, WORKER_THUMB, &it->thumb, &it->thumb_len))
+            it->thumb = NULL;
     }
     free(data);
     if (r) {
@@ -206,10 +218,16 @@ static json_t *result_record(const item *it, const float *v, int dim, const char
     json_t *vec = json_array();
     for (int d = 0; vec && d < dim; d++) json_array_append_new(vec, json_real(v[d]));
     json_t *src = json_object_get(it->rec, "source");
-    return json_pack("{s:s,s:s,s:s,s:I,s:I,s:i,s:i,s:s,s:s,s:o,s:O?}", "id", it->id, "path",
-                     it->path ? it->path : it->url, "sha256", it->sha, "size", (json_int_t)it->size,
-                     "mtime", (json_int_t)it->mtime, "width", it->meta.width, "height", it->meta.height,
-                     "format", it->meta.format, "model", fp, "vector", vec, "source", src);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:i,s:i,s:s,s:s,s:o,s:O?}", "id", it->id, "path",
+                          it->path ? it->path : it->url, "sha256", it->sha, "size", (json_int_t)it->size,
+                          "mtime", (json_int_t)it->mtime, "width", it->meta.width, "height", it->meta.height,
+                          "format", it->meta.format, "model", fp, "vector", vec, "source", src);
+    if (o && it->thumb) {
+        gchar *b64 = g_base64_encode(it->thumb, it->thumb_len);
+        if (b64) json_object_set_new(o, "thumbnail", json_string(b64));
+        g_free(b64);
+    }
+    return o;
 }
 
 /* Settle every item of a fetched batch: results, dead letters, naks. */
@@ -322,7 +340,10 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
             pthread_join(th, NULL);
         }
         if (!r) r = settle(f, items, n, emb, mi.embed_dim, mi.fingerprint, &p, st);
-        for (int i = 0; i < n; i++) json_decref(items[i].rec);
+        for (int i = 0; i < n; i++) {
+            json_decref(items[i].rec);
+            free(items[i].thumb);
+        }
         natsMsgList_Destroy(&list);
     }
     natsSubscription_Destroy(sub);

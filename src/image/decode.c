@@ -729,3 +729,28 @@ cdx_result cdx_image_read_exif(const void *data, size_t len, cdx_image_exif *out
     vips_error_clear();
     return CDX_OK;
 }
+
+/* ---- thumbnails (fleet workers, for images whose bytes are not kept) ----- */
+
+cdx_result cdx_image_thumbnail_jpeg(const void *data, size_t len, int size, void **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    cdx_result r = cdx_image_init();
+    if (r) return r;
+    if (size < 16 || size > 4096) return cdx_error(CDX_ERR_INVALID_ARG, "thumbnail size must be 16..4096");
+    VipsImage *img = NULL;
+    if (vips_thumbnail_buffer((void *)data, len, &img, size, "height", size, "size", VIPS_SIZE_DOWN, NULL) != 0)
+        return vips_fail(CDX_ERR_FORMAT, "thumbnail");
+    void *buf = NULL;
+    size_t n = 0;
+    int rc = vips_jpegsave_buffer(img, &buf, &n, "Q", 82, "strip", TRUE, NULL);
+    g_object_unref(img);
+    if (rc != 0) return vips_fail(CDX_ERR_FORMAT, "thumbnail JPEG");
+    *out = malloc(n ? n : 1);
+    if (*out) memcpy(*out, buf, n);
+    g_free(buf);
+    if (!*out) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    *out_len = n;
+    return CDX_OK;
+}

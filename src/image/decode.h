@@ -68,6 +68,10 @@ cdx_result cdx_image_decode(const void *data, size_t len, const cdx_image_params
 
 void cdx_pixels_free(cdx_pixels *p);
 
+/* A JPEG (quality 82, metadata stripped) whose longer side is at most size
+ * pixels (never enlarged, EXIF orientation applied); *out is malloc'd. */
+cdx_result cdx_image_thumbnail_jpeg(const void *data, size_t len, int size, void **out, size_t *out_len);
+
 /* Transform the pixels for EXIF orientation 1..8 (the displayed image):
  * 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
  * 7 transverse, 8 rotate 270 clockwise.  Swaps width/height for 5..8. */

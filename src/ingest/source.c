@@ -1,6 +1,6 @@
 /*
  * source.c - sniffing, capped reads, URL fetches and hashing for ingestion
- * (see source.h).  libcurl does HTTP; OpenSSL's EVP does sha256.
+ * (see source.h).  cdx_http_get (fetch/http.c) does HTTP; OpenSSL's EVP does sha256.
  */
 #include "ingest/source.h"
 
@@ -102,6 +102,25 @@ done:
 }
 
 /* ---- URLs ---------------------------------------------------------------- */
+
+cdx_result source_http_get(const char *url, uint64_t max_bytes, long timeout_s, source_http_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    cdx_http_params p = cdx_http_default_params();
+    p.max_bytes = max_bytes;
+    p.timeout_ms = (timeout_s > 0 ? timeout_s : 60L) * 1000;
+    p.allow_private = 1;   /* the operator's own endpoints (feeds, URL lists) */
+    p.any_status = 1;
+    cdx_http_response resp;
+    cdx_result r = cdx_http_get(url, &p, &resp);
+    if (r) return r;
+    out->data = resp.data;
+    out->len = resp.len;
+    out->status = resp.status;
+    out->mtime = resp.mtime;
+    out->retry_after_s = resp.retry_after_s;
+    return CDX_OK;
+}
 
 cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
                             void **data, size_t *len, int64_t *mtime)

@@ -44,6 +44,21 @@ cdx_result source_read_file(const char *path, uint64_t max_bytes, void **data, s
 cdx_result source_fetch_url(const char *url, uint64_t max_bytes, long timeout_s,
                             void **data, size_t *len, int64_t *mtime);
 
+/* GET url into memory whatever the HTTP status (the caller judges it):
+ * CDX_ERR_NETWORK only when no response came (curl error), TOO_LARGE,
+ * UNSUPPORTED for a non-http(s) URL.  retry_after_s = the Retry-After
+ * header in seconds (0 when absent).  data is malloc'd (may be NULL when
+ * the body is empty). */
+typedef struct source_http_reply {
+    void *data;
+    size_t len;
+    long status;
+    int64_t mtime;
+    long retry_after_s;
+} source_http_reply;
+
+cdx_result source_http_get(const char *url, uint64_t max_bytes, long timeout_s, source_http_reply *out);
+
 /* sha256 of the bytes: raw (32 bytes) and lower-case hex (65 with NUL). */
 void source_sha256(const void *data, size_t len, uint8_t raw[32], char hex[65]);
 

@@ -2055,6 +2055,112 @@ void cdx_image_text_free(cdx_image_text *t)
     memset(t, 0, sizeof *t);
 }
 
+/* ---- source records and thumbnails from the fleet (docs/fleet.md) */
+
+#define SOURCE_JSON_MAX (256 * 1024)
+#define THUMB_BYTES_MAX ((size_t)1 << 20)
+
+static cdx_result source_record_check(const cdx_source_record *s)
+{
+    if (!s->path || (s->meta.n_tags && !s->meta.tags))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_set_sources: NULL path or tags");
+    if ((s->meta.title && !text_ok(s->meta.title, CATALOG_TEXT_MAX)) ||
+        (s->meta.description && !text_ok(s->meta.description, CATALOG_TEXT_MAX)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: title and description must be UTF-8 text of at most "
+                         "%d bytes", s->path, CATALOG_TEXT_MAX);
+    for (size_t i = 0; i < s->meta.n_tags; i++)
+        if (s->meta.tags[i] && !text_ok(s->meta.tags[i], CATALOG_TAG_MAX))
+            return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: tag %zu must be UTF-8 text of at most %d bytes",
+                             s->path, i + 1, CATALOG_TAG_MAX);
+    if (s->source_json) {
+        json_t *o = text_ok(s->source_json, SOURCE_JSON_MAX) ? json_loads(s->source_json, 0, NULL) : NULL;
+        int ok = json_is_object(o);
+        json_decref(o);
+        if (!ok)
+            return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: source record must be a JSON object of at most %d bytes",
+                             s->path, SOURCE_JSON_MAX);
+    }
+    const unsigned char *t = s->thumbnail;
+    if (t && (s->thumbnail_len < 4 || s->thumbnail_len > THUMB_BYTES_MAX || t[0] != 0xff || t[1] != 0xd8))
+        return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: thumbnail must be a JPEG of at most %zu bytes", s->path,
+                         THUMB_BYTES_MAX);
+    return CDX_OK;
+}
+
+/* One record inside the writer's transaction; *found = 0 when its path is
+ * not catalogued. */
+static cdx_result source_record_apply(cdx_library *lib, const cdx_source_record *s, cdx_image_record *rec,
+                                      int *found)
+{
+    *found = 0;
+    cdx_result r = catalog_image_by_path(lib->wcat, s->path, rec);
+    if (r == CDX_ERR_NOT_FOUND) return CDX_OK;
+    if (r) return r;
+    *found = 1;
+    int text = s->meta.title || s->meta.description || s->meta.n_tags || s->source_json;
+    if (!text)   /* a thumbnail alone leaves the text as it is */
+        return s->thumbnail ? catalog_thumb_put(lib->wcat, rec->sha256, s->thumbnail, s->thumbnail_len) : CDX_OK;
+    char *tags;
+    if ((r = catalog_tag_list(s->meta.tags, s->meta.n_tags, &tags))) return r;
+    r = catalog_image_set_source(lib->wcat, rec->id, s->meta.title, s->meta.description, tags);
+    free(tags);
+    if (!r) r = catalog_source_set(lib->wcat, rec->id, s->source_json);
+    if (!r && s->thumbnail) r = catalog_thumb_put(lib->wcat, rec->sha256, s->thumbnail, s->thumbnail_len);
+    return r;
+}
+
+cdx_result cdx_library_set_sources(cdx_library *lib, const cdx_source_record *recs, size_t n, size_t *applied)
+{
+    if (applied) *applied = 0;
+    if (!lib || (n && !recs)) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_set_sources: NULL argument");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    for (size_t i = 0; i < n; i++) {
+        cdx_result r = source_record_check(&recs[i]);
+        if (r) return r;
+    }
+    cdx_image_record *rec = malloc(sizeof *rec);
+    if (!rec) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    size_t done = 0;
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = catalog_begin(lib->wcat);
+    for (size_t i = 0; i < n && !r; i++) {
+        int found;
+        r = source_record_apply(lib, &recs[i], rec, &found);
+        done += (size_t)found;
+    }
+    if (!r) r = catalog_commit(lib->wcat);
+    if (r) catalog_rollback(lib->wcat);
+    pthread_mutex_unlock(&lib->wmu);
+    free(rec);
+    if (!r && applied) *applied = done;
+    return r;
+}
+
+cdx_result cdx_library_get_source(cdx_library *lib, int64_t id, char **json)
+{
+    if (!lib || !json) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_source: NULL argument");
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_source_get(lib->rcat, id, json);
+    pthread_mutex_unlock(&lib->rmu);
+    return r == CDX_ERR_NOT_FOUND ? CDX_OK : r;
+}
+
+cdx_result cdx_library_get_thumbnail(cdx_library *lib, int64_t id, void **jpeg, size_t *len)
+{
+    if (!lib || !jpeg || !len) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_get_thumbnail: NULL argument");
+    *jpeg = NULL;
+    *len = 0;
+    cdx_image_record *rec = malloc(sizeof *rec);
+    if (!rec) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&lib->rmu);
+    cdx_result r = catalog_image_by_id(lib->rcat, id, rec);
+    if (!r) r = catalog_thumb_get(lib->rcat, rec->sha256, jpeg, len);
+    pthread_mutex_unlock(&lib->rmu);
+    free(rec);
+    if (r == CDX_ERR_NOT_FOUND) return cdx_error(r, "image %lld has no stored thumbnail", (long long)id);
+    return r;
+}
+
 /* ---------------------------------------------------------------- check */
 
 typedef struct check_ctx {

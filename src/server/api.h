@@ -33,5 +33,9 @@ json_t *srv_image_json(const cdx_image_record *rec);
  * at a character boundary ("..." appended when cut); nothing when it has
  * none. */
 void srv_image_add_ocr(cdx_library *lib, json_t *o, int64_t id, size_t max);
+/* Add an image's source metadata to o when it has some: "title",
+ * "description", "tags" (array) and "source" (the record a feed stored:
+ * owner, owner_name, license_name, page, date_taken, geo, ...). */
+void srv_image_add_source(cdx_library *lib, int64_t id, json_t *o);
 
 #endif

@@ -131,6 +131,32 @@ void srv_image_add_ocr(cdx_library *lib, json_t *o, int64_t id, size_t max)
     cdx_image_text_free(&t);
 }
 
+void srv_image_add_source(cdx_library *lib, int64_t id, json_t *o)
+{
+    if (!o) return;
+    cdx_image_text t;
+    if (cdx_library_get_text(lib, id, &t) == CDX_OK) {
+        if (*t.title) json_object_set_new(o, "title", srv_json_string_lossy(t.title));
+        if (*t.description) json_object_set_new(o, "description", srv_json_string_lossy(t.description));
+        if (*t.tags) {
+            json_t *arr = json_array();
+            for (char *line = t.tags, *nl; arr && line && *line; line = nl ? nl + 1 : NULL) {
+                if ((nl = strchr(line, '\n'))) *nl = '\0';
+                json_array_append_new(arr, srv_json_string_lossy(line));
+            }
+            json_object_set_new(o, "tags", arr);
+        }
+        cdx_image_text_free(&t);
+    }
+    char *src = NULL;
+    if (cdx_library_get_source(lib, id, &src) == CDX_OK && src) {
+        json_t *so = json_loads(src, 0, NULL);
+        if (json_is_object(so)) json_object_set_new(o, "source", so);
+        else json_decref(so);
+    }
+    free(src);
+}
+
 /* ------------------------------------------------------------ metadata */
 
 static const char *const no_args[] = {NULL};
@@ -157,6 +183,7 @@ void api_image_get(srv_ctx *s, const srv_request *rq, srv_response *rs)
     if (load_record(s, rq, &rec, rs)) return;
     json_t *o = srv_image_json(&rec);
     if (o) srv_image_add_ocr(s->lib, o, rec.id, 65536);
+    srv_image_add_source(s->lib, rec.id, o);
     srv_json_reply(rs, 200, o);
 }
 
@@ -298,6 +325,16 @@ void api_image_thumb(srv_ctx *s, const srv_request *rq, srv_response *rs)
         rs->fd_size = (uint64_t)cst.st_size;
         rs->status = 200;
         return;
+    }
+    if (rec.path[0] != '/') {   /* a URL: the thumbnail its worker made, if stored */
+        void *jpeg = NULL;
+        size_t jlen = 0;
+        if (cdx_library_get_thumbnail(s->lib, rec.id, &jpeg, &jlen) == CDX_OK) {
+            rs->body = jpeg;
+            rs->body_len = jlen;
+            rs->status = 200;
+            return;
+        }
     }
     struct stat st;
     int fd = open_original(&rec, &st, rs);

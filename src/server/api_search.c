@@ -725,6 +725,7 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
         if (cdx_library_get_image(s->lib, hits[i].id, &rec) != CDX_OK) continue;  /* removed meanwhile */
         json_t *o = srv_image_json(&rec);
         if (!o) continue;
+        srv_image_add_source(s->lib, rec.id, o);
         json_object_set_new(o, "score", json_real(hits[i].score));
         srv_image_add_ocr(s->lib, o, hits[i].id, 300);
         json_array_append_new(results, o);

@@ -121,6 +121,19 @@ static const char migrate_v3_sql[] =
     "ALTER TABLE contents ADD COLUMN ocr_skipped INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE contents ADD COLUMN phash INTEGER;"
     "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
+/* ---- fleet side tables (no schema version: created by every writable
+ * open, IF NOT EXISTS; a read-only handle on a library no writer of this
+ * version has opened sees none).  image_sources: the source record of an
+ * image (JSON: owner, licence, page, geo, ...), dropped with the image;
+ * thumbs: a thumbnail JPEG made by a worker for a content whose bytes are
+ * not stored (URLs), dropped with the content. */
+static const char sources_sql[] =
+    "CREATE TABLE IF NOT EXISTS image_sources(id INTEGER PRIMARY KEY, json TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS thumbs(sha256 TEXT PRIMARY KEY, jpeg BLOB NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS image_sources_delete AFTER DELETE ON images BEGIN "
+    "  DELETE FROM image_sources WHERE id = old.id; END;"
+    "CREATE TRIGGER IF NOT EXISTS thumbs_delete AFTER DELETE ON contents BEGIN "
+    "  DELETE FROM thumbs WHERE sha256 = old.sha256; END;";
 
 struct catalog {
     sqlite3 *db;
@@ -230,6 +243,7 @@ cdx_result catalog_open(const char *path, int writable, int create, catalog **ou
     if (writable && (r = exec(c, "PRAGMA journal_mode=WAL"))) goto fail;
     if ((r = exec(c, "PRAGMA synchronous=FULL; PRAGMA case_sensitive_like=ON;"))) goto fail;
     if ((r = setup_schema(c, writable))) goto fail;
+    if (writable && (r = exec(c, sources_sql))) goto fail;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(c->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
                                NULL) != SQLITE_OK) {
@@ -1140,6 +1154,34 @@ cdx_result catalog_content_set_phash(catalog *c, const char *sha256, uint64_t ph
     return r;
 }
 
+/* ---- fleet side tables (sources_sql) */
+
+cdx_result catalog_source_set(catalog *c, int64_t id, const char *json)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, json ? "INSERT OR REPLACE INTO image_sources(id, json) VALUES(?1, ?2)"
+                                       : "DELETE FROM image_sources WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "storing a source record");
+    sqlite3_bind_int64(s, 1, id);
+    if (json) sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a source record");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_thumb_put(catalog *c, const char *sha256, const void *jpeg, size_t len)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO thumbs(sha256, jpeg) VALUES(?1, ?2)", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_fail(c, "storing a thumbnail");
+    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(s, 2, jpeg, (sqlite3_uint64)len, SQLITE_STATIC);
+    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a thumbnail");
+    sqlite3_finalize(s);
+    return r;
+}
+
 cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog_dupe_row *row),
                                  void *user)
 {
@@ -1169,4 +1211,47 @@ cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images for duplicates");
     sqlite3_finalize(s);
     return r;
+}
+/* One column of one row into a malloc'd copy (+ NUL); CDX_ERR_NOT_FOUND
+ * when there is no row or no table (a library no writer has opened yet). */
+static cdx_result side_get(catalog *c, const char *sql, int64_t id, const char *key, void **out, size_t *len)
+{
+    *out = NULL;
+    if (len) *len = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return CDX_ERR_NOT_FOUND;
+    }
+    if (key) sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    else sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cdx_result r = CDX_OK;
+    if (rc == SQLITE_ROW) {
+        const void *p = sqlite3_column_blob(s, 0);
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        char *copy = malloc(n + 1);
+        if (!copy) {
+            r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        } else {
+            if (n) memcpy(copy, p, n);
+            copy[n] = '\0';
+            *out = copy;
+            if (len) *len = n;
+        }
+    } else {
+        r = rc == SQLITE_DONE ? CDX_ERR_NOT_FOUND : db_fail(c, "reading a side table");
+    }
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_source_get(catalog *c, int64_t id, char **json)
+{
+    return side_get(c, "SELECT json FROM image_sources WHERE id = ?1", id, NULL, (void **)json, NULL);
+}
+
+cdx_result catalog_thumb_get(catalog *c, const char *sha256, void **jpeg, size_t *len)
+{
+    return side_get(c, "SELECT jpeg FROM thumbs WHERE sha256 = ?1", 0, sha256, jpeg, len);
 }

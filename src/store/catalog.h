@@ -243,5 +243,13 @@ typedef struct catalog_dupe_row {
  * non-zero to stop. */
 cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog_dupe_row *row),
                                  void *user);
+/* Fleet side tables (created by every writable open): an image's source
+ * record (JSON text; NULL deletes it) and the thumbnail JPEG of a content
+ * whose bytes are not stored.  The getters return CDX_ERR_NOT_FOUND (no
+ * message) when there is none; *json / *jpeg are malloc'd. */
+cdx_result catalog_source_set(catalog *c, int64_t id, const char *json);
+cdx_result catalog_source_get(catalog *c, int64_t id, char **json);
+cdx_result catalog_thumb_put(catalog *c, const char *sha256, const void *jpeg, size_t len);
+cdx_result catalog_thumb_get(catalog *c, const char *sha256, void **jpeg, size_t *len);
 
 #endif
