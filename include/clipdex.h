@@ -560,6 +560,9 @@ typedef struct cdx_index_params {
     int codes;                  /* companion code files to build after indexing:
                                    bits 1 << CDX_SCAN_INT8 / _BIT / _PCA8;
                                    existing companions are always brought up to date */
+    int gone_ok;                /* a given path that does not exist is no
+                                   failure (with prune its entries go): the
+                                   watcher's passes (cdx_library_watch) */
 } cdx_index_params;
 
 cdx_index_params cdx_index_default_params(void);
@@ -568,6 +571,46 @@ cdx_index_params cdx_index_default_params(void);
  * files never stop the run: they are reported (FAILED event) and counted. */
 cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
                              const cdx_index_params *params, cdx_index_stats *stats);
+
+/* ---------------------------------------------------------------- watching
+ * Keep a library in step with folders (docs/fleet.md "Watching folders without a broker"): a full
+ * pass on start (index + prune), then inotify events, debounced, indexed in
+ * passes of the changed paths (new and changed files embedded, moved ones
+ * recognised by content, deleted ones removed); a full pass again when the
+ * kernel's event queue overflows or *rescan is set.  Folders created later
+ * are watched.  Hidden names and the library's own folder are ignored. */
+
+typedef struct cdx_watch_pass {
+    const char *reason;         /* "start", "overflow", "request" (full
+                                   passes) or "changes" */
+    int full;                   /* 1 = every folder rescanned */
+    uint64_t paths;             /* changed paths in this pass (0 when full) */
+    const cdx_index_stats *stats;   /* this pass's counts */
+} cdx_watch_pass;
+
+typedef struct cdx_watch_params {
+    cdx_index_params index;     /* options of each pass (batch, image, codes,
+                                   callback for its events); prune, gone_ok,
+                                   urls_file and cancel are set by the watcher */
+    int debounce_ms;            /* index once no event came for this long (500) */
+    int max_delay_ms;           /* ...or this long after the first pending one,
+                                   during a steady stream of events (5000) */
+    void (*pass)(void *user, const cdx_watch_pass *pass);   /* after each pass */
+    void *user;
+    cdx_cancel_flag *cancel;    /* set to stop (the current pass commits first) */
+    cdx_cancel_flag *rescan;    /* set to ask for a full pass (cleared here) */
+} cdx_watch_params;
+
+typedef struct cdx_watch_stats {
+    uint64_t passes, full_passes, overflows;
+    uint64_t added, moved, duplicates, removed, failed, skipped;   /* summed */
+} cdx_watch_stats;
+
+cdx_watch_params cdx_watch_default_params(void);
+/* Run until *cancel (writable library with its model).  Searches on the
+ * same handle keep working meanwhile. */
+cdx_result cdx_library_watch(cdx_library *lib, const char *const *dirs, int n_dirs,
+                             const cdx_watch_params *params, cdx_watch_stats *stats);
 
 /* Store image bytes under the library (DIR/images/<sha256>.<ext>), index
  * them and return the id (an existing id when that content is known). */
