@@ -986,6 +986,10 @@ typedef struct cdx_fleet_index_params {
     void (*progress)(void *user, const cdx_import_stats *st);   /* per commit */
     void *user;
     cdx_cancel_flag *cancel;
+    int replica;             /* a read replica: also apply the pipeline's
+                                deletions (consumer of the same name on the
+                                deletions stream); removed counted in *deleted */
+    uint64_t *deleted;       /* may be NULL */
 } cdx_fleet_index_params;
 
 cdx_fleet_index_params cdx_fleet_index_default_params(void);
@@ -993,6 +997,18 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void);
  * batch only after its commit; redelivered results change nothing. */
 cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
                            cdx_import_stats *stats);
+
+/* The owning library removed path (whose content was sha256, 64 hex):
+ * publish it to the pipeline's deletions stream (message id from path and
+ * sha256, so republishing is deduplicated).  Replicas remove the path
+ * only while it still has that content (a newer content is kept). */
+cdx_result cdx_fleet_publish_deletion(cdx_fleet *f, const char *path, const char *sha256);
+
+/* The pipeline a library is fed from (DIR/pipeline, set by `index --from`
+ * and `serve --ingest`): removals from it are published to the pipeline's
+ * deletions for its replicas.  get: url[0] = '\0' when none; cap >= 600. */
+cdx_result cdx_library_set_pipeline(cdx_library *lib, const char *url);
+cdx_result cdx_library_get_pipeline(cdx_library *lib, char *url, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,9 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: clipdex rm [--library DIR] ID|PATH|URL...\n\n"
-               "Remove images from the library by id or by path/URL (files are not deleted).\n");
+               "Remove images from the library by id or by path/URL (files are not deleted).\n"
+               "A library fed from a fleet pipeline (index --from, serve --ingest) publishes\n"
+               "the removals to the pipeline's deletions, which its read replicas follow.\n");
 }
 
 int cmd_rm(int argc, char **argv)
@@ -31,6 +33,13 @@ int cmd_rm(int argc, char **argv)
     cdx_library *lib;
     if (cli_open_library(dir, &p, &lib)) return 1;
     int rc = 0;
+    char pipeline[600];
+    cdx_fleet *fleet = NULL;   /* opened when the library records a pipeline */
+    if (cdx_library_get_pipeline(lib, pipeline, sizeof pipeline) != CDX_OK) rc = cli_fail("pipeline", CDX_ERR_FORMAT);
+    else if (pipeline[0] && cdx_fleet_open(pipeline, NULL, &fleet) != CDX_OK) {
+        cdx_library_close(lib);   /* removing without telling the replicas would split them */
+        return cli_fail(pipeline, CDX_ERR_NETWORK);
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--library")) { i++; continue; }
@@ -43,7 +52,10 @@ int cmd_rm(int argc, char **argv)
         int have = cdx_library_get_image(lib, id, &rec) == CDX_OK;
         if ((r = cdx_library_remove(lib, id)) != CDX_OK) { rc = cli_fail(a, r); continue; }
         printf("removed %lld %s\n", (long long)id, have ? rec.path : "");
+        if (fleet && have && (r = cdx_fleet_publish_deletion(fleet, rec.path, rec.sha256)) != CDX_OK)
+            rc = cli_fail("publishing the deletion", r);
     }
+    cdx_fleet_close(fleet);
     cdx_library_close(lib);
     return rc;
 }

@@ -54,6 +54,15 @@ typedef struct srv_config {
     uint64_t thumb_cache_bytes; /* thumbnail cache cap (default 512 MiB; 0 = no cache) */
     int workers;               /* inference/search workers (0 = 1 per 2 cores, at least 1) */
     int queue_limit;           /* queued search jobs before 503 (default 64) */
+    /* Background ingestion (background.c; docs/fleet.md): */
+    const char *const *watch_dirs;  /* --watch: folders kept in step */
+    int n_watch;
+    const char *ingest_url;    /* --ingest nats://...: commit the pipeline's results */
+    const char *replica_of;    /* --replica-of nats://...: follow results and
+                                  deletions; the API is read-only, the library
+                                  is opened writable for the consumer */
+    const char *consumer;      /* durable consumer (default "library", replicas
+                                  "replica-<host>-<hash of the library path>") */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);
@@ -68,6 +77,7 @@ typedef struct srv_ctx {
     struct sched *sched;       /* search/embedding jobs (jobqueue.h); NULL = direct calls */
     double started;            /* cdx-independent monotonic seconds */
     atomic_int draining;       /* set on SIGTERM: responses say Connection: close */
+    struct srv_bg *bg;         /* background ingestion threads (background.h) */
 } srv_ctx;
 
 /* Open the library (writable unless cfg->read_only), create the thumbnail
