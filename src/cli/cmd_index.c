@@ -60,6 +60,7 @@ static void usage(FILE *f)
 typedef struct ui {
     int json, tty, verbose;
     int progress_shown;
+    int watch;           /* index --watch: no progress lines per pass */
 } ui;
 
 static const char *kind_name(cdx_index_event_kind k)
@@ -91,6 +92,7 @@ static void on_event(void *user, const cdx_index_event *ev)
 {
     ui *u = user;
     const cdx_index_stats *s = ev->stats;
+    if (u->watch && ev->kind == CDX_INDEX_EVENT_PROGRESS) return;
     if (u->json) {
         printf("{\"event\": \"%s\"", kind_name(ev->kind));
         if (ev->path) {
@@ -140,7 +142,7 @@ int cmd_index(int argc, char **argv)
 {
     const char *dir = NULL, *model = NULL;
     cdx_index_params ip = cdx_index_default_params();
-    ui u = {0, 0, 0, 0};
+    ui u = {0, 0, 0, 0, 0};
     long threads = 0;
     const char *from = NULL;
     int follow = 0, watch = 0;
@@ -184,6 +186,7 @@ int cmd_index(int argc, char **argv)
         if (ip.urls_file || ip.prune) { free(paths); return cli_usage_error("index", "--watch takes folders only (it prunes itself)"); }
         ip.callback = on_event;
         ip.user = &u;
+        u.watch = 1;
         int rc = cli_index_watch(dir, model, (int)threads, paths, n, &ip, u.json);
         free(paths);
         return rc;

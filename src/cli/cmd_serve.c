@@ -178,8 +178,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (srv_bg_start(&s, err, sizeof err)) {
         fprintf(stderr, "clipdex: error: %s\n", err);
-        srv_bg_stop(&s);
         srv_http_stop(h, 1.0);
+        srv_bg_stop(&s);
         srv_ctx_close(&s);
         free(watch);
         return 1;
@@ -200,8 +200,8 @@ int cmd_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "clipdex serve: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    srv_bg_stop(&s);   /* the current pass or batch commits first */
-    srv_http_stop(h, 30.0);
+    srv_http_stop(h, 30.0);   /* requests (DELETE publishes through s.bg) first */
+    srv_bg_stop(&s);          /* the current pass or batch commits first */
     if (warming) pthread_join(warm, NULL);   /* before the model is freed */
     srv_ctx_close(&s);
     fprintf(stderr, "clipdex serve: stopped\n");
