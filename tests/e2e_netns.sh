@@ -28,6 +28,10 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
+  for n in "$B" "$W1" "$W2" "$L"; do   # whatever still runs inside (ip netns exec may fork)
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+  done
+  wait 2>/dev/null
   for n in "$B" "$W1" "$W2" "$L"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$T"
 }

@@ -134,7 +134,7 @@ wait "$WP"; rc=$?
 [ $rc -eq 0 ] || fail "index --watch exit status $rc after SIGTERM"
 grep -q '"event": "summary"' "$T/watch.log" || fail "no summary"
 "$BIN" check --library "$L1" >"$T/check1.log" 2>&1 || fail "check after index --watch"
-echo "ok: index --watch (add, subfolder, rewrite, move, delete, overflow, SIGHUP, SIGTERM)"
+echo "ok: index --watch (add, subfolder, rewrite, move, delete, overflow, SIGHUP, SIGTERM) (${SECONDS} s)"
 
 # ---------------------------------------------------------------- 2. serve --watch
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -176,7 +176,7 @@ w = json.load(sys.stdin)["background"]["watch"]
 assert w["passes"] >= 3 and w["added"] >= 21 and w["removed"] >= 1, w' || fail "stats.background.watch"
 kill -TERM "$S2"; wait "$S2" || fail "serve --watch exit status"
 "$BIN" check --library "$T/lib2" >"$T/check2.log" 2>&1 || fail "check after serve --watch"
-echo "ok: serve --watch"
+echo "ok: serve --watch (${SECONDS} s)"
 
 # ---------------------------------------------------------------- 3. --ingest and a replica
 if ! command -v nats-server >/dev/null; then
@@ -234,4 +234,4 @@ g = json.load(sys.stdin)["background"]["ingest"]
 assert g["replica"] and g["deleted"] >= 1, g' || fail "replica stats"
 kill -TERM "$SR"; wait "$SR" || fail "replica exit status"
 "$BIN" check --library "$T/replica" >"$T/check4.log" 2>&1 || fail "check of the replica"
-echo "ok: serve --ingest, replica (kill -9, catch-up, deletions)"
+echo "ok: serve --ingest, replica (kill -9, catch-up, deletions) (${SECONDS} s)"
