@@ -191,14 +191,14 @@ static int cancelled(const cdx_cancel_flag *f)
 cdx_result cdx_library_watch(cdx_library *lib, const char *const *dirs, int n_dirs,
                              const cdx_watch_params *params, cdx_watch_stats *stats)
 {
+    cdx_watch_stats local;
+    cdx_watch_stats *st = stats ? stats : &local;
+    memset(st, 0, sizeof *st);
     if (!lib || !dirs || n_dirs < 1) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_watch: no folders");
     cdx_watch_params defaults = cdx_watch_default_params();
     const cdx_watch_params *p = params ? params : &defaults;
     if (p->debounce_ms < 0 || p->max_delay_ms < p->debounce_ms)
         return cdx_error(CDX_ERR_INVALID_ARG, "watch: need 0 <= debounce_ms <= max_delay_ms");
-    cdx_watch_stats local;
-    cdx_watch_stats *st = stats ? stats : &local;
-    memset(st, 0, sizeof *st);
     watch_run w;
     memset(&w, 0, sizeof w);
     w.lib = lib;

@@ -71,12 +71,16 @@ static void *watch_main(void *arg)
     wp.pass = on_pass;
     wp.user = bg;
     wp.cancel = &bg->cancel;
-    cdx_watch_stats st;
-    cdx_result r = cdx_library_watch(bg->s->lib, bg->s->cfg.watch_dirs, bg->s->cfg.n_watch, &wp, &st);
-    if (r) set_error(bg, "watch stopped");
-    pthread_mutex_lock(&bg->mu);
-    bg->watch.overflows = st.overflows;
-    pthread_mutex_unlock(&bg->mu);
+    while (!atomic_load(&bg->cancel)) {   /* an error (disk full, a folder gone): log, start over */
+        cdx_watch_stats st;
+        cdx_result r = cdx_library_watch(bg->s->lib, bg->s->cfg.watch_dirs, bg->s->cfg.n_watch, &wp, &st);
+        pthread_mutex_lock(&bg->mu);
+        bg->watch.overflows += st.overflows;
+        pthread_mutex_unlock(&bg->mu);
+        if (!r) break;
+        set_error(bg, "watch (restarting in 5 s)");
+        nap(bg, 5000);
+    }
     return NULL;
 }
 
