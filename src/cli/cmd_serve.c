@@ -71,14 +71,18 @@ int cmd_serve(int argc, char **argv)
     cfg.library_dir = cdx_library_default_dir();
     const char *env_token = getenv("CLIPDEX_TOKEN");
     cfg.token = env_token && *env_token ? env_token : NULL;
-    const char **watch = calloc((size_t)argc, sizeof *watch);
-    if (!watch) return cli_fail("out of memory", CDX_ERR_NOMEM);
+    const char *watch[64];   /* --watch folders */
     cfg.watch_dirs = watch;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
-        if (v && !strcmp(a, "--watch")) { watch[cfg.n_watch++] = v; i++; continue; }
+        if (v && !strcmp(a, "--watch")) {
+            if (cfg.n_watch == (int)(sizeof watch / sizeof *watch)) return cli_usage_error("serve", "more than 64 --watch folders");
+            watch[cfg.n_watch++] = v;
+            i++;
+            continue;
+        }
         if (v && !strcmp(a, "--ingest")) { cfg.ingest_url = v; i++; continue; }
         if (v && !strcmp(a, "--replica-of")) { cfg.replica_of = v; cfg.read_only = 1; i++; continue; }
         if (v && !strcmp(a, "--consumer")) { cfg.consumer = v; i++; continue; }
@@ -166,14 +170,12 @@ int cmd_serve(int argc, char **argv)
     char err[1024], url[128];
     if (srv_ctx_open(&s, &cfg, err, sizeof err)) {
         fprintf(stderr, "clipdex: error: %s\n", err);
-        free(watch);
         return 1;
     }
     srv_http *h;
     if (srv_http_start(&s, &h, url, sizeof url, err, sizeof err)) {
         fprintf(stderr, "clipdex: error: %s\n", err);
         srv_ctx_close(&s);
-        free(watch);
         return 1;
     }
     if (srv_bg_start(&s, err, sizeof err)) {
@@ -181,7 +183,6 @@ int cmd_serve(int argc, char **argv)
         srv_http_stop(h, 1.0);
         srv_bg_stop(&s);
         srv_ctx_close(&s);
-        free(watch);
         return 1;
     }
     printf("listening on %s\n", url);
@@ -205,6 +206,5 @@ int cmd_serve(int argc, char **argv)
     if (warming) pthread_join(warm, NULL);   /* before the model is freed */
     srv_ctx_close(&s);
     fprintf(stderr, "clipdex serve: stopped\n");
-    free(watch);
     return 0;
 }
