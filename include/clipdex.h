@@ -690,6 +690,9 @@ typedef struct cdx_index_params {
     int ocr;                    /* read text in new images with Tesseract (on the
                                    decode workers; docs/search.md) */
     const char *ocr_lang;       /* Tesseract languages, "eng+deu" (NULL = "eng") */
+    int gone_ok;                /* a given path that does not exist is no
+                                   failure (with prune its entries go): the
+                                   watcher's passes (cdx_library_watch) */
 } cdx_index_params;
 
 cdx_index_params cdx_index_default_params(void);
@@ -698,6 +701,46 @@ cdx_index_params cdx_index_default_params(void);
  * files never stop the run: they are reported (FAILED event) and counted. */
 cdx_result cdx_library_index(cdx_library *lib, const char *const *paths, int n_paths,
                              const cdx_index_params *params, cdx_index_stats *stats);
+
+/* ---------------------------------------------------------------- watching
+ * Keep a library in step with folders (docs/fleet.md "Watching folders without a broker"): a full
+ * pass on start (index + prune), then inotify events, debounced, indexed in
+ * passes of the changed paths (new and changed files embedded, moved ones
+ * recognised by content, deleted ones removed); a full pass again when the
+ * kernel's event queue overflows or *rescan is set.  Folders created later
+ * are watched.  Hidden names and the library's own folder are ignored. */
+
+typedef struct cdx_watch_pass {
+    const char *reason;         /* "start", "overflow", "request" (full
+                                   passes) or "changes" */
+    int full;                   /* 1 = every folder rescanned */
+    uint64_t paths;             /* changed paths in this pass (0 when full) */
+    const cdx_index_stats *stats;   /* this pass's counts */
+} cdx_watch_pass;
+
+typedef struct cdx_watch_params {
+    cdx_index_params index;     /* options of each pass (batch, image, codes,
+                                   callback for its events); prune, gone_ok,
+                                   urls_file and cancel are set by the watcher */
+    int debounce_ms;            /* index once no event came for this long (500) */
+    int max_delay_ms;           /* ...or this long after the first pending one,
+                                   during a steady stream of events (5000) */
+    void (*pass)(void *user, const cdx_watch_pass *pass);   /* after each pass */
+    void *user;
+    cdx_cancel_flag *cancel;    /* set to stop (the current pass commits first) */
+    cdx_cancel_flag *rescan;    /* set to ask for a full pass (cleared here) */
+} cdx_watch_params;
+
+typedef struct cdx_watch_stats {
+    uint64_t passes, full_passes, overflows;
+    uint64_t added, moved, duplicates, removed, failed, skipped;   /* summed */
+} cdx_watch_stats;
+
+cdx_watch_params cdx_watch_default_params(void);
+/* Run until *cancel (writable library with its model).  Searches on the
+ * same handle keep working meanwhile. */
+cdx_result cdx_library_watch(cdx_library *lib, const char *const *dirs, int n_dirs,
+                             const cdx_watch_params *params, cdx_watch_stats *stats);
 
 /* Store image bytes under the library (DIR/images/<sha256>.<ext>), index
  * them and return the id (an existing id when that content is known). */
@@ -1258,6 +1301,10 @@ typedef struct cdx_fleet_index_params {
     void (*progress)(void *user, const cdx_import_stats *st);   /* per commit */
     void *user;
     cdx_cancel_flag *cancel;
+    int replica;             /* a read replica: also apply the pipeline's
+                                deletions (consumer of the same name on the
+                                deletions stream); removed counted in *deleted */
+    uint64_t *deleted;       /* may be NULL */
 } cdx_fleet_index_params;
 
 cdx_fleet_index_params cdx_fleet_index_default_params(void);
@@ -1320,6 +1367,17 @@ cdx_result cdx_library_drop_previous(const char *dir);
 cdx_result cdx_library_sync_model(cdx_library *lib, int *changed);
 /* The registry name recorded with the library's model ("" when none). */
 cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap);
+/* The owning library removed path (whose content was sha256, 64 hex):
+ * publish it to the pipeline's deletions stream (message id from path and
+ * sha256, so republishing is deduplicated).  Replicas remove the path
+ * only while it still has that content (a newer content is kept). */
+cdx_result cdx_fleet_publish_deletion(cdx_fleet *f, const char *path, const char *sha256);
+
+/* The pipeline a library is fed from (DIR/pipeline, set by `index --from`
+ * and `serve --ingest`): removals from it are published to the pipeline's
+ * deletions for its replicas.  get: url[0] = '\0' when none; cap >= 600. */
+cdx_result cdx_library_set_pipeline(cdx_library *lib, const char *url);
+cdx_result cdx_library_get_pipeline(cdx_library *lib, char *url, size_t cap);
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

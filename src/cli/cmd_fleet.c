@@ -257,6 +257,11 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, cons
     if (cli_open_library(lib_dir, &lp, &lib)) return 1;
     cdx_fleet *f;
     if (open_fleet(url, &f)) { cdx_library_close(lib); return 1; }
+    if (cdx_library_set_pipeline(lib, url)) {   /* rm publishes removals to it */
+        cdx_fleet_close(f);
+        cdx_library_close(lib);
+        return cli_fail("recording the pipeline", CDX_ERR_IO);
+    }
     catch_signals();
     cdx_fleet_index_params ip = cdx_fleet_index_default_params();
     ip.follow = follow;

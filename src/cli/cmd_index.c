@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "                     [--json] [--verbose] [--fast] [--batch N] [--threads N]\n"
             "                     [--ocr] [--ocr-lang eng+deu] PATH...\n"
             "       clipdex index [--library DIR] [--model DIR] --from nats://HOST:PORT/NAME\n"
-            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n\n"
+            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n"
+            "       clipdex index [--library DIR] [--model DIR] --watch [--json] DIR...\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
             "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
             "size and mtime) are skipped; moved/renamed files are recognised by content.\n\n"
@@ -53,7 +54,10 @@ static void usage(FILE *f)
             "                 --consumer NAME: the broker-side cursor (default library;\n"
             "                 give each library fed from one pipeline its own);\n"
             "                 --ack-wait MS: when a killed run's last batch comes back\n"
-            "                 (default 30000; set when the consumer is created)\n\n"
+            "                 (default 30000; set when the consumer is created)\n"
+            "  --watch        index the folders, then keep the library in step with them\n"
+            "                 (new, changed, moved, deleted files; inotify) until\n"
+            "                 SIGINT/SIGTERM; SIGHUP forces a full rescan\n\n"
             "Exit status: 0 done (failed files are reported, not fatal), 3 every candidate\n"
             "failed, 130 interrupted, 1 error.\n");
 }
@@ -61,6 +65,7 @@ static void usage(FILE *f)
 typedef struct ui {
     int json, tty, verbose;
     int progress_shown;
+    int watch;           /* index --watch: no progress lines per pass */
 } ui;
 
 static const char *kind_name(cdx_index_event_kind k)
@@ -92,6 +97,7 @@ static void on_event(void *user, const cdx_index_event *ev)
 {
     ui *u = user;
     const cdx_index_stats *s = ev->stats;
+    if (u->watch && ev->kind == CDX_INDEX_EVENT_PROGRESS) return;
     if (u->json) {
         printf("{\"event\": \"%s\"", kind_name(ev->kind));
         if (ev->path) {
@@ -141,11 +147,11 @@ int cmd_index(int argc, char **argv)
 {
     const char *dir = NULL, *model = NULL;
     cdx_index_params ip = cdx_index_default_params();
-    ui u = {0, 0, 0, 0};
+    ui u = {0, 0, 0, 0, 0};
     long threads = 0;
     cdx_precision prec = CDX_PRECISION_FP32;
     const char *from = NULL;
-    int follow = 0;
+    int follow = 0, watch = 0;
     const char *consumer = NULL;
     long batch_opt = 0, ack_wait = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
@@ -162,6 +168,7 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--prune")) ip.prune = 1;
         else if (!strcmp(a, "--from") && hv) from = argv[++i];
         else if (!strcmp(a, "--follow")) follow = 1;
+        else if (!strcmp(a, "--watch")) watch = 1;
         else if (!strcmp(a, "--consumer") && hv) consumer = argv[++i];
         else if (!strcmp(a, "--ack-wait") && hv && !cli_parse_int(argv[i + 1], 1000, 3600000, &ack_wait)) i++;
         else if (!strcmp(a, "--json")) u.json = 1;
@@ -184,6 +191,16 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--")) { while (++i < argc) paths[n++] = argv[i]; }
         else if (!strncmp(a, "--", 2)) { free(paths); return cli_usage_error("index", "unknown or incomplete argument '%s'", a); }
         else paths[n++] = a;
+    }
+    if (from && watch) { free(paths); return cli_usage_error("index", "--from and --watch exclude each other"); }
+    if (watch) {
+        if (ip.urls_file || ip.prune) { free(paths); return cli_usage_error("index", "--watch takes folders only (it prunes itself)"); }
+        ip.callback = on_event;
+        ip.user = &u;
+        u.watch = 1;
+        int rc = cli_index_watch(dir, model, (int)threads, paths, n, &ip, u.json);
+        free(paths);
+        return rc;
     }
     if (from) {
         free(paths);

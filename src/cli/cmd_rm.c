@@ -9,18 +9,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: clipdex rm [--library DIR] ID|PATH|URL...\n\n"
-               "Remove images from the library by id or by path/URL (files are not deleted).\n");
+    fprintf(f, "usage: clipdex rm [--library DIR] [--no-publish] ID|PATH|URL...\n\n"
+               "Remove images from the library by id or by path/URL (files are not deleted).\n"
+               "A library fed from a fleet pipeline (index --from, serve --ingest) publishes\n"
+               "the removals to the pipeline's deletions, which its read replicas follow;\n"
+               "it refuses to run when the broker is unreachable, unless --no-publish.\n");
 }
 
 int cmd_rm(int argc, char **argv)
 {
     const char *dir = NULL;
-    int n = 0;
+    int n = 0, publish = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--library") && i + 1 < argc) { dir = argv[++i]; continue; }
+        if (!strcmp(a, "--no-publish")) { publish = 0; continue; }
         if (!strncmp(a, "--", 2)) return cli_usage_error("rm", "unknown argument '%s'", a);
         n++;
     }
@@ -31,9 +35,17 @@ int cmd_rm(int argc, char **argv)
     cdx_library *lib;
     if (cli_open_library(dir, &p, &lib)) return 1;
     int rc = 0;
+    char pipeline[600];
+    cdx_fleet *fleet = NULL;   /* opened when the library records a pipeline */
+    if (cdx_library_get_pipeline(lib, pipeline, sizeof pipeline) != CDX_OK) rc = cli_fail("pipeline", CDX_ERR_FORMAT);
+    else if (publish && pipeline[0] && cdx_fleet_open(pipeline, NULL, &fleet) != CDX_OK) {
+        cdx_library_close(lib);   /* removing without telling the replicas would split them */
+        return cli_fail(pipeline, CDX_ERR_NETWORK);
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--library")) { i++; continue; }
+        if (!strcmp(a, "--no-publish")) continue;
         long v;
         int64_t id;
         cdx_result r;
@@ -43,7 +55,10 @@ int cmd_rm(int argc, char **argv)
         int have = cdx_library_get_image(lib, id, &rec) == CDX_OK;
         if ((r = cdx_library_remove(lib, id)) != CDX_OK) { rc = cli_fail(a, r); continue; }
         printf("removed %lld %s\n", (long long)id, have ? rec.path : "");
+        if (fleet && have && (r = cdx_fleet_publish_deletion(fleet, rec.path, rec.sha256)) != CDX_OK)
+            rc = cli_fail("publishing the deletion", r);
     }
+    cdx_fleet_close(fleet);
     cdx_library_close(lib);
     return rc;
 }

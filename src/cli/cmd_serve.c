@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include "server/background.h"
 #include "server/http.h"
 #include "server/server.h"
 
@@ -44,6 +45,14 @@ static void serve_usage(FILE *f)
             "  --thumb-cache-mb N     cap of the thumbnail cache in DIR/thumbs, least recently\n"
             "                         used removed first (default 512; 0 = do not cache)\n"
             "  --read-only            refuse uploads and deletions (403)\n"
+            "  --watch DIR            keep the library in step with DIR (repeatable): indexed\n"
+            "                         on start, then new, changed, moved and deleted files\n"
+            "  --ingest nats://HOST:PORT/NAME  commit the fleet pipeline's results as they come\n"
+            "                         (like index --from --follow; DELETE publishes removals)\n"
+            "  --replica-of nats://HOST:PORT/NAME  a read replica: follow the pipeline's results\n"
+            "                         and deletions into this library; the API is read-only\n"
+            "  --consumer NAME        broker-side cursor of --ingest (default library) or of\n"
+            "                         --replica-of (default replica-<host>-<hash of DIR>)\n"
             "  --help                 this help\n\n"
             "The first line on stdout is 'listening on http://HOST:PORT'.\n"
             "SIGTERM or SIGINT: stop accepting, finish in-flight requests (up to 30 s), exit 0.\n");
@@ -63,10 +72,21 @@ int cmd_serve(int argc, char **argv)
     cfg.library_dir = cdx_library_default_dir();
     const char *env_token = getenv("CLIPDEX_TOKEN");
     cfg.token = env_token && *env_token ? env_token : NULL;
+    const char *watch[64];   /* --watch folders */
+    cfg.watch_dirs = watch;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
+        if (v && !strcmp(a, "--watch")) {
+            if (cfg.n_watch == (int)(sizeof watch / sizeof *watch)) return cli_usage_error("serve", "more than 64 --watch folders");
+            watch[cfg.n_watch++] = v;
+            i++;
+            continue;
+        }
+        if (v && !strcmp(a, "--ingest")) { cfg.ingest_url = v; i++; continue; }
+        if (v && !strcmp(a, "--replica-of")) { cfg.replica_of = v; cfg.read_only = 1; i++; continue; }
+        if (v && !strcmp(a, "--consumer")) { cfg.consumer = v; i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             serve_usage(stdout);
             return 0;
@@ -162,6 +182,13 @@ int cmd_serve(int argc, char **argv)
         srv_ctx_close(&s);
         return 1;
     }
+    if (srv_bg_start(&s, err, sizeof err)) {
+        fprintf(stderr, "clipdex: error: %s\n", err);
+        srv_http_stop(h, 1.0);
+        srv_bg_stop(&s);
+        srv_ctx_close(&s);
+        return 1;
+    }
     printf("listening on %s\n", url);
     fflush(stdout);
     /* Prepare the text tower now, in the background, so the first text
@@ -178,7 +205,8 @@ int cmd_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "clipdex serve: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    srv_http_stop(h, 30.0);
+    srv_http_stop(h, 30.0);   /* requests (DELETE publishes through s.bg) first */
+    srv_bg_stop(&s);          /* the current pass or batch commits first */
     if (warming) pthread_join(warm, NULL);   /* before the model is freed */
     srv_ctx_close(&s);
     fprintf(stderr, "clipdex serve: stopped\n");

@@ -60,6 +60,8 @@ static cdx_result parse_url(const char *url, cdx_fleet *f)
     snprintf(f->results_subj, sizeof f->results_subj, "clipdex.%s.results", name);
     snprintf(f->dead_subj, sizeof f->dead_subj, "clipdex.%s.dead", name);
     snprintf(f->bucket, sizeof f->bucket, "clipdex_%s", name);
+    snprintf(f->deletions_stream, sizeof f->deletions_stream, "CLIPDEX_%s_DELETIONS", up);
+    snprintf(f->deletions_subj, sizeof f->deletions_subj, "clipdex.%s.deletions", name);
     return CDX_OK;
 }
 
@@ -123,6 +125,7 @@ cdx_result cdx_fleet_open(const char *url, const cdx_fleet_params *params, cdx_f
     if (!r) r = ensure_stream(f, f->work_stream, f->work_subj, js_WorkQueuePolicy);
     if (!r) r = ensure_stream(f, f->results_stream, f->results_subj, js_LimitsPolicy);
     if (!r) r = ensure_stream(f, f->dead_stream, f->dead_subj, js_LimitsPolicy);
+    if (!r) r = ensure_stream(f, f->deletions_stream, f->deletions_subj, js_LimitsPolicy);
     if (r) {
         cdx_fleet_close(f);
         return r;

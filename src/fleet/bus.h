@@ -10,6 +10,8 @@
  *   consumer "workers" on WORK (durable pull, explicit ack) shared by every
  *   worker; consumer "library" on RESULTS used by `index --from`;
  *   KV bucket clipdex_<name>, key "model" = the pipeline's model fingerprint.
+ *   stream CLIPDEX_<NAME>_DELETIONS subject clipdex.<name>.deletions (limits):
+ *   removals from the owning library, followed by read replicas.
  * (<NAME> is NAME upper-cased with '-' as '_'.)
  *
  * Invariants: every published record carries a message id derived from
@@ -37,6 +39,7 @@ struct cdx_fleet {
     char work_stream[96], results_stream[96], dead_stream[96];
     char work_subj[96], results_subj[96], dead_subj[96];
     char bucket[96];
+    char deletions_stream[96], deletions_subj[96];   /* removals the owning library publishes */
 };
 
 /* CDX_ERR_NETWORK "what: <nats text>" from a natsStatus. */

@@ -15,12 +15,14 @@
 #include "fleet/bus.h"
 
 #include "common/error.h"
+#include "ingest/source.h"
 
 #include <glib.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define INDEX_BATCH_MAX 4096
 #define INDEX_DURABLE "library"
@@ -192,6 +194,111 @@ static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
     return CDX_OK;
 }
 
+/* One consumer run: the subscriptions and the batch buffers. */
+typedef struct index_run {
+    cdx_fleet *f;
+    cdx_library *lib;
+    const cdx_fleet_index_params *p;
+    const char *durable;
+    cdx_library_info li;
+    natsSubscription *sub, *dsub;   /* results; deletions (replicas) */
+    cdx_image_record *recs;
+    float *vecs;
+    json_t **docs;                  /* source metadata of each result (or NULL) */
+    cdx_import_stats *st;
+} index_run;
+
+/* Fetch one batch of results (waiting up to wait_ms), commit, ack;
+ * *got = messages fetched. */
+static cdx_result results_step(index_run *x, int wait_ms, int *got)
+{
+    natsMsgList list = {NULL, 0};
+    jsErrCode jerr = 0;
+    cdx_result r = CDX_OK;
+    *got = 0;
+    natsStatus s = natsSubscription_Fetch(&list, x->sub, x->p->batch, wait_ms, &jerr);
+    if (list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        if (s == NATS_CONNECTION_CLOSED) return fleet_nats_error(s, "fetch");
+        if (s != NATS_OK && s != NATS_TIMEOUT) nats_Sleep(200);
+        return CDX_OK;
+    }
+    *got = list.Count;
+    size_t n = 0;
+    int dim = x->li.dim;
+    for (int i = 0; i < list.Count && !r; i++) {
+        cdx_result e = parse_result(list.Msgs[i], dim, x->li.model_fingerprint, &x->recs[n],
+                                    x->vecs + n * (size_t)dim, &x->docs[n]);
+        if (e == CDX_ERR_MISMATCH) r = e;   /* another model's pipeline: stop, ack nothing */
+        else if (e) fprintf(stderr, "clipdex: warning: result skipped: %s\n", cdx_last_error());
+        else n++;
+    }
+    if (!r) r = cdx_library_add_vectors(x->lib, x->recs, x->vecs, n, x->li.model_fingerprint, x->st);
+    if (!r) r = store_sources(x->lib, x->docs, x->recs, n);
+    for (size_t i = 0; i < n; i++) {
+        json_decref(x->docs[i]);
+        x->docs[i] = NULL;
+    }
+    for (int i = 0; i < list.Count && !r; i++) {
+        s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
+        if (s != NATS_OK) r = fleet_nats_error(s, "ack");
+    }
+    natsMsgList_Destroy(&list);
+    if (!r && x->p->progress) x->p->progress(x->p->user, x->st);
+    return r;
+}
+
+/* Remove path while it still has content sha (a newer content stays). */
+static cdx_result apply_deletion(index_run *x, natsMsg *m)
+{
+    json_t *o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+    const char *path = json_string_value(json_object_get(o, "path"));
+    const char *sha = json_string_value(json_object_get(o, "sha256"));
+    cdx_result r = CDX_OK;
+    int64_t id = 0;
+    cdx_image_record *rec = malloc(sizeof *rec);
+    if (!rec) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    else if (!path || !sha || strlen(sha) != 64 || (path[0] != '/' && strncmp(path, "http", 4)))
+        fprintf(stderr, "clipdex: warning: malformed deletion skipped\n");
+    else if (cdx_library_find(x->lib, path, &id) == CDX_OK && cdx_library_get_image(x->lib, id, rec) == CDX_OK &&
+             !strcmp(rec->sha256, sha)) {
+        r = cdx_library_remove(x->lib, id);
+        if (r == CDX_ERR_NOT_FOUND) r = CDX_OK;
+        else if (!r && x->p->deleted) (*x->p->deleted)++;
+    }
+    cdx_error_clear();
+    free(rec);
+    json_decref(o);
+    return r;
+}
+
+/* Replicas: take the pending deletions, then commit every result the
+ * broker had by then (a deletion always follows the result it removes, so
+ * it must not overtake it), then apply them and ack. */
+static cdx_result deletions_step(index_run *x)
+{
+    natsMsgList list = {NULL, 0};
+    jsErrCode jerr = 0;
+    natsStatus s = natsSubscription_Fetch(&list, x->dsub, x->p->batch, 10, &jerr);
+    cdx_result r = CDX_OK;
+    if (list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        return s == NATS_CONNECTION_CLOSED ? fleet_nats_error(s, "fetch deletions") : CDX_OK;
+    }
+    for (int idle = 0, exists = 0, got = 0; !r && !idle && !(x->p->cancel && atomic_load(x->p->cancel));) {
+        r = results_step(x, 50, &got);
+        if (!r && !got) r = consumer_idle(x->f, x->f->results_stream, x->durable, &idle, &exists);
+    }
+    for (int i = 0; i < list.Count && !r; i++) r = apply_deletion(x, list.Msgs[i]);
+    for (int i = 0; i < list.Count && !r; i++) {
+        s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
+        if (s != NATS_OK) r = fleet_nats_error(s, "ack");
+    }
+    natsMsgList_Destroy(&list);   /* unacked ones come back after the ack wait */
+    if (!r && x->p->progress) x->p->progress(x->p->user, x->st);
+    return r;
+}
+
 cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index_params *params,
                            cdx_import_stats *stats)
 {
@@ -205,58 +312,52 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
     size_t dl = strlen(durable);
     if (!dl || dl > 64 || strspn(durable, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != dl)
         return cdx_error(CDX_ERR_INVALID_ARG, "consumer name \"%.64s\": 1 to 64 of A-Z a-z 0-9 _ -", durable);
+    index_run x;
+    memset(&x, 0, sizeof x);
+    x.f = f;
+    x.lib = lib;
+    x.p = &p;
+    x.durable = durable;
     cdx_import_stats local;
-    cdx_import_stats *st = stats ? stats : &local;
-    memset(st, 0, sizeof *st);
-    cdx_library_info li;
-    cdx_result r = cdx_library_get_info(lib, &li);
+    x.st = stats ? stats : &local;
+    memset(x.st, 0, sizeof *x.st);
+    cdx_result r = cdx_library_get_info(lib, &x.li);
     if (r) return r;
-    natsSubscription *sub = NULL;
-    if ((r = fleet_pull(f, f->results_stream, f->results_subj, durable, p.ack_wait_ms, 0, &sub)))
-        return r;
-    cdx_image_record *recs = calloc((size_t)p.batch, sizeof *recs);
-    float *vecs = malloc((size_t)p.batch * (size_t)li.dim * sizeof *vecs);
-    json_t **docs = calloc((size_t)p.batch, sizeof *docs);
-    if (!recs || !vecs || !docs) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
+    if ((r = fleet_pull(f, f->results_stream, f->results_subj, durable, p.ack_wait_ms, 0, &x.sub))) return r;
+    if (p.replica) r = fleet_pull(f, f->deletions_stream, f->deletions_subj, durable, p.ack_wait_ms, 0, &x.dsub);
+    x.recs = calloc((size_t)p.batch, sizeof *x.recs);
+    x.vecs = malloc((size_t)p.batch * (size_t)x.li.dim * sizeof *x.vecs);
+    x.docs = calloc((size_t)p.batch, sizeof *x.docs);
+    if (!r && (!x.recs || !x.vecs || !x.docs)) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
     while (!r && !(p.cancel && atomic_load(p.cancel))) {
-        natsMsgList list = {NULL, 0};
-        jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, sub, p.batch, p.max_wait_ms, &jerr);
-        if (list.Count == 0) {
-            natsMsgList_Destroy(&list);
-            if (s != NATS_OK && s != NATS_TIMEOUT) {
-                if (s == NATS_CONNECTION_CLOSED) { r = fleet_nats_error(s, "fetch"); break; }
-                nats_Sleep(200);
-                continue;
-            }
-            int done = 0;
-            if (!p.follow && (r = drained(f, durable, &done)) == CDX_OK && done) break;
-            continue;
-        }
-        size_t n = 0;
-        for (int i = 0; i < list.Count && !r; i++) {
-            cdx_result e = parse_result(list.Msgs[i], li.dim, li.model_fingerprint, &recs[n],
-                                        vecs + n * (size_t)li.dim, &docs[n]);
-            if (e == CDX_ERR_MISMATCH) r = e;   /* another model's pipeline: stop, ack nothing */
-            else if (e) fprintf(stderr, "clipdex: warning: result skipped: %s\n", cdx_last_error());
-            else n++;
-        }
-        if (!r) r = cdx_library_add_vectors(lib, recs, vecs, n, li.model_fingerprint, st);
-        if (!r) r = store_sources(lib, docs, recs, n);
-        for (size_t i = 0; i < n; i++) {
-            json_decref(docs[i]);
-            docs[i] = NULL;
-        }
-        for (int i = 0; i < list.Count && !r; i++) {
-            s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
-            if (s != NATS_OK) r = fleet_nats_error(s, "ack");
-        }
-        natsMsgList_Destroy(&list);
-        if (!r && p.progress) p.progress(p.user, st);
+        int got = 0;
+        r = results_step(&x, p.max_wait_ms, &got);
+        if (!r && x.dsub) r = deletions_step(&x);
+        if (r || got) continue;
+        int done = 0;
+        if (!p.follow && (r = drained(f, durable, &done)) == CDX_OK && done) break;
     }
-    natsSubscription_Destroy(sub);
-    free(recs);
-    free(vecs);
-    free(docs);
+    natsSubscription_Destroy(x.sub);
+    natsSubscription_Destroy(x.dsub);
+    free(x.recs);
+    free(x.vecs);
+    free(x.docs);
+    return r;
+}
+
+cdx_result cdx_fleet_publish_deletion(cdx_fleet *f, const char *path, const char *sha256)
+{
+    if (!f || !path || !sha256 || strlen(sha256) != 64)
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_fleet_publish_deletion: bad arguments");
+    json_t *o = json_pack("{s:s,s:s,s:I}", "path", path, "sha256", sha256, "at", (json_int_t)time(NULL));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text) return cdx_error(CDX_ERR_FORMAT, "deletion of a path that is not valid UTF-8");
+    uint8_t raw[32];
+    char hex[65], msg_id[128];
+    source_sha256(path, strlen(path), raw, hex);
+    snprintf(msg_id, sizeof msg_id, "del:%.32s@%.32s", hex, sha256);
+    cdx_result r = fleet_publish(f, f->deletions_subj, text, strlen(text), msg_id, NULL);
+    free(text);
     return r;
 }

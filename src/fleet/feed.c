@@ -16,16 +16,14 @@
 #include "fleet/bus.h"
 
 #include "common/error.h"
+#include "ingest/dirwatch.h"
 #include "ingest/source.h"
 #include "ingest/walk.h"
 
 #include "common/util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -147,79 +145,33 @@ cdx_result cdx_fleet_feed_urls(cdx_fleet *f, const char *file, cdx_feed_stats *s
 }
 
 /* ---------------------------------------------------------------- watch
- * inotify on every folder under root (new folders are added as they
- * appear and scanned).  A file is published when it is closed after
- * writing or moved in; a queue overflow triggers a full rescan (unchanged
- * files are deduplicated by their message ids). */
+ * inotify on every folder under root (ingest/dirwatch.c; new folders are
+ * watched as they appear and scanned).  A file is published when it is
+ * closed after writing or moved in; a queue overflow triggers a full
+ * rescan (unchanged files are deduplicated by their message ids). */
 
-#define WATCH_MAX_DIRS 100000
+typedef struct feed_watch {
+    cdx_fleet *f;
+    const char *root;
+    cdx_cancel_flag *cancel;
+    cdx_feed_stats *st;
+} feed_watch;
 
-typedef struct watcher {
-    int fd;
-    char **dirs;      /* by watch descriptor */
-    size_t cap;
-} watcher;
-
-static cdx_result watch_add(watcher *w, const char *dir)
+static cdx_result feed_watch_event(void *user, dirwatch_kind kind, const char *path)
 {
-    int wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR);
-    if (wd < 0) return cdx_error(CDX_ERR_IO, "%s: inotify_add_watch: %s", dir, strerror(errno));
-    if ((size_t)wd >= WATCH_MAX_DIRS) return cdx_error(CDX_ERR_TOO_LARGE, "more than %d watched folders", WATCH_MAX_DIRS);
-    if ((size_t)wd >= w->cap) {
-        size_t nc = (size_t)wd * 2 + 16;
-        char **nd = realloc(w->dirs, nc * sizeof *nd);
-        if (!nd) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-        memset(nd + w->cap, 0, (nc - w->cap) * sizeof *nd);
-        w->dirs = nd;
-        w->cap = nc;
-    }
-    if (!w->dirs[wd] && !(w->dirs[wd] = strdup(dir))) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    return CDX_OK;
-}
-
-/* Watch dir and every folder below it. */
-static cdx_result watch_tree(watcher *w, const char *dir, int depth)
-{
-    if (depth > WALK_MAX_DEPTH) return CDX_OK;
-    cdx_result r = watch_add(w, dir);
-    if (r) return r;
-    DIR *d = opendir(dir);
-    if (!d) return CDX_OK;
-    struct dirent *e;
-    while (!r && (e = readdir(d))) {
-        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-        char *sub = cdx_path_join(dir, e->d_name);
-        struct stat st;
-        if (!sub) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
-        else if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) r = watch_tree(w, sub, depth + 1);
-        free(sub);
-    }
-    closedir(d);
-    return r;
-}
-
-static cdx_result watch_event(cdx_fleet *f, watcher *w, const char *root, const struct inotify_event *ev,
-                              cdx_cancel_flag *cancel, cdx_feed_stats *st)
-{
-    if (ev->mask & IN_Q_OVERFLOW) return feed_tree(f, root, root, "watch", cancel, st);
-    if (ev->wd < 0 || (size_t)ev->wd >= w->cap || !w->dirs[ev->wd] || !ev->len) return CDX_OK;
-    char *path = cdx_path_join(w->dirs[ev->wd], ev->name);
-    if (!path) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    cdx_result r = CDX_OK;
+    feed_watch *fw = user;
     struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        /* gone already */
-    } else if (S_ISDIR(sb.st_mode)) {
-        if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
-            r = watch_tree(w, path, 0);   /* then what was written before the watch existed */
-            if (!r) r = feed_tree(f, root, path, "watch", cancel, st);
+    switch (kind) {
+    case DIRWATCH_OVERFLOW: return feed_tree(fw->f, fw->root, fw->root, "watch", fw->cancel, fw->st);
+    case DIRWATCH_NEW_DIR: return feed_tree(fw->f, fw->root, path, "watch", fw->cancel, fw->st);
+    case DIRWATCH_CHANGED:
+        if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            walk_file wf = {(char *)path, (uint64_t)sb.st_size, (int64_t)sb.st_mtime};
+            return feed_file(fw->f, fw->root, "watch", &wf, fw->st);
         }
-    } else if (S_ISREG(sb.st_mode) && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))) {
-        walk_file wf = {path, (uint64_t)sb.st_size, (int64_t)sb.st_mtime};
-        r = feed_file(f, root, "watch", &wf, st);
+        return CDX_OK;
+    default: return CDX_OK;   /* deletions are not propagated through the work stream */
     }
-    free(path);
-    return r;
 }
 
 cdx_result cdx_fleet_feed_watch(cdx_fleet *f, const char *dir, cdx_cancel_flag *cancel, cdx_feed_stats *stats)
@@ -230,31 +182,14 @@ cdx_result cdx_fleet_feed_watch(cdx_fleet *f, const char *dir, cdx_cancel_flag *
     memset(st, 0, sizeof *st);
     char *root = walk_abspath(dir);
     if (!root) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    watcher w = {inotify_init1(IN_CLOEXEC | IN_NONBLOCK), NULL, 0};
-    cdx_result r = w.fd < 0 ? cdx_error(CDX_ERR_IO, "inotify_init1: %s", strerror(errno)) : CDX_OK;
+    dirwatch *w = NULL;
+    cdx_result r = dirwatch_open(&w);
     /* watches first, then the scan: nothing written meanwhile is missed */
-    if (!r) r = watch_tree(&w, root, 0);
+    if (!r) r = dirwatch_add_tree(w, root);
     if (!r) r = feed_tree(f, root, root, "watch", cancel, st);
-    char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (!r && !(cancel && atomic_load(cancel))) {
-        struct pollfd pfd = {w.fd, POLLIN, 0};
-        int pr = poll(&pfd, 1, 300);
-        if (pr < 0 && errno != EINTR) r = cdx_error(CDX_ERR_IO, "poll: %s", strerror(errno));
-        if (pr <= 0) continue;
-        ssize_t n = read(w.fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR) r = cdx_error(CDX_ERR_IO, "inotify read: %s", strerror(errno));
-            continue;
-        }
-        for (ssize_t off = 0; !r && off + (ssize_t)sizeof(struct inotify_event) <= n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
-            r = watch_event(f, &w, root, ev, cancel, st);
-            off += (ssize_t)sizeof *ev + ev->len;
-        }
-    }
-    for (size_t i = 0; i < w.cap; i++) free(w.dirs[i]);
-    free(w.dirs);
-    if (w.fd >= 0) close(w.fd);
+    feed_watch fw = {f, root, cancel, st};
+    while (!r && !(cancel && atomic_load(cancel))) r = dirwatch_poll(w, 300, feed_watch_event, &fw);
+    dirwatch_close(w);
     free(root);
     return r;
 }

@@ -816,8 +816,11 @@ cdx_result ingest_run(ingest_target *t, const char *const *paths, int n_paths,
     cdx_result e = load_keys(&r);
 
     /* 1. candidates */
-    for (int i = 0; i < n_paths && !e; i++)
+    for (int i = 0; i < n_paths && !e; i++) {
+        struct stat gs;   /* gone_ok: a vanished path is only pruned */
+        if (p->gone_ok && lstat(paths[i], &gs) != 0 && (errno == ENOENT || errno == ENOTDIR)) continue;
         e = walk_path(paths[i], t->skip_dir, &wl, walk_err, &r, p->cancel);
+    }
     for (size_t i = 0; i < wl.n && !e; i++)
         e = add_job(&r, &cap, wl.v[i].path, 0, wl.v[i].size, wl.v[i].mtime);
     if (!e && p->urls_file) {

@@ -47,6 +47,7 @@
 #include "library/lib_ann.h"
 #include "library/lib_codes.h"
 #include "search/dupes.h"
+#include "library/lib_watch.h"
 #include "search/topk.h"
 #include "store/catalog.h"
 #include "store/npy.h"
@@ -617,6 +618,8 @@ void cdx_library_close(cdx_library *lib)
 }
 
 const cdx_model *cdx_library_model(const cdx_library *lib) { return lib ? lib->model : NULL; }
+
+const char *lib_watch_dir(const cdx_library *lib) { return lib ? lib->dir : NULL; }   /* lib_watch.h */
 
 /* ---------------------------------------------------------------- info */
 

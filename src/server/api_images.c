@@ -10,6 +10,7 @@
  * are made on every request instead.
  */
 #include "api.h"
+#include "background.h"
 #include "json_util.h"
 #include "thumbcache.h"
 
@@ -431,7 +432,14 @@ void api_image_add(srv_ctx *s, const srv_request *rq, srv_response *rs)
 void api_image_delete(srv_ctx *s, const srv_request *rq, srv_response *rs)
 {
     if (srv_check_args(rq, no_args, rs)) return;
+    cdx_image_record *rec = malloc(sizeof *rec);   /* for the pipeline's replicas */
+    if (rec && cdx_library_get_image(s->lib, rq->id, rec) != CDX_OK) {
+        free(rec);
+        rec = NULL;
+    }
     cdx_result r = cdx_library_remove(s->lib, rq->id);
+    if (!r && rec) srv_bg_deleted(s, rec);
+    free(rec);
     if (r == CDX_ERR_NOT_FOUND) {
         srv_error(rs, 404, SRV_E_NOT_FOUND, "no image with id %lld", (long long)rq->id);
         return;

@@ -1,6 +1,7 @@
 /*
  * api_misc.c - health, stats and the Prometheus metrics endpoint.
  */
+#include "background.h"
 #include "jobqueue.h"
 #include "json_util.h"
 #include "metrics.h"
@@ -50,6 +51,9 @@ void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs)
                                       "max_bytes", (json_int_t)tc.max_bytes, "hits", (json_int_t)tc.hits,
                                       "misses", (json_int_t)tc.misses,
                                       "evictions", (json_int_t)tc.evictions));
+    json_t *bg = srv_bg_stats(s);   /* --watch, --ingest, --replica-of */
+    if (o && bg) json_object_set_new(o, "background", bg);
+    else json_decref(bg);
     srv_json_reply(rs, 200, o);
 }
 

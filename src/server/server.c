@@ -42,7 +42,7 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
         return -1;
     }
     cdx_library_params lp = cdx_library_default_params();
-    lp.writable = !cfg->read_only;
+    lp.writable = !cfg->read_only || cfg->replica_of;   /* a replica writes what it follows */
     lp.load_model = 1;
     /* Threading policy: `workers` calls at a time, each with `threads`
      * OpenMP threads (default 1: batching, not OpenMP teams, uses the cores;

@@ -55,6 +55,15 @@ typedef struct srv_config {
     int workers;               /* inference/search workers (0 = 1 per 2 cores, at least 1) */
     int queue_limit;           /* queued search jobs before 503 (default 64) */
     cdx_precision precision;   /* of the towers (default fp32) */
+    /* Background ingestion (background.c; docs/fleet.md): */
+    const char *const *watch_dirs;  /* --watch: folders kept in step */
+    int n_watch;
+    const char *ingest_url;    /* --ingest nats://...: commit the pipeline's results */
+    const char *replica_of;    /* --replica-of nats://...: follow results and
+                                  deletions; the API is read-only, the library
+                                  is opened writable for the consumer */
+    const char *consumer;      /* durable consumer (default "library", replicas
+                                  "replica-<host>-<hash of the library path>") */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);
@@ -69,6 +78,7 @@ typedef struct srv_ctx {
     struct sched *sched;       /* search/embedding jobs (jobqueue.h); NULL = direct calls */
     double started;            /* cdx-independent monotonic seconds */
     atomic_int draining;       /* set on SIGTERM: responses say Connection: close */
+    struct srv_bg *bg;         /* background ingestion threads (background.h) */
 } srv_ctx;
 
 /* Open the library (writable unless cfg->read_only), create the thumbnail
