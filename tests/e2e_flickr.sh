@@ -94,7 +94,10 @@ for w in 1 2; do
 done
 timeout 300 "$BIN" index --library "$T/lib" --model "$MODEL" --from "$URL" >"$T/index.log" 2>&1 || fail "index --from"
 grep -q "^300 results: 300 added" "$T/index.log" || fail "index --from said: $(cat "$T/index.log")"
-for p in "${W[@]}"; do kill -TERM "$p"; wait "$p" 2>/dev/null; done
+for p in "${W[@]}"; do
+  kill -TERM "$p"
+  wait "$p" || fail "a worker stopped by SIGTERM exited with status $?"
+done
 "$BIN" export --library "$T/lib" --vectors "$T/x.npy" --meta "$T/x.jsonl" >/dev/null || fail "export"
 python3 - "$T/x.jsonl" <<'EOF' || fail "catalogue is not 300 distinct fake URLs"
 import json, sys

@@ -225,6 +225,8 @@ static void test_flickr_page(void)
         {"", 0, 1, 0, 0},
         {"[1,2]", 0, 1, 0, 0},
         {"{\"photos\":{\"page\":3,\"pages\":3,\"photo\":[]},\"stat\":\"ok\"}", 0, 1, 0, 0},
+        /* the result set shrank to one page: Flickr repeats page 1, the run ends */
+        {"{\"photos\":{\"page\":1,\"pages\":1,\"photo\":[{\"id\":\"1\"}]},\"stat\":\"ok\"}", 1, 0, 1, 0},
         {"{\"photos\":{\"page\":2,\"pages\":3,\"photo\":{}},\"stat\":\"ok\"}", 0, 1, 0, 0},
         {"{\"photos\":{\"page\":2,\"pages\":-1,\"photo\":[]},\"stat\":\"ok\"}", 0, 1, 0, 0},
         {"{\"photos\":{\"page\":2,\"pages\":3,\"photo\":[]}}", 0, 1, 0, 0},

@@ -1,5 +1,5 @@
 /*
- * cmd_fleet.c - the fleet commands (docs/fleet.md): `clipdex feed folder|urls`
+ * cmd_fleet.c - the fleet commands (docs/fleet.md): `clipdex feed folder|urls|watch|flickr`
  * (producers), `clipdex worker` (embedding), and `clipdex index --from`
  * (the library's consumer of results).  All take a pipeline URL
  * nats://HOST:PORT/NAME.  worker and `index --from --follow` run until

@@ -166,7 +166,13 @@ cdx_result flickr_parse_page(const char *text, size_t len, long want_page, json_
         long long page = json_count(json_object_get(ph, "page"));
         long long np = json_count(json_object_get(ph, "pages"));
         json_t *arr = json_object_get(ph, "photo");
-        if (page != want_page && !(np == 0 && json_array_size(arr) == 0)) {
+        if (page != want_page && np >= 0 && np < want_page) {
+            /* fewer pages than when the run began (photos removed): Flickr
+             * answers its last page again; the results end here */
+            *photos = json_array();
+            *pages = (long)np;
+            if (!*photos) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        } else if (page != want_page && !(np == 0 && json_array_size(arr) == 0)) {
             *retryable = 1;
             r = cdx_error(CDX_ERR_FORMAT, "malformed response (page %lld where page %ld was asked for)", page,
                           want_page);
