@@ -5,8 +5,10 @@
 # lineage and the recorded results; the new version is tagged production; a
 # library is re-indexed onto NAME@production while a read-only `serve`
 # keeps answering and then follows the switch (its text queries use the
-# new model); rollback and forward again; kill -9 of reindex at random
-# moments leaves the library on exactly one set and `check` passing.
+# new model); int8 companion codes are rebuilt; rollback and forward again;
+# a switch to a model of another dimension (the server answers 503 until the
+# library is back on its dimension); kill -9 of reindex at random moments
+# leaves the library on exactly one set and `check` passing.
 set -euo pipefail
 BIN=${CLIPDEX_BIN:?CLIPDEX_BIN not set}
 S=${CLIPDEX_SHARED:-}
@@ -116,9 +118,45 @@ ROLLED=$(curl -sf "$URL/api/search?q=a+dog+on+a+couch&mode=semantic" | top)
 [ "$ROLLED" = "$BEFORE" ] || fail "serve after rollback ($ROLLED) differs from before ($BEFORE)"
 "$BIN" reindex --library "$L" --rollback > /dev/null || fail "second rollback"
 "$BIN" info --library "$L" | grep -q "^version: *tiny-coco@$NEW_V" || fail "second rollback did not go forward"
+
+# 7. a model of another dimension (clip-tiny with 32-d projections): the
+# switch changes the dimension too; the read-only server asks for a restart
+# (503) until the library is back on a 64-d model, then follows again
+python3 - "$F" "$T/dim32" <<'PY2'
+import json, os, shutil, struct, sys
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out)
+for f in ("vocab.json", "merges.txt", "preprocessor_config.json"):
+    shutil.copy(os.path.join(src, f), out)
+cfg = json.load(open(os.path.join(src, "config.json")))
+cfg["projection_dim"] = 32
+json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
+d = open(os.path.join(src, "model.safetensors"), "rb").read()
+n = struct.unpack("<Q", d[:8])[0]
+h = json.loads(d[8:8 + n]); h.pop("__metadata__", None)
+hdr, blobs, off = {}, [], 0
+for k, v in sorted(h.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+    a, b = v["data_offsets"]; data = d[8 + n + a:8 + n + b]; shape = list(v["shape"])
+    if k in ("text_projection.weight", "visual_projection.weight"):
+        data = data[:len(data) // shape[0] * 32]; shape[0] = 32
+    hdr[k] = {"dtype": v["dtype"], "shape": shape, "data_offsets": [off, off + len(data)]}
+    blobs.append(data); off += len(data)
+hj = json.dumps(hdr).encode(); hj += b" " * (-len(hj) % 8)
+with open(os.path.join(out, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+PY2
+"$BIN" reindex --library "$L" --model "$T/dim32" > /dev/null 2>&1 || fail "reindex to 32 dimensions"
+"$BIN" info --library "$L" | grep -q "^dim: *32" || fail "dimension not switched"
+"$BIN" check --library "$L" > /dev/null || fail "check after the dimension switch"
+"$BIN" search --library "$L" -k 1 "a dog" > /dev/null || fail "search after the dimension switch"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/api/search?q=a+dog&mode=semantic")
+[ "$code" = 503 ] || fail "read-only serve after a dimension switch answered $code, not 503"
+"$BIN" reindex --library "$L" --rollback > /dev/null || fail "rollback from 32 dimensions"
+AGAIN=$(curl -sf "$URL/api/search?q=a+dog+on+a+couch&mode=semantic" | top)
+[ "$AGAIN" = "$AFTER" ] || fail "serve after rolling back to 64 dimensions ($AGAIN) differs from ($AFTER)"
 kill "$SERVER"; wait "$SERVER" 2> /dev/null || true; SERVER=
 
-# 7. kill -9 at random moments: one set in use, check passes, then resume
+# 8. kill -9 at random moments: one set in use, check passes, then resume
 # moments spread over one run's duration (model load, embedding, switch)
 python3 -c 'import random, sys; d = float(sys.argv[1]); print("\n".join("%.2f" % random.uniform(0.2, 1.5 * d) for _ in range(4)))' "$DUR" > "$T/moments"
 want=$BASE_V

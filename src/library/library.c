@@ -6,6 +6,9 @@
  *                               the first compaction, then
  *                               "vectors-<file id>.cdxv")
  *   DIR/lock                    flock()ed by the one writer process
+ *   DIR/reindex.json, reindex.lock  a reindex in progress (the reindex
+ *                               block at the end; meta prev_* name the set
+ *                               a rollback returns to)
  *   DIR/images/<sha256>.<ext>   bytes stored by cdx_library_add_buffer
  *   DIR/ann.cdxi                approximate index (lib_ann.h; derived data)
  *
