@@ -12,6 +12,9 @@ PKGS=(
   libssl-dev libutf8proc-dev zlib1g-dev libsqlite3-dev libmicrohttpd-dev
   # fleet (docs/fleet.md): the NATS C client, and the broker for its tests
   libnats-dev nats-server
+  # tests/e2e_netns.sh (network namespaces, veth links; root only) and the
+  # core pinning of bench/fleet_bench.sh (taskset)
+  iproute2 util-linux
   # tests: a real HTTP server on loopback for 'model fetch', image tooling
   python3 curl
   # tests/e2e_dupes.sh, e2e_web_dupes.sh: copies of photos made with the vips CLI

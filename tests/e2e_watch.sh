@@ -17,6 +17,8 @@
 #     more results flow, restart: it catches up from its durable consumer;
 #     a DELETE on the owner and a `clipdex rm` on the owner's library
 #     propagate to the replica; the replica's DELETE is refused (403).
+#     With the broker gone, `clipdex rm` on the owner refuses to run (and
+#     removes nothing); `rm --no-publish` removes locally.
 # Skips (77) without ../shared; part 3 without nats-server.
 set -u
 BIN=${CLIPDEX_BIN:?}
@@ -188,7 +190,8 @@ s=[socket.socket() for _ in range(2)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])')
 nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$PORT" -m "$MPORT" >"$T/nats.log" 2>&1 &
-PIDS+=($!)
+NATS_PID=$!
+PIDS+=($NATS_PID)
 until_ok 10 curl -sf "http://127.0.0.1:$MPORT/healthz" || fail "nats-server did not start"
 NURL=nats://127.0.0.1:$PORT/wt
 F=$T/fleet
@@ -234,4 +237,10 @@ g = json.load(sys.stdin)["background"]["ingest"]
 assert g["replica"] and g["deleted"] >= 1, g' || fail "replica stats"
 kill -TERM "$SR"; wait "$SR" || fail "replica exit status"
 "$BIN" check --library "$T/replica" >"$T/check4.log" 2>&1 || fail "check of the replica"
+# the broker gone: rm on the owner refuses (the replicas would diverge),
+# unless --no-publish
+kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null
+"$BIN" rm --library "$T/owner" "$F/${IMGS[7]}" >"$T/rm2.log" 2>&1 && fail "rm published to a dead broker?"
+"$BIN" rm --library "$T/owner" --no-publish "$F/${IMGS[7]}" >"$T/rm3.log" 2>&1 || fail "rm --no-publish"
+grep -q "removed" "$T/rm3.log" || fail "rm --no-publish removed nothing"
 echo "ok: serve --ingest, replica (kill -9, catch-up, deletions) (${SECONDS} s)"

@@ -287,7 +287,8 @@ static cdx_result deletions_step(index_run *x)
     }
     for (int idle = 0, exists = 0, got = 0; !r && !idle && !(x->p->cancel && atomic_load(x->p->cancel));) {
         r = results_step(x, 50, &got);
-        if (!r && !got) r = consumer_idle(x->f, x->f->results_stream, x->durable, &idle, &exists);
+        if (!r && !got && !(r = consumer_idle(x->f, x->f->results_stream, x->durable, &idle, &exists)) && !exists)
+            idle = 1;   /* the consumer vanished (broker reset): nothing to wait for */
     }
     for (int i = 0; i < list.Count && !r; i++) r = apply_deletion(x, list.Msgs[i]);
     for (int i = 0; i < list.Count && !r; i++) {

@@ -150,6 +150,10 @@ int srv_bg_start(srv_ctx *s, char *err, size_t err_len)
         snprintf(err, err_len, "--ingest and --replica-of exclude each other");
         return -1;
     }
+    if (cfg->ingest_url && cfg->read_only) {
+        snprintf(err, err_len, "--ingest needs a writable library (not --read-only)");
+        return -1;
+    }
     struct srv_bg *bg = calloc(1, sizeof *bg);
     if (!bg) {
         snprintf(err, err_len, "out of memory");
