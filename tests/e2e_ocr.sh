@@ -74,7 +74,7 @@ lib3=$tmp/lib3
 "$bin" index --library "$lib3" --model "$model" "$many" >/dev/null 2>&1 || bad "index many"
 "$bin" ocr --library "$lib3" --threads 1 --json >"$tmp/int.json" 2>&1 &
 pid=$!
-sleep 2
+sleep 1
 kill -INT "$pid"
 wait "$pid"
 st=$?

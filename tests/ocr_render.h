@@ -16,7 +16,7 @@
 typedef struct ocr_sample {
     const char *word;     /* what is written (and searched for) */
     const char *font;     /* pango font name with size in points (dpi 72: px) */
-    const char *fontfile; /* file under /usr/share/fonts/truetype/dejavu */
+    const char *fontfile; /* its file in fonts-dejavu-core (documentation) */
     double angle;         /* degrees, counter-clockwise */
     uint8_t ink[3], bg[3];
     const char *photo;    /* onto this photo of data/imagenet-sample, or NULL */
@@ -58,12 +58,13 @@ static inline int ocr_render(const ocr_sample *s, const char *shared, void **out
     char photo_path[4096];
     snprintf(photo_path, sizeof photo_path, "%s/data/imagenet-sample/%s", shared,
              s->photo ? s->photo : "");
-    char fontfile[256];
-    snprintf(fontfile, sizeof fontfile, "/usr/share/fonts/truetype/dejavu/%s", s->fontfile);
     VipsImage *mask = NULL, *rot = NULL, *m8 = NULL, *photo = NULL, *canvas = NULL;
     int rc = -1;
     uint8_t *mk = NULL, *px = NULL;
-    if (vips_text(&mask, s->word, "font", s->font, "fontfile", fontfile, "dpi", 72, NULL)) goto done;
+    /* fonts by name through fontconfig: vips_text's "fontfile" option reads
+     * freed memory on its second use in a process (libvips 8.14, seen by
+     * ASan) */
+    if (vips_text(&mask, s->word, "font", s->font, "dpi", 72, NULL)) goto done;
     if (s->angle != 0) {
         if (vips_rotate(mask, &rot, s->angle, NULL)) goto done;
     } else {

@@ -205,6 +205,7 @@ int cmd_index(int argc, char **argv)
     if (from) {
         free(paths);
         if (n || ip.urls_file || ip.prune) return cli_usage_error("index", "--from takes no paths, --urls or --prune");
+        if (ip.ocr) return cli_usage_error("index", "--ocr reads files while indexing them; for a library fed by --from, run 'clipdex ocr' afterwards");
         return cli_index_from(dir, model, from, consumer, (int)ack_wait, follow, (int)batch_opt, u.json);
     }
     if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }

@@ -263,7 +263,9 @@ static void set_reason(item *it, cdx_result code)
  * test, Tesseract when it passes.  Failures only lose the text (the
  * content stays unread, so `clipdex ocr` can try again). */
 typedef struct ocr_job {
-    ocr_engine *eng;
+    ocr_engine **eng;        /* the worker's Tesseract, made at first use */
+    int *eng_failed;
+    const char *lang;
     item *it;
 } ocr_job;
 
@@ -271,17 +273,19 @@ static void ocr_hook(const cdx_pixels *px, void *user)
 {
     ocr_job *oj = user;
     ocr_grey g;
-    if (!oj->eng || ocr_grey_from_pixels(px, &g) != CDX_OK) {
+    if (!*oj->eng && !*oj->eng_failed && ocr_engine_new(oj->lang, oj->eng) != CDX_OK)
+        *oj->eng_failed = 1;
+    if (!*oj->eng || ocr_grey_from_pixels(px, &g) != CDX_OK) {
         cdx_error_clear();
         return;
     }
     if (!ocr_text_likely(&g)) oj->it->ocr_state = 2;
-    else if (ocr_engine_read(oj->eng, &g, &oj->it->ocr_text) == CDX_OK) oj->it->ocr_state = 1;
+    else if (ocr_engine_read(*oj->eng, &g, &oj->it->ocr_text) == CDX_OK) oj->it->ocr_state = 1;
     else cdx_error_clear();
     ocr_grey_free(&g);
 }
 
-static void work_one(run *r, item *it, ocr_engine *eng)
+static void work_one(run *r, item *it, ocr_engine **eng, int *eng_failed)
 {
     job *j = it->j;
     void *data = NULL;
@@ -312,7 +316,7 @@ static void work_one(run *r, item *it, ocr_engine *eng)
         return;
     }
     cdx_image_meta meta;
-    ocr_job oj = {eng, it};
+    ocr_job oj = {eng, eng_failed, r->p->ocr_lang, it};
     e = cdx_image_preprocess_hook(data, len, &r->t->model->cfg.pre, &r->p->image, it->pixels,
                                   &meta, r->p->ocr ? ocr_hook : NULL, &oj);
     if (!e) {
@@ -338,8 +342,8 @@ static void work_one(run *r, item *it, ocr_engine *eng)
 static void *worker(void *arg)
 {
     run *r = arg;
-    ocr_engine *eng = NULL;   /* one Tesseract per worker thread */
-    if (r->p->ocr && ocr_engine_new(r->p->ocr_lang, &eng) != CDX_OK) cdx_error_clear();
+    ocr_engine *eng = NULL;   /* one Tesseract per worker thread (params.ocr) */
+    int eng_failed = 0;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         int stop = r->stop;
@@ -350,7 +354,7 @@ static void *worker(void *arg)
         item *it = calloc(1, sizeof *it);
         if (!it) break;   /* out of memory: this worker stops; the others go on */
         it->j = &r->jobs[i];
-        work_one(r, it, eng);
+        work_one(r, it, &eng, &eng_failed);
         pthread_mutex_lock(&r->mu);
         if (r->tail) r->tail->next = it;
         else r->head = it;

@@ -10,6 +10,9 @@
  * ~10-15% of the per-image CPU of a ViT-B/32 embedding, so the workers fill
  * the gaps the GEMMs leave (between layers and batches, in the
  * non-GEMM ops); see bench/index_bench.c and docs/library.md for numbers.
+ * With params.ocr the workers also read text in the pixels they decoded
+ * (one Tesseract handle each, made at first use; image/ocr.h), committed
+ * with the content row.
  * A bounded pool of pixel buffers (2 batches + one per worker) keeps the
  * decoders at most two batches ahead.
  *
