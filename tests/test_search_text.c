@@ -283,6 +283,7 @@ static void test_library_text(const char *shared, const char *model)
         "ALTER TABLE images DROP COLUMN title; ALTER TABLE images DROP COLUMN description;"
         "ALTER TABLE images DROP COLUMN tags; ALTER TABLE contents DROP COLUMN meta_text;"
         "ALTER TABLE contents DROP COLUMN keywords; ALTER TABLE contents DROP COLUMN ocr_text;"
+        "ALTER TABLE contents DROP COLUMN phash;"   /* schema 3 (dupes) */
         "UPDATE meta SET value = '1' WHERE key = 'schema_version';", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     lp = cdx_library_default_params();
