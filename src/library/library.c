@@ -2262,7 +2262,7 @@ cdx_dupes_params cdx_dupes_default_params(void)
     p.threshold = 0.9f;
     p.max_distance = 12;
     p.neighbours = 8;
-    p.scan = CDX_SCAN_INT8;
+    p.scan = CDX_SCAN_F32;   /* batched: see cdx_dupes_params.scan */
     p.rehash = 1;
     return p;
 }
