@@ -7,6 +7,7 @@
  *
  *   dupes_bench [--n N] [--dim D] [--pairs P] [--sample S] [--threshold T]
  *               [--probes 1,2,4,8] [--threads T] [--json]
+ *   dupes_bench --model DIR --n N [--pairs P] [--scans f32,int8]   (the library call)
  *
  * Planted: P pairs (j a near copy of i: cosine ~0.98, perceptual hash 0-6
  * bits apart) and P look-alike pairs (cosine ~0.96, hashes unrelated).
@@ -16,14 +17,21 @@
  * planted pairs (is j among i's k = 9 neighbours above T) is measured on
  * the sample.  Grouping is timed on all N images with every confirmed pair.
  *
+ * --model DIR: instead, a real library (in /tmp, bound to the model DIR,
+ * whose dimension is used) gets the N vectors (cdx_library_add_vectors)
+ * and their hashes, and cdx_library_dupes runs end to end with the
+ * float32 and the int8 scan: seconds, groups, planted pairs grouped.
+ *
  * How the library would use the index: cdx_library_dupes sends every
  * batch of images through cdx_library_search_vectors; once the approximate
  * index serves that call (ann branch), dupes gets it with no change of its
  * own, and near-duplicates (cosine >= 0.9) sit in the same or a
  * neighbouring list, so few probes suffice (the recall column below).
  */
+#include "clipdex.h"
 #include "common/util.h"
 #include "search/ann_ivf.h"
+#include "store/catalog.h"
 #include "search/dupes.h"
 #include "search/topk.h"
 
@@ -59,13 +67,90 @@ static void near_copy(const float *v, float *out, int dim, float eps, uint64_t s
     synth_normalize(out, dim);
 }
 
+/* The library call end to end on rows [0, n) (planted pairs at 2p, 2p+1). */
+static void library_run(const char *model, const char *scans, const float *rows, const uint64_t *hash,
+                        uint64_t n, int dim, size_t pairs, float threshold, int json)
+{
+    char dir[] = "/tmp/dupes_bench_XXXXXX";
+    if (!mkdtemp(dir)) die("mkdtemp");
+    char libdir[64], cat[96];
+    snprintf(libdir, sizeof libdir, "%s/lib", dir);
+    snprintf(cat, sizeof cat, "%s/catalog.db", libdir);
+    cdx_library_params lp = cdx_library_default_params();
+    lp.model_dir = model;
+    lp.create = 1;
+    lp.writable = 1;
+    lp.load_model = 0;
+    cdx_library *lib;
+    if (cdx_library_open(libdir, &lp, &lib)) die("library");
+    cdx_library_info li;
+    if (cdx_library_get_info(lib, &li) || li.dim != dim) die("the model's dimension differs from --dim");
+    double t0 = cdx_now();
+    cdx_image_record *recs = calloc(4096, sizeof *recs);
+    if (!recs) die("out of memory");
+    for (uint64_t first = 0; first < n; first += 4096) {
+        size_t m = n - first < 4096 ? (size_t)(n - first) : 4096;
+        for (size_t i = 0; i < m; i++) {
+            memset(&recs[i], 0, sizeof recs[i]);
+            snprintf(recs[i].path, sizeof recs[i].path, "/bench/img%08llu.jpg", (unsigned long long)(first + i));
+            recs[i].width = 1000;
+            recs[i].height = 750;
+            snprintf(recs[i].format, sizeof recs[i].format, "jpeg");
+        }
+        if (cdx_library_add_vectors(lib, recs, rows + first * dim, m, NULL, NULL)) die("add vectors");
+    }
+    catalog *c;
+    if (catalog_open(cat, 1, 0, &c) || catalog_begin(c)) die("catalog");
+    for (uint64_t i = 0; i < n; i++) {
+        cdx_image_record r;
+        snprintf(recs[0].path, sizeof recs[0].path, "/bench/img%08llu.jpg", (unsigned long long)i);
+        if (catalog_image_by_path(c, recs[0].path, &r) || catalog_content_set_phash(c, r.sha256, hash[i]))
+            die("hashes");
+    }
+    if (catalog_commit(c)) die("commit");
+    catalog_close(c);
+    free(recs);
+    double setup = cdx_now() - t0;
+    for (int scan = 0; scan < 2; scan++) {
+        if (!strstr(scans, scan ? "int8" : "f32")) continue;
+        cdx_dupes_params p = cdx_dupes_default_params();
+        p.threshold = threshold;
+        p.rehash = 0;
+        p.scan = scan ? CDX_SCAN_INT8 : CDX_SCAN_F32;
+        cdx_dupes *d;
+        double t1 = cdx_now();
+        if (cdx_library_dupes(lib, &p, &d)) die("dupes");
+        double secs = cdx_now() - t1;
+        size_t found = 0;
+        for (size_t g = 0; g < d->n_groups; g++)
+            if (d->groups[g].count == 2 && d->members[d->groups[g].first].id % 2 == 1 &&
+                (uint64_t)d->members[d->groups[g].first].id <= 2 * pairs)
+                found++;   /* ids are rows + 1: a planted pair is ids 2p+1, 2p+2 */
+        if (json)
+            printf("{\"method\":\"library %s\",\"n\":%llu,\"seconds\":%.2f,\"ms_per_image\":%.3f,\"groups\":%zu,"
+                   "\"planted_grouped\":%zu,\"candidates\":%llu,\"rejected\":%llu}\n",
+                   scan ? "int8" : "f32", (unsigned long long)n, secs, secs * 1e3 / (double)n, d->n_groups, found,
+                   (unsigned long long)d->candidates, (unsigned long long)d->rejected);
+        else
+            printf("library dupes, %s scan: %llu images in %.2f s (%.3f ms/image; setup %.1f s), %zu groups, "
+                   "%zu of %zu planted pairs grouped, %llu candidates, %llu rejected by the hashes\n",
+                   scan ? "int8" : "f32", (unsigned long long)n, secs, secs * 1e3 / (double)n, setup, d->n_groups,
+                   found, pairs, (unsigned long long)d->candidates, (unsigned long long)d->rejected);
+        cdx_dupes_free(d);
+    }
+    cdx_library_close(lib);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "dupes_bench: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t n = 1000000;
     int dim = 512, json = 0, threads = 0;
     size_t pairs = 1000, sample = 2000;
     float threshold = 0.9f;
-    const char *probes_arg = "1,2,4,8";
+    const char *probes_arg = "1,2,4,8", *model = NULL, *scans = "f32,int8";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--n") && i + 1 < argc) n = strtoull(argv[++i], NULL, 10);
@@ -76,6 +161,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--probes") && i + 1 < argc) probes_arg = argv[++i];
         else if (!strcmp(a, "--threads") && i + 1 < argc) threads = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(a, "--scans") && i + 1 < argc) scans = argv[++i];
         else {
             fprintf(stderr, "usage: dupes_bench [--n N] [--dim D] [--pairs P] [--sample S] [--threshold T] "
                             "[--probes LIST] [--threads T] [--json]\n");
@@ -117,6 +204,14 @@ int main(int argc, char **argv)
         im[b].phash = hash[b];
     }
     double gen_s = cdx_now() - t0;
+    if (model) {
+        library_run(model, scans, rows, hash, n, dim, pairs, threshold, json);
+        free(rows);
+        free(hash);
+        free(im);
+        synth_free(&g);
+        return 0;
+    }
     cdx_rows src = cdx_rows_array(rows, n, dim, (size_t)dim * sizeof(float));
 
     /* sample queries: all planted originals and look-alike originals first,

@@ -1083,8 +1083,8 @@ cdx_result cdx_library_ocr(cdx_library *lib, const cdx_ocr_params *params, cdx_o
 /* ---------------------------------------------------------------- near-duplicates
  * (docs/search.md "Near-duplicates").  Candidates: the k nearest images of
  * every image by embedding similarity (one cdx_library_search_vectors call
- * per batch of images, so whatever that call scans with - int8 codes, an
- * approximate index - serves it); confirmed by the perceptual hashes made
+ * per batch of images, so whatever that call scans with - the exact scan,
+ * int8 codes, an approximate index - serves it); confirmed by the perceptual hashes made
  * at indexing time (cdx_image_meta.phash) so unrelated look-alikes are not
  * merged; confirmed pairs are joined into groups (union-find). */
 
@@ -1096,7 +1096,10 @@ typedef struct cdx_dupes_params {
     int max_distance;         /* confirmed: pHash Hamming distance <= this,
                                  0..32 (default 12) */
     size_t neighbours;        /* candidates per image, 1..100 (default 8) */
-    int scan;                 /* candidate scan (default CDX_SCAN_INT8) */
+    int scan;                 /* candidate scan (default CDX_SCAN_F32: it
+                                 scores a whole batch of images per pass over
+                                 the rows; the compressed scans run one query
+                                 per pass, ~17x slower here, docs/search.md) */
     int rehash;               /* 1: hash images that have no hash (writable
                                  handles; default); 2: re-hash every image */
     void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);

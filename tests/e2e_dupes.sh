@@ -6,7 +6,8 @@
 # photos.  Every copy must be grouped with its original, no distinct photo
 # grouped, the original kept (most pixels, then oldest).  With a threshold so
 # low that the embeddings alone would merge unrelated photos, the hashes
-# must still keep them apart.  Also: a library of schema 2 (no hashes) is
+# must still keep them apart.  Indexing stored every hash; --rehash
+# recomputes them (one per content).  Also: a library of schema 2 (no hashes) is
 # upgraded and hashed by `dupes` (--read-only: without hashes, only
 # identical contents are grouped); out-of-range thresholds (CLI exit 2, API 400); the
 # API's groups equal the CLI's; deleting an extra through the API (token
@@ -79,14 +80,22 @@ TH=0.85
 "$BIN" dupes --library "$L" --threshold $TH --json >"$T/d1.json" 2>"$T/d1.err" || { cat "$T/d1.err"; fail "dupes"; }
 check_groups "$T/d1.json" "threshold $TH" || fail "threshold $TH groups"
 grep -q "search: " "$T/d1.err" || fail "no progress on stderr: $(cat "$T/d1.err")"
+# indexing stored every hash: nothing to hash, nothing without one
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['hashed'] == 0 and d['unhashed'] == 0 and d['images'] == 64 else 1)" "$T/d1.json" ||
+    fail "hashes at indexing: $(head -c 300 "$T/d1.json")"
+# --rehash recomputes them all (one per content) to the same values
+"$BIN" dupes --library "$L" --threshold $TH --rehash --json >"$T/d1r.json" 2>/dev/null || fail "dupes --rehash"
+check_groups "$T/d1r.json" rehash || fail "groups after --rehash"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['hashed'] == 56 else 1)" "$T/d1r.json" || fail "--rehash count"
+"$BIN" dupes --library "$L" --read-only --rehash >/dev/null 2>&1; [ $? -eq 2 ] || fail "--rehash with --read-only must be a usage error"
 # text output: the keeper line names the original
 "$BIN" dupes --library "$L" --threshold $TH >"$T/d1.txt" 2>/dev/null || fail "dupes text"
 grep -q "^  keep .*/$(head -1 "$T/orig" | sed 's/\.JPEG$//')\.jpg " "$T/d1.txt" || { cat "$T/d1.txt"; fail "text keeper"; }
 grep -q "^8 groups, 40 extra images of 64" "$T/d1.txt" || { tail -1 "$T/d1.txt"; fail "text summary"; }
 
 # a threshold that lets unrelated photos through as candidates: the hashes
-# reject them (exact f32 scan here, int8 above)
-"$BIN" dupes --library "$L" --threshold 0.3 --neighbours 20 --scan f32 --json >"$T/d2.json" 2>/dev/null || fail "dupes 0.3"
+# reject them (the int8 scan here, the default float32 scan above)
+"$BIN" dupes --library "$L" --threshold 0.3 --neighbours 20 --scan int8 --json >"$T/d2.json" 2>/dev/null || fail "dupes 0.3"
 check_groups "$T/d2.json" "threshold 0.3" || fail "low threshold groups"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['rejected'] > 100 else 1)" "$T/d2.json" ||
     fail "the hashes rejected nothing at threshold 0.3"

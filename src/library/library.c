@@ -40,6 +40,7 @@
 #include "clipdex.h"
 
 #include "common/error.h"
+#include "common/pool.h"
 #include "common/util.h"
 #include "image/ocr.h"
 #include "ingest/import.h"
@@ -3373,7 +3374,7 @@ cdx_dupes_params cdx_dupes_default_params(void)
     p.threshold = 0.9f;
     p.max_distance = 12;
     p.neighbours = 8;
-    p.scan = CDX_SCAN_INT8;
+    p.scan = CDX_SCAN_F32;   /* batched: see cdx_dupes_params.scan */
     p.rehash = 1;
     return p;
 }
@@ -3438,56 +3439,90 @@ static cdx_result dupes_read(cdx_library *lib, dupes_scan *ds)
     return r;
 }
 
-/* Step 2: hash from the files; one content hashed once. */
+/* Step 2: hash from the files, DUPES_HASH_COMMIT images at a time on the
+ * library's threads (decoding dominates), each chunk committed at once. */
+typedef struct hash_job {
+    dupes_scan *ds;
+    const size_t *idx;   /* images of this chunk */
+} hash_job;
+
+static void hash_one(void *arg, int item, int slot)
+{
+    (void)slot;
+    hash_job *j = arg;
+    size_t i = j->idx[item];
+    void *data = NULL;
+    size_t len = 0;
+    uint8_t raw[32];
+    char hex[65];
+    uint64_t h;
+    j->ds->im[i].has_phash = 0;
+    if (source_read_file(j->ds->path[i], (uint64_t)1 << 30, &data, &len) == CDX_OK) {
+        source_sha256(data, len, raw, hex);   /* the file must still be the catalogued content */
+        if (!strcmp(hex, j->ds->sha[i]) && cdx_image_phash(data, len, NULL, &h) == CDX_OK) {
+            j->ds->im[i].phash = h;
+            j->ds->im[i].has_phash = 1;
+        }
+    }
+    cdx_error_clear();   /* a file gone, changed or undecodable: left without a hash */
+    free(data);
+}
+
+typedef struct sha_idx {
+    const char *sha;
+    size_t idx;
+} sha_idx;
+
+static int sha_idx_cmp(const void *a, const void *b)
+{
+    const sha_idx *x = a, *y = b;
+    int c = strcmp(x->sha, y->sha);
+    return c ? c : x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
 static cdx_result dupes_hash(cdx_library *lib, dupes_scan *ds, const cdx_dupes_params *p, cdx_dupes *d)
 {
-    size_t todo = 0, done = 0, pend = 0;
-    for (size_t i = 0; i < ds->n; i++) todo += ds->path[i] != NULL;
-    size_t *pending = malloc(DUPES_HASH_COMMIT * sizeof *pending);
-    if (!pending) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    cdx_result r = CDX_OK;
-    for (size_t i = 0; !r && i <= ds->n; i++) {
-        int cancelled = p->cancel && atomic_load(p->cancel);
-        if (pend && (pend == DUPES_HASH_COMMIT || i == ds->n || cancelled)) {
-            pthread_mutex_lock(&lib->wmu);
-            r = catalog_begin(lib->wcat);
-            for (size_t k = 0; !r && k < pend; k++)
-                r = catalog_content_set_phash(lib->wcat, ds->sha[pending[k]], ds->im[pending[k]].phash);
-            if (!r) r = catalog_commit(lib->wcat);
-            if (r) catalog_rollback(lib->wcat);
-            pthread_mutex_unlock(&lib->wmu);
-            pend = 0;
-        }
-        if (r || i == ds->n || cancelled) break;
-        if (!ds->path[i]) continue;
-        if (p->progress && done % 16 == 0) p->progress(p->user, "hash", done, todo);
-        done++;
-        int known = 0;   /* another image of this content was hashed in this run */
-        for (size_t k = 0; k < pend && !known; k++)
-            if (!strcmp(ds->sha[pending[k]], ds->sha[i])) {
-                ds->im[i].phash = ds->im[pending[k]].phash;
-                ds->im[i].has_phash = known = 1;
-            }
-        if (known) continue;
-        void *data = NULL;
-        size_t len = 0;
-        uint8_t raw[32];
-        char hex[65];
-        uint64_t h;
-        ds->im[i].has_phash = 0;
-        if (source_read_file(ds->path[i], (uint64_t)1 << 30, &data, &len) == CDX_OK) {
-            source_sha256(data, len, raw, hex);
-            if (!strcmp(hex, ds->sha[i]) && cdx_image_phash(data, len, NULL, &h) == CDX_OK) {
-                ds->im[i].phash = h;
-                ds->im[i].has_phash = 1;
-                pending[pend++] = i;
-                d->hashed++;
-            }
-        }
-        cdx_error_clear();   /* a file gone or changed: left without a hash */
-        free(data);
+    /* one image per content is hashed; the others of its content copy it */
+    size_t todo = 0, done = 0, nw = 0;
+    size_t *idx = malloc((ds->n ? ds->n : 1) * sizeof *idx);
+    sha_idx *want = malloc((ds->n ? ds->n : 1) * sizeof *want);
+    if (!idx || !want) {
+        free(idx);
+        free(want);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
     }
-    free(pending);
+    for (size_t i = 0; i < ds->n; i++)
+        if (ds->path[i]) want[nw++] = (sha_idx){ds->sha[i], i};
+    qsort(want, nw, sizeof *want, sha_idx_cmp);
+    for (size_t k = 0; k < nw; k++)
+        if (!k || strcmp(want[k].sha, want[k - 1].sha)) idx[todo++] = want[k].idx;
+    cdx_result r = CDX_OK;
+    int threads = lib->n_threads > 0 ? lib->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    while (!r && done < todo && !(p->cancel && atomic_load(p->cancel))) {
+        if (p->progress) p->progress(p->user, "hash", done, todo);
+        size_t m = todo - done < DUPES_HASH_COMMIT ? todo - done : DUPES_HASH_COMMIT;
+        hash_job job = {ds, idx + done};
+        cdx_par_for((int)m, threads, hash_one, &job);
+        pthread_mutex_lock(&lib->wmu);
+        r = catalog_begin(lib->wcat);
+        for (size_t k = 0; !r && k < m; k++) {
+            size_t i = idx[done + k];
+            if (!ds->im[i].has_phash) continue;
+            r = catalog_content_set_phash(lib->wcat, ds->sha[i], ds->im[i].phash);
+            d->hashed++;
+        }
+        if (!r) r = catalog_commit(lib->wcat);
+        if (r) catalog_rollback(lib->wcat);
+        pthread_mutex_unlock(&lib->wmu);
+        done += m;
+    }
+    for (size_t k = 1; k < nw; k++)
+        if (!strcmp(want[k].sha, want[k - 1].sha)) {
+            ds->im[want[k].idx].phash = ds->im[want[k - 1].idx].phash;
+            ds->im[want[k].idx].has_phash = ds->im[want[k - 1].idx].has_phash;
+        }
+    free(idx);
+    free(want);
     if (!r && p->progress) p->progress(p->user, "hash", done, todo);
     return r;
 }
