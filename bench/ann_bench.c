@@ -208,9 +208,17 @@ static const char *faiss_only = "hnsw,ivfflat,ivfsq8,ivfpq";
 static void competitors(const char *dir, int do_faiss, int do_hnsw, const char *probes,
                         const char *hnsw_ef, int nlist)
 {
+    /* the drivers sit next to this file; __FILE__ is relative when ccache
+     * rewrote paths (CCACHE_BASEDIR): then $CLIPDEX_SRC/bench, if set */
     char here[4096];
     snprintf(here, sizeof here, "%s", __FILE__);
     const char *bdir = dirname(here);
+    char probe[4200], alt[4096];
+    snprintf(probe, sizeof probe, "%s/ann_faiss.py", bdir);
+    if (access(probe, R_OK) != 0 && getenv("CLIPDEX_SRC")) {
+        snprintf(alt, sizeof alt, "%s/bench", getenv("CLIPDEX_SRC"));
+        bdir = alt;
+    }
     char nthr[16], nl[16], script[4200], cpp[4200], exe[4200];
     snprintf(nthr, sizeof nthr, "%d", T);
     snprintf(nl, sizeof nl, "%d", nlist);
