@@ -28,6 +28,8 @@ for a, b in zip(rows["fp32"], rows["int8"]):
     c = sum(x * y for x, y in zip(a, b))
     assert c >= 0.99, f"int8 cosine to fp32 {c}"
     assert c < 0.999999, "int8 output identical to fp32: not quantised?"
+if "avx2" in open("/proc/cpuinfo").read():   # auto = int8 where AVX2 runs it
+    assert rows["auto"] == rows["int8"], "auto differs from int8 on an AVX2 CPU"
 print("int8 vs fp32 cosines ok")
 PY
 
