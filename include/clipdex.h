@@ -239,8 +239,9 @@ typedef struct cdx_ctx cdx_ctx;
  * SmoothQuant scaling; patch embedding, attention products, projections,
  * norms and activations stay float32.  bf16: GEMM inputs rounded to bf16,
  * float32 accumulation.  auto: the fastest one this CPU runs natively whose
- * fidelity holds (int8 with AVX512_VNNI, else bf16 with AVX512_BF16, else
- * fp32). */
+ * fidelity holds (int8 with AVX2 or AVX512_VNNI, else bf16 with
+ * AVX512_BF16, else fp32).  Explicit int8 needs AVX2 (or VNNI), bf16
+ * AVX512_BF16; see cdx_precision_resolve. */
 typedef enum cdx_precision {
     CDX_PRECISION_FP32 = 0,
     CDX_PRECISION_AUTO,

@@ -131,6 +131,8 @@ static void test_rules(void)
     unsetenv("CLIPDEX_PRECISION_EMULATE");
     cdx_precision got = CDX_PRECISION_AUTO;
     CHECK(cdx_precision_resolve(CDX_PRECISION_AUTO, &got) == CDX_OK && got != CDX_PRECISION_AUTO);
+    /* auto: int8 wherever AVX2 (or VNNI) runs it */
+    if (cdx_cpu_level() >= CDX_ISA_AVX2) CHECK(got == CDX_PRECISION_INT8);
     if (!cdx_bf16_native()) {
         CHECK(got != CDX_PRECISION_BF16);
         cdx_result r = cdx_precision_resolve(CDX_PRECISION_BF16, &got);

@@ -42,6 +42,10 @@ void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs)
                           "server", "uptime_s", srv_round(srv_now() - s->started, 1),
                           "read_only", s->cfg.read_only, "auth_required",
                           s->cfg.token && *s->cfg.token, "max_body", (json_int_t)s->cfg.max_body);
+    if (o) {   /* the vectors' precision(s) and the one queries run at */
+        json_object_set_new(o, "precision", json_string(info.precision));
+        json_object_set_new(o, "query_precision", json_string(info.run_precision));
+    }
     thumb_cache_stats tc;
     thumb_cache_get_stats(s->thumbs, &tc);
     if (o)

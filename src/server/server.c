@@ -59,7 +59,7 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
     if (r) {
         snprintf(err, err_len, "cannot open the library %s: %s%s", cfg->library_dir,
                  cdx_last_error(),
-                 cfg->read_only ? "" : " (another process writing? try --read-only)");
+                 cfg->read_only || r == CDX_ERR_UNSUPPORTED ? "" : " (another process writing? try --read-only)");
         return -1;
     }
     cdx_library_info info;
