@@ -113,7 +113,8 @@ cp -r "$L" "$T/old"
 python3 - "$T/old/catalog.db" <<'EOF' || fail "making a schema 2 catalog"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-db.execute("ALTER TABLE contents DROP COLUMN phash")
+for col in ("phash", "ocr_lang", "ocr_skipped"):   # schema 3: hashes and OCR state
+    db.execute("ALTER TABLE contents DROP COLUMN " + col)
 db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 db.commit()
 EOF

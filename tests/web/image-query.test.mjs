@@ -89,7 +89,7 @@ test('a server error is shown on the page with its message', async () => {
   await page.waitForSelector('.state-error');
   const text = await page.textContent('.state-error');
   assert.match(text, /The server could not run this search\s*HTTP 400 · url_refused/);
-  assert.match(text, /image_url: refused: the URL resolves to a private, loopback/);
+  assert.match(text, /image_url: http:\/\/127\.0\.0\.1:9\/cat\.jpg: refused: the URL resolves to a private, loopback/);
   assert.equal(await page.getAttribute('.state-error', 'role'), 'alert');
   assert.equal(await page.isHidden('#grid'), true);
   await shot(page, '17-server-error');
