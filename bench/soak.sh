@@ -3,7 +3,9 @@
 # every kind (text GET/POST, semantic, keyword, hybrid, image_id, vector,
 # parts, image upload), uploads, deletions, thumbnails, image records and
 # lists, stats and metrics, from several client threads.  Checks:
-#   - no 5xx answer, no dropped connection (4xx only where expected);
+#   - no 5xx answer, no dropped connection (4xx only where expected;
+#     uploads and deletions run one at a time, beside the searches, so that
+#     the script knows which images must be there);
 #   - RSS of the server sampled every --interval seconds: the curve is
 #     printed as a table and written as CSV (--csv); the run fails when the
 #     RSS of the last quarter exceeds the largest of the first half by more
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
     --images) IMAGES=$2; shift 2 ;;
     --csv) CSV=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +65,7 @@ url, pid, duration, clients, interval, growth, images, csv_path = sys.argv[1:]
 pid, duration, clients, interval, growth = int(pid), float(duration), int(clients), float(interval), float(growth)
 files = sorted(os.path.join(images, f) for f in os.listdir(images) if f.lower().endswith((".jpeg", ".jpg", ".png")))
 lock = threading.Lock()
+wlock = threading.Lock()               # uploads and deletions, one at a time (searches run beside them)
 live, deleted = set(), set()           # uploaded ids still present / deleted
 base_ids = []
 counts, errors = {}, []
@@ -143,23 +146,25 @@ def one():
             f = files[next_file[0] % len(files)]
             next_file[0] += 1
         body, ct = multipart("image", f)
-        st, b = req("POST", "/api/images", body, ct)
-        note("upload", st, b, (200, 201))
-        if st in (200, 201):
-            i = json.loads(b)["id"]
-            with lock:
-                if i not in base_ids:
-                    live.add(i)
-                    deleted.discard(i)
+        with wlock:   # an upload answering an existing id must not race its deletion
+            st, b = req("POST", "/api/images", body, ct)
+            note("upload", st, b, (200, 201))
+            if st in (200, 201):
+                i = json.loads(b)["id"]
+                with lock:
+                    if i not in base_ids:
+                        live.add(i)
+                        deleted.discard(i)
     else:
-        with lock:
-            i = random.choice(sorted(live)) if len(live) > 3 else None
-            if i is not None: live.discard(i)     # no one else deletes it
-        if i is None: return
-        st, b = req("DELETE", f"/api/images/{i}")
-        note("delete", st, b)
-        with lock:
-            (deleted.add(i) if st == 200 else live.add(i))
+        with wlock:
+            with lock:
+                i = random.choice(sorted(live)) if len(live) > 3 else None
+                if i is not None: live.discard(i)
+            if i is None: return
+            st, b = req("DELETE", f"/api/images/{i}")
+            note("delete", st, b)
+            with lock:
+                (deleted.add(i) if st == 200 else live.add(i))
 
 def client():
     while time.monotonic() < stop:
@@ -179,17 +184,19 @@ t0 = time.monotonic()
 threads = [threading.Thread(target=client) for _ in range(clients)]
 for t in threads: t.start()
 samples = []
-while any(t.is_alive() for t in threads):
+csv = open(csv_path, "w")               # written as it goes: a long run can be watched
+csv.write("seconds,rss_kb,requests\n")
+def sample():
     with lock: n = sum(counts.values())
     samples.append((round(time.monotonic() - t0, 1), rss_kb(), n))
+    csv.write("%s,%d,%d\n" % samples[-1])
+    csv.flush()
+while any(t.is_alive() for t in threads):
+    sample()
     time.sleep(min(interval, max(0.1, stop - time.monotonic() + 0.1)))
 for t in threads: t.join()
-with lock: n = sum(counts.values())
-samples.append((round(time.monotonic() - t0, 1), rss_kb(), n))
-
-with open(csv_path, "w") as f:
-    f.write("seconds,rss_kb,requests\n")
-    for s in samples: f.write("%s,%d,%d\n" % s)
+sample()
+csv.close()
 print("%8s %10s %9s" % ("seconds", "rss_MB", "requests"))
 step = max(1, len(samples) // 30)
 for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):

@@ -10,6 +10,7 @@
 #include "thumbcache.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +38,14 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->started = srv_now();
+#ifdef __GLIBC__
+    /* One thread per connection: glibc would give up to 8 x cores threads
+     * an arena each and keep their freed memory; under bench/soak.sh the
+     * RSS grew ~4 MB/min that way (no leak: LeakSanitizer found none), and
+     * by 5 MB in 2 minutes instead of 22 with 2 arenas.  Set before any
+     * connection thread exists. */
+    mallopt(M_ARENA_MAX, 2);
+#endif
     if (VIPS_INIT("clipdex") != 0) {
         snprintf(err, err_len, "cannot initialise libvips");
         return -1;
