@@ -304,6 +304,10 @@ static void bind_text_copy(sqlite3_stmt *s, int i, const char *v)
 }
 static void bind_i64(sqlite3_stmt *s, int i, sqlite3_int64 v) { bind_note(sqlite3_bind_int64(s, i, v)); }
 static void bind_int(sqlite3_stmt *s, int i, int v) { bind_note(sqlite3_bind_int(s, i, v)); }
+static void bind_blob(sqlite3_stmt *s, int i, const void *v, sqlite3_uint64 n)
+{
+    bind_note(sqlite3_bind_blob64(s, i, v, n, SQLITE_STATIC));
+}
 
 /* Step a bound statement (see the checked binds above). */
 static int step(sqlite3_stmt *s)
@@ -861,11 +865,11 @@ cdx_result catalog_content_set_ocr_read(catalog *c, const char *sha256, const ch
     if (sqlite3_prepare_v2(c->db, "UPDATE contents SET ocr_text = ?2, ocr_lang = ?3, "
                            "ocr_skipped = ?4 WHERE sha256 = ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "storing OCR text");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, text ? text : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, lang, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 4, skipped != 0);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
+    bind_text(s, 1, sha256);
+    bind_text(s, 2, text ? text : "");
+    bind_text(s, 3, lang);
+    bind_int(s, 4, skipped != 0);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing OCR text");
     sqlite3_finalize(s);
     return r;
 }
@@ -887,9 +891,9 @@ cdx_result catalog_ocr_todo_count(catalog *c, const char *lang, int force, uint6
     if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM contents WHERE ?2 OR ocr_lang IS NULL "
                            "OR ocr_lang <> ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "counting images for OCR");
-    sqlite3_bind_text(s, 1, lang, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, force != 0);
-    int rc = sqlite3_step(s);
+    bind_text(s, 1, lang);
+    bind_int(s, 2, force != 0);
+    int rc = step(s);
     if (rc == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? CDX_OK : db_fail(c, "counting images for OCR");
@@ -905,13 +909,13 @@ cdx_result catalog_ocr_todo(catalog *c, const char *lang, int force, const char 
                            "WHERE c.sha256 > ?1 AND (?3 OR c.ocr_lang IS NULL OR c.ocr_lang <> ?2) "
                            "ORDER BY c.sha256 LIMIT ?4", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "listing images for OCR");
-    sqlite3_bind_text(s, 1, after ? after : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, lang, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, force != 0);
-    sqlite3_bind_int64(s, 4, (sqlite3_int64)limit);
+    bind_text(s, 1, after ? after : "");
+    bind_text(s, 2, lang);
+    bind_int(s, 3, force != 0);
+    bind_i64(s, 4, (sqlite3_int64)limit);
     int rc;
     cdx_result r = CDX_OK;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < limit) {
+    while ((rc = step(s)) == SQLITE_ROW && *n < limit) {
         const char *sha = (const char *)sqlite3_column_text(s, 0);
         const char *path = (const char *)sqlite3_column_text(s, 1);
         catalog_ocr_job *j = &out[*n];
@@ -1147,9 +1151,9 @@ cdx_result catalog_content_set_phash(catalog *c, const char *sha256, uint64_t ph
     if (sqlite3_prepare_v2(c->db, "UPDATE contents SET phash = ?2 WHERE sha256 = ?1", -1, &s,
                            NULL) != SQLITE_OK)
         return db_fail(c, "storing a perceptual hash");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (int64_t)phash);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a perceptual hash");
+    bind_text(s, 1, sha256);
+    bind_i64(s, 2, (int64_t)phash);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a perceptual hash");
     sqlite3_finalize(s);
     return r;
 }
@@ -1162,9 +1166,9 @@ cdx_result catalog_source_set(catalog *c, int64_t id, const char *json)
     if (sqlite3_prepare_v2(c->db, json ? "INSERT OR REPLACE INTO image_sources(id, json) VALUES(?1, ?2)"
                                        : "DELETE FROM image_sources WHERE id = ?1", -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "storing a source record");
-    sqlite3_bind_int64(s, 1, id);
-    if (json) sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a source record");
+    bind_i64(s, 1, id);
+    if (json) bind_text(s, 2, json);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a source record");
     sqlite3_finalize(s);
     return r;
 }
@@ -1175,9 +1179,9 @@ cdx_result catalog_thumb_put(catalog *c, const char *sha256, const void *jpeg, s
     if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO thumbs(sha256, jpeg) VALUES(?1, ?2)", -1, &s,
                            NULL) != SQLITE_OK)
         return db_fail(c, "storing a thumbnail");
-    sqlite3_bind_text(s, 1, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(s, 2, jpeg, (sqlite3_uint64)len, SQLITE_STATIC);
-    cdx_result r = sqlite3_step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a thumbnail");
+    bind_text(s, 1, sha256);
+    bind_blob(s, 2, jpeg, (sqlite3_uint64)len);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "storing a thumbnail");
     sqlite3_finalize(s);
     return r;
 }
@@ -1193,7 +1197,7 @@ cdx_result catalog_each_dupe_row(catalog *c, int (*fn)(void *user, const catalog
         return db_fail(c, "listing images for duplicates");
     cdx_result r = CDX_OK;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(s)) == SQLITE_ROW) {
         catalog_dupe_row row;
         row.id = sqlite3_column_int64(s, 0);
         row.slot = sqlite3_column_int64(s, 1);
@@ -1223,9 +1227,9 @@ static cdx_result side_get(catalog *c, const char *sql, int64_t id, const char *
         sqlite3_finalize(s);
         return CDX_ERR_NOT_FOUND;
     }
-    if (key) sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    else sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
+    if (key) bind_text(s, 1, key);
+    else bind_i64(s, 1, id);
+    int rc = step(s);
     cdx_result r = CDX_OK;
     if (rc == SQLITE_ROW) {
         const void *p = sqlite3_column_blob(s, 0);
