@@ -18,23 +18,27 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "server/json_util.c"
-#include "server/api_images.c"
-#include "server/api_search.c"
+#include "clipdex.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* No network in a fuzzer: every URL is refused (urlfetch.c is not linked). */
-srv_fetch_status srv_fetch_url(const char *url, const srv_fetch_params *p, char **data, size_t *len,
-                               char *err, size_t err_len)
+/* No network in a fuzzer: the handlers' one HTTP call (cdx_http_get) is
+ * renamed to a stub that refuses every URL as the SSRF check would. */
+static cdx_result fuzz_http_get(const char *url, const cdx_http_params *p, cdx_http_response *out)
 {
-    (void)url, (void)p, (void)data, (void)len;
-    snprintf(err, err_len, "URL fetching is off in the fuzzer");
-    return SRV_FETCH_REFUSED;
+    (void)url, (void)p;
+    memset(out, 0, sizeof *out);
+    out->failure = CDX_HTTP_REFUSED;
+    return cdx_set_error(CDX_ERR_NETWORK, "URL fetching is off in the fuzzer");
 }
+#define cdx_http_get fuzz_http_get
+
+#include "server/json_util.c"
+#include "server/api_images.c"
+#include "server/api_search.c"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_response(const srv_response *rs)
 {
