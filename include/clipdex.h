@@ -1161,6 +1161,11 @@ typedef struct cdx_source_record {
     const char *source_json;       /* NULL: none (a stored one is removed) */
     const void *thumbnail;         /* NULL: keep what is stored */
     size_t thumbnail_len;
+    const char *embedded_text;     /* the file's own EXIF/IPTC/XMP text (one
+                                      item per line) and keywords (one per
+                                      line), as `index` reads them, for the
+                                      full-text index; both NULL: keep */
+    const char *embedded_keywords;
 } cdx_source_record;
 
 cdx_result cdx_library_set_sources(cdx_library *lib, const cdx_source_record *recs, size_t n, size_t *applied);

@@ -98,6 +98,10 @@ SRC=$T/src
 mkdir -p "$SRC/photos" "$SRC/formats"
 ls "$SHARED/data/imagenet-sample/"*.JPEG | head -40 | xargs -I{} cp {} "$SRC/photos/"
 cp "$SHARED/data/formats/"* "$SRC/formats/"
+# a photo with embedded EXIF text: workers read it, the library's
+# full-text index gets it as a local index does
+python3 "$CLIPDEX_SRC/tests/exif_jpeg.py" "$(ls "$SHARED/data/imagenet-sample/"*.JPEG | sed -n 41p)" "$SRC/photos/tagged.jpg" \
+  "A lighthouse keeper with his catch" "seagull;harbour" || fail "making a photo with EXIF text"
 N=$(find "$SRC" -type f ! -name README.md | wc -l)
 printf '\xff\xd8\xff\xe0 this is not really a JPEG' >"$SRC/corrupt.jpg"
 # a file that is gone when the workers come: fed first, then deleted
@@ -136,6 +140,14 @@ for q in "a photo of a dog" "a red car"; do
   b=$("$BIN" search --library "$T/local" --mode semantic -k 10 "$q" | awk '{print $2, $4}')
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "fleet and local search differ for '$q':\n$a\n--\n$b"
 done
+# embedded text and keywords reached the fleet library's full-text index
+for w in lighthouse seagull; do
+  a=$("$BIN" search --library "$T/lib" --mode keyword -k 5 "$w" | awk '{print $NF}')
+  b=$("$BIN" search --library "$T/local" --mode keyword -k 5 "$w" | awk '{print $NF}')
+  [ "$a" = "$SRC/photos/tagged.jpg" ] && [ "$a" = "$b" ] || fail "keyword '$w': fleet [$a], local [$b]"
+done
+"$BIN" search --library "$T/lib" --mode keyword --tag harbour -k 5 "lighthouse" | grep -q "tagged.jpg" \
+  || fail "embedded keyword as a tag filter"
 one=$(ls "$SRC/photos" | sed -n 5p)
 "$BIN" search --library "$T/lib" -k 1 --image "$SRC/photos/$one" | grep -q "$SRC/photos/$one" || fail "search by image"
 # a worker with another model is refused

@@ -76,7 +76,10 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
         rec->width = (int)json_integer_value(json_object_get(o, "width"));
         rec->height = (int)json_integer_value(json_object_get(o, "height"));
         json_int_t taken = json_integer_value(json_object_get(json_object_get(o, "source"), "taken"));
-        rec->taken = taken > 0 ? (int64_t)taken : 0;   /* a source's date taken (feed flickr) */
+        if (taken <= 0) taken = json_integer_value(json_object_get(o, "taken"));   /* the file's EXIF date */
+        rec->taken = taken > 0 ? (int64_t)taken : 0;   /* a source's date taken (feed flickr) first */
+        const char *camera = json_string_value(json_object_get(o, "camera"));
+        snprintf(rec->camera, sizeof rec->camera, "%s", camera ? camera : "");
         *doc = o;
         return CDX_OK;
     }
@@ -86,7 +89,8 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
 
 /* ---- source metadata and thumbnails of committed results
  * A result whose "source" has a title, description, tags or page (feed
- * flickr), or that carries a "thumbnail" (URLs), gets them stored after the
+ * flickr), that carries a "thumbnail" (URLs) or the file's "embedded"
+ * EXIF/IPTC/XMP text (any image), gets them stored after the
  * batch's commit and before its ack (a kill in between redelivers the
  * batch, which stores them again). */
 
@@ -103,10 +107,15 @@ static int source_from(json_t *doc, const char *path, source_buf *sb)
     memset(sb, 0, sizeof *sb);
     json_t *src = json_object_get(doc, "source");
     const char *b64 = json_string_value(json_object_get(doc, "thumbnail"));
+    json_t *emb = json_object_get(doc, "embedded");
+    const char *etext = json_string_value(json_object_get(emb, "text"));
+    const char *ekw = json_string_value(json_object_get(emb, "keywords"));
     int has_text = json_is_object(src) && (json_object_get(src, "title") || json_object_get(src, "description") ||
                                            json_object_get(src, "tags") || json_object_get(src, "page"));
-    if (!has_text && !b64) return 0;
+    if (!has_text && !b64 && !etext && !ekw) return 0;
     sb->rec.path = path;
+    sb->rec.embedded_text = etext;
+    sb->rec.embedded_keywords = ekw;
     if (has_text) {
         sb->rec.meta.title = json_string_value(json_object_get(src, "title"));
         sb->rec.meta.description = json_string_value(json_object_get(src, "description"));

@@ -73,6 +73,8 @@ typedef struct item {
     cdx_image_meta meta;
     void *thumb;              /* URL items: a WORKER_THUMB px JPEG */
     size_t thumb_len;
+    cdx_image_exif *exif;     /* date, camera and the embedded text for the
+                                 full-text index (NULL when none was read) */
 } item;
 
 /* The pipeline's model: record ours if none is recorded yet, else compare. */
@@ -155,6 +157,13 @@ static void item_load(item *it, const cdx_model *model, const cdx_worker_params 
          * (a failure only costs the thumbnail) */
         if (!r && it->url && cdx_image_thumbnail_jpeg(data, len, WORKER_THUMB, &it->thumb, &it->thumb_len))
             it->thumb = NULL;
+        /* what `index` reads from the file too: EXIF date and camera, and
+         * the EXIF/IPTC/XMP text the library's full-text index keeps (a
+         * failure only loses them) */
+        if (!r && (it->exif = malloc(sizeof *it->exif)) && cdx_image_read_exif(data, len, it->exif)) {
+            free(it->exif);
+            it->exif = NULL;
+        }
     }
     free(data);
     if (r) {
@@ -222,6 +231,13 @@ static json_t *result_record(const item *it, const float *v, int dim, const char
                           it->path ? it->path : it->url, "sha256", it->sha, "size", (json_int_t)it->size,
                           "mtime", (json_int_t)it->mtime, "width", it->meta.width, "height", it->meta.height,
                           "format", it->meta.format, "model", fp, "vector", vec, "source", src);
+    const cdx_image_exif *ex = it->exif;
+    if (o && ex) {
+        if (ex->taken > 0) json_object_set_new(o, "taken", json_integer((json_int_t)ex->taken));
+        if (ex->camera[0]) json_object_set_new(o, "camera", json_string(ex->camera));
+        if (ex->text[0] || ex->keywords[0])
+            json_object_set_new(o, "embedded", json_pack("{s:s,s:s}", "text", ex->text, "keywords", ex->keywords));
+    }
     if (o && it->thumb) {
         gchar *b64 = g_base64_encode(it->thumb, it->thumb_len);
         if (b64) json_object_set_new(o, "thumbnail", json_string(b64));
@@ -343,6 +359,7 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
         for (int i = 0; i < n; i++) {
             json_decref(items[i].rec);
             free(items[i].thumb);
+            free(items[i].exif);
         }
         natsMsgList_Destroy(&list);
     }

@@ -2087,6 +2087,10 @@ static cdx_result source_record_check(const cdx_source_record *s)
             return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: source record must be a JSON object of at most %d bytes",
                              s->path, SOURCE_JSON_MAX);
     }
+    if ((s->embedded_text && !text_ok(s->embedded_text, CATALOG_TEXT_MAX)) ||
+        (s->embedded_keywords && !text_ok(s->embedded_keywords, CATALOG_TEXT_MAX)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: embedded text and keywords must be UTF-8 text of at "
+                         "most %d bytes", s->path, CATALOG_TEXT_MAX);
     const unsigned char *t = s->thumbnail;
     if (t && (s->thumbnail_len < 4 || s->thumbnail_len > THUMB_BYTES_MAX || t[0] != 0xff || t[1] != 0xd8))
         return cdx_error(CDX_ERR_INVALID_ARG, "%.200s: thumbnail must be a JPEG of at most %zu bytes", s->path,
@@ -2104,6 +2108,24 @@ static cdx_result source_record_apply(cdx_library *lib, const cdx_source_record 
     if (r == CDX_ERR_NOT_FOUND) return CDX_OK;
     if (r) return r;
     *found = 1;
+    if (s->embedded_text || s->embedded_keywords) {
+        /* the content's text, as the local ingest stores it (keywords in
+         * the catalog's tag-list form) */
+        const char *kw[256];
+        size_t nk = 0;
+        char *copy = s->embedded_keywords ? strdup(s->embedded_keywords) : NULL;
+        if (s->embedded_keywords && !copy) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+        for (char *p = copy, *nl; p && *p && nk < 256; p = nl ? nl + 1 : NULL) {
+            if ((nl = strchr(p, '\n'))) *nl = '\0';
+            if (*p) kw[nk++] = p;
+        }
+        char *kwl = NULL;
+        r = nk ? catalog_tag_list(kw, nk, &kwl) : CDX_OK;
+        if (!r) r = catalog_content_set_text(lib->wcat, rec->sha256, s->embedded_text, kwl);
+        free(kwl);
+        free(copy);
+        if (r) return r;
+    }
     int text = s->meta.title || s->meta.description || s->meta.n_tags || s->source_json;
     if (!text)   /* a thumbnail alone leaves the text as it is */
         return s->thumbnail ? catalog_thumb_put(lib->wcat, rec->sha256, s->thumbnail, s->thumbnail_len) : CDX_OK;
