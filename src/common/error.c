@@ -9,20 +9,27 @@
 
 static _Thread_local char g_msg[CDX_ERROR_MAX];
 
+static cdx_result set_message(cdx_result code, const char *fmt, va_list ap)
+{
+    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    return code;
+}
+
 cdx_result cdx_error(cdx_result code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    set_message(code, fmt, ap);
     va_end(ap);
     return code;
 }
 
+/* The public name of cdx_error for code outside the library (clipdex.h). */
 cdx_result cdx_set_error(cdx_result code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    set_message(code, fmt, ap);
     va_end(ap);
     return code;
 }

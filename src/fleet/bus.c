@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,4 +202,15 @@ cdx_result fleet_pull(cdx_fleet *f, const char *stream, const char *subj, const 
     s = js_PullSubscribe(sub, f->js, subj, durable, NULL, &so, &jerr);
     if (s != NATS_OK) return fleet_nats_error(s, durable);
     return CDX_OK;
+}
+
+void fleet_log(void (*log)(void *user, const char *line), void *user, const char *fmt, ...)
+{
+    if (!log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log(user, line);
 }

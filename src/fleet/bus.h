@@ -45,6 +45,12 @@ struct cdx_fleet {
 /* CDX_ERR_NETWORK "what: <nats text>" from a natsStatus. */
 cdx_result fleet_nats_error(natsStatus s, const char *what);
 
+/* Format one line (at most 1 KiB) for a params struct's optional log
+ * callback: nothing when log is NULL.  The producers and workers report
+ * retries, skips and dead letters through it. */
+void fleet_log(void (*log)(void *user, const char *line), void *user, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Publish data to subj with message id msg_id (dedup); *duplicate (may be
  * NULL) = the server had it already. */
 cdx_result fleet_publish(cdx_fleet *f, const char *subj, const char *data, size_t len,

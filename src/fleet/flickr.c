@@ -54,17 +54,7 @@ cdx_flickr_params cdx_flickr_default_params(void)
     return p;
 }
 
-static void say(const cdx_flickr_params *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const cdx_flickr_params *p, const char *fmt, ...)
-{
-    if (!p->log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    p->log(p->user, line);
-}
+#define say(p, ...) fleet_log((p)->log, (p)->user, __VA_ARGS__)
 
 /* ---------------------------------------------------------------- URLs */
 

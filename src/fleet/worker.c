@@ -200,17 +200,7 @@ static void *ticker_main(void *arg)
     return NULL;
 }
 
-static void say(const cdx_worker_params *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const cdx_worker_params *p, const char *fmt, ...)
-{
-    if (!p->log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    p->log(p->user, line);
-}
+#define say(p, ...) fleet_log((p)->log, (p)->user, __VA_ARGS__)
 
 static cdx_result publish_json(cdx_fleet *f, const char *subj, json_t *o, const char *id)
 {
