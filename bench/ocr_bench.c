@@ -96,7 +96,16 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 40;   /* benchmark argument, not hostile input */
+    int n = 40;
+    if (argc > 1) {
+        char *end;
+        long v = strtol(argv[1], &end, 10);
+        if (*argv[1] == '\0' || *end || v < 1 || v > 500) {
+            fprintf(stderr, "usage: ocr_bench [PHOTOS (1..500, default 40)] [LANG (default eng)]\n");
+            return 2;
+        }
+        n = (int)v;
+    }
     const char *lang = argc > 2 ? argv[2] : "eng";
     const char *shared = getenv("CLIPDEX_SHARED") ? getenv("CLIPDEX_SHARED") : "../shared";
     char dir[4096];
