@@ -769,7 +769,9 @@ cdx_result cdx_library_list_images(cdx_library *lib, uint64_t offset, size_t lim
  * Import embeddings computed elsewhere: a .npy of float32 or float16 [N, D]
  * (D = the library's dimension) and a metadata file with one row per vector
  * (CSV with a header line, or JSON Lines): `path` (or `image_path`) or
- * `url`, optionally width, height, format, mtime, taken, camera, size.
+ * `url`, optionally width, height, format, mtime, taken, camera, size, and
+ * source metadata title, description, tags (';'-separated, or a JSON array)
+ * for the full-text index.
  * Both files are validated completely before anything is written: a bad
  * file imports nothing.  Rows are then committed in batches (vectors
  * fsynced before the catalog transaction naming them); an entry whose path

@@ -209,4 +209,47 @@ grep -q "not a .npy file" "$T/e" || fail "npy message: $(cat "$T/e")"
 [ "$("$BIN" info --library "$L" --json | sed 's/"bytes": [0-9]*//')" = "$(echo "$before" | sed 's/"bytes": [0-9]*//')" ] ||
     fail "a rejected import changed the library"
 "$BIN" check --library "$L" >/dev/null || fail "check after rejected imports"
+
+# source metadata in the metadata file: title, description and tags (CSV:
+# ';'-separated; JSONL: a string or an array) reach the full-text index and
+# the tag filter; text that is not UTF-8 fails the file with its line
+L2=$T/lib-meta
+"$BIN" init --library "$L2" --model "$MODEL" >/dev/null || fail "init lib-meta"
+python3 - "$T" <<'PY'
+import json, struct, sys
+t = sys.argv[1]
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 64), }"
+hdr += ' ' * (64 - (10 + len(hdr) + 1) % 64) + '\n'
+vals = []
+for r in range(3):
+    vals += [1.0 if d == r else 0.01 for d in range(64)]
+with open(t + '/m.npy', 'wb') as f:
+    f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode() + struct.pack('<192f', *vals))
+open(t + '/m.csv', 'w').write('path,title,description,tags\n'
+    '/m/a.jpg,Old pier at dawn,"Fishing boats, gulls",holiday;Sea\n'
+    '/m/b.jpg,Tram in Lisbon,,city\n/m/c.jpg,,,\n')
+with open(t + '/m.jsonl', 'w') as f:
+    f.write(json.dumps({"path": "/m/a.jpg", "title": "Old pier at dawn", "tags": ["holiday", "sea"]}) + '\n')
+    f.write(json.dumps({"path": "/m/b.jpg", "description": "a yellow tram", "tags": "city;transport"}) + '\n')
+    f.write(json.dumps({"path": "/m/c.jpg"}) + '\n')
+open(t + '/m-bad.csv', 'wb').write(b'path,title\n/m/a.jpg,ok\n/m/b.jpg,caf\xe9\n/m/c.jpg,\n')
+PY
+"$BIN" import --library "$L2" --vectors "$T/m.npy" --meta "$T/m-bad.csv" 2>"$T/e" && fail "a non-UTF-8 title accepted"
+grep -q "line 3: 'title' must be UTF-8 text" "$T/e" || fail "UTF-8 message: $(cat "$T/e")"
+[ "$("$BIN" info --library "$L2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"])')" = 0 ] ||
+    fail "the bad file imported something"
+"$BIN" import --library "$L2" --vectors "$T/m.npy" --meta "$T/m.csv" >/dev/null 2>"$T/e" || fail "import with titles: $(cat "$T/e")"
+kw() { "$BIN" search --library "$L2" --mode keyword --json -k 10 "$@" |
+       python3 -c 'import json,sys; print(" ".join(sorted(h["path"] for h in json.load(sys.stdin)["results"])))'; }
+[ "$(kw pier)" = "/m/a.jpg" ] || fail "title not indexed: $(kw pier)"
+[ "$(kw gulls)" = "/m/a.jpg" ] || fail "description not indexed: $(kw gulls)"
+[ "$(kw lisbon)" = "/m/b.jpg" ] || fail "second title: $(kw lisbon)"
+[ "$(kw --tag sea pier)" = "/m/a.jpg" ] && [ -z "$(kw --tag city pier)" ] || fail "tags as a filter"
+"$BIN" search --library "$L2" --mode keyword --json -k 1 pier | grep -q '"title": "Old pier at dawn"' ||
+    fail "title not in the result"
+# the same rows from JSON Lines: unchanged vectors, metadata stored again
+"$BIN" import --library "$L2" --vectors "$T/m.npy" --meta "$T/m.jsonl" >/dev/null 2>"$T/e" || fail "jsonl: $(cat "$T/e")"
+[ "$(kw transport)" = "/m/b.jpg" ] && [ "$(kw yellow)" = "/m/b.jpg" ] || fail "jsonl metadata: $(kw transport)"
+[ "$(kw --tag holiday pier)" = "/m/a.jpg" ] || fail "jsonl tag array"
+"$BIN" check --library "$L2" >/dev/null || fail "check after imports with metadata"
 echo "PASS"

@@ -33,9 +33,10 @@
 /* ---------------------------------------------------------------- metadata */
 
 enum { COL_PATH, COL_IMAGE_PATH, COL_URL, COL_WIDTH, COL_HEIGHT, COL_FORMAT, COL_MTIME,
-       COL_TAKEN, COL_CAMERA, COL_SIZE, COL_N };
+       COL_TAKEN, COL_CAMERA, COL_SIZE, COL_TITLE, COL_DESCRIPTION, COL_TAGS, COL_N };
 static const char *const col_names[COL_N] = {"path", "image_path", "url", "width", "height",
-                                             "format", "mtime", "taken", "camera", "size"};
+                                             "format", "mtime", "taken", "camera", "size",
+                                             "title", "description", "tags"};
 
 struct meta_reader {
     FILE *f;
@@ -247,8 +248,52 @@ static int parse_i64(const char *s, int64_t *v)
 static int is_url(const char *s) { return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8); }
 
 /* Fill row from the field values (NULL = absent). */
+void meta_row_clear(meta_row *row)
+{
+    free(row->title);
+    free(row->description);
+    free(row->tags);
+    row->title = row->description = row->tags = NULL;
+}
+
+/* Source metadata of a row into row (title, description; tags split at
+ * ';' into the catalog's tag-list form), checked like the library checks
+ * what feeds store: UTF-8 text within the catalog's limits. */
+static cdx_result fill_source(meta_reader *r, uint64_t line, const char *const *v, meta_row *row)
+{
+    const int cols[] = {COL_TITLE, COL_DESCRIPTION, COL_TAGS};
+    char **dst[] = {&row->title, &row->description, NULL};
+    for (int i = 0; i < 3; i++) {
+        const char *x = v[cols[i]];
+        if (!x || !*x) continue;
+        if (!catalog_text_ok(x, CATALOG_TEXT_MAX)) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "'%s' must be UTF-8 text of at most %d bytes", col_names[cols[i]],
+                     CATALOG_TEXT_MAX);
+            return meta_fail(r, line, msg);
+        }
+        if (dst[i]) {
+            if (!(*dst[i] = strdup(x))) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+            continue;
+        }
+        char *copy = strdup(x);
+        const char *list[256];
+        size_t n = 0;
+        for (char *p = copy, *semi; p && n < 256; p = semi ? semi + 1 : NULL) {
+            if ((semi = strchr(p, ';'))) *semi = '\0';
+            list[n++] = p;
+        }
+        cdx_result e = copy ? catalog_tag_list(list, n, &row->tags) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+        free(copy);
+        if (e == CDX_ERR_NOMEM) return e;
+        if (e) return meta_fail(r, line, cdx_last_error());
+    }
+    return CDX_OK;
+}
+
 static cdx_result fill_row(meta_reader *r, uint64_t line, const char *const *v, meta_row *row)
 {
+    meta_row_clear(row);
     memset(row, 0, sizeof *row);
     row->line = line;
     const char *where = v[COL_PATH] && *v[COL_PATH] ? v[COL_PATH]
@@ -298,7 +343,9 @@ static cdx_result fill_row(meta_reader *r, uint64_t line, const char *const *v, 
         if (strlen(v[COL_CAMERA]) >= sizeof row->camera) return meta_fail(r, line, "'camera' is too long");
         snprintf(row->camera, sizeof row->camera, "%s", v[COL_CAMERA]);
     }
-    return CDX_OK;
+    cdx_result e = fill_source(r, line, v, row);
+    if (e) meta_row_clear(row);
+    return e;
 }
 
 /* JSON value of a known field as text (numbers printed), NULL when absent
@@ -308,7 +355,23 @@ static int json_field(json_t *o, int c, char *buf, size_t cap, const char **out)
     *out = NULL;
     json_t *v = json_object_get(o, col_names[c]);
     if (!v || json_is_null(v)) return 0;
-    int text = c == COL_PATH || c == COL_IMAGE_PATH || c == COL_URL || c == COL_FORMAT || c == COL_CAMERA;
+    int text = c == COL_PATH || c == COL_IMAGE_PATH || c == COL_URL || c == COL_FORMAT || c == COL_CAMERA ||
+               c == COL_TITLE || c == COL_DESCRIPTION || c == COL_TAGS;
+    if (c == COL_TAGS && json_is_array(v)) {   /* ["a", "b"]: joined as "a;b" into buf */
+        size_t at = 0;
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const char *t = json_string_value(json_array_get(v, i));
+            if (!t || strchr(t, ';')) return -1;
+            size_t l = strlen(t);
+            if (at + l + 2 > cap) return -1;
+            if (at) buf[at++] = ';';
+            memcpy(buf + at, t, l);
+            at += l;
+        }
+        buf[at] = '\0';
+        *out = buf;
+        return 0;
+    }
     if (text) {
         if (!json_is_string(v)) return -1;
         *out = json_string_value(v);
@@ -348,9 +411,10 @@ cdx_result meta_reader_next(meta_reader *r, meta_row *row, int *got)
         json_decref(o);
         return meta_fail(r, line, "not a JSON object");
     }
-    char nums[COL_N][32];
+    char nums[COL_N][32], tagbuf[CATALOG_TAGS_BYTES_MAX];
     for (int c = 0; c < COL_N; c++)
-        if (json_field(o, c, nums[c], sizeof nums[c], &v[c])) {
+        if (json_field(o, c, c == COL_TAGS ? tagbuf : nums[c], c == COL_TAGS ? sizeof tagbuf : sizeof nums[c],
+                       &v[c])) {
             char msg[96];
             snprintf(msg, sizeof msg, "'%s' has the wrong type", col_names[c]);
             json_decref(o);
@@ -400,7 +464,9 @@ static cdx_result validate(const import_target *t, const npy_file *f, const char
     uint64_t n = 0;
     int got = 1;
     if (!row) e = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (row) memset(row, 0, sizeof *row);
     while (!e && (e = meta_reader_next(mr, row, &got)) == CDX_OK && got) n++;
+    if (row) meta_row_clear(row);
     free(row);
     meta_reader_close(mr);
     if (!e && n != f->rows)
@@ -487,6 +553,7 @@ static int64_t orphan_take(orphans *o, const uint8_t key[32])
 
 static void batch_free(batch *b)
 {
+    for (size_t i = 0; b->rows && i < b->cap; i++) meta_row_clear(&b->rows[i]);
     free(b->rows); free(b->vecs); free(b->keys); free(b->hex); free(b->slot); free(b->state);
     free(b->existing); free(b->old_hex); free(b->order); free(b->append); free(b->append_keys);
     free(b->hashbuf);
@@ -497,7 +564,7 @@ static cdx_result batch_alloc(batch *b, size_t cap, int dim)
     memset(b, 0, sizeof *b);
     b->cap = cap;
     size_t vd = cap * (size_t)dim;
-    b->rows = malloc(cap * sizeof *b->rows);
+    b->rows = calloc(cap, sizeof *b->rows);
     b->vecs = malloc(vd * sizeof *b->vecs);
     b->keys = malloc(cap * sizeof *b->keys);
     b->hex = malloc(cap * sizeof *b->hex);
@@ -601,8 +668,11 @@ static cdx_result commit_batch(import_target *t, batch *b, orphans *orph, cdx_im
     uint64_t added = 0, updated = 0, unchanged = 0, dups = 0;
     for (size_t i = 0; i < b->n && !e; i++) {
         const meta_row *row = &b->rows[i];
+        int64_t img = 0;   /* the row's image id, for its source metadata */
         if (b->state[i] == B_UNCHANGED) {
             unchanged++;
+            if (row->title || row->description || row->tags)   /* a resumed import: stored again */
+                e = catalog_image_set_source(c, b->existing[i], row->title, row->description, row->tags);
             continue;
         }
         if (b->state[i] == B_FRESH) {
@@ -624,6 +694,7 @@ static cdx_result commit_batch(import_target *t, batch *b, orphans *orph, cdx_im
          * row of this batch may still name them). */
         if (b->existing[i]) {
             e = catalog_image_update(c, b->existing[i], row->path, b->hex[i], row->mtime);
+            img = b->existing[i];
             updated++;
         } else {
             /* an earlier row of this batch may have inserted the same path */
@@ -635,13 +706,17 @@ static cdx_result commit_batch(import_target *t, batch *b, orphans *orph, cdx_im
                 if (strcmp(prev->sha256, b->hex[i]))
                     snprintf(b->old_hex[i], sizeof b->old_hex[i], "%s", prev->sha256);
                 e = catalog_image_update(c, prev->id, row->path, b->hex[i], row->mtime);
+                img = prev->id;
                 updated++;
             } else if (e == CDX_ERR_NOT_FOUND) {
                 e = catalog_image_insert(c, row->path, b->hex[i], row->mtime, now, &id);
+                img = id;
                 added++;
             }
             free(prev);
         }
+        if (!e && img && (row->title || row->description || row->tags))
+            e = catalog_image_set_source(c, img, row->title, row->description, row->tags);
     }
     for (size_t i = 0; i < b->n && !e; i++)
         if (b->old_hex[i][0]) e = catalog_content_gc(c, b->old_hex[i]);
@@ -725,6 +800,7 @@ cdx_result import_rows(import_target *t, const meta_row *rows, const float *vecs
     orphans orph = {NULL, 0};
     for (size_t i = 0; i < n && !e; i++) {
         b.rows[i] = rows[i];
+        b.rows[i].title = b.rows[i].description = b.rows[i].tags = NULL;   /* the caller's */
         float *v = b.vecs + i * (size_t)t->dim;
         memcpy(v, vecs + i * (size_t)t->dim, (size_t)t->dim * sizeof *v);
         double s = 0;

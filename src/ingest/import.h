@@ -38,7 +38,13 @@ typedef struct meta_row {
     char format[16];
     char camera[128];
     uint64_t line;       /* line number in the file (first line = 1) */
+    /* source metadata (malloc'd, NULL when absent; free with
+     * meta_row_clear): title, description, and tags as a catalog tag list */
+    char *title, *description, *tags;
 } meta_row;
+
+/* Free a row's source metadata (the row stays usable). */
+void meta_row_clear(meta_row *row);
 
 /* format: "csv", "jsonl" or NULL (by extension: .csv, else JSON Lines for
  * .jsonl/.ndjson/.json).  base_dir: relative paths are joined to it (NULL =

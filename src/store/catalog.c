@@ -1259,3 +1259,25 @@ cdx_result catalog_thumb_get(catalog *c, const char *sha256, void **jpeg, size_t
 {
     return side_get(c, "SELECT jpeg FROM thumbs WHERE sha256 = ?1", 0, sha256, jpeg, len);
 }
+
+int catalog_text_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n > max) return 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        if (len == 1 && c < 0x20 && c != '\t' && c != '\n' && c != '\r') return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((u[i + k] & 0xc0) != 0x80) return 0;
+        if (len == 2 && c < 0xc2) return 0;                       /* overlong */
+        if (len == 3 && c == 0xe0 && u[i + 1] < 0xa0) return 0;
+        if (len == 3 && c == 0xed && u[i + 1] >= 0xa0) return 0;  /* surrogates */
+        if (len == 4 && (c > 0xf4 || (c == 0xf0 && u[i + 1] < 0x90) || (c == 0xf4 && u[i + 1] >= 0x90)))
+            return 0;
+        i += len;
+    }
+    return 1;
+}

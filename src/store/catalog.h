@@ -170,6 +170,10 @@ char *catalog_like_prefix(const char *prefix);
  * control characters as spaces, empty and repeated ones dropped).  *out is
  * malloc'd.  CDX_ERR_INVALID_ARG / TOO_LARGE beyond the limits above. */
 cdx_result catalog_tag_list(const char *const *tags, size_t n, char **out);
+/* 1 when s is valid UTF-8 of at most max bytes without control characters
+ * other than tab, newline and carriage return (text the catalog accepts
+ * from outside: source metadata, imports). */
+int catalog_text_ok(const char *s, size_t max);
 /* "\n" + ASCII-lowercased tag + "\n" (malloc'd) or NULL. */
 char *catalog_tag_pattern(const char *tag);
 
