@@ -23,31 +23,8 @@ BIN=${CLIPDEX_BIN:?}
 SHARED=${CLIPDEX_SHARED:-}
 MODEL=$SHARED/fixtures/clip-tiny
 [ -d "$MODEL" ] || { echo "SKIP: ../shared absent"; exit 77; }
-command -v nats-server >/dev/null || { echo "SKIP: nats-server absent (apt-get install nats-server)"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 absent"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl absent"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done
-  exit 1
-}
-
-read -r PORT MPORT < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])')
-nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$PORT" -m "$MPORT" >"$T/nats.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null || fail "nats-server did not start"
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/fleet_testutil.sh"
+start_nats
 URL1=nats://127.0.0.1:$PORT/t1
 URL2=nats://127.0.0.1:$PORT/t2
 
@@ -276,9 +253,7 @@ for _ in $(seq 100); do at_kill=$(stream_msgs CLIPDEX_T4_RESULTS); [ "$at_kill" 
 kill -9 "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null
 [ "$at_kill" -lt 30 ] || fail "the worker finished before the broker was killed"
 sleep 0.5
-nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$PORT" -m "$MPORT" >"$T/nats2.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null && break; sleep 0.2; done
+start_nats nats2
 timeout 90 "$BIN" index --library "$T/lib5" --model "$MODEL" --from "$URL4" >"$T/index5.log" 2>&1 || fail "index (5)"
 kill -TERM "$W4"; wait "$W4" || fail "worker 4 exit status after the broker restart"
 count_once "$T/lib5" 30

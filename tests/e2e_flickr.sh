@@ -25,28 +25,7 @@ SRC_DIR=${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 MODEL=$SHARED/fixtures/clip-tiny
 DATA=$SHARED/data/imagenet-sample
 [ -d "$MODEL" ] && [ -d "$DATA" ] || { echo "SKIP: ../shared absent"; exit 77; }
-command -v nats-server >/dev/null || { echo "SKIP: nats-server absent (apt-get install nats-server)"; exit 77; }
-command -v python3 >/dev/null || { echo "SKIP: python3 absent"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl absent"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done
-  exit 1
-}
-free_ports() {
-  python3 -c 'import socket,sys
-s=[socket.socket() for _ in range(int(sys.argv[1]))]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])' "$1"
-}
+. "$SRC_DIR/tests/fleet_testutil.sh"
 # fake NAME ARGS...: start a fake Flickr, its endpoint in $EP
 fake() {
   local name=$1; shift
@@ -58,11 +37,7 @@ fake() {
   EP=http://127.0.0.1:$(cat "$T/$name.port")/services/rest
 }
 
-read -r PORT MPORT < <(free_ports 2)
-nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$PORT" -m "$MPORT" >"$T/nats.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null || fail "nats-server did not start"
+start_nats
 URL=nats://127.0.0.1:$PORT/fl
 
 # ---------------------------------------------------------------- usage
