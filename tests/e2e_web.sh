@@ -10,38 +10,8 @@
 # Skips (77) when node, /usr/bin/chromium or the shared data are missing;
 # scripts/setup.sh installs them (and runs `npm ci` in tests/web).
 set -u
-bin=${CLIPDEX_BIN:?CLIPDEX_BIN is not set}
-src=${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
-shared=${CLIPDEX_SHARED:-$src/../shared}
-chromium=${CLIPDEX_CHROMIUM:-/usr/bin/chromium}
-webdir=$src/tests/web
-
-skip() { echo "SKIP: $*"; exit 77; }
-command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
-[ -x "$chromium" ] || skip "$chromium is missing (scripts/setup.sh installs Debian's chromium)"
-[ -d "$shared/fixtures/clip-tiny" ] && [ -d "$shared/data/formats" ] && [ -d "$shared/data/imagenet-sample" ] ||
-  skip "shared fixtures/data not found under $shared"
-if [ ! -d "$webdir/node_modules/playwright-core" ]; then
-  command -v npm >/dev/null || skip "npm is missing and tests/web/node_modules is not installed"
-  echo "installing tests/web dependencies (npm ci)"
-  (cd "$webdir" && npm ci --no-audit --no-fund --loglevel=error) || skip "npm ci failed in tests/web"
-fi
-
-out=${CLIPDEX_TEST_OUTPUT:-$(cd "$(dirname "$bin")" && pwd)/test-output}/web
-mkdir -p "$out"
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/web_testutil.sh"
 rm -f "$out"/*.png
-tmp=$(mktemp -d /tmp/clipdex-e2e-web.XXXXXX)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
 # Test images: copies, so the library's paths are ours.  upload/ holds
 # images that are NOT indexed (for the upload test) and a non-image.
@@ -60,19 +30,8 @@ lib=$tmp/library
   { cat "$tmp/index.log"; echo "FAIL: clipdex index"; exit 1; }
 tail -n 1 "$tmp/index.log"
 
-# The server lives at most 5 minutes whatever happens to this script.
 token=web-test-token-$$
-timeout -s TERM 300 "$bin" serve --library "$lib" --port 0 --token "$token" \
-  --access-log "$out/access.log" >"$tmp/serve.out" 2>"$tmp/serve.err" &
-server_pid=$!
-url=
-for _ in $(seq 300); do
-  url=$(sed -n 's/^listening on //p' "$tmp/serve.out")
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$tmp/serve.err"; echo "FAIL: clipdex serve did not start"; exit 1; }
+web_serve "$lib" --token "$token" --access-log "$out/access.log"
 echo "server at $url, screenshots in $out"
 
 cd "$webdir" || exit 1
