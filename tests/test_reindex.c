@@ -279,7 +279,13 @@ int main(void)
     CHECK(cdx_library_rollback(lib_dir, 0, NULL) == CDX_ERR_NOT_FOUND);
     CHECK(cdx_library_drop_previous(lib_dir) == CDX_ERR_NOT_FOUND);
 
-    /* query threads on the read-only handle while the set switches back and forth */
+    /* query threads on a read-only handle while the set switches back and
+     * forth (a new handle: one follows at most 8 switches before it asks
+     * to be opened again, and ro has followed the ones above) */
+    CHECK(cdx_library_sync_model(ro, NULL) == CDX_OK);
+    cdx_library_close(ro);
+    ro = open_lib(0, NULL, 1);
+    if (!ro) return test_finish();
     atomic_int stop = 0;
     query_thread qt[2] = {{ro, &stop, 0, 0}, {ro, &stop, 0, 0}};
     pthread_t th[2];
