@@ -128,6 +128,21 @@ static int finish(const eval_opts *o, cdx_library *lib, json_t *j, cdx_result sv
     return rc;
 }
 
+/* The query evaluation's parameters from the command line (labels: used
+ * when --labels was given). */
+static ev_queries_params queries_params(const eval_opts *o, const ev_labels *labels)
+{
+    ev_queries_params p = ev_queries_default_params();
+    if (o->n_k) {
+        memcpy(p.ks, o->ks, sizeof p.ks);
+        p.n_k = o->n_k;
+    }
+    if (o->depth) p.depth = o->depth;
+    p.exclude_self = o->exclude_self;
+    p.labels = o->labels ? labels : NULL;
+    return p;
+}
+
 static int run_queries(const eval_opts *o)
 {
     ev_query_set set;
@@ -141,14 +156,7 @@ static int run_queries(const eval_opts *o)
     cdx_library *lib = NULL;
     int rc = open_library(o, &lib);
     if (rc) goto out;
-    ev_queries_params p = ev_queries_default_params();
-    if (o->n_k) {
-        memcpy(p.ks, o->ks, sizeof p.ks);
-        p.n_k = o->n_k;
-    }
-    if (o->depth) p.depth = o->depth;
-    p.exclude_self = o->exclude_self;
-    p.labels = o->labels ? &labels : NULL;
+    ev_queries_params p = queries_params(o, &labels);
     ev_queries_report rep;
     r = ev_queries_run(lib, &set, &p, &rep);
     if (r != CDX_OK) {
@@ -260,14 +268,7 @@ static json_t *eval_json(const eval_opts *o, int mode, cdx_library *lib)
             eval_fail("labels", r);
             return NULL;
         }
-        ev_queries_params p = ev_queries_default_params();
-        if (o->n_k) {
-            memcpy(p.ks, o->ks, sizeof p.ks);
-            p.n_k = o->n_k;
-        }
-        if (o->depth) p.depth = o->depth;
-        p.exclude_self = o->exclude_self;
-        p.labels = o->labels ? &labels : NULL;
+        ev_queries_params p = queries_params(o, &labels);
         ev_queries_report rep;
         if ((r = ev_queries_run(lib, &set, &p, &rep))) eval_fail("eval queries", r);
         else {
