@@ -510,6 +510,25 @@ char *catalog_like_prefix(const char *prefix)
     return p;
 }
 
+/* Hands each (id, path, mtime) row of a prepared and bound statement to fn
+ * until fn returns non-zero, then finalizes the statement. */
+static cdx_result each_image_row(catalog *c, sqlite3_stmt *s,
+                                 int (*fn)(void *user, int64_t id, const char *path,
+                                           int64_t mtime),
+                                 void *user)
+{
+    int rc;
+    cdx_result r = CDX_OK;
+    while ((rc = step(s)) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(s, 1);
+        if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
+    sqlite3_finalize(s);
+    return r;
+}
+
 cdx_result catalog_each_image(catalog *c, const char *prefix,
                               int (*fn)(void *user, int64_t id, const char *path,
                                         int64_t mtime),
@@ -527,14 +546,7 @@ cdx_result catalog_each_image(catalog *c, const char *prefix,
         return db_fail(c, "listing images");
     }
     if (like) bind_text(s, 1, like);
-    int rc;
-    while ((rc = step(s)) == SQLITE_ROW) {
-        const char *path = (const char *)sqlite3_column_text(s, 1);
-        if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
-            break;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
-    sqlite3_finalize(s);
+    r = each_image_row(c, s, fn, user);
     free(like);
     return r;
 }
@@ -549,16 +561,7 @@ cdx_result catalog_each_image_of_content(catalog *c, const char *sha256,
                            -1, &s, NULL) != SQLITE_OK)
         return db_fail(c, "listing images");
     bind_text(s, 1, sha256);
-    int rc;
-    cdx_result r = CDX_OK;
-    while ((rc = step(s)) == SQLITE_ROW) {
-        const char *path = (const char *)sqlite3_column_text(s, 1);
-        if (fn(user, sqlite3_column_int64(s, 0), path ? path : "", sqlite3_column_int64(s, 2)))
-            break;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) r = db_fail(c, "listing images");
-    sqlite3_finalize(s);
-    return r;
+    return each_image_row(c, s, fn, user);
 }
 
 cdx_result catalog_images_page(catalog *c, uint64_t offset, int64_t limit,
