@@ -4,7 +4,7 @@
  * machine's best sgemm rate measured in the same run.
  *
  *   clip_bench [--json] [--shape NAME] [--quick] [--threads N] [--isa LEVEL]
- *              [--precision fp32|bf16|int8|auto|all]
+ *              [--precision fp32|bf16|int8|auto|all] [--model DIR]
  *
  * --json prints one JSON object per shape per line with: shape, threads,
  * backend, isa, images_per_s_b1, images_per_s_b32, text_p50_ms_8tok,
@@ -18,12 +18,22 @@
  * at that precision (default fp32); `all` measures fp32 and then every
  * other precision this CPU runs (bf16 is skipped without AVX512_BF16 unless
  * $CLIPDEX_PRECISION_EMULATE=1), one model, one line per shape and
- * precision, with precision, resident_weights_mb (the weights that
- * precision's forward pass reads: cdx_model_weight_bytes), and, measured in
+ * precision, with precision, resident_weights_mb (see "Resident weights"
+ * below), and, measured in
  * the same run against fp32: speedup_vs_fp32 (images/s at batch 32),
  * speedup_vs_fp32_b1, speedup_vs_fp32_text8 (8-token p50), and the
  * smallest cosine of its embeddings to fp32's (min_cosine_vs_fp32_image
  * over the 32 benchmark images, _text over 8 queries of 4..77 tokens).
+ *
+ * Resident weights: with a model on disk of the shape's dimensions
+ * (--model DIR; default /tmp/clipdex-vitb32 for ViT-B/32 when present,
+ * from bench/make_random_clip.py), resident_weights_mb is real RSS: the
+ * growth of a new process's RSS from before cdx_model_load() to after one
+ * text and one image encode at that precision (every weight page the
+ * forward passes use touched; scratch freed), through the engine cache,
+ * measured in a second child after a first one filled the cache
+ * (resident_weights_measured: true).  Without such a model it is the bytes
+ * that precision's forward pass reads (cdx_model_weight_bytes; false).
  *
  * Instruction sets: --isa scalar|avx2|avx512 caps the level like
  * $CLIPDEX_MAX_ISA (our kernels and oneDNN).  When the level in force is
@@ -254,10 +264,72 @@ static void run_shape(const char *name, int threads, int quick, int images_only,
     cdx_model_free(m);
 }
 
+/* ---- resident weights, measured (see the header) */
+
+static double rss_now_mb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+/* --rss-child DIR SHAPE PREC: print the RSS growth over load + one text +
+ * one image encode; exit 3 when DIR does not have SHAPE's dimensions. */
+static int rss_child(const char *dir, const char *shape, const char *prec_name)
+{
+    cdx_clip_config cfg;
+    cdx_precision prec;
+    cdx_model *m = NULL;
+    cdx_ctx *c = NULL;
+    cdx_model_info mi;
+    if (cdx_model_random_config(shape, &cfg) != CDX_OK || !cdx_precision_parse(prec_name, &prec)) return 2;
+    double base = rss_now_mb();
+    if (cdx_model_load(dir, NULL, &m) != CDX_OK) return 1;
+    cdx_model_get_info(m, &mi);
+    if (mi.vision_width != cfg.vision.width || mi.vision_layers != cfg.vision.layers ||
+        mi.text_width != cfg.text.width || mi.text_layers != cfg.text.layers || mi.embed_dim != cfg.projection_dim ||
+        mi.patch_size != cfg.patch_size || mi.image_size != cfg.image_size)
+        return 3;
+    cdx_ctx_params cp = cdx_ctx_default_params();
+    cp.max_batch = 1;
+    cp.precision = prec;
+    float e[4096], *px = calloc((size_t)3 * mi.image_size * mi.image_size, sizeof(float));
+    const char *q = "playing dogs";
+    int ok = px && mi.embed_dim <= 4096 && cdx_ctx_new(m, &cp, &c) == CDX_OK &&
+             cdx_encode_texts(c, &q, 1, e, 1) == CDX_OK && cdx_encode_images(c, px, 1, e, 1) == CDX_OK;
+    cdx_ctx_free(c);   /* scratch is not weights */
+    free(px);
+    if (!ok) return 1;
+    printf("%.1f\n", rss_now_mb() - base);
+    return 0;
+}
+
+/* The measured resident weights of `shape` at prec from model dir, or -1. */
+static double measured_resident_mb(const char *dir, const char *shape, cdx_precision prec)
+{
+    double mb = -1;
+    for (int run = 0; run < 2; run++) {   /* the first may fill the engine cache */
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "'/proc/%d/exe' --rss-child '%s' '%s' %s", (int)getpid(), dir, shape,
+                 cdx_precision_name(prec));
+        if (strchr(dir, '\'') || strchr(shape, '\'')) return -1;
+        FILE *f = popen(cmd, "r");
+        if (!f) return -1;
+        if (fscanf(f, "%lf", &mb) != 1) mb = -1;
+        if (pclose(f) != 0) return -1;
+    }
+    return mb;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: clip_bench [--json] [--shape ViT-B/32|ViT-B/16|ViT-L/14] [--quick] [--threads N]\n"
-                    "                  [--isa scalar|avx2|avx512] [--precision fp32|bf16|int8|auto|all]\n");
+                    "                  [--isa scalar|avx2|avx512] [--precision fp32|bf16|int8|auto|all]\n"
+                    "                  [--model DIR]\n");
     return 2;
 }
 
@@ -312,7 +384,8 @@ int main(int argc, char **argv)
 {
     int json = 0, quick = 0, threads = 0, images_only = 0, all = 0;
     cdx_precision one = CDX_PRECISION_FP32;
-    const char *only = NULL;
+    const char *only = NULL, *model_dir = NULL;
+    if (argc == 5 && !strcmp(argv[1], "--rss-child")) return rss_child(argv[2], argv[3], argv[4]);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--images-only")) images_only = 1;   /* internal: the AVX2 child */
@@ -327,6 +400,7 @@ int main(int argc, char **argv)
             else if (!cdx_precision_parse(argv[i], &one)) return usage();
         }
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_dir = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -386,6 +460,13 @@ int main(int argc, char **argv)
         if (only && strcmp(only, shapes[s])) continue;
         result res[MAX_PREC];
         run_shape(shapes[s], threads, quick, images_only, precs, np, res);
+        const char *mdir = model_dir ? model_dir : s == 0 && access("/tmp/clipdex-vitb32/config.json", R_OK) == 0
+                                                       ? "/tmp/clipdex-vitb32" : NULL;
+        int measured[MAX_PREC] = {0};
+        for (int pi = 0; pi < np && mdir && !images_only; pi++) {
+            double mb = measured_resident_mb(mdir, shapes[s], precs[pi]);
+            if (mb > 0) res[pi].weights_mb = mb, measured[pi] = 1;
+        }
         /* one precision asked (not fp32): report it, against the fp32 baseline */
         for (int pi = all || np == 1 ? 0 : 1; pi < np; pi++) {
         const result r = res[pi], b = res[0];
@@ -411,13 +492,13 @@ int main(int argc, char **argv)
                    "\"sgemm_backend\":\"%s\",\"ratio_image_b32\":%.3f,%s,"
                    "\"resident_weights_mb\":%.1f,\"speedup_vs_fp32\":%.3f,\"speedup_vs_fp32_b1\":%.3f,"
                    "\"speedup_vs_fp32_text8\":%.3f,\"min_cosine_vs_fp32_image\":%.6f,"
-                   "\"min_cosine_vs_fp32_text\":%.6f}\n",
+                   "\"min_cosine_vs_fp32_text\":%.6f,\"resident_weights_measured\":%s}\n",
                    shapes[s], cdx_precision_name(r.prec), threads, backend, cdx_isa_name(isa),
                    cdx_q8_kernel_name(cdx_q8_weight_max()), quick ? "true" : "false", r.img_b1,
                    r.img_b32, r.t8_p50, r.t8_p99, images_only ? 0 : TEXT8_QUERIES(quick),
                    r.t8_p50 > 0 ? r.t8_p99 / r.t8_p50 : 0.0, r.t77_p50, r.t77_p99, r.gflop_img, gf,
                    sg, cdx_gemm_backend_name(sg_be), sg > 0 ? gf / sg : 0.0, cmp, r.weights_mb, sp32,
-                   sp1, spt, r.cos_img, r.cos_txt);
+                   sp1, spt, r.cos_img, r.cos_txt, measured[pi] ? "true" : "false");
         else {
             printf("%-9s %9.2f %9.2f %8.2f %8.2f %8.2f %8.2f %9.1f %6.3f  %s %.0f MB", shapes[s], r.img_b1,
                    r.img_b32, r.t8_p50, r.t8_p99, r.t77_p50, r.t77_p99, gf, sg > 0 ? gf / sg : 0.0,

@@ -21,7 +21,9 @@
  *    RSS from before the model is opened to after one text and one image
  *    encode, i.e. with every weight page touched once, for mapped prepared
  *    weights and for weights built in memory (CLIPDEX_PREPARED=0), each in a
- *    child process of its own.
+ *    child process of its own; and the same (mapped) at int8 and at bf16
+ *    (resident_weights_mb_int8, _bf16; bf16 runs on the reference kernels
+ *    where the CPU lacks AVX512_BF16, which changes no byte of the weights).
  *
  * Page cache: the model file and prepared files stay in the OS page cache
  * between runs ("warm page cache"); "cold" refers to the engine cache only.
@@ -193,7 +195,7 @@ typedef struct inproc {
 
 /* Open, first text query, p50 of 50 more; with `touch_all` also one image,
  * and the RSS growth over all of it (resident weights). */
-static int measure_inproc(const char *model_dir, int touch_all, inproc *out)
+static int measure_inproc(const char *model_dir, int touch_all, cdx_precision prec, inproc *out)
 {
     double base = rss_mb(), t0 = cdx_now();
     cdx_model *m = NULL;
@@ -202,6 +204,7 @@ static int measure_inproc(const char *model_dir, int touch_all, inproc *out)
     out->open_ms = 1e3 * (cdx_now() - t0);
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.max_batch = 1;
+    cp.precision = prec;
     float e[4096];
     const char *q = QUERY;
     int ok = cdx_ctx_new(m, &cp, &c) == CDX_OK;
@@ -235,7 +238,7 @@ static int measure_inproc(const char *model_dir, int touch_all, inproc *out)
  * --inproc-child, answering on a pipe.  env entry may be NULL. */
 static char g_self[PATH_MAX];
 
-static int measure_child(const char *model_dir, const char *env, inproc *out)
+static int measure_child(const char *model_dir, const char *env, cdx_precision prec, inproc *out)
 {
     int pfd[2];
     if (pipe(pfd) != 0) return 0;
@@ -244,7 +247,7 @@ static int measure_child(const char *model_dir, const char *env, inproc *out)
         close(pfd[0]);
         dup2(pfd[1], 1);
         if (env) putenv((char *)env);
-        execl(g_self, g_self, "--inproc-child", model_dir, (char *)NULL);
+        execl(g_self, g_self, "--inproc-child", model_dir, cdx_precision_name(prec), (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -254,10 +257,11 @@ static int measure_child(const char *model_dir, const char *env, inproc *out)
     return ok;
 }
 
-static int inproc_child(const char *model_dir)
+static int inproc_child(const char *model_dir, const char *prec_name)
 {
     inproc r = {0, 0, 0, 0};
-    int ok = measure_inproc(model_dir, 1, &r);
+    cdx_precision prec = CDX_PRECISION_FP32;
+    int ok = cdx_precision_parse(prec_name, &prec) && measure_inproc(model_dir, 1, prec, &r);
     return ok && write(1, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1;
 }
 
@@ -294,7 +298,7 @@ int main(int argc, char **argv)
     const char *model = "/tmp/clipdex-vitb32";
     ssize_t sl = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
     g_self[sl > 0 ? sl : 0] = '\0';
-    if (argc == 3 && !strcmp(argv[1], "--inproc-child")) return inproc_child(argv[2]);
+    if (argc == 4 && !strcmp(argv[1], "--inproc-child")) return inproc_child(argv[2], argv[3]);
     find_clipdex(argv[0]);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
@@ -347,10 +351,18 @@ int main(int argc, char **argv)
     ok = ok && cold.ok && warm.ok && noprep.ok;
     double serve = ok ? serve_first_answer(lib) : -1;
     inproc ip = {0, 0, 0, 0}, mapped = {0, 0, 0, 0}, built = {0, 0, 0, 0};
+    inproc q8 = {0, 0, 0, 0}, bf = {0, 0, 0, 0};
+    const cdx_precision FP32 = CDX_PRECISION_FP32;
     /* the first child also builds and saves the vision tower: measure the
-     * second, which maps both */
-    ok = ok && serve > 0 && measure_inproc(model, 0, &ip) && measure_child(model, NULL, &mapped) &&
-         measure_child(model, NULL, &mapped) && measure_child(model, "CLIPDEX_PREPARED=0", &built);
+     * second, which maps both.  The same for the int8 and bf16 copies (bf16
+     * on the reference kernels where the CPU lacks AVX512_BF16: its
+     * resident size does not depend on the kernel). */
+    ok = ok && serve > 0 && measure_inproc(model, 0, FP32, &ip) && measure_child(model, NULL, FP32, &mapped) &&
+         measure_child(model, NULL, FP32, &mapped) && measure_child(model, "CLIPDEX_PREPARED=0", FP32, &built);
+    ok = ok && measure_child(model, NULL, CDX_PRECISION_INT8, &q8) &&
+         measure_child(model, NULL, CDX_PRECISION_INT8, &q8) &&
+         measure_child(model, "CLIPDEX_PRECISION_EMULATE=1", CDX_PRECISION_BF16, &bf) &&
+         measure_child(model, "CLIPDEX_PRECISION_EMULATE=1", CDX_PRECISION_BF16, &bf);
     nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     if (!ok) {
         fprintf(stderr, "startup_bench: a measurement failed (serve %.3f)\n", serve);
@@ -364,11 +376,12 @@ int main(int argc, char **argv)
                "\"search_noprep_rss_mb\": %.1f, \"serve_first_answer_s\": %.3f, "
                "\"inproc_open_ms\": %.1f, \"inproc_first_text_ms\": %.1f, \"text_query_p50_ms\": %.2f, "
                "\"resident_weights_mb_mapped\": %.1f, \"resident_weights_mb_built\": %.1f, "
+               "\"resident_weights_mb_int8\": %.1f, \"resident_weights_mb_bf16\": %.1f, "
                "\"ratio_search_warm_to_query\": %.1f}\n",
                model, runs, init_wall, cold.wall, cold.cpu, cold.rss_mb, warm.wall, warm.cpu,
                warm.rss_mb, noprep.wall, noprep.cpu, noprep.rss_mb, serve, ip.open_ms,
-               ip.first_text_ms, ip.text_p50_ms, mapped.weights_mb, built.weights_mb,
-               warm.wall / (ip.text_p50_ms * 1e-3));
+               ip.first_text_ms, ip.text_p50_ms, mapped.weights_mb, built.weights_mb, q8.weights_mb,
+               bf.weights_mb, warm.wall / (ip.text_p50_ms * 1e-3));
         return 0;
     }
     printf("model %s, %d runs per warm figure (median wall/CPU, max RSS)\n", model, runs);
@@ -381,6 +394,7 @@ int main(int argc, char **argv)
            ip.first_text_ms, ip.text_p50_ms);
     printf("resident weights (both towers, every page touched): mapped %.1f MB, built %.1f MB\n",
            mapped.weights_mb, built.weights_mb);
+    printf("resident weights, mapped: int8 %.1f MB, bf16 %.1f MB\n", q8.weights_mb, bf.weights_mb);
     printf("warm one-shot search = %.1f x an in-process text query\n", warm.wall / (ip.text_p50_ms * 1e-3));
     return 0;
 }

@@ -816,6 +816,10 @@ cdx_result cdx_library_import(cdx_library *lib, const char *vectors_path, const 
  * must equal the library's.  stats (may be NULL) accumulates. */
 cdx_result cdx_library_add_vectors(cdx_library *lib, const cdx_image_record *recs, const float *vecs,
                                    size_t n, const char *model_fingerprint, cdx_import_stats *stats);
+/* Record that `added` vectors just added (cdx_library_add_vectors) were
+ * embedded at `precision` (never auto): joined into
+ * cdx_library_info.precision as a local index run does. */
+cdx_result cdx_library_note_precision(cdx_library *lib, cdx_precision precision, uint64_t added);
 
 /* Write every image's vector (float32 [N, D] .npy, one row per image in id
  * order) and a JSON Lines file of the same rows (id, path, sha256, size,
@@ -1292,6 +1296,11 @@ typedef struct cdx_worker_params {
                                                     and retry; may be NULL */
     void *user;
     cdx_cancel_flag *cancel; /* set to stop after the current batch */
+    cdx_precision precision; /* of the towers (default fp32; auto resolves on
+                                this CPU); every worker of a pipeline must
+                                embed at the same one: the first records it
+                                (CDX_ERR_MISMATCH otherwise); results carry it
+                                and the library records it (docs/fleet.md) */
 } cdx_worker_params;
 
 cdx_worker_params cdx_worker_default_params(void);

@@ -9,7 +9,12 @@
  *    that saves the file, and the mapped file are bit-identical (packed and
  *    plain layouts); damaged, truncated or foreign files are rebuilt;
  *    cdx_model_verify() validates and removes damaged ones;
- *  - threads racing to prepare the towers of one model.
+ *  - threads racing to prepare the towers of one model;
+ *  - int8 and bf16 copies of the block Linears (prepared.h
+ *    cdx_prep_load_copies): built in memory, built and saved, mapped - all
+ *    bit-identical; damaged, truncated or foreign copy files are rebuilt;
+ *    another SmoothQuant setting is another file; a mapped load does not
+ *    calibrate or keep owned copies.
  */
 #include "clip/model.h"
 #include "testutil.h"
@@ -298,6 +303,93 @@ static void test_prepared(const char *layout)
     CHECK(access(vp, F_OK) != 0);
 }
 
+/* ------------------------------------------------------------ int8 / bf16 copies */
+
+/* Embed texts and images at `prec` with a new load of g_model; the copies'
+ * sources of both towers in src[0] (text), src[1] (vision); owned: the
+ * model's owned buffers after the encodes. */
+static int embed_prec(cdx_precision prec, embs *out, int src[2], int *owned)
+{
+    cdx_model *m = load_ok();
+    cdx_ctx *c = NULL;
+    cdx_ctx_params cp = cdx_ctx_default_params();
+    cp.precision = prec;
+    int ci = prec == CDX_PRECISION_BF16;
+    int ok = m && cdx_ctx_new(m, &cp, &c) == CDX_OK &&
+             cdx_encode_texts(c, texts, N_TEXTS, out->text, 1) == CDX_OK &&
+             cdx_encode_images(c, g_pixels, N_IMAGES, out->image, 1) == CDX_OK;
+    CHECKF(ok, "embed at %s: %s", cdx_precision_name(prec), cdx_last_error());
+    if (m) {
+        src[0] = m->copies_source[0][ci];
+        src[1] = m->copies_source[1][ci];
+        *owned = m->n_owned;
+    }
+    cdx_ctx_free(c);
+    cdx_model_free(m);
+    return ok;
+}
+
+static void test_copies(cdx_precision prec)
+{
+    const char *pn = cdx_precision_name(prec);
+    printf("prepared %s copies\n", pn);
+    char cmd[1000], stem[2][32], path[2][1000];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/prepared'", g_cache);
+    CHECK(system(cmd) == 0);
+    snprintf(stem[0], sizeof stem[0], "text_%s", pn);
+    snprintf(stem[1], sizeof stem[1], "vision_%s", pn);
+    embs fresh, built, mapped, again;
+    int src[2], owned_fresh = 0, owned_built = 0, owned_mapped = 0, owned = 0;
+
+    setenv("CLIPDEX_PREPARED", "0", 1);
+    CHECK(embed_prec(prec, &fresh, src, &owned_fresh) && src[0] == CDX_TOWER_SRC_BUILT &&
+          src[1] == CDX_TOWER_SRC_BUILT);
+    setenv("CLIPDEX_PREPARED", "1", 1);
+    CHECK(embed_prec(prec, &built, src, &owned_built) && src[0] == CDX_TOWER_SRC_BUILT_SAVED &&
+          src[1] == CDX_TOWER_SRC_BUILT_SAVED);
+    CHECK(embed_prec(prec, &mapped, src, &owned_mapped) && src[0] == CDX_TOWER_SRC_MAPPED &&
+          src[1] == CDX_TOWER_SRC_MAPPED);
+    CHECK(memcmp(&fresh, &built, sizeof fresh) == 0);   /* bit-identical */
+    CHECK(memcmp(&fresh, &mapped, sizeof fresh) == 0);
+    /* saved copies replace their owned buffers; mapped ones own none (int8:
+     * only the small per-Linear structs and calibration maxima remain) */
+    CHECKF(owned_built < owned_fresh && owned_mapped <= owned_built, "owned %d %d %d", owned_fresh,
+           owned_built, owned_mapped);
+    prepared_path(stem[0], path[0], sizeof path[0]);   /* "-text_int8-" ... */
+    prepared_path(stem[1], path[1], sizeof path[1]);
+    CHECK(path[0][0] && path[1][0]);
+
+    /* damaged data, truncated file, a foreign file (the vision copies under
+     * the text copies' name): each is detected, deleted and rebuilt */
+    struct stat st;
+    CHECK(stat(path[0], &st) == 0);
+    for (int damage = 0; damage < 3; damage++) {
+        if (damage == 0) flip_byte(path[0], (long)st.st_size / 2);
+        if (damage == 1) CHECK(truncate(path[0], st.st_size - 64) == 0);
+        if (damage == 2) {
+            snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path[1], path[0]);
+            CHECK(system(cmd) == 0);
+        }
+        CHECK(embed_prec(prec, &again, src, &owned) && src[0] == CDX_TOWER_SRC_BUILT_SAVED &&
+              src[1] == CDX_TOWER_SRC_MAPPED);
+        CHECKF(memcmp(&fresh, &again, sizeof fresh) == 0, "%s damage %d", pn, damage);
+        CHECK(embed_prec(prec, &again, src, &owned) && src[0] == CDX_TOWER_SRC_MAPPED);
+        CHECK(memcmp(&fresh, &again, sizeof fresh) == 0);
+    }
+    if (prec != CDX_PRECISION_INT8) return;
+
+    /* the SmoothQuant setting is part of the key: another file, other codes */
+    setenv("CLIPDEX_INT8_SMOOTH", "0", 1);
+    CHECK(embed_prec(prec, &again, src, &owned) && src[0] == CDX_TOWER_SRC_BUILT_SAVED &&
+          src[1] == CDX_TOWER_SRC_BUILT_SAVED);
+    CHECK(memcmp(&fresh, &again, sizeof fresh) != 0);
+    CHECK(embed_prec(prec, &again, src, &owned) && src[0] == CDX_TOWER_SRC_MAPPED);
+    unsetenv("CLIPDEX_INT8_SMOOTH");
+    CHECK(embed_prec(prec, &again, src, &owned) && src[0] == CDX_TOWER_SRC_MAPPED &&
+          src[1] == CDX_TOWER_SRC_MAPPED);
+    CHECK(memcmp(&fresh, &again, sizeof fresh) == 0);
+}
+
 /* ------------------------------------------------------------ threads */
 
 typedef struct race {
@@ -379,6 +471,10 @@ int main(void)
     if (pack) setenv("CLIPDEX_PACK", pack, 1);
     else unsetenv("CLIPDEX_PACK");
     test_threads();
+    setenv("CLIPDEX_PRECISION_EMULATE", "1", 1);   /* bf16 (and int8 below AVX2): reference kernels */
+    test_copies(CDX_PRECISION_INT8);
+    test_copies(CDX_PRECISION_BF16);
+    unsetenv("CLIPDEX_PRECISION_EMULATE");
 
     free(g_pixels);
     nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

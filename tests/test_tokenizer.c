@@ -322,6 +322,52 @@ static void test_hostile_files(void)
     t = mini_vocab(", \"ab\": 520");
     expect_bad_hf("duplicate token", t, merges_ok);
     free(t);
+    /* vocab.json is read by a parser of its own (tokenizer.c): escapes
+     * decode (a key spelled with \u escapes or a surrogate pair collides
+     * with the same key written plainly), malformed JSON is refused */
+    t = mini_vocab(", \"\\u0061\\u0062\" : 516");
+    expect_bad_hf("\\u escapes decode", t, merges_ok);
+    CHECKF(strstr(cdx_last_error(), "\"ab\" appears twice") != NULL, "%s", cdx_last_error());
+    free(t);
+    t = mini_vocab(", \"x\\ud83d\\ude00\": 516, \"x\xf0\x9f\x98\x80\": 517");
+    expect_bad_hf("surrogate pair decodes", t, merges_ok);
+    CHECKF(strstr(cdx_last_error(), "appears twice") != NULL, "%s", cdx_last_error());
+    free(t);
+    t = mini_vocab(", \"q\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"\t:\r\n516 ");
+    {   /* every escape, whitespace everywhere: accepted */
+        const char *vp2 = tmp_path("esc_vocab.json"), *mp2 = tmp_path("esc_merges.txt");
+        write_file(vp2, t, strlen(t));
+        write_file(mp2, merges_ok, strlen(merges_ok));
+        cdx_tokenizer *tk = NULL;
+        CHECKF(cdx_tokenizer_load_hf(vp2, mp2, &tk) == CDX_OK && tk && cdx_tokenizer_vocab_size(tk) == 517,
+               "escapes: %s", cdx_last_error());
+        cdx_tokenizer_free(tk);
+        unlink(vp2);
+        unlink(mp2);
+    }
+    free(t);
+    static const char *const bad_json[][2] = {
+        {"float id", ", \"zz\": 516.5"},       {"exponent id", ", \"zz\": 5e2"},
+        {"trailing comma", ", \"zz\": 516,"},  {"lone low surrogate", ", \"\\udc00\": 516"},
+        {"unpaired high surrogate", ", \"\\ud83dx\": 516"}, {"NUL escape", ", \"a\\u0000\": 516"},
+        {"unknown escape", ", \"a\\x\": 516"},  {"short \\u", ", \"a\\u12\": 516"},
+        {"control character", ", \"a\nb\": 516"}, {"invalid UTF-8 key", ", \"a\xff\": 516"},
+        {"missing colon", ", \"zz\" 516"},     {"unterminated key", ", \"zz"},
+    };
+    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
+        t = mini_vocab(bad_json[i][1]);
+        expect_bad_hf(bad_json[i][0], t, merges_ok);
+        free(t);
+    }
+    t = mini_vocab("");
+    {
+        size_t L = strlen(t);
+        char *g = malloc(L + 3);
+        snprintf(g, L + 3, "%s x", t);
+        expect_bad_hf("text after the object", g, merges_ok);
+        free(g);
+    }
+    free(t);
     expect_bad_hf("missing byte symbols", "{\"<|startoftext|>\": 0, \"<|endoftext|>\": 1}", "");
     expect_bad_hf("merge of unknown symbol", v, "#version: 0.2\na q9\n");
     expect_bad_hf("merge result not in vocab", v, "#version: 0.2\nb c\n");

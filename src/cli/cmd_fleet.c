@@ -172,7 +172,7 @@ static void worker_usage(FILE *f)
     fprintf(f,
             "usage: clipdex worker --nats nats://HOST:PORT/NAME --model DIR [--threads N]\n"
             "                      [--batch N] [--max-wait MS] [--ack-wait MS]\n"
-            "                      [--max-deliver N] [--max-bytes N]\n\n"
+            "                      [--max-deliver N] [--max-bytes N] [--precision P]\n\n"
             "Embed the pipeline's work items until SIGINT/SIGTERM: fetch a batch, read or\n"
             "download and decode it in parallel, embed it, publish the results, ack.\n"
             "The first worker records its model's fingerprint for the pipeline; a worker\n"
@@ -184,7 +184,10 @@ static void worker_usage(FILE *f)
             "                   when this worker creates the pipeline's work consumer)\n"
             "  --max-deliver N  deliveries before a missing file or failed download is\n"
             "                   dead-lettered (default 5; set with the consumer too)\n"
-            "  --max-bytes N    larger images are dead-lettered (default 64 MiB)\n");
+            "  --max-bytes N    larger images are dead-lettered (default 64 MiB)\n"
+            "  --precision P    fp32 (default), int8, bf16 or auto (docs/engine.md); the\n"
+            "                   first worker records it for the pipeline, a worker at\n"
+            "                   another precision is refused; the library records it\n");
 }
 
 static void worker_log(void *user, const char *line)
@@ -210,6 +213,9 @@ int cmd_worker(int argc, char **argv)
         else if (!strcmp(a, "--ack-wait") && hv && !cli_parse_int(argv[i + 1], 1000, 3600000, &v)) { wp.ack_wait_ms = (int)v; i++; }
         else if (!strcmp(a, "--max-deliver") && hv && !cli_parse_int(argv[i + 1], 1, 1000, &v)) { wp.max_deliver = (int)v; i++; }
         else if (!strcmp(a, "--max-bytes") && hv && !cli_parse_int(argv[i + 1], 1, 1L << 40, &v)) { wp.max_bytes = (uint64_t)v; i++; }
+        else if (!strcmp(a, "--precision") && hv) {
+            if (cli_parse_precision("worker", argv[++i], &wp.precision)) return 2;
+        }
         else return cli_usage_error("worker", "unknown or incomplete argument '%s'", a);
     }
     if (!url || !model_dir) return cli_usage_error("worker", "--nats URL and --model DIR are required");

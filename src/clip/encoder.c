@@ -38,6 +38,7 @@
 #include "clip/model.h"
 #include "clip/model_mem.h"
 #include "clip/ops.h"
+#include "clip/prepared.h"
 #include "common/error.h"
 #include "common/pool.h"
 #include "common/util.h"
@@ -562,7 +563,12 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
  * s_k = sqrt(amax_k / max_j |W[j,k]|) (alpha = 0.5): the weights carry s,
  * the activation quantiser divides by it, so channels with outliers are
  * flattened before the per-row scale is taken.  $CLIPDEX_INT8_SMOOTH=0
- * turns the factors off (s = 1), for comparison. */
+ * turns the factors off (s = 1), for comparison.
+ *
+ * The copies (int8 and bf16 alike) are made once per model, precision,
+ * settings and instruction set: saved in the engine cache beside the
+ * tower's prepared file and mapped by later loads (prepared.h), which then
+ * neither calibrate nor read the float32 block weights at all. */
 
 static cdx_linear *block_linear(cdx_block *b, int i)
 {
@@ -675,6 +681,61 @@ static cdx_result q8_quantize(cdx_model *m, cdx_linear *l, float *tmp, float *sm
     return CDX_OK;
 }
 
+/* What the int8 / bf16 copies depend on besides the weights (their
+ * prepared file's key, prepared.h): layout, weight range, SmoothQuant. */
+static void copies_recipe(cdx_precision prec, char *buf, size_t cap)
+{
+    if (prec == CDX_PRECISION_BF16)
+        snprintf(buf, cap, "layout=bf16-nr%d-kpad2", CDX_BF16_NR);
+    else
+        snprintf(buf, cap, "layout=q8-nr%d-k4; wmax=%d; smooth=%s; calibration=v1", CDX_Q8_NR,
+                 cdx_q8_weight_max(), smooth_on() ? "sqrt(amax/wmax)" : "off");
+}
+
+/* The owned buffers of the copies just made (int8: 4 per Linear, bf16: 1) */
+static int copies_buffers(cdx_model *m, int tower, cdx_precision prec, const void **out)
+{
+    const int text = tower == CDX_TOWER_TEXT;
+    cdx_block *blocks = text ? m->text.blocks : m->vision.blocks;
+    const int layers = text ? m->text.cfg.layers : m->vision.cfg.layers;
+    int n = 0;
+    for (int b = 0; b < layers; b++)
+        for (int i = 0; i < 4; i++) {
+            cdx_linear *l = block_linear(&blocks[b], i);
+            if (prec == CDX_PRECISION_BF16) {
+                out[n++] = l->bf;
+                continue;
+            }
+            out[n++] = l->q8->w;
+            out[n++] = l->q8->scale;
+            out[n++] = l->q8->colsum;
+            out[n++] = l->q8->inv_smooth;
+        }
+    return n;
+}
+
+/* The copies were just made in owned buffers: save them in the engine
+ * cache and use the mapped file instead (the buffers are freed; the pages
+ * are shared with other processes and can be dropped).  When that fails
+ * the owned buffers stay.  Then drop the float32 tower's pages that making
+ * the copies touched. */
+static void save_copies(cdx_model *m, int tower, cdx_precision prec, const char *recipe)
+{
+    const int ti = tower == CDX_TOWER_TEXT ? 0 : 1, ci = prec == CDX_PRECISION_BF16;
+    const int layers = tower == CDX_TOWER_TEXT ? m->text.cfg.layers : m->vision.cfg.layers;
+    const void **old = malloc((size_t)layers * 16 * sizeof *old);
+    m->copies_source[ti][ci] = CDX_TOWER_SRC_BUILT;
+    int n = old ? copies_buffers(m, tower, prec, old) : 0;
+    if (old && cdx_prep_save_copies(m, tower, prec, recipe) == CDX_OK &&
+        cdx_prep_load_copies(m, tower, prec, recipe) == CDX_OK) {
+        for (int i = 0; i < n; i++) cdx_model_release(m, old[i]);
+        m->copies_source[ti][ci] = CDX_TOWER_SRC_BUILT_SAVED;
+    }
+    cdx_error_clear();
+    free(old);
+    cdx_prep_drop_pages(m, tower);
+}
+
 static cdx_result build_q8(cdx_model *m, int tower)
 {
     const int text = tower == CDX_TOWER_TEXT;
@@ -686,9 +747,17 @@ static cdx_result build_q8(cdx_model *m, int tower)
         for (int i = 0; i < 4 && !r; i++) {
             cdx_linear *l = block_linear(&blocks[b], i);
             r = q8_alloc(m, l);
+            if (!r) l->q8->wmax = cdx_q8_weight_max();
             size_t sz = (size_t)l->out * (size_t)l->in + (size_t)l->in;
             most = sz > most ? sz : most;
         }
+    char recipe[160];
+    copies_recipe(CDX_PRECISION_INT8, recipe, sizeof recipe);
+    if (!r && cdx_prep_load_copies(m, tower, CDX_PRECISION_INT8, recipe) == CDX_OK) {
+        m->copies_source[text ? 0 : 1][0] = CDX_TOWER_SRC_MAPPED;
+        return CDX_OK;
+    }
+    cdx_error_clear();
     if (!r) r = q8_calibrate(m, tower);
     if (r) return cdx_error_prefix(r, "int8 calibration");
     float *tmp = cdx_alloc_aligned(most, sizeof(float));
@@ -699,6 +768,7 @@ static cdx_result build_q8(cdx_model *m, int tower)
             r = q8_quantize(m, l, tmp, tmp + (size_t)l->out * l->in);
         }
     cdx_free_aligned(tmp);
+    if (!r) save_copies(m, tower, CDX_PRECISION_INT8, recipe);
     return r;
 }
 
@@ -709,6 +779,13 @@ static cdx_result build_bf16(cdx_model *m, int tower)
     const int text = tower == CDX_TOWER_TEXT;
     cdx_block *blocks = text ? m->text.blocks : m->vision.blocks;
     const int layers = text ? m->text.cfg.layers : m->vision.cfg.layers;
+    char recipe[160];
+    copies_recipe(CDX_PRECISION_BF16, recipe, sizeof recipe);
+    if (cdx_prep_load_copies(m, tower, CDX_PRECISION_BF16, recipe) == CDX_OK) {
+        m->copies_source[text ? 0 : 1][1] = CDX_TOWER_SRC_MAPPED;
+        return CDX_OK;
+    }
+    cdx_error_clear();
     cdx_result r = CDX_OK;
     float *tmp = NULL;
     size_t tmp_n = 0;
@@ -734,6 +811,7 @@ static cdx_result build_bf16(cdx_model *m, int tower)
             l->bf = P;
         }
     cdx_free_aligned(tmp);
+    if (!r) save_copies(m, tower, CDX_PRECISION_BF16, recipe);
     return r;
 }
 

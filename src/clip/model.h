@@ -128,6 +128,9 @@ struct cdx_model {
     int q8_ready;            /* CDX_TOWER_* bits with int8 copies (encoder.c);
                                 set under tower_mu, __atomic acquire/release */
     int bf16_ready;          /* the same for the bf16 copies */
+    void *copies_map[2][2];  /* [tower][0 int8, 1 bf16]: mapped prepared copies */
+    size_t copies_len[2][2];
+    int copies_source[2][2]; /* cdx_tower_source of those copies (tests, benches) */
 };
 
 /* Prepare the towers in `towers` (CDX_TOWER_* bits) if not yet done.

@@ -90,6 +90,11 @@ cdx_result cdx_model_take_tower(cdx_model *m, cdx_model *s, int tower)
     return CDX_OK;
 }
 
+void cdx_model_release(cdx_model *m, const void *p)
+{
+    if (m && p) release(m, p);
+}
+
 float *cdx_model_alloc(cdx_model *m, size_t n_floats)
 {
     float *buf = cdx_alloc_aligned(n_floats, sizeof(float));
@@ -109,6 +114,9 @@ void cdx_model_free(cdx_model *m)
     free(m->text.blocks);
     for (int i = 0; i < 2; i++)
         if (m->prep_map[i]) munmap(m->prep_map[i], m->prep_len[i]);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            if (m->copies_map[i][j]) munmap(m->copies_map[i][j], m->copies_len[i][j]);
     cdx_st_close(&m->st);
     free(m->wpath);
     cdx_tokenizer_free(m->tokenizer);

@@ -14,6 +14,10 @@ cdx_model *cdx_model_new_empty(void);
  * when out of memory or on size overflow. */
 float *cdx_model_alloc(cdx_model *m, size_t n_floats);
 
+/* Free p now if the model owns it (cdx_model_alloc); anything else (a
+ * mapped tensor, NULL) is left alone. */
+void cdx_model_release(cdx_model *m, const void *p);
+
 /* Makes the packed weight copies (cdx_linear.wp, vision patch_wp) the fast
  * kernels use, when the CPU has AVX-512 and $CLIPDEX_PACK is not "0"; each
  * replaces its plain copy (w = NULL, owned buffer freed).  _tower: one tower

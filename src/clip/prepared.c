@@ -14,8 +14,10 @@
  * Prepared file: a 4096-byte header (magic, version, data size, slot count,
  * checksum of the data, and the key string: fingerprint, tower, precision,
  * layout (packed NR or plain), instruction-set level and $CLIPDEX_MAX_ISA)
- * followed by the tower's tensors in a fixed order (tower_slots), each
- * padded to 64 bytes.  Offsets are never read from the file: the reader
+ * followed by the tower's tensors in a fixed order (tower_slots: the block
+ * Linear weights last), each padded to 64 bytes.  The int8 and bf16 copies
+ * of the block Linears are a second file of the same format per tower and
+ * precision ("<tower>_<precision>" in the name; see cdx_prep_load_copies).  Offsets are never read from the file: the reader
  * derives the whole layout from the model's config, and accepts the file
  * only when magic, version, key, sizes and the checksum all match; anything
  * else deletes it (the caller rebuilds).  The checksum (8-lane 64-bit
@@ -50,7 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PREP_VERSION 1
+#define PREP_VERSION 2   /* 2: block Linear weights last (tower_slots) */
 #define PREP_HEADER 4096
 #define PREP_MAGIC "CDXPREP\x01"
 #define FP_ENTRY_MAX 8192
@@ -243,9 +245,15 @@ static uint64_t sum_final(const sum_state *s, uint64_t total)
 
 /* ------------------------------------------------------------ tower layout */
 
+/* Where a slot's pointer lives, by its type: the tower's float tensors
+ * (const float *), and the int8 / bf16 copies of the block Linears (model.h
+ * cdx_linear_q8, cdx_linear.bf), whose members are not const. */
+typedef enum slot_kind { SLOT_F32, SLOT_F32_MUT, SLOT_I8, SLOT_I32, SLOT_U16 } slot_kind;
+
 typedef struct slot {
-    const float **p;
-    size_t n;   /* floats */
+    void *pp;          /* address of the pointer, of the type `kind` names */
+    slot_kind kind;
+    size_t bytes;
 } slot;
 
 typedef struct slots {
@@ -254,12 +262,40 @@ typedef struct slots {
     uint64_t bytes;   /* data bytes, every slot padded to 64 */
 } slots;
 
-static size_t pad64(size_t floats) { return (floats * sizeof(float) + 63) & ~(size_t)63; }
+static size_t pad64b(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-static void add(slots *s, const float **p, size_t n)
+static void add_kind(slots *s, void *pp, slot_kind kind, size_t bytes)
 {
-    s->v[s->n++] = (slot){p, n};
-    s->bytes += pad64(n);
+    s->v[s->n++] = (slot){pp, kind, bytes};
+    s->bytes += pad64b(bytes);
+}
+
+static void add(slots *s, const float **p, size_t n) { add_kind(s, (void *)p, SLOT_F32, n * sizeof(float)); }
+
+static const void *slot_get(const slot *sl)
+{
+    switch (sl->kind) {
+    case SLOT_F32: return *(const float **)sl->pp;
+    case SLOT_F32_MUT: return *(float **)sl->pp;
+    case SLOT_I8: return *(int8_t **)sl->pp;
+    case SLOT_I32: return *(int32_t **)sl->pp;
+    case SLOT_U16: return *(uint16_t **)sl->pp;
+    }
+    return NULL;
+}
+
+/* Bind the slot's pointer to p (read-only mapped data: nothing writes
+ * through the non-const members once a tower is prepared). */
+static void slot_set(const slot *sl, const uint8_t *p)
+{
+    void *v = (void *)(uintptr_t)p;
+    switch (sl->kind) {
+    case SLOT_F32: *(const float **)sl->pp = v; break;
+    case SLOT_F32_MUT: *(float **)sl->pp = v; break;
+    case SLOT_I8: *(int8_t **)sl->pp = v; break;
+    case SLOT_I32: *(int32_t **)sl->pp = v; break;
+    case SLOT_U16: *(uint16_t **)sl->pp = v; break;
+    }
 }
 
 static void add_ln(slots *s, cdx_layernorm *ln)
@@ -268,22 +304,42 @@ static void add_ln(slots *s, cdx_layernorm *ln)
     add(s, &ln->b, (size_t)ln->dim);
 }
 
-static void add_lin(slots *s, cdx_linear *l, int bias, int packed)
+static void add_weight(slots *s, cdx_linear *l, int packed)
 {
     if (packed) add(s, &l->wp, cdx_pack_floats(l->out, l->in));
     else add(s, &l->w, (size_t)l->out * (size_t)l->in);
+}
+
+static void add_lin(slots *s, cdx_linear *l, int bias, int packed)
+{
+    add_weight(s, l, packed);
     if (bias) add(s, &l->b, (size_t)l->out);
 }
 
-static void add_blocks(slots *s, cdx_block *b, int layers, int packed)
+/* The blocks' LayerNorms and biases (small), in block order. */
+static void add_blocks_small(slots *s, cdx_block *b, int layers)
 {
     for (int i = 0; i < layers; i++) {
         add_ln(s, &b[i].ln1);
         add_ln(s, &b[i].ln2);
-        add_lin(s, &b[i].qkv, 1, packed);
-        add_lin(s, &b[i].out, 1, packed);
-        add_lin(s, &b[i].fc1, 1, packed);
-        add_lin(s, &b[i].fc2, 1, packed);
+        add(s, &b[i].qkv.b, (size_t)b[i].qkv.out);
+        add(s, &b[i].out.b, (size_t)b[i].out.out);
+        add(s, &b[i].fc1.b, (size_t)b[i].fc1.out);
+        add(s, &b[i].fc2.b, (size_t)b[i].fc2.out);
+    }
+}
+
+/* The blocks' Linear weights: last in the file, after everything else, so
+ * that a precision computing with its own copies of them (int8, bf16)
+ * never touches a page - or a large page-cache folio, which the kernel maps
+ * whole on a fault - of these float32 weights (resident memory). */
+static void add_blocks_weights(slots *s, cdx_block *b, int layers, int packed)
+{
+    for (int i = 0; i < layers; i++) {
+        add_weight(s, &b[i].qkv, packed);
+        add_weight(s, &b[i].out, packed);
+        add_weight(s, &b[i].fc1, packed);
+        add_weight(s, &b[i].fc2, packed);
     }
 }
 
@@ -300,9 +356,10 @@ static cdx_result tower_slots(cdx_model *m, int tower, int packed, slots *s)
         cdx_text_tower *t = &m->text;
         add(s, &t->tok_emb, (size_t)t->vocab_size * (size_t)t->cfg.width);
         add(s, &t->pos_emb, (size_t)t->context_length * (size_t)t->cfg.width);
-        add_blocks(s, t->blocks, t->cfg.layers, packed);
+        add_blocks_small(s, t->blocks, t->cfg.layers);
         add_ln(s, &t->ln_final);
         add_lin(s, &t->proj, 0, packed);
+        add_blocks_weights(s, t->blocks, t->cfg.layers, packed);
     } else {
         cdx_vision_tower *v = &m->vision;
         size_t w = (size_t)v->cfg.width, k = 3 * (size_t)v->patch_size * (size_t)v->patch_size;
@@ -311,9 +368,10 @@ static cdx_result tower_slots(cdx_model *m, int tower, int packed, slots *s)
         add(s, &v->class_emb, w);
         add(s, &v->pos_emb, (size_t)v->n_tokens * w);
         add_ln(s, &v->ln_pre);
-        add_blocks(s, v->blocks, v->cfg.layers, packed);
+        add_blocks_small(s, v->blocks, v->cfg.layers);
         add_ln(s, &v->ln_post);
         add_lin(s, &v->proj, 0, packed);
+        add_blocks_weights(s, v->blocks, v->cfg.layers, packed);
     }
     return CDX_OK;
 }
@@ -388,6 +446,20 @@ static void isa_key(char *buf, size_t cap)
 
 static const char *tower_name(int tower) { return tower == CDX_TOWER_TEXT ? "text" : "vision"; }
 
+/* <cache>/prepared/<fp[:16]>-<stem>-<sha256(key)[:16]>.cdxw (dir created);
+ * NULL when there is no usable cache dir. */
+static char *prep_file(const char *fp, const char *stem, const char key[512])
+{
+    char *dir = cache_subdir("prepared");
+    if (!dir) return NULL;
+    char kh[65], name[112];
+    cdx_sha256_hex(key, strlen(key), kh);
+    snprintf(name, sizeof name, "%.16s-%s-%.16s.cdxw", fp, stem, kh);
+    char *p = cdx_path_join(dir, name);
+    free(dir);
+    return p;
+}
+
 /* The key (zero-padded into key[512]) and the file path; NULL when there is
  * no usable cache dir or the fingerprint is not a file fingerprint. */
 static char *prep_path(const char *fp, int tower, char key[512])
@@ -404,14 +476,7 @@ static char *prep_path(const char *fp, int tower, char key[512])
         snprintf(key, 512, "clipdex prepared tower v%d; fingerprint=%s; tower=%s; precision=fp32; "
                  "layout=plain; %s; byteorder=little",
                  PREP_VERSION, fp, tower_name(tower), isa);
-    char *dir = cache_subdir("prepared");
-    if (!dir) return NULL;
-    char kh[65], name[96];
-    cdx_sha256_hex(key, strlen(key), kh);
-    snprintf(name, sizeof name, "%.16s-%s-%.16s.cdxw", fp, tower_name(tower), kh);
-    char *p = cdx_path_join(dir, name);
-    free(dir);
-    return p;
+    return prep_file(fp, tower_name(tower), key);
 }
 
 /* Checksum of the data region read through a small buffer: pread costs a
@@ -536,8 +601,8 @@ static void bind_slots(const slots *s, const uint8_t *data)
 {
     size_t off = 0;
     for (size_t i = 0; i < s->n; i++) {
-        *s->v[i].p = (const float *)(const void *)(data + off);
-        off += pad64(s->v[i].n);
+        slot_set(&s->v[i], data + off);
+        off += pad64b(s->v[i].bytes);
     }
 }
 
@@ -613,8 +678,8 @@ static int write_slots(int fd, const slots *s, uint8_t *stage, sum_state *ss)
 {
     size_t fill = 0;
     for (size_t i = 0; i < s->n; i++) {
-        const uint8_t *src = (const uint8_t *)*s->v[i].p;
-        size_t bytes = s->v[i].n * sizeof(float), padded = pad64(s->v[i].n), done = 0;
+        const uint8_t *src = slot_get(&s->v[i]);
+        size_t bytes = s->v[i].bytes, padded = pad64b(bytes), done = 0;
         if (!src) return -1;
         while (done < padded) {
             size_t room = STAGE - fill, take = padded - done < room ? padded - done : room;
@@ -634,16 +699,13 @@ static int write_slots(int fd, const slots *s, uint8_t *stage, sum_state *ss)
     return fill ? write_all(fd, stage, fill) : 0;
 }
 
-cdx_result cdx_prep_save(const cdx_model *src, int tower, const char *fp)
+/* Write the slots' data as the prepared file `path` with `key`,
+ * atomically (temporary + rename). */
+static cdx_result save_slots(const char *path, const char key[512], const slots *s)
 {
-    char key[512];
-    char *path = prep_path(fp, tower, key);
-    if (!path) return cdx_error(CDX_ERR_IO, "no writable engine cache directory");
     char *tmp = tmp_name(path);
     uint8_t *stage = malloc(STAGE);
-    slots s = {0};
     cdx_result r = tmp && stage ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
-    if (!r) r = tower_slots((cdx_model *)src, tower, cdx_prep_packed(), &s);
     int fd = -1;
     if (!r && (fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         r = cdx_error(CDX_ERR_IO, "%s: %s", tmp, strerror(errno));
@@ -654,13 +716,13 @@ cdx_result cdx_prep_save(const cdx_model *src, int tower, const char *fp)
         sum_init(&ss);
         memset(&h, 0, sizeof h);
         memset(hdr, 0, sizeof hdr);
-        int bad = lseek(fd, PREP_HEADER, SEEK_SET) != PREP_HEADER || write_slots(fd, &s, stage, &ss);
+        int bad = lseek(fd, PREP_HEADER, SEEK_SET) != PREP_HEADER || write_slots(fd, s, stage, &ss);
         memcpy(h.magic, PREP_MAGIC, 8);
         h.version = PREP_VERSION;
         h.header_bytes = PREP_HEADER;
-        h.data_bytes = s.bytes;
-        h.n_slots = s.n;
-        h.checksum = sum_final(&ss, s.bytes);
+        h.data_bytes = s->bytes;
+        h.n_slots = s->n;
+        h.checksum = sum_final(&ss, s->bytes);
         memcpy(h.key, key, sizeof h.key);
         memcpy(hdr, &h, sizeof h);
         if (!bad) bad = pwrite(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr;
@@ -671,9 +733,119 @@ cdx_result cdx_prep_save(const cdx_model *src, int tower, const char *fp)
             unlink(tmp);
         }
     }
-    free(s.v);
     free(stage);
     free(tmp);
+    return r;
+}
+
+cdx_result cdx_prep_save(const cdx_model *src, int tower, const char *fp)
+{
+    char key[512];
+    char *path = prep_path(fp, tower, key);
+    if (!path) return cdx_error(CDX_ERR_IO, "no writable engine cache directory");
+    slots s = {0};
+    cdx_result r = tower_slots((cdx_model *)src, tower, cdx_prep_packed(), &s);
+    if (!r) r = save_slots(path, key, &s);
+    free(s.v);
     free(path);
     return r;
+}
+
+/* ------------------------------------------------------------ int8 / bf16 copies
+ *
+ * A second file per tower and precision holds only what that precision adds
+ * (the block Linears' int8 codes, scales, column sums and 1/SmoothQuant
+ * factors, or their bf16 panels); everything else (embeddings, LayerNorms,
+ * biases, patch embedding, projection) stays in the float32 tower file,
+ * whose block weights the int8/bf16 forward pass never touches, so they
+ * are never paged in (resident memory, docs/engine.md "Memory"). */
+
+static int copies_index(cdx_precision prec) { return prec == CDX_PRECISION_BF16 ? 1 : 0; }
+
+static void add_q8(slots *s, cdx_linear_q8 *q, int out, int in)
+{
+    size_t nr = (size_t)(out + CDX_Q8_NR - 1) / CDX_Q8_NR * CDX_Q8_NR;
+    add_kind(s, &q->w, SLOT_I8, cdx_q8_pack_bytes(out, in));
+    add_kind(s, &q->scale, SLOT_F32_MUT, nr * sizeof(float));
+    add_kind(s, &q->colsum, SLOT_I32, nr * sizeof(int32_t));
+    add_kind(s, &q->inv_smooth, SLOT_F32_MUT, (size_t)in * sizeof(float));
+}
+
+/* The copies of `tower` in file order; int8 needs every block Linear's q8
+ * allocated (CDX_ERR_INTERNAL otherwise). */
+static cdx_result copies_slots(cdx_model *m, int tower, cdx_precision prec, slots *s)
+{
+    int layers = tower == CDX_TOWER_TEXT ? m->text.cfg.layers : m->vision.cfg.layers;
+    cdx_block *b = tower == CDX_TOWER_TEXT ? m->text.blocks : m->vision.blocks;
+    s->n = 0;
+    s->bytes = 0;
+    s->v = calloc((size_t)layers * 16 + 1, sizeof *s->v);
+    if (!s->v) return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    for (int i = 0; b && i < layers; i++) {
+        cdx_linear *l[4] = {&b[i].qkv, &b[i].out, &b[i].fc1, &b[i].fc2};
+        for (int j = 0; j < 4; j++) {
+            if (prec == CDX_PRECISION_BF16) {
+                add_kind(s, &l[j]->bf, SLOT_U16, cdx_bf16_pack_elems(l[j]->out, l[j]->in) * sizeof(uint16_t));
+                continue;
+            }
+            if (!l[j]->q8) return cdx_error(CDX_ERR_INTERNAL, "int8 copies not allocated");
+            add_q8(s, l[j]->q8, l[j]->out, l[j]->in);
+        }
+    }
+    return CDX_OK;
+}
+
+static char *copies_path(const char *fp, int tower, cdx_precision prec, const char *recipe, char key[512])
+{
+    if (!cdx_prep_enabled() || !is_hex64(fp) || !recipe) return NULL;
+    char isa[64], stem[32];
+    isa_key(isa, sizeof isa);
+    memset(key, 0, 512);
+    int n = snprintf(key, 512, "clipdex prepared copies v%d; fingerprint=%s; tower=%s; precision=%s; "
+                     "%s; %s; byteorder=little",
+                     PREP_VERSION, fp, tower_name(tower), cdx_precision_name(prec), recipe, isa);
+    if (n < 0 || n >= 511) return NULL;   /* a recipe that does not fit is never cached */
+    snprintf(stem, sizeof stem, "%s_%s", tower_name(tower), cdx_precision_name(prec));
+    return prep_file(fp, stem, key);
+}
+
+cdx_result cdx_prep_load_copies(cdx_model *m, int tower, cdx_precision prec, const char *recipe)
+{
+    char key[512];
+    char *path = copies_path(m->fingerprint, tower, prec, recipe, key);
+    if (!path) return CDX_ERR_NOT_FOUND;
+    int ti = tower == CDX_TOWER_TEXT ? 0 : 1, ci = copies_index(prec);
+    slots s = {0};
+    cdx_result r = copies_slots(m, tower, prec, &s);
+    void *map = NULL;
+    size_t len = 0;
+    if (!r) r = map_checked(path, key, &s, 0, &map, &len);
+    if (!r) {
+        if (m->copies_map[ti][ci]) munmap(m->copies_map[ti][ci], m->copies_len[ti][ci]);
+        bind_slots(&s, (const uint8_t *)map + PREP_HEADER);
+        m->copies_map[ti][ci] = map;
+        m->copies_len[ti][ci] = len;
+    }
+    free(s.v);
+    free(path);
+    return r;
+}
+
+cdx_result cdx_prep_save_copies(const cdx_model *m, int tower, cdx_precision prec, const char *recipe)
+{
+    char key[512];
+    char *path = copies_path(m->fingerprint, tower, prec, recipe, key);
+    if (!path) return cdx_error(CDX_ERR_IO, "no writable engine cache directory");
+    slots s = {0};
+    cdx_result r = copies_slots((cdx_model *)m, tower, prec, &s);
+    if (!r) r = save_slots(path, key, &s);
+    free(s.v);
+    free(path);
+    return r;
+}
+
+void cdx_prep_drop_pages(const cdx_model *m, int tower)
+{
+    int ti = tower == CDX_TOWER_TEXT ? 0 : 1;
+    if (m->prep_map[ti]) madvise(m->prep_map[ti], m->prep_len[ti], MADV_DONTNEED);
 }

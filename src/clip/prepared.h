@@ -68,6 +68,21 @@ cdx_result cdx_prep_save(const cdx_model *src, int tower, const char *fp);
  * CDX_ERR_NOT_FOUND, or CDX_ERR_FORMAT (damaged; deleted). */
 cdx_result cdx_prep_check(const cdx_model *m, int tower);
 
+/* The int8 or bf16 copies of `tower`'s block Linears (prec
+ * CDX_PRECISION_INT8: each cdx_linear.q8 allocated, its w, scale, colsum and
+ * inv_smooth; CDX_PRECISION_BF16: cdx_linear.bf) in a prepared file of
+ * their own, keyed like the tower's plus the precision and `recipe` (the
+ * settings the copies depend on, e.g. weight range and SmoothQuant).
+ * load: map and bind (CDX_ERR_NOT_FOUND: none; CDX_ERR_FORMAT: damaged or
+ * stale, deleted); save: write from m's pointers, atomically. */
+cdx_result cdx_prep_load_copies(cdx_model *m, int tower, cdx_precision prec, const char *recipe);
+cdx_result cdx_prep_save_copies(const cdx_model *m, int tower, cdx_precision prec, const char *recipe);
+
+/* Drop this process's pages of `tower`'s mapped prepared file (they come
+ * back from the page cache when touched): after the int8/bf16 copies were
+ * made from the float32 weights, which that precision then never reads. */
+void cdx_prep_drop_pages(const cdx_model *m, int tower);
+
 /* Set every Linear / LayerNorm dimension of `tower` from m->cfg and
  * allocate its blocks array (calloc; freed by cdx_model_free). */
 cdx_result cdx_tower_shapes(cdx_model *m, int tower);

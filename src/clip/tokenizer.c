@@ -31,7 +31,8 @@
 #include "common/error.h"
 #include "common/util.h"
 
-#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -360,28 +361,205 @@ static int valid_utf8(const char *s, size_t len)
 
 /* ------------------------------------------------------------ HF loader */
 
+/* vocab.json is one flat JSON object {"token": id, ...} of ~50k entries.
+ * A general JSON parser (jansson: a hash table and an allocation per key)
+ * took ~60 % of a warm one-shot `clipdex search` (docs/engine.md
+ * "Start-up"), so this reads exactly that shape, decoding every key in
+ * place (an escape never decodes longer than it is written) into the
+ * file's own buffer.  Strict JSON: escapes \" \\ \/ \b \f \n \r \t
+ * \uXXXX (surrogate pairs joined; lone surrogates and \u0000 rejected),
+ * no control characters in strings, keys valid UTF-8, ids plain integers;
+ * whitespace anywhere JSON allows it.  Duplicate keys are rejected by
+ * tok_build ("appears twice"), reused ids below. */
+
+typedef struct vocab_entry {
+    span key;
+    long long id;
+} vocab_entry;
+
+typedef struct vj_cursor {
+    char *p, *end, *base;
+    const char *path;
+} vj_cursor;
+
+static cdx_result vj_fail(const vj_cursor *c, const char *msg)
+{
+    int line = 1, col = 1;
+    for (const char *q = c->base; q < c->p && q < c->end; q++) {
+        if (*q == '\n') line++, col = 1;
+        else col++;
+    }
+    return cdx_error(CDX_ERR_FORMAT, "%s: line %d column %d: %s", c->path, line, col, msg);
+}
+
+static void vj_ws(vj_cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int hex4(const char *p, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char h = p[i];
+        int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+              : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        v = v * 16 + (uint32_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+static char *put_utf8(char *w, uint32_t cp)
+{
+    if (cp < 0x80) *w++ = (char)cp;
+    else if (cp < 0x800) {
+        *w++ = (char)(0xC0 | (cp >> 6));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *w++ = (char)(0xE0 | (cp >> 12));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *w++ = (char)(0xF0 | (cp >> 18));
+        *w++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return w;
+}
+
+/* A string at c->p (the opening quote), decoded in place into *out. */
+static cdx_result vj_key(vj_cursor *c, span *out)
+{
+    if (c->p >= c->end || *c->p != '"') return vj_fail(c, "expected a string key");
+    char *r = ++c->p, *w = r, *start = r;
+    for (;;) {
+        if (r >= c->end) return c->p = r, vj_fail(c, "unterminated string");
+        unsigned char ch = (unsigned char)*r;
+        if (ch == '"') break;
+        if (ch < 0x20) return c->p = r, vj_fail(c, "control character in a string");
+        if (ch != '\\') {
+            *w++ = *r++;
+            continue;
+        }
+        if (r + 1 >= c->end) return c->p = r, vj_fail(c, "unterminated escape");
+        char e = r[1];
+        r += 2;
+        static const char esc[] = "\"\\/bfnrt", repl[] = "\"\\/\b\f\n\r\t";
+        const char *simple = e ? strchr(esc, e) : NULL;
+        if (simple) {
+            *w++ = repl[simple - esc];
+            continue;
+        }
+        uint32_t cp, lo;
+        if (e != 'u' || c->end - r < 4 || !hex4(r, &cp)) return c->p = r - 2, vj_fail(c, "invalid escape");
+        r += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {   /* a high surrogate needs its low half */
+            if (c->end - r < 6 || r[0] != '\\' || r[1] != 'u' || !hex4(r + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                return c->p = r - 6, vj_fail(c, "unpaired surrogate escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            r += 6;
+        } else if ((cp >= 0xDC00 && cp <= 0xDFFF) || cp == 0) {
+            return c->p = r - 6, vj_fail(c, cp ? "unpaired surrogate escape" : "\\u0000 in a key");
+        }
+        w = put_utf8(w, cp);
+    }
+    c->p = r + 1;
+    *out = (span){start, (size_t)(w - start)};
+    if (!valid_utf8(start, out->len)) return vj_fail(c, "key is not valid UTF-8");
+    return CDX_OK;
+}
+
+/* An integer id (no fraction or exponent) into *id, saturated at +-2^62. */
+static cdx_result vj_id(vj_cursor *c, const span *key, long long *id)
+{
+    char *q = c->p;
+    int neg = q < c->end && *q == '-';
+    q += neg;
+    long long v = 0;
+    const char *digits = q;
+    while (q < c->end && *q >= '0' && *q <= '9') {
+        if (v < (1LL << 62)) v = v * 10 + (*q - '0');
+        q++;
+    }
+    if (q == digits || (q < c->end && (*q == '.' || *q == 'e' || *q == 'E')))
+        return cdx_error(CDX_ERR_FORMAT, "%s: token \"%.*s\": id is not an integer", c->path,
+                         (int)(key->len > 64 ? 64 : key->len), key->s);
+    c->p = q;
+    *id = neg ? -v : v;
+    return CDX_OK;
+}
+
+/* Every (key, id) of the object in buf, keys decoded in place; *out
+ * malloc'd (n <= VOCAB_MAX_ENTRIES). */
+static cdx_result parse_vocab_json(const char *path, char *buf, size_t len, vocab_entry **out, size_t *n_out)
+{
+    vj_cursor c = {buf, buf + len, buf, path};
+    vocab_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    cdx_result r = CDX_OK;
+    vj_ws(&c);
+    if (c.p >= c.end || *c.p != '{') r = cdx_error(CDX_ERR_FORMAT, "%s: expected a JSON object {token: id}", path);
+    else c.p++;
+    vj_ws(&c);
+    int more = !r && c.p < c.end && *c.p != '}';
+    while (!r && more) {
+        span key;
+        long long id = 0;
+        vj_ws(&c);
+        if ((r = vj_key(&c, &key))) break;
+        vj_ws(&c);
+        if (c.p >= c.end || *c.p != ':') { r = vj_fail(&c, "expected ':'"); break; }
+        c.p++;
+        vj_ws(&c);
+        if ((r = vj_id(&c, &key, &id))) break;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 65536;
+            vocab_entry *g = n >= VOCAB_MAX_ENTRIES ? NULL : realloc(v, nc * sizeof *v);
+            if (!g) {
+                r = n >= VOCAB_MAX_ENTRIES ? cdx_error(CDX_ERR_FORMAT, "%s: more than %u entries", path, VOCAB_MAX_ENTRIES)
+                                           : cdx_error(CDX_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            v = g;
+            cap = nc;
+        }
+        v[n++] = (vocab_entry){key, id};
+        vj_ws(&c);
+        if (c.p < c.end && *c.p == ',') c.p++;
+        else more = 0;
+    }
+    if (!r) {
+        vj_ws(&c);
+        if (c.p >= c.end || *c.p != '}') r = vj_fail(&c, "expected ',' or '}'");
+        else {
+            c.p++;
+            vj_ws(&c);
+            if (c.p != c.end) r = vj_fail(&c, "end of file expected");
+        }
+    }
+    if (r) {
+        free(v);
+        return r;
+    }
+    *out = v;
+    *n_out = n;
+    return CDX_OK;
+}
+
 cdx_result cdx_tokenizer_load_hf(const char *vocab_json_path, const char *merges_txt_path,
                                  cdx_tokenizer **out)
 {
     *out = NULL;
     char *jbuf = NULL, *mbuf = NULL;
-    size_t jlen = 0, mlen = 0;
+    size_t jlen = 0, mlen = 0, n = 0;
     span *vocab = NULL, *merges = NULL;
-    json_t *root = NULL;
+    vocab_entry *ent = NULL;
     cdx_result r = cdx_read_file(vocab_json_path, VOCAB_JSON_MAX_BYTES, &jbuf, &jlen);
     if (r != CDX_OK) goto done;
-    json_error_t jerr;
-    root = json_loadb(jbuf, jlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        r = cdx_error(CDX_ERR_FORMAT, "%s: line %d column %d: %s", vocab_json_path,
-                      jerr.line, jerr.column, jerr.text);
-        goto done;
-    }
-    if (!json_is_object(root)) {
-        r = cdx_error(CDX_ERR_FORMAT, "%s: expected a JSON object {token: id}", vocab_json_path);
-        goto done;
-    }
-    size_t n = json_object_size(root);
+    if ((r = parse_vocab_json(vocab_json_path, jbuf, jlen, &ent, &n)) != CDX_OK) goto done;
     if (n == 0 || n > VOCAB_MAX_ENTRIES) {
         r = cdx_error(CDX_ERR_FORMAT, "%s: %zu entries (must be 1..%u)", vocab_json_path, n,
                       VOCAB_MAX_ENTRIES);
@@ -389,27 +567,19 @@ cdx_result cdx_tokenizer_load_hf(const char *vocab_json_path, const char *merges
     }
     vocab = calloc(n, sizeof *vocab);
     if (!vocab) { r = cdx_error(CDX_ERR_NOMEM, "%s: out of memory", vocab_json_path); goto done; }
-    for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
-        const char *key = json_object_iter_key(it);
-        json_t *v = json_object_iter_value(it);
-        size_t klen = strlen(key);
-        if (!json_is_integer(v)) {
-            r = cdx_error(CDX_ERR_FORMAT, "%s: token \"%.*s\": id is not an integer",
-                          vocab_json_path, (int)(klen > 64 ? 64 : klen), key);
-            goto done;
-        }
-        json_int_t id = json_integer_value(v);
+    for (size_t i = 0; i < n; i++) {
+        const span *key = &ent[i].key;
+        long long id = ent[i].id;
         if (id < 0 || (size_t)id >= n) {
             r = cdx_error(CDX_ERR_FORMAT, "%s: token \"%.*s\": id %lld out of range [0, %zu)",
-                          vocab_json_path, (int)(klen > 64 ? 64 : klen), key, (long long)id, n);
+                          vocab_json_path, (int)(key->len > 64 ? 64 : key->len), key->s, id, n);
             goto done;
         }
         if (vocab[id].s) {
-            r = cdx_error(CDX_ERR_FORMAT, "%s: id %lld is used by two tokens", vocab_json_path,
-                          (long long)id);
+            r = cdx_error(CDX_ERR_FORMAT, "%s: id %lld is used by two tokens", vocab_json_path, id);
             goto done;
         }
-        vocab[id] = (span){key, klen};
+        vocab[id] = *key;
     }
     r = cdx_read_file(merges_txt_path, MERGES_MAX_BYTES, &mbuf, &mlen);
     if (r != CDX_OK) goto done;
@@ -432,7 +602,7 @@ cdx_result cdx_tokenizer_load_hf(const char *vocab_json_path, const char *merges
     snprintf(what, sizeof what, "%s + %s", vocab_json_path, merges_txt_path);
     r = tok_build(what, vocab, n, merges, n_merges, out);
 done:
-    json_decref(root);
+    free(ent);
     free(vocab);
     free(merges);
     free(jbuf);

@@ -53,6 +53,8 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
     const char *model = json_string_value(json_object_get(o, "model"));
     const char *format = json_string_value(json_object_get(o, "format"));
     json_t *v = json_object_get(o, "vector");
+    const char *prec = json_string_value(json_object_get(o, "precision"));
+    cdx_precision pv = CDX_PRECISION_FP32;
     memset(rec, 0, sizeof *rec);
     if (!path || !*path || strlen(path) >= sizeof rec->path || !sha || strlen(sha) != 64)
         r = cdx_error(CDX_ERR_FORMAT, "result without a valid path and sha256");
@@ -61,6 +63,8 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
                       path, model ? model : "(none)", fp);
     else if (!json_is_array(v) || json_array_size(v) != (size_t)dim)
         r = cdx_error(CDX_ERR_FORMAT, "result %s: vector must have %d numbers", path, dim);
+    else if (prec && (!cdx_precision_parse(prec, &pv) || pv == CDX_PRECISION_AUTO))
+        r = cdx_error(CDX_ERR_FORMAT, "result %s: unknown precision '%.16s'", path, prec);
     for (int d = 0; !r && d < dim; d++) {
         json_t *x = json_array_get(v, (size_t)d);
         if (!json_is_number(x)) r = cdx_error(CDX_ERR_FORMAT, "result %s: vector[%d] is not a number", path, d);
@@ -219,6 +223,23 @@ typedef struct index_run {
 
 /* Fetch one batch of results (waiting up to wait_ms), commit, ack;
  * *got = messages fetched. */
+/* Record in the library the precision(s) the batch's results were embedded
+ * at (a result without one is from a worker older than the record: fp32). */
+static cdx_result note_precisions(cdx_library *lib, json_t *const *docs, size_t n, uint64_t added)
+{
+    int seen = 0;   /* bit per cdx_precision */
+    for (size_t i = 0; i < n; i++) {
+        cdx_precision p = CDX_PRECISION_FP32;
+        const char *s = json_string_value(json_object_get(docs[i], "precision"));
+        if (s && !cdx_precision_parse(s, &p)) p = CDX_PRECISION_FP32;   /* checked by parse_result */
+        seen |= 1 << p;
+    }
+    cdx_result r = CDX_OK;
+    for (int p = 0; p < 4 && !r; p++)
+        if (seen & (1 << p)) r = cdx_library_note_precision(lib, (cdx_precision)p, added);
+    return r;
+}
+
 static cdx_result results_step(index_run *x, int wait_ms, int *got)
 {
     natsMsgList list = {NULL, 0};
@@ -242,7 +263,9 @@ static cdx_result results_step(index_run *x, int wait_ms, int *got)
         else if (e) fprintf(stderr, "clipdex: warning: result skipped: %s\n", cdx_last_error());
         else n++;
     }
+    uint64_t added = x->st->added;
     if (!r) r = cdx_library_add_vectors(x->lib, x->recs, x->vecs, n, x->li.model_fingerprint, x->st);
+    if (!r) r = note_precisions(x->lib, x->docs, n, x->st->added - added);
     if (!r) r = store_sources(x->lib, x->docs, x->recs, n);
     for (size_t i = 0; i < n; i++) {
         json_decref(x->docs[i]);

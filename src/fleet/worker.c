@@ -19,6 +19,12 @@
  * ack_wait/3 that its items are in progress, so slow downloads are not
  * redelivered; a killed worker's items come back after ack_wait.
  *
+ * The pipeline records the first worker's model fingerprint and precision
+ * (resolved: auto becomes this CPU's); a worker with another model or
+ * another precision is refused (CDX_ERR_MISMATCH), so the vectors of one
+ * pipeline are comparable.  Results carry both; the consumer records the
+ * precision in the library (consume.c).
+ *
  * Workload: batches of 8..256 items, one model, n_threads cores.
  */
 #include "fleet/bus.h"
@@ -42,6 +48,7 @@
 
 #define WORKER_BATCH_MAX 1024
 #define KV_MODEL_KEY "model"
+#define KV_PRECISION_KEY "precision"
 #define WORKER_THUMB 256          /* px, longer side; URL items only */
 
 cdx_worker_params cdx_worker_default_params(void)
@@ -77,8 +84,32 @@ typedef struct item {
                                  full-text index (NULL when none was read) */
 } item;
 
-/* The pipeline's model: record ours if none is recorded yet, else compare. */
-static cdx_result check_model(cdx_fleet *f, const char *fp)
+/* The pipeline's value of `key`: record ours if none is recorded yet, else
+ * compare (CDX_ERR_MISMATCH with a message saying `what` differs). */
+static cdx_result check_kv(cdx_fleet *f, kvStore *kv, const char *key, const char *ours, const char *what)
+{
+    uint64_t rev = 0;
+    cdx_result r = CDX_OK;
+    if (kvStore_Create(&rev, kv, key, ours, (int)strlen(ours)) != NATS_OK) {
+        kvEntry *e = NULL;
+        natsStatus s = kvStore_Get(&e, kv, key);
+        if (s != NATS_OK) {
+            r = fleet_nats_error(s, "reading the pipeline's record");
+        } else {
+            int len = kvEntry_ValueLen(e);
+            if (len != (int)strlen(ours) || memcmp(kvEntry_Value(e), ours, (size_t)len))
+                r = cdx_error(CDX_ERR_MISMATCH, "pipeline %s embeds with %s %.*s, this worker with %s", f->name,
+                              what, len > 64 ? 64 : len, (const char *)kvEntry_Value(e), ours);
+            kvEntry_Destroy(e);
+        }
+    }
+    return r;
+}
+
+/* The pipeline's model and precision: record ours if none is recorded yet,
+ * else compare.  (A pipeline older than the precision record has none: its
+ * first worker since records it.) */
+static cdx_result check_model(cdx_fleet *f, const char *fp, cdx_precision prec)
 {
     kvStore *kv = NULL;
     natsStatus s = js_KeyValue(&kv, f->js, f->bucket);
@@ -92,21 +123,8 @@ static cdx_result check_model(cdx_fleet *f, const char *fp)
         if (s != NATS_OK) s = js_KeyValue(&kv, f->js, f->bucket);   /* created concurrently */
     }
     if (s != NATS_OK) return fleet_nats_error(s, f->bucket);
-    uint64_t rev = 0;
-    cdx_result r = CDX_OK;
-    if (kvStore_Create(&rev, kv, KV_MODEL_KEY, fp, (int)strlen(fp)) != NATS_OK) {
-        kvEntry *e = NULL;
-        s = kvStore_Get(&e, kv, KV_MODEL_KEY);
-        if (s != NATS_OK) {
-            r = fleet_nats_error(s, "reading the pipeline's model fingerprint");
-        } else {
-            int len = kvEntry_ValueLen(e);
-            if (len != (int)strlen(fp) || memcmp(kvEntry_Value(e), fp, (size_t)len))
-                r = cdx_error(CDX_ERR_MISMATCH, "pipeline %s embeds with model %.*s, this model is %s",
-                              f->name, len > 64 ? 64 : len, (const char *)kvEntry_Value(e), fp);
-            kvEntry_Destroy(e);
-        }
-    }
+    cdx_result r = check_kv(f, kv, KV_MODEL_KEY, fp, "model");
+    if (!r) r = check_kv(f, kv, KV_PRECISION_KEY, cdx_precision_name(prec), "precision");
     kvStore_Destroy(kv);
     return r;
 }
@@ -212,7 +230,7 @@ static cdx_result publish_json(cdx_fleet *f, const char *subj, json_t *o, const 
     return r;
 }
 
-static json_t *result_record(const item *it, const float *v, int dim, const char *fp)
+static json_t *result_record(const item *it, const float *v, int dim, const char *fp, cdx_precision prec)
 {
     json_t *vec = json_array();
     for (int d = 0; vec && d < dim; d++) json_array_append_new(vec, json_real(v[d]));
@@ -221,6 +239,7 @@ static json_t *result_record(const item *it, const float *v, int dim, const char
                           it->path ? it->path : it->url, "sha256", it->sha, "size", (json_int_t)it->size,
                           "mtime", (json_int_t)it->mtime, "width", it->meta.width, "height", it->meta.height,
                           "format", it->meta.format, "model", fp, "vector", vec, "source", src);
+    if (o) json_object_set_new(o, "precision", json_string(cdx_precision_name(prec)));
     const cdx_image_exif *ex = it->exif;
     if (o && ex) {
         if (ex->taken > 0) json_object_set_new(o, "taken", json_integer((json_int_t)ex->taken));
@@ -249,7 +268,7 @@ static cdx_result settle(cdx_fleet *f, item *items, int n, const float *emb, int
         if (it->state == ITEM_OK) {
             char msgid[300];   /* a changed content is a new result */
             snprintf(msgid, sizeof msgid, "%s@%.32s", it->id, it->sha);
-            r = publish_json(f, f->results_subj, result_record(it, emb + (size_t)k * (size_t)dim, dim, fp),
+            r = publish_json(f, f->results_subj, result_record(it, emb + (size_t)k * (size_t)dim, dim, fp, p->precision),
                              msgid);
             k++;
             if (!r) st->done++;
@@ -296,7 +315,8 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
     memset(st, 0, sizeof *st);
     cdx_model_info mi;
     cdx_model_get_info(model, &mi);
-    cdx_result r = check_model(f, mi.fingerprint);
+    cdx_result r = cdx_precision_resolve(p.precision, &p.precision);   /* auto: this CPU's */
+    if (!r) r = check_model(f, mi.fingerprint, p.precision);
     if (r) return r;
     natsSubscription *sub = NULL;
     if ((r = fleet_pull(f, f->work_stream, f->work_subj, "workers", p.ack_wait_ms, p.max_deliver, &sub)))
@@ -305,6 +325,7 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
     cdx_ctx_params cp = cdx_ctx_default_params();
     cp.n_threads = p.n_threads;
     cp.max_batch = p.batch;
+    cp.precision = p.precision;
     r = cdx_ctx_new(model, &cp, &ctx);
     size_t px_len = (size_t)3 * (size_t)mi.image_size * (size_t)mi.image_size;
     float *px = r ? NULL : malloc((size_t)p.batch * px_len * sizeof *px);

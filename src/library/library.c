@@ -930,10 +930,10 @@ static int decode_threads(void)
 
 /* Catalog meta "precision": the precisions vectors were embedded at, joined
  * by "+" in order of first use (absent: all fp32, the only one before). */
-static cdx_result record_precision(cdx_library *lib, uint64_t added)
+static cdx_result record_precision_of(cdx_library *lib, cdx_precision prec, uint64_t added)
 {
     char have[32] = "", want[40];
-    const char *name = cdx_precision_name(lib->precision);
+    const char *name = cdx_precision_name(prec);
     cdx_result r = catalog_meta_get(lib->wcat, "precision", have, sizeof have);
     if (r == CDX_ERR_NOT_FOUND || (!r && !have[0])) {
         uint64_t images = 0, vectors = 0;   /* vectors of earlier runs: fp32 */
@@ -950,6 +950,11 @@ static cdx_result record_precision(cdx_library *lib, uint64_t added)
     snprintf(want, sizeof want, "%s+%s", have, name);
     if (strlen(want) >= sizeof have) return CDX_OK;   /* cannot grow: all three listed */
     return catalog_meta_set(lib->wcat, "precision", want);
+}
+
+static cdx_result record_precision(cdx_library *lib, uint64_t added)
+{
+    return record_precision_of(lib, lib->precision, added);
 }
 
 static cdx_result index_locked(cdx_library *lib, const char *const *paths, int n_paths,
@@ -2408,6 +2413,19 @@ cdx_result cdx_library_add_vectors(cdx_library *lib, const cdx_image_record *rec
     }
     free(rows);
     free(keys);
+    return r;
+}
+
+cdx_result cdx_library_note_precision(cdx_library *lib, cdx_precision precision, uint64_t added)
+{
+    if (!lib || (precision != CDX_PRECISION_FP32 && precision != CDX_PRECISION_INT8 &&
+                 precision != CDX_PRECISION_BF16))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_note_precision: bad arguments");
+    if (!lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "library opened read-only");
+    if (!added) return CDX_OK;
+    pthread_mutex_lock(&lib->wmu);
+    cdx_result r = record_precision_of(lib, precision, added);
+    pthread_mutex_unlock(&lib->wmu);
     return r;
 }
 
