@@ -83,6 +83,47 @@ static void test_quantizer(void)
     CHECK(as[5] == 0.0f && zp[5] == 0);
 }
 
+/* every level's quantiser gives the scalar level's codes, scales and zero
+ * points bit for bit (lengths around the 8- and 32-wide steps, smoothing on
+ * and off, all-positive, all-negative, zero and non-finite rows) */
+static void test_quantizer_levels(void)
+{
+    static const int ks[] = {1, 7, 8, 31, 32, 33, 64, 77, 768, 3072};
+    unsigned seed = 11;
+    for (unsigned t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        const int m = 7, k = ks[t], kp = cdx_q8_kpad(k);
+        float *A = malloc((size_t)m * k * 4), *inv = malloc((size_t)k * 4);
+        uint8_t *Q0 = malloc((size_t)m * kp), *Q1 = malloc((size_t)m * kp);
+        float as0[7], as1[7];
+        int32_t zp0[7], zp1[7];
+        for (int i = 0; i < m * k; i++) A[i] = 2.0f * frand(&seed);
+        for (int kk = 0; kk < k; kk++) {
+            A[1 * k + kk] = fabsf(A[1 * k + kk]) + 0.1f;   /* all positive: zp 0 */
+            A[2 * k + kk] = -fabsf(A[2 * k + kk]) - 0.1f;  /* all negative: zp 255 */
+            A[3 * k + kk] = 0.0f;
+            inv[kk] = 0.25f + (float)(kk % 7) * 0.5f;
+        }
+        A[4 * k + k / 2] = 1e30f;
+        A[5 * k + k / 3] = -INFINITY;
+        for (int sm = 0; sm < 2; sm++) {
+            cdx_cpu_set_cap(CDX_ISA_SCALAR);
+            memset(Q0, 0xAB, (size_t)m * kp);
+            cdx_q8_quantize_rows(m, k, A, k, sm ? inv : NULL, Q0, kp, as0, zp0);
+            for (int isa = CDX_ISA_AVX2; isa <= (int)cdx_cpu_detected(); isa++) {
+                cdx_cpu_set_cap((cdx_isa)isa);
+                memset(Q1, 0x5C, (size_t)m * kp);
+                cdx_q8_quantize_rows(m, k, A, k, sm ? inv : NULL, Q1, kp, as1, zp1);
+                CHECKF(!memcmp(Q0, Q1, (size_t)m * kp) && !memcmp(as0, as1, sizeof as0) &&
+                           !memcmp(zp0, zp1, sizeof zp0),
+                       "quantiser level %s k%d smooth%d differs from scalar", cdx_isa_name((cdx_isa)isa), k, sm);
+            }
+        }
+        CHECK(zp0[1] == 0 && zp0[2] == 255 && as0[3] == 0.0f && as0[5] == 0.0f);
+        cdx_cpu_set_cap(CDX_ISA_AVX512);
+        free(A); free(inv); free(Q0); free(Q1);
+    }
+}
+
 /* C of every level vs the reference; the reference vs a double loop on the
  * dequantised operands and vs the float32 product */
 static void check_shape(int m, int n, int k, int with_bias, int act, int accumulate, int wmax)
@@ -206,6 +247,7 @@ int main(void)
     printf("levels up to %s; VNNI %s\n", cdx_isa_name(cdx_cpu_detected()),
            cdx_q8_vnni_supported() ? "present (tested)" : "absent (its kernel is compiled, not run)");
     test_quantizer();
+    test_quantizer_levels();
     static const int ms[] = {1, 3, 4, 5, 8, 9, 17, 100, 200};
     static const int ns[] = {1, 15, 16, 17, 64, 70};
     static const int ks[] = {1, 3, 4, 7, 64, 130};

@@ -48,6 +48,7 @@
 #define QA 255      /* activation codes: u8 */
 #define RGQ 96      /* rows per work item */
 #define PGQ 4       /* panels per work item (64 columns) */
+#define AVX2Q __attribute__((target("avx2,fma")))
 
 int cdx_q8_kpad(int k) { return (k + 3) & ~3; }
 
@@ -87,37 +88,107 @@ void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smo
     }
 }
 
+/* One row's range and codes (scalar level): the reference every other
+ * level matches bit for bit (same float operations, lrintf = the
+ * round-to-nearest-even of vcvtps2dq). */
+static float q8_row_scale(float lo, float hi, int32_t *zp)
+{
+    float s = (hi - lo) / QA;
+    if (!(s > 0.0f) || !isfinite(s)) {   /* all zero (or not finite: a zero row) */
+        *zp = 0;
+        return 0.0f;
+    }
+    long z = lrintf(-lo * (1.0f / s));
+    *zp = (int32_t)(z > QA ? QA : z < 0 ? 0 : z);
+    return s;
+}
+
+static inline uint8_t q8_code(float v, float inv, int32_t zp)
+{
+    long x = lrintf(v * inv) + zp;
+    return (uint8_t)(x > QA ? QA : x < 0 ? 0 : x);
+}
+
+static void q8_quantize_row_scalar(int k, int kp, const float *a, const float *inv_smooth, uint8_t *q,
+                                   float *as, int32_t *azp)
+{
+    float lo = 0.0f, hi = 0.0f;
+    for (int kk = 0; kk < k; kk++) {
+        float v = inv_smooth ? a[kk] * inv_smooth[kk] : a[kk];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    float s = q8_row_scale(lo, hi, azp);
+    memset(q, 0, (size_t)kp);
+    if (s == 0.0f) {
+        *as = 0.0f;
+        return;
+    }
+    const float inv = 1.0f / s;
+    for (int kk = 0; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp);
+    *as = s;
+}
+
+/* AVX2: 32 codes per step (4 x vcvtps2dq, packed down with unsigned
+ * saturation after the clamp), the tail in the scalar way */
+AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const float *inv_smooth,
+                                      uint8_t *q, float *as, int32_t *azp)
+{
+    __m256 lo8 = _mm256_setzero_ps(), hi8 = _mm256_setzero_ps();
+    int kk = 0;
+    for (; kk + 8 <= k; kk += 8) {
+        __m256 v = _mm256_loadu_ps(a + kk);
+        if (inv_smooth) v = _mm256_mul_ps(v, _mm256_loadu_ps(inv_smooth + kk));
+        lo8 = _mm256_min_ps(v, lo8);   /* (v, acc): a NaN v leaves acc, like the scalar compare */
+        hi8 = _mm256_max_ps(v, hi8);
+    }
+    float l8[8], h8[8], lo = 0.0f, hi = 0.0f;
+    _mm256_storeu_ps(l8, lo8);
+    _mm256_storeu_ps(h8, hi8);
+    for (int i = 0; i < 8; i++) {
+        lo = l8[i] < lo ? l8[i] : lo;
+        hi = h8[i] > hi ? h8[i] : hi;
+    }
+    for (; kk < k; kk++) {
+        float v = inv_smooth ? a[kk] * inv_smooth[kk] : a[kk];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    float s = q8_row_scale(lo, hi, azp);
+    if (s == 0.0f) {
+        memset(q, 0, (size_t)kp);
+        *as = 0.0f;
+        return;
+    }
+    const float inv = 1.0f / s;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i vzp = _mm256_set1_epi32(*azp), vmax = _mm256_set1_epi32(QA), zero = _mm256_setzero_si256();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (kk = 0; kk + 32 <= k; kk += 32) {
+        __m256i x[4];
+        for (int t = 0; t < 4; t++) {
+            __m256 v = _mm256_loadu_ps(a + kk + 8 * t);
+            if (inv_smooth) v = _mm256_mul_ps(v, _mm256_loadu_ps(inv_smooth + kk + 8 * t));
+            __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, vinv)), vzp);
+            x[t] = _mm256_min_epi32(_mm256_max_epi32(c, zero), vmax);
+        }
+        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(x[0], x[1]), _mm256_packus_epi32(x[2], x[3]));
+        _mm256_storeu_si256((__m256i *)(q + kk), _mm256_permutevar8x32_epi32(b, order));
+    }
+    for (; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp);
+    for (; kk < kp; kk++) q[kk] = 0;
+    *as = s;
+}
+
 void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *inv_smooth,
                           uint8_t *Q, int ldq, float *ascale, int32_t *azp)
 {
-    const int kp = cdx_q8_kpad(k);
+    const int kp = cdx_q8_kpad(k), avx2 = cdx_cpu_level() >= CDX_ISA_AVX2;
     for (int i = 0; i < m; i++) {
         const float *a = A + (size_t)i * lda;
         uint8_t *q = Q + (size_t)i * ldq;
-        float lo = 0.0f, hi = 0.0f;
-        for (int kk = 0; kk < k; kk++) {
-            float v = inv_smooth ? a[kk] * inv_smooth[kk] : a[kk];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-        }
-        float s = (hi - lo) / QA;
-        if (!(s > 0.0f) || !isfinite(s)) {   /* all zero (or not finite: a zero row) */
-            memset(q, 0, (size_t)kp);
-            ascale[i] = 0.0f;
-            azp[i] = 0;
-            continue;
-        }
-        float inv = 1.0f / s;
-        long zp = lrintf(-lo * inv);
-        zp = zp > QA ? QA : zp < 0 ? 0 : zp;
-        for (int kk = 0; kk < k; kk++) {
-            float v = inv_smooth ? a[kk] * inv_smooth[kk] : a[kk];
-            long x = lrintf(v * inv) + zp;
-            q[kk] = (uint8_t)(x > QA ? QA : x < 0 ? 0 : x);
-        }
-        for (int kk = k; kk < kp; kk++) q[kk] = 0;
-        ascale[i] = s;
-        azp[i] = (int32_t)zp;
+        if (avx2) q8_quantize_row_avx2(k, kp, a, inv_smooth, q, ascale + i, azp + i);
+        else q8_quantize_row_scalar(k, kp, a, inv_smooth, q, ascale + i, azp + i);
     }
 }
 
