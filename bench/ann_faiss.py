@@ -53,7 +53,7 @@ def main():
     efs = [int(e) for e in a.hnsw_ef.split(",") if e]
     ip = faiss.METRIC_INNER_PRODUCT
 
-    def report(method, knob, index, build_s):
+    def report(method, knob, index, build_s, nbytes=None):
         lat = []
         for i in range(min(200, int(nq))):
             t0 = time.perf_counter()
@@ -67,7 +67,7 @@ def main():
         r = {"method": method, "knob": knob, "n": int(n), "dim": int(dim),
              "recall10": hits / (nq * K), "p50_ms": lat[len(lat) // 2],
              "p99_ms": lat[int(len(lat) * 0.99)], "qps": qps,
-             "bytes_per_image": len(faiss.serialize_index(index)) / n, "build_s": build_s}
+             "bytes_per_image": (nbytes or len(faiss.serialize_index(index))) / n, "build_s": build_s}
         if a.json:
             print(json.dumps(r))
         else:
@@ -99,9 +99,10 @@ def main():
                 with open(a.hnsw_save + ".meta", "w") as f:
                     f.write("%.2f %s\n" % (b, method))
         if not a.hnsw_build_only:
+            nbytes = len(faiss.serialize_index(index))   # once: a 1M graph is 2 GB
             for ef in efs:
                 index.hnsw.efSearch = ef
-                report(method, "ef=%d" % ef, index, b)
+                report(method, "ef=%d" % ef, index, b, nbytes)
         del index
         if a.hnsw_build_only:
             return
