@@ -9,6 +9,10 @@ at a time (FAISS's own threads: all cores), queries/s of one batched call
 of all queries on all cores (FAISS's fastest mode for many queries), index
 bytes per image (serialised size) and build time - one line each, in
 ann_bench's format.  Exits 3 when faiss is not installed.
+
+The HNSW graph takes long to build at 1M: --hnsw-save FILE writes it (its
+build time to FILE.meta), --hnsw-build-only stops there, and --hnsw-load
+FILE reads it back for the ef sweep (--hnsw-m / --hnsw-efc set the build).
 """
 import argparse
 import json
@@ -34,6 +38,11 @@ def main():
     ap.add_argument("--hnsw-ef", default="16,32,64,128,256")
     ap.add_argument("--only", default="hnsw,ivfflat,ivfsq8,ivfpq")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--hnsw-efc", type=int, default=40)   # FAISS's default
+    ap.add_argument("--hnsw-save")
+    ap.add_argument("--hnsw-load")
+    ap.add_argument("--hnsw-build-only", action="store_true")
     a = ap.parse_args()
     faiss.omp_set_num_threads(a.threads)
     n, dim, nq = np.fromfile(a.dir + "/shape.u32", dtype=np.uint32)
@@ -44,7 +53,7 @@ def main():
     efs = [int(e) for e in a.hnsw_ef.split(",") if e]
     ip = faiss.METRIC_INNER_PRODUCT
 
-    def report(method, knob, index, build_s):
+    def report(method, knob, index, build_s, nbytes=None):
         lat = []
         for i in range(min(200, int(nq))):
             t0 = time.perf_counter()
@@ -58,7 +67,7 @@ def main():
         r = {"method": method, "knob": knob, "n": int(n), "dim": int(dim),
              "recall10": hits / (nq * K), "p50_ms": lat[len(lat) // 2],
              "p99_ms": lat[int(len(lat) * 0.99)], "qps": qps,
-             "bytes_per_image": len(faiss.serialize_index(index)) / n, "build_s": build_s}
+             "bytes_per_image": (nbytes or len(faiss.serialize_index(index))) / n, "build_s": build_s}
         if a.json:
             print(json.dumps(r))
         else:
@@ -68,14 +77,35 @@ def main():
 
     only = a.only.split(",")
     if "hnsw" in only:
-        t0 = time.perf_counter()
-        index = faiss.IndexHNSWFlat(int(dim), 32, ip)
-        index.add(xb)
-        b = time.perf_counter() - t0
-        for ef in efs:
-            index.hnsw.efSearch = ef
-            report("faiss-hnswflat-m32", "ef=%d" % ef, index, b)
+        method = "faiss-hnswflat-m%d-efc%d" % (a.hnsw_m, a.hnsw_efc)
+        if a.hnsw_load:
+            index = faiss.read_index(a.hnsw_load)
+            with open(a.hnsw_load + ".meta") as f:
+                meta = f.read().split()
+            b, method = float(meta[0]), meta[1]
+            if index.ntotal != n:
+                sys.exit("ann_faiss.py: %s holds %d vectors, not %d" % (a.hnsw_load, index.ntotal, n))
+        else:
+            t0 = time.perf_counter()
+            index = faiss.IndexHNSWFlat(int(dim), a.hnsw_m, ip)
+            index.hnsw.efConstruction = a.hnsw_efc
+            for i in range(0, int(n), 100000):
+                index.add(xb[i:i + 100000])
+                print("ann_faiss.py: HNSW %d of %d added, %.0f s" % (index.ntotal, n, time.perf_counter() - t0),
+                      file=sys.stderr, flush=True)
+            b = time.perf_counter() - t0
+            if a.hnsw_save:
+                faiss.write_index(index, a.hnsw_save)
+                with open(a.hnsw_save + ".meta", "w") as f:
+                    f.write("%.2f %s\n" % (b, method))
+        if not a.hnsw_build_only:
+            nbytes = len(faiss.serialize_index(index))   # once: a 1M graph is 2 GB
+            for ef in efs:
+                index.hnsw.efSearch = ef
+                report(method, "ef=%d" % ef, index, b, nbytes)
         del index
+        if a.hnsw_build_only:
+            return
     for name, make in (("ivfflat", lambda q: faiss.IndexIVFFlat(q, int(dim), a.nlist, ip)),
                        ("ivfsq8", lambda q: faiss.IndexIVFScalarQuantizer(
                            q, int(dim), a.nlist, faiss.ScalarQuantizer.QT_8bit, ip)),

@@ -5,9 +5,15 @@
 // searches one query on one thread), queries/s with --threads queries in
 // flight, resident bytes per image (RSS growth while building) and build
 // time (parallel insertion on --threads threads), in ann_bench's format.
+// Large graphs take long to build: --save FILE writes the graph (and its
+// build time and bytes per image to FILE.meta) and --build-only stops
+// there; --load FILE reads it back for a query sweep (--M/--efc only name
+// the method then; the file knows its own).  --ef takes any list, e.g.
+// 64,128,...,4096, to sweep until recall@10 reaches a target.
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -46,9 +52,9 @@ static long rss_bytes()
 
 int main(int argc, char **argv)
 {
-    std::string dir = "/tmp/clipdex-ann-bench", efs = "16,32,64,128,256";
+    std::string dir = "/tmp/clipdex-ann-bench", efs = "16,32,64,128,256", save, load;
     int threads = 2, M = 16, efc = 100;
-    bool json = false;
+    bool json = false, build_only = false;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--dir" && i + 1 < argc) dir = argv[++i];
@@ -57,6 +63,10 @@ int main(int argc, char **argv)
         else if (a == "--M" && i + 1 < argc) M = std::atoi(argv[++i]);
         else if (a == "--efc" && i + 1 < argc) efc = std::atoi(argv[++i]);
         else if (a == "--json") json = true;
+        else if (a == "--save" && i + 1 < argc) save = argv[++i];
+        else if (a == "--load" && i + 1 < argc) load = argv[++i];
+        else if (a == "--build-only") build_only = true;
+        else { std::fprintf(stderr, "ann_hnswlib: unknown argument %s\n", a.c_str()); return 2; }
     }
     auto shape = slurp(dir + "/shape.u32");
     uint32_t hdr[3];
@@ -66,18 +76,44 @@ int main(int argc, char **argv)
     const float *xb = (const float *)base.data(), *xq = (const float *)qs.data();
     const uint32_t *gt = (const uint32_t *)gtb.data();
 
-    long rss0 = rss_bytes();
-    double t0 = now_s();
     hnswlib::InnerProductSpace space(dim);
-    hnswlib::HierarchicalNSW<float> index(&space, n, M, efc);
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; t++)
-        pool.emplace_back([&, t] {
-            for (size_t i = t; i < n; i += threads) index.addPoint(xb + i * dim, i);
-        });
-    for (auto &th : pool) th.join();
-    double build = now_s() - t0;
-    double bytes = (double)(rss_bytes() - rss0) / n;
+    hnswlib::HierarchicalNSW<float> *ix;
+    double build = 0, bytes = 0;
+    long rss0 = rss_bytes();
+    if (!load.empty()) {
+        ix = new hnswlib::HierarchicalNSW<float>(&space, load);
+        bytes = (double)(rss_bytes() - rss0) / n;   /* the graph as loaded */
+        FILE *m = std::fopen((load + ".meta").c_str(), "r");
+        double b2 = 0;
+        if (m && std::fscanf(m, "%lf %lf %d %d", &build, &b2, &M, &efc) != 4) build = 0;
+        if (m) std::fclose(m);
+        if (ix->cur_element_count != n) { std::fprintf(stderr, "ann_hnswlib: %s holds %zu vectors, not %zu\n", load.c_str(), (size_t)ix->cur_element_count, n); return 1; }
+    } else {
+        double t0 = now_s();
+        ix = new hnswlib::HierarchicalNSW<float>(&space, n, M, efc);
+        std::vector<std::thread> pool;
+        std::atomic<size_t> done{0};
+        for (int t = 0; t < threads; t++)
+            pool.emplace_back([&, t] {
+                for (size_t i = t; i < n; i += threads) {
+                    ix->addPoint(xb + i * dim, i);
+                    size_t d = ++done;
+                    if (d % 100000 == 0)
+                        std::fprintf(stderr, "ann_hnswlib: %zu of %zu inserted, %.0f s\n", d, n, now_s() - t0);
+                }
+            });
+        for (auto &th : pool) th.join();
+        build = now_s() - t0;
+        bytes = (double)(rss_bytes() - rss0) / n;
+        if (!save.empty()) {
+            ix->saveIndex(save);
+            FILE *m = std::fopen((save + ".meta").c_str(), "w");
+            if (m) { std::fprintf(m, "%.2f %.0f %d %d\n", build, bytes, M, efc); std::fclose(m); }
+            std::fprintf(stderr, "ann_hnswlib: graph saved to %s (built in %.1f s)\n", save.c_str(), build);
+        }
+        if (build_only) { delete ix; return 0; }
+    }
+    hnswlib::HierarchicalNSW<float> &index = *ix;
 
     size_t pos = 0;
     while (pos < efs.size()) {
@@ -127,5 +163,6 @@ int main(int argc, char **argv)
                         method, knob, rec, lat[lat.size() / 2], lat[(size_t)(lat.size() * 0.99)], qps, bytes, build);
         std::fflush(stdout);
     }
+    delete ix;
     return 0;
 }

@@ -5,11 +5,13 @@
  * the tests only (never installed); tests/e2e_faults.sh sweeps N.
  *
  * Environment (read once, at load):
- *   FAULT_CALL    write | fsync | rename | mmap | malloc | open  (one class;
+ *   FAULT_CALL    write | fsync | rename | mmap | malloc | open | gemm  (one class;
  *                 write = write/pwrite/pwrite64/writev on regular files,
  *                 fsync = fsync/fdatasync, open = open/openat (+64) outside
  *                 /proc, /sys and /dev, malloc = malloc/calloc/realloc/
- *                 posix_memalign called from the program itself or SQLite)
+ *                 posix_memalign called from the program itself or SQLite,
+ *                 gemm = dnnl_sgemm/cblas_sgemm: counted, failed never,
+ *                 only useful with FAULT_ACTION=kill, e.g. inside k-means)
  *   FAULT_N       fail the Nth counted call of that class (1-based; 0 or
  *                 unset = never fail, only count)
  *   FAULT_ERRNO   ENOSPC | EIO | ENOMEM (default: ENOSPC, ENOMEM for
@@ -23,6 +25,9 @@
  *                 PERSIST SEQ", read at each SIGUSR2 (which also resets the
  *                 counts), so one server process takes many injections;
  *                 SEQ is then written to FAULT_CTL.ack (the setting is live)
+ *   FAULT_ACTION  kill: instead of failing the Nth call, the process sends
+ *                 itself SIGKILL right there, before the call takes effect
+ *                 (a kill -9 landing at a chosen point: tests/e2e_ann_kill.sh)
  *   FAULT_TRACE   set: print a backtrace to stderr at each injected fault
  *   FAULT_REPORT  file to which the counts per class and the number of
  *                 injected faults are appended at exit ("write 12 fsync 3
@@ -54,14 +59,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { C_NONE = -1, C_WRITE, C_FSYNC, C_RENAME, C_MMAP, C_MALLOC, C_OPEN, C_COUNT };
-static const char *const k_names[C_COUNT] = {"write", "fsync", "rename", "mmap", "malloc", "open"};
+enum { C_NONE = -1, C_WRITE, C_FSYNC, C_RENAME, C_MMAP, C_MALLOC, C_OPEN, C_GEMM, C_COUNT };
+static const char *const k_names[C_COUNT] = {"write", "fsync", "rename", "mmap", "malloc", "open", "gemm"};
 
 static int g_class = C_NONE;
 static long g_n;
 static int g_errno = ENOSPC;
 static int g_persist;
 static int g_trace;
+static int g_kill;   /* FAULT_ACTION=kill */
 static char g_arm_path[256];
 static atomic_int g_armed;
 static atomic_long g_count[C_COUNT];
@@ -187,6 +193,7 @@ static int hit(int c)
         (void)w;
         backtrace_symbols_fd(bt, nb, 2);
     }
+    if (g_kill) syscall(SYS_kill, getpid(), SIGKILL);   /* does not return */
     errno = g_errno;
     return 1;
 }
@@ -225,6 +232,7 @@ __attribute__((constructor)) static void fi_init(void)
     if (e && !strcmp(e, "ENOMEM")) g_errno = ENOMEM;
     g_persist = p && p[0] == '1';
     g_trace = getenv("FAULT_TRACE") != NULL;
+    g_kill = getenv("FAULT_ACTION") && !strcmp(getenv("FAULT_ACTION"), "kill");
     if (g_trace) {   /* backtrace() loads libgcc on its first call: not inside a fault */
         void *bt[2];
         backtrace(bt, 2);
@@ -420,4 +428,25 @@ int posix_memalign(void **out, size_t align, size_t n)
     if (!p) return ENOMEM;
     *out = p;
     return 0;
+}
+
+/* GEMM entry points (libdnnl, libopenblas): counted only, so that
+ * FAULT_ACTION=kill can land inside a computation that makes no system
+ * call (k-means).  Prototypes written out: no build dependency on either. */
+int dnnl_sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    REAL(int, dnnl_sgemm, char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
+         const float *, int64_t, float, float *, int64_t);
+    hit(C_GEMM);
+    return real_dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
+{
+    REAL(void, cblas_sgemm, int, int, int, int, int, int, float, const float *, int, const float *, int,
+         float, float *, int);
+    hit(C_GEMM);
+    real_cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
