@@ -178,6 +178,8 @@ typedef struct cdx_library_pin modelgen;
 static uint64_t ann_default_min_rows(void);
 static cdx_result gen_install(cdx_library *lib, cdx_model *m);
 static void gen_release(modelgen *g);
+static cdx_result gen_new(cdx_library *lib, cdx_model *m, modelgen **out);
+static void gen_swap(cdx_library *lib, modelgen *g);
 static cdx_result meta_or_empty(catalog *c, const char *key, char *out, size_t cap);
 static void ann_refresh(cdx_library *lib, uint64_t lazy, cdx_cancel_flag *cancel);
 static cdx_result search_ann(cdx_library *lib, const vecref *vr, const snapshot *s,
@@ -1192,25 +1194,30 @@ static void gen_release(modelgen *g)
     free(g);
 }
 
-/* Make model m (owned from here) the handle's current model: new queries
- * pin it; queries in flight finish on the one they pinned.  Writers call
- * it under wmu (the indexing context belongs to the old model). */
-static cdx_result gen_install(cdx_library *lib, cdx_model *m)
+/* Make g (or model m, owned from here) the handle's current model: new
+ * queries pin it; queries in flight finish on the one they pinned.
+ * Writers call it under wmu (the indexing context belongs to the old
+ * model). */
+static void gen_swap(cdx_library *lib, modelgen *g)
 {
-    modelgen *g = NULL;
-    cdx_result r = gen_new(lib, m, &g);
-    if (r) return r;
     pthread_mutex_lock(&lib->pmu);
     modelgen *old = lib->gen;
     lib->gen = g;
-    lib->model = m;
+    lib->model = g->model;
     pthread_mutex_unlock(&lib->pmu);
     if (lib->writable) {
         cdx_ctx_free(lib->index_ctx);
         lib->index_ctx = NULL;
     }
     gen_release(old);
-    return CDX_OK;
+}
+
+static cdx_result gen_install(cdx_library *lib, cdx_model *m)
+{
+    modelgen *g = NULL;
+    cdx_result r = gen_new(lib, m, &g);
+    if (!r) gen_swap(lib, g);
+    return r;
 }
 
 cdx_result cdx_library_pin_take(cdx_library *lib, cdx_library_pin **out)
@@ -3153,16 +3160,33 @@ static cdx_result ref_write(catalog *c, const char *pre, const model_ref *m)
 }
 
 /* Commit the switch to (nref, cur) with the catalog renumbered by nv; the
- * current set becomes prev.  Under wmu with a transaction open. */
+ * current set becomes prev; *model (when not NULL: the new model of a
+ * handle that embeds) becomes the handle's model generation.  Under wmu
+ * with a transaction open. */
 static cdx_result switch_commit(cdx_library *lib, const sha_list *l, const int64_t *nv, vecref *nref,
-                                const model_ref *to, model_ref *from)
+                                const model_ref *to, model_ref *from, cdx_model **model)
 {
-    cdx_result r = reslot_all(lib->wcat, l, nv);
+    modelgen *g = NULL;   /* made before the commit: nothing can fail after it */
+    cdx_result r = *model ? gen_new(lib, *model, &g) : CDX_OK;
+    *model = NULL;
+    if (!r) r = reslot_all(lib->wcat, l, nv);
     if (!r) r = ref_write(lib->wcat, "", to);
     if (!r) r = ref_write(lib->wcat, "prev_", from);
-    if (r) return r;
+    if (r) {
+        gen_release(g);
+        return r;
+    }
+    /* rmu: no search takes a snapshot between the commit and the new
+     * model generation, so a query that pinned the old model and meets
+     * the new set finds the new model when it pins again */
+    pthread_mutex_lock(&lib->rmu);
     pthread_mutex_lock(&lib->vmu);
     r = catalog_commit(lib->wcat);   /* the switch */
+    if (!r && g) {   /* the handle's queries move to the new model (a reindex's
+                      * context on it is freed later, the generation holds it) */
+        gen_swap(lib, g);
+        g = NULL;
+    }
     if (!r) {
         vecref_release(lib->vec);
         lib->vec = nref;
@@ -3172,6 +3196,8 @@ static cdx_result switch_commit(cdx_library *lib, const sha_list *l, const int64
         if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
     }
     pthread_mutex_unlock(&lib->vmu);
+    pthread_mutex_unlock(&lib->rmu);
+    gen_release(g);   /* the commit failed */
     return r;
 }
 
@@ -3302,14 +3328,9 @@ static cdx_result reindex_run(const char *dir, cdx_library *given, const cdx_rei
         free(path);
         if (!r && strcmp(nref->id, st.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is another file", st.file);
     }
-    if (!r) r = switch_commit(w, &l, nv, nref, &to, &from);
+    cdx_model *none = NULL;
+    if (!r) r = switch_commit(w, &l, nv, nref, &to, &from, w->model ? &e.model : &none);
     if (!r) nref = NULL;
-    if (!r && w->model) {   /* the handle's queries move to the new model */
-        cdx_ctx_free(e.ctx);
-        e.ctx = NULL;
-        r = gen_install(w, e.model);
-        e.model = NULL;
-    }
     catalog_rollback(w->wcat);
     pthread_mutex_unlock(&w->wmu);
     if (r) goto done;
@@ -3393,14 +3414,10 @@ static cdx_result rollback_run(const char *dir, cdx_library *given, int force, u
         r = cdx_error(CDX_ERR_MISMATCH, "%llu image content(s) were added since the switch and have no "
                       "vector in the previous set; nothing changed (--force removes them from the "
                       "library; index them again afterwards)", (unsigned long long)absent);
-    if (!r) r = switch_commit(w, &l, nv, pref, &prev, &cur);
+    if (!r) r = switch_commit(w, &l, nv, pref, &prev, &cur, &pm);
     if (!r) {
         pref = NULL;
         if (removed) *removed = absent;
-    }
-    if (!r && pm) {
-        r = gen_install(w, pm);
-        pm = NULL;
     }
     catalog_rollback(w->wcat);
     pthread_mutex_unlock(&w->wmu);
