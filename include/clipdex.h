@@ -380,6 +380,9 @@ typedef struct cdx_http_params {
     int any_status;           /* default 0: 1 = return the body whatever the
                                * final status (the caller judges out->status;
                                * an empty body is then no error either) */
+    const char *post_json;    /* default NULL: non-NULL = POST this body as
+                               * application/json instead of a GET */
+    const char *bearer;       /* default NULL: "Authorization: Bearer <it>" */
 } cdx_http_params;
 
 cdx_http_params cdx_http_default_params(void);
@@ -863,6 +866,11 @@ typedef struct cdx_search_params {
     int probes;                /* lists scanned: the recall / speed knob
                                   (0 = default, lists/5; 1..65536) */
     cdx_search_info *info;     /* out (may be NULL): how it was answered */
+    const char *model_fingerprint;  /* the model the query vectors come from
+                                  (cdx_library_pin_fingerprint); when the
+                                  library's vectors are another model's (a
+                                  reindex switched meanwhile): CDX_ERR_MISMATCH,
+                                  embed again.  NULL = not checked */
 } cdx_search_params;
 
 cdx_search_params cdx_search_default_params(void);
@@ -1387,6 +1395,40 @@ cdx_result cdx_library_drop_previous(const char *dir);
 cdx_result cdx_library_sync_model(cdx_library *lib, int *changed);
 /* The registry name recorded with the library's model ("" when none). */
 cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap);
+/* A writable handle (a writable server's) reindexes, rolls back or drops
+ * the previous set itself: the same steps and crash safety as above, the
+ * handle's writer lock covers the switch (images it adds meanwhile are
+ * embedded again before it), and its queries move to the new model at the
+ * switch.  The dimension cannot change (CDX_ERR_UNSUPPORTED: use
+ * cdx_library_reindex with the handle closed). */
+cdx_result cdx_library_reindex_handle(cdx_library *lib, const cdx_reindex_params *params,
+                                      cdx_reindex_report *report);
+cdx_result cdx_library_rollback_handle(cdx_library *lib, int force, uint64_t *removed);
+cdx_result cdx_library_drop_previous_handle(cdx_library *lib);
+
+/* Pins: a query pins the handle's current model generation (the model and
+ * its inference contexts), embeds through the pin and searches with
+ * cdx_search_params.model_fingerprint = cdx_library_pin_fingerprint(), so
+ * its vectors and the set it searches come from one model even when a
+ * switch happens meanwhile (the search then fails with CDX_ERR_MISMATCH:
+ * release, take again, embed again).  A switch drops the handle's reference
+ * to the old generation; the last unpin frees it.  Release every pin
+ * before cdx_library_close().  The plain cdx_library_embed_* calls pin
+ * for the length of the call. */
+typedef struct cdx_library_pin cdx_library_pin;
+cdx_result cdx_library_pin_take(cdx_library *lib, cdx_library_pin **out);
+void cdx_library_pin_release(cdx_library_pin *pin);   /* NULL is fine */
+const char *cdx_library_pin_fingerprint(const cdx_library_pin *pin);
+const cdx_model *cdx_library_pin_model(const cdx_library_pin *pin);
+cdx_result cdx_library_pin_embed_texts(cdx_library_pin *pin, const char *const *texts, size_t n,
+                                       float *out);
+cdx_result cdx_library_pin_embed_image_buffers(cdx_library_pin *pin, const void *const *data,
+                                               const size_t *len, size_t n, float *out,
+                                               cdx_result *results);
+/* Model generations and vector files this handle keeps alive (the current
+ * ones plus those pinned by queries in flight): bounded whatever the
+ * number of switches followed. */
+void cdx_library_live_sets(cdx_library *lib, int *models, int *vector_files);
 /* The owning library removed path (whose content was sha256, 64 hex):
  * publish it to the pipeline's deletions stream (message id from path and
  * sha256, so republishing is deduplicated).  Replicas remove the path

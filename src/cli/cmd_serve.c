@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void serve_usage(FILE *f)
 {
@@ -58,11 +59,31 @@ static void serve_usage(FILE *f)
             "SIGTERM or SIGINT: stop accepting, finish in-flight requests (up to 30 s), exit 0.\n");
 }
 
-static void *warm_text_tower(void *model)
+static void *warm_text_tower(void *pin)
 {
-    if (cdx_model_prepare(model, CDX_TOWER_TEXT) != CDX_OK)   /* searches report it */
+    /* the pin keeps the model alive should a reindex switch meanwhile */
+    if (cdx_model_prepare(cdx_library_pin_model(pin), CDX_TOWER_TEXT) != CDX_OK)   /* searches report it */
         fprintf(stderr, "clipdex serve: warning: %s\n", cdx_last_error());
+    cdx_library_pin_release(pin);
     return NULL;
+}
+
+/* DIR/serve.json names a writable server's URL and pid: `clipdex reindex`
+ * asks that server to reindex (it holds the writer lock).  Written by
+ * rename; left behind by a kill -9, harmless (the URL does not answer). */
+static void serve_file_write(const char *dir, const char *url, char *path, size_t cap)
+{
+    char tmp[4300];
+    snprintf(path, cap, "%s/serve.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fprintf(f, "{\"url\": \"%s\", \"pid\": %ld}\n", url, (long)getpid()) > 0;
+    if (f) ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "clipdex serve: warning: cannot write %s (clipdex reindex will not find this server)\n", path);
+        unlink(tmp);
+        path[0] = 0;
+    }
 }
 
 int cmd_serve(int argc, char **argv)
@@ -191,12 +212,18 @@ int cmd_serve(int argc, char **argv)
     }
     printf("listening on %s\n", url);
     fflush(stdout);
+    char serve_json[4200] = "";   /* a writable server: where `clipdex reindex` finds it */
+    if (!cfg.read_only) serve_file_write(cfg.library_dir, url, serve_json, sizeof serve_json);
     /* Prepare the text tower now, in the background, so the first text
      * search does not wait for it (towers load lazily; a search arriving
      * meanwhile waits on the model's lock, no longer than it would have). */
     pthread_t warm;
-    const cdx_model *model = cdx_library_model(s.lib);
-    int warming = model && pthread_create(&warm, NULL, warm_text_tower, (void *)model) == 0;
+    cdx_library_pin *pin = NULL;
+    int warming = cdx_library_pin_take(s.lib, &pin) == CDX_OK;
+    if (warming && pthread_create(&warm, NULL, warm_text_tower, pin) != 0) {
+        cdx_library_pin_release(pin);
+        warming = 0;
+    }
     fprintf(stderr, "clipdex serve: library %s, %s%s\n", cfg.library_dir,
             cfg.read_only ? "read-only" : "writable",
             cfg.token ? ", writes need the bearer token" : "");
@@ -208,6 +235,7 @@ int cmd_serve(int argc, char **argv)
     srv_http_stop(h, 30.0);   /* requests (DELETE publishes through s.bg) first */
     srv_bg_stop(&s);          /* the current pass or batch commits first */
     if (warming) pthread_join(warm, NULL);   /* before the model is freed */
+    if (*serve_json) unlink(serve_json);
     srv_ctx_close(&s);
     fprintf(stderr, "clipdex serve: stopped\n");
     return 0;

@@ -245,6 +245,17 @@ cdx_result cdx_http_get(const char *url, const cdx_http_params *params, cdx_http
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &out->retry_after_s);
+    struct curl_slist *hdrs = NULL;   /* a JSON POST (clipdex reindex asking a server) */
+    if (p->post_json) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->post_json);
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    }
+    char auth[600];
+    if (p->bearer && strlen(p->bearer) < 500) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", p->bearer);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    if (hdrs) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     if (!p->allow_private) {
         curl_easy_setopt(c, CURLOPT_PROXY, "");
         curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
@@ -257,6 +268,7 @@ cdx_result cdx_http_get(const char *url, const cdx_http_params *params, cdx_http
     curl_off_t ft = -1;
     curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
     out->status = st.status ? st.status : status;
 
     char msg[CURL_ERROR_SIZE + 128];

@@ -91,6 +91,7 @@ typedef struct vecref {
     char *path;
     char id[VEC_ID_HEX];
     int refs;
+    atomic_int *live;        /* the library's live_vecs */
 } vecref;
 
 typedef struct snapshot {
@@ -103,6 +104,7 @@ typedef struct snapshot {
     int refs;
     char vec_id[VEC_ID_HEX];         /* the vector file the slots refer to */
     char vec_name[VEC_NAME_MAX];
+    char model_fp[72];               /* the model that made its vectors */
 } snapshot;
 
 struct cdx_library {
@@ -138,9 +140,9 @@ struct cdx_library {
 
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
-    cdx_ctx *pool[POOL_MAX];
-    int pool_free[POOL_MAX];
-    int n_pool;
+    struct cdx_library_pin *gen;     /* current model generation (under pmu) */
+    int live_gens;                   /* generations not yet freed (under pmu) */
+    atomic_int live_vecs;            /* vecrefs not yet closed */
 
     lib_codes *codes;        /* companion code files (lib_codes.h) */
     lib_ann *ann;            /* approximate index (lib_ann.h) */
@@ -148,18 +150,37 @@ struct cdx_library {
     /* cdx_library_has_text's answer for text_version (under rmu) */
     int has_text, has_text_known;
     uint64_t text_version;
-    /* reindex: models a read-only handle switched away from (freed at
-     * close: raw pointers may still be in use), the catalog version last
-     * synced, and "contexts are being replaced" for ctx_get (under pmu) */
-    cdx_model *retired[8];
-    int n_retired, swapping;
+    /* reindex: the catalog version last synced (cdx_library_sync_model) */
     uint64_t model_seen;
     int model_seen_known;
 };
 
+/* One model generation (a cdx_library_pin): a model and its pool of query
+ * contexts.  refs (under the library's pmu): the library's own while it is
+ * current, plus one per pin (a query in flight).  A switch installs a new
+ * generation and drops the library's reference; the last unpin frees the
+ * old one, so a handle follows any number of switches holding only the
+ * current generation and those queries still use (live_gens counts them). */
+struct cdx_library_pin {
+    cdx_library *lib;
+    cdx_model *model;        /* owned */
+    char fingerprint[65];
+    int dim;
+    int refs;
+    cdx_ctx *pool[POOL_MAX];
+    int pool_free[POOL_MAX];
+    int n_pool;
+};
+typedef struct cdx_library_pin modelgen;
+
 /* ---------------------------------------------------------------- defaults */
 
 static uint64_t ann_default_min_rows(void);
+static cdx_result gen_install(cdx_library *lib, cdx_model *m);
+static void gen_release(modelgen *g);
+static cdx_result gen_new(cdx_library *lib, cdx_model *m, modelgen **out);
+static void gen_swap(cdx_library *lib, modelgen *g);
+static cdx_result meta_or_empty(catalog *c, const char *key, char *out, size_t cap);
 static void ann_refresh(cdx_library *lib, uint64_t lazy, cdx_cancel_flag *cancel);
 static cdx_result search_ann(cdx_library *lib, const vecref *vr, const snapshot *s,
                              const cdx_rows *src, const float *queries, size_t nq,
@@ -278,6 +299,7 @@ static cdx_result vec_meta(catalog *c, char id[VEC_ID_HEX], char name[VEC_NAME_M
 static void vecref_release(vecref *v)    /* caller holds vmu (or owns v alone) */
 {
     if (!v || --v->refs > 0) return;
+    atomic_fetch_sub(v->live, 1);
     vecfile_close(v->vf);
     free(v->path);
     free(v);
@@ -291,7 +313,7 @@ static void vecref_id(vecfile *vf, char id[VEC_ID_HEX])
 }
 
 /* Wrap an open vecfile (takes ownership, also on failure). */
-static cdx_result vecref_wrap(vecfile *vf, const char *path, vecref **out)
+static cdx_result vecref_wrap(cdx_library *lib, vecfile *vf, const char *path, vecref **out)
 {
     vecref *v = calloc(1, sizeof *v);
     if (!v || !(v->path = strdup(path))) {
@@ -301,6 +323,8 @@ static cdx_result vecref_wrap(vecfile *vf, const char *path, vecref **out)
     }
     v->vf = vf;
     v->refs = 1;
+    v->live = &lib->live_vecs;
+    atomic_fetch_add(v->live, 1);
     vecref_id(vf, v->id);
     *out = v;
     return CDX_OK;
@@ -322,7 +346,7 @@ static cdx_result vecref_open(cdx_library *lib, const char *name, const char *wa
     vecfile *vf = NULL;
     cdx_result r = vecfile_open(path, &vp, &vf, NULL);
     if (r == CDX_ERR_NOT_FOUND) *stale = 1;
-    if (!r) r = vecref_wrap(vf, path, out);
+    if (!r) r = vecref_wrap(lib, vf, path, out);
     if (!r && strcmp((*out)->id, want_id)) {
         *stale = 1;
         r = cdx_error(CDX_ERR_FORMAT, "%s is not the vector file this catalog was made with "
@@ -440,7 +464,7 @@ static cdx_result init_library(cdx_library *lib, const char *model_dir)
     vecfile *vf = NULL;
     if (!vpath) return cdx_error(CDX_ERR_NOMEM, "out of memory");
     r = vecfile_open(vpath, &vp, &vf, NULL);
-    if (!r) r = vecref_wrap(vf, vpath, &lib->vec);
+    if (!r) r = vecref_wrap(lib, vf, vpath, &lib->vec);
     free(vpath);
     if (r) return r;
     char dimtxt[32], now[32];
@@ -578,6 +602,11 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
     }
     if (r) goto fail;
     if (initialised && (r = open_existing(lib, p))) goto fail;
+    if (lib->model) {   /* the handle's first model generation owns it */
+        cdx_model *m = lib->model;
+        lib->model = NULL;
+        if ((r = gen_install(lib, m))) goto fail;
+    }
     if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
     lib->ann_min_rows = p->ann_min_rows ? p->ann_min_rows : ann_default_min_rows();
     if ((r = lib_ann_new(lib->dir, lib->dim, lib->ann_min_rows, &lib->ann))) goto fail;
@@ -600,7 +629,6 @@ static void snapshot_release(snapshot *s)
 void cdx_library_close(cdx_library *lib)
 {
     if (!lib) return;
-    for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
     cdx_ctx_free(lib->index_ctx);
     if (lib->all) snapshot_release(lib->all);
     lib_codes_free(lib->codes);
@@ -608,8 +636,8 @@ void cdx_library_close(cdx_library *lib)
     vecref_release(lib->vec);
     catalog_close(lib->rcat);
     catalog_close(lib->wcat);
-    cdx_model_free(lib->model);
-    for (int i = 0; i < lib->n_retired; i++) cdx_model_free(lib->retired[i]);
+    if (lib->gen) gen_release(lib->gen);   /* pins must be released before close */
+    else cdx_model_free(lib->model);
     if (lib->lock_fd >= 0) close(lib->lock_fd);   /* releases the flock */
     pthread_mutex_destroy(&lib->wmu);
     pthread_mutex_destroy(&lib->rmu);
@@ -847,7 +875,7 @@ static cdx_result compact_locked(cdx_library *lib, const cdx_compact_params *p, 
     snprintf(name, sizeof name, "vectors-%s.cdxv", hex);
     if (!(path = cdx_path_join(lib->dir, name))) { r = cdx_error(CDX_ERR_NOMEM, "out of memory"); goto done; }
     if ((r = vecfile_compact_into(old->vf, keep, map, path, id, &nvf))) goto done;
-    if ((r = vecref_wrap(nvf, path, &nref))) {
+    if ((r = vecref_wrap(lib, nvf, path, &nref))) {
         unlink(path);
         goto done;
     }
@@ -1135,32 +1163,117 @@ done:
 
 /* ---------------------------------------------------------------- embeddings */
 
-static cdx_result ctx_get(cdx_library *lib, int *idx)
+/* A new generation for model m (owned by it from here, also on failure). */
+static cdx_result gen_new(cdx_library *lib, cdx_model *m, modelgen **out)
 {
-    if (!lib->model)
-        return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model (load_model = 0)");
+    modelgen *g = calloc(1, sizeof *g);
+    if (!g) {
+        cdx_model_free(m);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    cdx_model_info mi;
+    cdx_model_get_info(m, &mi);
+    g->lib = lib;
+    g->model = m;
+    g->dim = mi.embed_dim;
+    g->refs = 1;
+    snprintf(g->fingerprint, sizeof g->fingerprint, "%s", mi.fingerprint);
+    pthread_mutex_lock(&lib->pmu);
+    lib->live_gens++;
+    pthread_mutex_unlock(&lib->pmu);
+    *out = g;
+    return CDX_OK;
+}
+
+static void gen_release(modelgen *g)
+{
+    if (!g) return;
+    cdx_library *lib = g->lib;
+    pthread_mutex_lock(&lib->pmu);
+    int last = --g->refs == 0;
+    if (last) lib->live_gens--;
+    pthread_mutex_unlock(&lib->pmu);
+    if (!last) return;
+    for (int i = 0; i < g->n_pool; i++) cdx_ctx_free(g->pool[i]);
+    cdx_model_free(g->model);
+    free(g);
+}
+
+/* Make g (or model m, owned from here) the handle's current model: new
+ * queries pin it; queries in flight finish on the one they pinned.
+ * Writers call it under wmu (the indexing context belongs to the old
+ * model). */
+static void gen_swap(cdx_library *lib, modelgen *g)
+{
+    pthread_mutex_lock(&lib->pmu);
+    modelgen *old = lib->gen;
+    lib->gen = g;
+    lib->model = g->model;
+    pthread_mutex_unlock(&lib->pmu);
+    if (lib->writable) {
+        cdx_ctx_free(lib->index_ctx);
+        lib->index_ctx = NULL;
+    }
+    gen_release(old);
+}
+
+static cdx_result gen_install(cdx_library *lib, cdx_model *m)
+{
+    modelgen *g = NULL;
+    cdx_result r = gen_new(lib, m, &g);
+    if (!r) gen_swap(lib, g);
+    return r;
+}
+
+cdx_result cdx_library_pin_take(cdx_library *lib, cdx_library_pin **out)
+{
+    if (!lib || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_pin: NULL argument");
+    *out = NULL;
+    pthread_mutex_lock(&lib->pmu);
+    modelgen *g = lib->gen;
+    if (g) g->refs++;
+    pthread_mutex_unlock(&lib->pmu);
+    if (!g) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model (load_model = 0)");
+    *out = g;
+    return CDX_OK;
+}
+
+void cdx_library_pin_release(cdx_library_pin *pin) { gen_release(pin); }
+
+void cdx_library_live_sets(cdx_library *lib, int *models, int *vector_files)
+{
+    if (!lib) return;
+    pthread_mutex_lock(&lib->pmu);
+    if (models) *models = lib->live_gens;
+    pthread_mutex_unlock(&lib->pmu);
+    if (vector_files) *vector_files = atomic_load(&lib->live_vecs);
+}
+
+const char *cdx_library_pin_fingerprint(const cdx_library_pin *pin) { return pin ? pin->fingerprint : ""; }
+
+const cdx_model *cdx_library_pin_model(const cdx_library_pin *pin) { return pin ? pin->model : NULL; }
+
+static cdx_result ctx_get(modelgen *g, int *idx)
+{
+    cdx_library *lib = g->lib;
     pthread_mutex_lock(&lib->pmu);
     for (;;) {
-        if (lib->swapping) {   /* cdx_library_sync_model replaces the contexts */
-            pthread_cond_wait(&lib->pcv, &lib->pmu);
-            continue;
-        }
-        for (int i = 0; i < lib->n_pool; i++)
-            if (lib->pool_free[i]) {
-                lib->pool_free[i] = 0;
+        for (int i = 0; i < g->n_pool; i++)
+            if (g->pool_free[i]) {
+                g->pool_free[i] = 0;
                 *idx = i;
                 pthread_mutex_unlock(&lib->pmu);
                 return CDX_OK;
             }
-        if (lib->n_pool < POOL_MAX) {
+        if (g->n_pool < POOL_MAX) {
             cdx_ctx_params cp = cdx_ctx_default_params();
             cp.n_threads = lib->n_threads;
             cp.max_batch = EMBED_BATCH;   /* cdx_library_embed_texts batches */
             cp.precision = lib->precision;
-            cdx_result r = cdx_ctx_new(lib->model, &cp, &lib->pool[lib->n_pool]);
+            cdx_result r = cdx_ctx_new(g->model, &cp, &g->pool[g->n_pool]);
             if (!r) {
-                *idx = lib->n_pool++;
-                lib->pool_free[*idx] = 0;
+                *idx = g->n_pool++;
+                g->pool_free[*idx] = 0;
             }
             pthread_mutex_unlock(&lib->pmu);
             return r;
@@ -1169,121 +1282,142 @@ static cdx_result ctx_get(cdx_library *lib, int *idx)
     }
 }
 
-static void ctx_put(cdx_library *lib, int idx)
+static void ctx_put(modelgen *g, int idx)
 {
-    pthread_mutex_lock(&lib->pmu);
-    lib->pool_free[idx] = 1;
-    pthread_cond_broadcast(&lib->pcv);   /* a ctx_get or a model switch */
-    pthread_mutex_unlock(&lib->pmu);
+    pthread_mutex_lock(&g->lib->pmu);
+    g->pool_free[idx] = 1;
+    pthread_cond_broadcast(&g->lib->pcv);
+    pthread_mutex_unlock(&g->lib->pmu);
 }
 
 cdx_result cdx_library_embed_text(cdx_library *lib, const char *text, float *out)
 {
     if (!lib || !text || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_text: NULL argument");
-    int i;
-    cdx_result r = ctx_get(lib, &i);
-    if (r) return r;
-    r = cdx_encode_texts(lib->pool[i], &text, 1, out, 1);
-    ctx_put(lib, i);
-    return r;
+    return cdx_library_embed_texts(lib, &text, 1, out);
 }
 
 /* Several texts through one context: one text-tower call per EMBED_BATCH
  * texts (the server batches concurrent text queries this way). */
-cdx_result cdx_library_embed_texts(cdx_library *lib, const char *const *texts, size_t n, float *out)
+cdx_result cdx_library_pin_embed_texts(cdx_library_pin *g, const char *const *texts, size_t n, float *out)
 {
-    if (!lib || (n && (!texts || !out)))
+    if (!g || (n && (!texts || !out)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: NULL argument");
     for (size_t j = 0; j < n; j++)
         if (!texts[j]) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: text %zu is NULL", j);
     if (!n) return CDX_OK;
     int i;
-    cdx_result r = ctx_get(lib, &i);
+    cdx_result r = ctx_get(g, &i);
     if (r) return r;
     for (size_t j = 0; !r && j < n; j += EMBED_BATCH) {
         int m = (int)(n - j < EMBED_BATCH ? n - j : EMBED_BATCH);
-        r = cdx_encode_texts(lib->pool[i], texts + j, m, out + j * (size_t)lib->dim, 1);
+        r = cdx_encode_texts(g->pool[i], texts + j, m, out + j * (size_t)g->dim, 1);
     }
-    ctx_put(lib, i);
+    ctx_put(g, i);
     return r;
 }
 
-static cdx_result embed_pixels(cdx_library *lib, const float *px, float *out)
+cdx_result cdx_library_embed_texts(cdx_library *lib, const char *const *texts, size_t n, float *out)
+{
+    if (!lib || (n && (!texts || !out)))
+        return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_texts: NULL argument");
+    if (!n) return CDX_OK;
+    cdx_library_pin *g;
+    cdx_result r = cdx_library_pin_take(lib, &g);
+    if (!r) r = cdx_library_pin_embed_texts(g, texts, n, out);
+    cdx_library_pin_release(g);
+    return r;
+}
+
+static cdx_result embed_pixels(modelgen *g, const float *px, float *out)
 {
     int i;
-    cdx_result r = ctx_get(lib, &i);
+    cdx_result r = ctx_get(g, &i);
     if (r) return r;
-    r = cdx_encode_images(lib->pool[i], px, 1, out, 1);
-    ctx_put(lib, i);
+    r = cdx_encode_images(g->pool[i], px, 1, out, 1);
+    ctx_put(g, i);
     return r;
 }
 
-static float *pixel_buffer(cdx_library *lib)
+static float *pixel_buffer(modelgen *g)
 {
     cdx_model_info mi;
-    cdx_model_get_info(lib->model, &mi);
+    cdx_model_get_info(g->model, &mi);
     return cdx_alloc_aligned((size_t)3 * mi.image_size * mi.image_size, sizeof(float));
+}
+
+/* One image from a file (path) or a buffer, on the current model. */
+static cdx_result embed_image_one(cdx_library *lib, const char *path, const void *data, size_t len, float *out)
+{
+    cdx_library_pin *g;
+    cdx_result r = cdx_library_pin_take(lib, &g);
+    if (r) return r;
+    float *px = pixel_buffer(g);
+    if (!px) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+    else if (path) r = cdx_preprocess_file(g->model, path, NULL, px, NULL);
+    else r = cdx_preprocess_buffer(g->model, data, len, NULL, px, NULL);
+    if (!r) r = embed_pixels(g, px, out);
+    cdx_free_aligned(px);
+    cdx_library_pin_release(g);
+    return r;
 }
 
 cdx_result cdx_library_embed_image_file(cdx_library *lib, const char *path, float *out)
 {
     if (!lib || !path || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_file: NULL argument");
-    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
-    float *px = pixel_buffer(lib);
-    if (!px) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    cdx_result r = cdx_preprocess_file(lib->model, path, NULL, px, NULL);
-    if (!r) r = embed_pixels(lib, px, out);
-    cdx_free_aligned(px);
-    return r;
+    return embed_image_one(lib, path, NULL, 0, out);
 }
 
 cdx_result cdx_library_embed_image_buffer(cdx_library *lib, const void *data, size_t len, float *out)
 {
     if (!lib || !data || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffer: NULL argument");
-    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
-    float *px = pixel_buffer(lib);
-    if (!px) return cdx_error(CDX_ERR_NOMEM, "out of memory");
-    cdx_result r = cdx_preprocess_buffer(lib->model, data, len, NULL, px, NULL);
-    if (!r) r = embed_pixels(lib, px, out);
-    cdx_free_aligned(px);
-    return r;
+    return embed_image_one(lib, NULL, data, len, out);
 }
 
 /* Several encoded images: each decoded on its own (results[i] says how it
  * went), the decodable ones through the image tower EMBED_BATCH at a time
  * on one context (the server batches concurrent image queries this way). */
-cdx_result cdx_library_embed_image_buffers(cdx_library *lib, const void *const *data, const size_t *len,
-                                           size_t n, float *out, cdx_result *results)
+cdx_result cdx_library_pin_embed_image_buffers(cdx_library_pin *g, const void *const *data, const size_t *len,
+                                               size_t n, float *out, cdx_result *results)
 {
-    if (!lib || (n && (!data || !len || !out || !results)))
+    if (!g || (n && (!data || !len || !out || !results)))
         return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffers: NULL argument");
-    if (!lib->model) return cdx_error(CDX_ERR_INVALID_ARG, "library opened without its model");
     if (!n) return CDX_OK;
     cdx_model_info mi;
-    cdx_model_get_info(lib->model, &mi);
+    cdx_model_get_info(g->model, &mi);
     size_t px_n = (size_t)3 * mi.image_size * mi.image_size;
     size_t m = n < EMBED_BATCH ? n : EMBED_BATCH;
     float *px = cdx_alloc_aligned(m * px_n, sizeof(float));
-    float *emb = malloc(m * (size_t)lib->dim * sizeof *emb);
+    float *emb = malloc(m * (size_t)g->dim * sizeof *emb);
     size_t *which = malloc(m * sizeof *which);
     cdx_result r = px && emb && which ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
     int ci = -1;
-    if (!r) r = ctx_get(lib, &ci);
+    if (!r) r = ctx_get(g, &ci);
     for (size_t j = 0; !r && j < n;) {
         size_t k = 0;   /* decode up to m images into the batch */
         for (; j < n && k < m; j++) {
-            results[j] = data[j] ? cdx_preprocess_buffer(lib->model, data[j], len[j], NULL, px + k * px_n, NULL)
+            results[j] = data[j] ? cdx_preprocess_buffer(g->model, data[j], len[j], NULL, px + k * px_n, NULL)
                                  : CDX_ERR_INVALID_ARG;
             if (!results[j]) which[k++] = j;
         }
-        if (k) r = cdx_encode_images(lib->pool[ci], px, (int)k, emb, 1);
+        if (k) r = cdx_encode_images(g->pool[ci], px, (int)k, emb, 1);
         for (size_t i = 0; !r && i < k; i++)
-            memcpy(out + which[i] * (size_t)lib->dim, emb + i * (size_t)lib->dim, (size_t)lib->dim * sizeof *emb);
+            memcpy(out + which[i] * (size_t)g->dim, emb + i * (size_t)g->dim, (size_t)g->dim * sizeof *emb);
     }
-    if (ci >= 0) ctx_put(lib, ci);
+    if (ci >= 0) ctx_put(g, ci);
     cdx_free_aligned(px);
     free(emb);
     free(which);
+    return r;
+}
+
+cdx_result cdx_library_embed_image_buffers(cdx_library *lib, const void *const *data, const size_t *len,
+                                           size_t n, float *out, cdx_result *results)
+{
+    if (!lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_library_embed_image_buffers: NULL argument");
+    cdx_library_pin *g;
+    cdx_result r = cdx_library_pin_take(lib, &g);
+    if (!r) r = cdx_library_pin_embed_image_buffers(g, data, len, n, out, results);
+    cdx_library_pin_release(g);
     return r;
 }
 
@@ -1296,6 +1430,7 @@ static cdx_result snapshot_build(catalog *c, const catalog_filter *f, snapshot *
     s->refs = 1;
     cdx_result r = catalog_begin_read(c);    /* the slots and the file they refer to */
     if (!r) r = vec_meta(c, s->vec_id, s->vec_name);
+    if (!r) r = meta_or_empty(c, "model_fingerprint", s->model_fp, sizeof s->model_fp);
     if (!r) r = catalog_query(c, f, &s->pairs, &s->n);
     catalog_rollback(c);
     if (!r) {
@@ -1447,6 +1582,11 @@ cdx_result cdx_library_search_vectors(cdx_library *lib, const float *queries, si
     for (int attempt = 0;; attempt++) {
         int stale;
         if ((r = snapshot_get(lib, p, &s))) return r;
+        if (p->model_fingerprint && *p->model_fingerprint && strcmp(p->model_fingerprint, s->model_fp)) {
+            r = cdx_error(CDX_ERR_MISMATCH, "the library switched to model %.12s; the query was embedded "
+                          "with %.12s: embed it again", s->model_fp, p->model_fingerprint);
+            break;
+        }
         r = vectors_view(lib, s->vec_id, s->vec_name, s->nbits, &vr, &src, &stale);
         if (!r || !stale || attempt >= VEC_RETRIES) break;
         snapshot_put(lib, s);    /* a compaction switched files: again */
@@ -3038,16 +3178,33 @@ static cdx_result ref_write(catalog *c, const char *pre, const model_ref *m)
 }
 
 /* Commit the switch to (nref, cur) with the catalog renumbered by nv; the
- * current set becomes prev.  Under wmu with a transaction open. */
+ * current set becomes prev; *model (when not NULL: the new model of a
+ * handle that embeds) becomes the handle's model generation.  Under wmu
+ * with a transaction open. */
 static cdx_result switch_commit(cdx_library *lib, const sha_list *l, const int64_t *nv, vecref *nref,
-                                const model_ref *to, model_ref *from)
+                                const model_ref *to, model_ref *from, cdx_model **model)
 {
-    cdx_result r = reslot_all(lib->wcat, l, nv);
+    modelgen *g = NULL;   /* made before the commit: nothing can fail after it */
+    cdx_result r = *model ? gen_new(lib, *model, &g) : CDX_OK;
+    *model = NULL;
+    if (!r) r = reslot_all(lib->wcat, l, nv);
     if (!r) r = ref_write(lib->wcat, "", to);
     if (!r) r = ref_write(lib->wcat, "prev_", from);
-    if (r) return r;
+    if (r) {
+        gen_release(g);
+        return r;
+    }
+    /* rmu: no search takes a snapshot between the commit and the new
+     * model generation, so a query that pinned the old model and meets
+     * the new set finds the new model when it pins again */
+    pthread_mutex_lock(&lib->rmu);
     pthread_mutex_lock(&lib->vmu);
     r = catalog_commit(lib->wcat);   /* the switch */
+    if (!r && g) {   /* the handle's queries move to the new model (a reindex's
+                      * context on it is freed later, the generation holds it) */
+        gen_swap(lib, g);
+        g = NULL;
+    }
     if (!r) {
         vecref_release(lib->vec);
         lib->vec = nref;
@@ -3057,6 +3214,8 @@ static cdx_result switch_commit(cdx_library *lib, const sha_list *l, const int64
         if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
     }
     pthread_mutex_unlock(&lib->vmu);
+    pthread_mutex_unlock(&lib->rmu);
+    gen_release(g);   /* the commit failed */
     return r;
 }
 
@@ -3082,7 +3241,10 @@ static cdx_result open_writer(const char *dir, cdx_library **lib)
     return cdx_library_open(dir, &lp, lib);
 }
 
-cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params, cdx_reindex_report *report)
+/* A reindex of dir, or of the open writable handle `given` (its writer
+ * lock, wmu and model generation are used for the switch). */
+static cdx_result reindex_run(const char *dir, cdx_library *given, const cdx_reindex_params *params,
+                              cdx_reindex_report *report)
 {
     cdx_reindex_report local;
     if (!report) report = &local;
@@ -3092,6 +3254,7 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
     if (params->model_name && *params->model_name && !cdx_registry_name_ok(params->model_name))
         return cdx_error(CDX_ERR_INVALID_ARG, "'%.80s' is not a model name", params->model_name);
     double t0 = cdx_now();
+    if (given) dir = given->dir;
     if (!dir) dir = cdx_library_default_dir();
     cdx_library *ro = NULL, *w = NULL;
     cdx_library_params lp = cdx_library_default_params();
@@ -3109,15 +3272,22 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
     if (!r) r = take_reindex_lock(ro->dir, &lock_fd);
     e.dir = ro ? ro->dir : NULL;
     if (!r) r = reembed_open(&e, ro);
-    /* 1. in the background: the current set keeps serving, no writer lock */
-    if (!r) r = list_contents(ro->rcat, 1, &l);
-    if (!r) {
-        report->contents = e.total = l.n;
-        r = reembed_all(&e, ro->rcat, &l);
+    if (!r && given && given->model && e.dim != given->dim)
+        r = cdx_error(CDX_ERR_UNSUPPORTED, "a running handle cannot change the embedding dimension "
+                      "(%d to %d): stop the server and run clipdex reindex", given->dim, e.dim);
+    /* 1. in the background: the current set keeps serving, no writer lock;
+     * a second pass takes what was added during the first */
+    for (int pass = 0; !r && pass < 2; pass++) {
+        r = list_contents(ro->rcat, 1, &l);
+        if (!r) {
+            report->contents = e.total = l.n;
+            r = reembed_all(&e, ro->rcat, &l);
+        }
     }
     if (r || params->no_switch) goto done;
     /* 2. the switch: under the writer lock, catch up with what changed */
-    if ((r = open_writer(dir, &w))) goto done;
+    if (given) w = given;
+    else if ((r = open_writer(dir, &w))) goto done;
     pthread_mutex_lock(&w->wmu);
     r = list_contents(w->wcat, 0, &l);
     if (!r) {
@@ -3172,11 +3342,12 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
         vp.dim = mi.embed_dim;
         vecfile *vf = NULL;
         r = path ? vecfile_open(path, &vp, &vf, NULL) : cdx_error(CDX_ERR_NOMEM, "out of memory");
-        if (!r) r = vecref_wrap(vf, path, &nref);
+        if (!r) r = vecref_wrap(w, vf, path, &nref);
         free(path);
         if (!r && strcmp(nref->id, st.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is another file", st.file);
     }
-    if (!r) r = switch_commit(w, &l, nv, nref, &to, &from);
+    cdx_model *none = NULL;
+    if (!r) r = switch_commit(w, &l, nv, nref, &to, &from, w->model ? &e.model : &none);
     if (!r) nref = NULL;
     catalog_rollback(w->wcat);
     pthread_mutex_unlock(&w->wmu);
@@ -3188,12 +3359,13 @@ cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params
     if (*old_prev && strcmp(old_prev, to.file) && strcmp(old_prev, from.file))
         unlink_in(w->dir, old_prev);   /* retired two switches ago */
     if (refresh_codes(w, 0) != CDX_OK) cdx_error_clear();   /* stale companions: rebuilt on next use */
+    if (given) ann_refresh(w, 0, NULL);
 done:
     if (nref) vecref_release(nref);
     free(nv);
     sha_list_free(&l);
     reembed_free(&e);
-    cdx_library_close(w);
+    if (w != given) cdx_library_close(w);
     cdx_library_close(ro);
     if (lock_fd >= 0) close(lock_fd);
     free(abs_model);
@@ -3201,17 +3373,18 @@ done:
     return r;
 }
 
-cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
+static cdx_result rollback_run(const char *dir, cdx_library *given, int force, uint64_t *removed)
 {
     if (removed) *removed = 0;
-    cdx_library *w = NULL;
+    cdx_library *w = given;
+    cdx_model *pm = NULL;   /* the previous model, for a handle that embeds */
     int lock_fd = -1;
     sha_list l = {0};
     keymap m = {0};
     int64_t *nv = NULL;
     vecref *pref = NULL;
     model_ref cur, prev;
-    cdx_result r = open_writer(dir, &w);
+    cdx_result r = given ? CDX_OK : open_writer(dir, &w);
     if (!r) r = take_reindex_lock(w->dir, &lock_fd);
     if (r) goto out;
     pthread_mutex_lock(&w->wmu);
@@ -3232,11 +3405,20 @@ cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
         vp.model_tag = source_unhex(prev.fp, tag) == 0 ? tag : NULL;
         vecfile *vf = NULL;
         r = path ? vecfile_open(path, &vp, &vf, NULL) : cdx_error(CDX_ERR_NOMEM, "out of memory");
-        if (!r) r = vecref_wrap(vf, path, &pref);
+        if (!r) r = vecref_wrap(w, vf, path, &pref);
         free(path);
         if (!r && strcmp(pref->id, prev.file_id)) r = cdx_error(CDX_ERR_FORMAT, "%s is not the previous set's file", prev.file);
     }
     if (!r) r = keymap_of_file(pref->vf, &m);
+    if (!r && w->model) {
+        r = cdx_model_load(prev.dir, NULL, &pm);
+        cdx_model_info mi;
+        if (!r) cdx_model_get_info(pm, &mi);
+        if (!r && (strcmp(mi.fingerprint, prev.fp) || mi.embed_dim != w->dim))
+            r = cdx_error(CDX_ERR_MISMATCH, "%s is not the previous model %.12s (of dimension %d)", prev.dir,
+                          prev.fp, w->dim);
+        if (r) r = cdx_error_prefix(r, "loading the previous model");
+    }
     if (!r) r = catalog_begin(w->wcat);
     if (!r) r = list_contents(w->wcat, 0, &l);
     if (!r && !(nv = malloc((l.n + 1) * sizeof *nv))) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
@@ -3250,7 +3432,7 @@ cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
         r = cdx_error(CDX_ERR_MISMATCH, "%llu image content(s) were added since the switch and have no "
                       "vector in the previous set; nothing changed (--force removes them from the "
                       "library; index them again afterwards)", (unsigned long long)absent);
-    if (!r) r = switch_commit(w, &l, nv, pref, &prev, &cur);
+    if (!r) r = switch_commit(w, &l, nv, pref, &prev, &cur, &pm);
     if (!r) {
         pref = NULL;
         if (removed) *removed = absent;
@@ -3258,20 +3440,22 @@ cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
     catalog_rollback(w->wcat);
     pthread_mutex_unlock(&w->wmu);
     if (!r && refresh_codes(w, 0) != CDX_OK) cdx_error_clear();
+    if (!r && given) ann_refresh(w, 0, NULL);
 out:
     if (pref) vecref_release(pref);
+    cdx_model_free(pm);
     keymap_free(&m);
     free(nv);
     sha_list_free(&l);
-    cdx_library_close(w);
+    if (w != given) cdx_library_close(w);
     if (lock_fd >= 0) close(lock_fd);
     return r;
 }
 
-cdx_result cdx_library_drop_previous(const char *dir)
+static cdx_result drop_previous_run(const char *dir, cdx_library *given)
 {
-    cdx_library *w = NULL;
-    cdx_result r = open_writer(dir, &w);
+    cdx_library *w = given;
+    cdx_result r = given ? CDX_OK : open_writer(dir, &w);
     if (r) return r;
     pthread_mutex_lock(&w->wmu);
     model_ref prev, none;
@@ -3285,8 +3469,49 @@ cdx_result cdx_library_drop_previous(const char *dir)
     pthread_mutex_unlock(&w->wmu);
     if (!r && vec_name_ok(prev.file) && strcmp(prev.file, strrchr(w->vec->path, '/') + 1))
         unlink_in(w->dir, prev.file);
-    cdx_library_close(w);
+    if (w != given) cdx_library_close(w);
     return r;
+}
+
+cdx_result cdx_library_reindex(const char *dir, const cdx_reindex_params *params, cdx_reindex_report *report)
+{
+    return reindex_run(dir, NULL, params, report);
+}
+
+cdx_result cdx_library_rollback(const char *dir, int force, uint64_t *removed)
+{
+    return rollback_run(dir, NULL, force, removed);
+}
+
+cdx_result cdx_library_drop_previous(const char *dir)
+{
+    return drop_previous_run(dir, NULL);
+}
+
+/* The same through an open writable handle (a writable server's): its
+ * writer lock covers the switch, and its queries move to the new model. */
+static cdx_result need_writer(cdx_library *lib, const char *what)
+{
+    if (!lib || !lib->writable) return cdx_error(CDX_ERR_INVALID_ARG, "%s: a writable library handle is needed", what);
+    return CDX_OK;
+}
+
+cdx_result cdx_library_reindex_handle(cdx_library *lib, const cdx_reindex_params *params, cdx_reindex_report *report)
+{
+    cdx_result r = need_writer(lib, "cdx_library_reindex_handle");
+    return r ? r : reindex_run(NULL, lib, params, report);
+}
+
+cdx_result cdx_library_rollback_handle(cdx_library *lib, int force, uint64_t *removed)
+{
+    cdx_result r = need_writer(lib, "cdx_library_rollback_handle");
+    return r ? r : rollback_run(NULL, lib, force, removed);
+}
+
+cdx_result cdx_library_drop_previous_handle(cdx_library *lib)
+{
+    cdx_result r = need_writer(lib, "cdx_library_drop_previous_handle");
+    return r ? r : drop_previous_run(NULL, lib);
 }
 
 cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap)
@@ -3296,6 +3521,48 @@ cdx_result cdx_library_model_name(cdx_library *lib, char *out, size_t cap)
     cdx_result r = meta_or_empty(lib->rcat, "model_name", out, cap);
     pthread_mutex_unlock(&lib->rmu);
     return r;
+}
+
+/* The rest of a sync once the catalog named fp / mdir / dimtxt at version
+ * ver (under wmu, which a read-only handle uses for nothing else: one
+ * thread loads the new model, the others find it done). */
+static cdx_result sync_locked(cdx_library *lib, uint64_t ver, const char *fp, const char *mdir,
+                              const char *dimtxt, int *changed)
+{
+    cdx_result r;
+    if (!strcmp(fp, lib->fingerprint)) {
+        pthread_mutex_lock(&lib->rmu);
+        lib->model_seen = ver;
+        lib->model_seen_known = 1;
+        pthread_mutex_unlock(&lib->rmu);
+        return CDX_OK;
+    }
+    if (dim_of(dimtxt) != lib->dim)
+        return cdx_error(CDX_ERR_MISMATCH, "library %s switched to model %.12s of dimension %s (was %d): "
+                         "open it again (restart serve)", lib->dir, fp, dimtxt, lib->dim);
+    if (lib->model) {   /* new queries pin the new model; those in flight keep theirs */
+        cdx_model *nm = NULL;
+        r = cdx_model_load(mdir, NULL, &nm);
+        if (r) return cdx_error_prefix(r, "loading the library's new model");
+        cdx_model_info mi;
+        cdx_model_get_info(nm, &mi);
+        if (strcmp(mi.fingerprint, fp) || mi.embed_dim != lib->dim) {
+            cdx_model_free(nm);
+            return cdx_error(CDX_ERR_MISMATCH, "%s is not model %.12s the library switched to", mdir, fp);
+        }
+        if ((r = gen_install(lib, nm))) return r;
+    }
+    pthread_mutex_lock(&lib->vmu);
+    snprintf(lib->fingerprint, sizeof lib->fingerprint, "%.64s", fp);
+    snprintf(lib->model_dir, sizeof lib->model_dir, "%s", mdir);
+    if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
+    pthread_mutex_unlock(&lib->vmu);
+    pthread_mutex_lock(&lib->rmu);
+    lib->model_seen = ver;
+    lib->model_seen_known = 1;
+    pthread_mutex_unlock(&lib->rmu);
+    if (changed) *changed = 1;
+    return CDX_OK;
 }
 
 cdx_result cdx_library_sync_model(cdx_library *lib, int *changed)
@@ -3317,60 +3584,12 @@ cdx_result cdx_library_sync_model(cdx_library *lib, int *changed)
     }
     pthread_mutex_unlock(&lib->rmu);
     if (r || same) return r;
-    if (!strcmp(fp, lib->fingerprint)) {
-        pthread_mutex_lock(&lib->rmu);
-        lib->model_seen = ver;
-        lib->model_seen_known = 1;
-        pthread_mutex_unlock(&lib->rmu);
-        return CDX_OK;
-    }
-    if (dim_of(dimtxt) != lib->dim)
-        return cdx_error(CDX_ERR_MISMATCH, "library %s switched to model %.12s of dimension %s (was %d): "
-                         "open it again (restart serve)", lib->dir, fp, dimtxt, lib->dim);
-    if (lib->n_retired == (int)(sizeof lib->retired / sizeof lib->retired[0]))
-        return cdx_error(CDX_ERR_MISMATCH, "library %s switched models too often for this handle: open it "
-                         "again", lib->dir);
-    cdx_model *nm = NULL;
-    if (lib->model) {
-        r = cdx_model_load(mdir, NULL, &nm);
-        if (r) return cdx_error_prefix(r, "loading the library's new model");
-        cdx_model_info mi;
-        cdx_model_get_info(nm, &mi);
-        if (strcmp(mi.fingerprint, fp) || mi.embed_dim != lib->dim) {
-            cdx_model_free(nm);
-            return cdx_error(CDX_ERR_MISMATCH, "%s is not model %.12s the library switched to", mdir, fp);
-        }
-    }
-    /* wait for every query context to come back, then replace them */
-    pthread_mutex_lock(&lib->pmu);
-    lib->swapping = 1;
-    for (;;) {
-        int busy = 0;
-        for (int i = 0; i < lib->n_pool; i++) busy |= !lib->pool_free[i];
-        if (!busy) break;
-        pthread_cond_wait(&lib->pcv, &lib->pmu);
-    }
-    for (int i = 0; i < lib->n_pool; i++) cdx_ctx_free(lib->pool[i]);
-    lib->n_pool = 0;
-    if (lib->model) {
-        lib->retired[lib->n_retired++] = lib->model;
-        lib->model = nm;
-    }
-    lib->swapping = 0;
-    pthread_cond_broadcast(&lib->pcv);
-    pthread_mutex_unlock(&lib->pmu);
-    pthread_mutex_lock(&lib->vmu);
-    snprintf(lib->fingerprint, sizeof lib->fingerprint, "%.64s", fp);
-    snprintf(lib->model_dir, sizeof lib->model_dir, "%s", mdir);
-    if (source_unhex(lib->fingerprint, lib->model_tag) != 0) memset(lib->model_tag, 0, sizeof lib->model_tag);
-    pthread_mutex_unlock(&lib->vmu);
-    pthread_mutex_lock(&lib->rmu);
-    lib->model_seen = ver;
-    lib->model_seen_known = 1;
-    pthread_mutex_unlock(&lib->rmu);
-    if (changed) *changed = 1;
-    return CDX_OK;
+    pthread_mutex_lock(&lib->wmu);
+    r = sync_locked(lib, ver, fp, mdir, dimtxt, changed);
+    pthread_mutex_unlock(&lib->wmu);
+    return r;
 }
+
 /* ---------------------------------------------------------------- near-duplicates
  * (dupes branch; include/clipdex.h, docs/search.md "Near-duplicates").
  * 1. one read transaction: every image's slot, hash, size and date, and

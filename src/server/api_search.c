@@ -59,6 +59,7 @@ typedef struct search_req {
     long long probes;          /* "probes": approximate index knob, 0 = default */
     int scan;                  /* "scan": CDX_SCAN_* */
     long long rescore;         /* "rescore": compressed scans, 0 = default */
+    cdx_library_pin *pin;      /* the model generation the query embeds with */
 } search_req;
 
 static void req_init(search_req *sr)
@@ -353,10 +354,14 @@ static int run_job(srv_ctx *s, sched_job *job, srv_response *rs)
 {
     if (!s->sched) {
         cdx_result r;
-        if (job->kind == SCHED_TEXT) r = cdx_library_embed_text(s->lib, job->text, job->vec);
+        cdx_result one = CDX_OK;
+        if (job->kind == SCHED_TEXT && job->pin) r = cdx_library_pin_embed_texts(job->pin, &job->text, 1, job->vec);
+        else if (job->kind == SCHED_TEXT) r = cdx_library_embed_text(s->lib, job->text, job->vec);
+        else if (job->kind == SCHED_IMAGE && job->pin)
+            r = cdx_library_pin_embed_image_buffers(job->pin, &job->data, &job->len, 1, job->vec, &one);
         else if (job->kind == SCHED_IMAGE) r = cdx_library_embed_image_buffer(s->lib, job->data, job->len, job->vec);
         else r = cdx_library_search_vector(s->lib, job->query, &job->params, job->hits, &job->n_hits, &job->total);
-        job->result = r;
+        job->result = r = r ? r : one;
         if (r) snprintf(job->error, sizeof job->error, "%s", cdx_last_error());
         return 0;
     }
@@ -394,9 +399,10 @@ static void job_error(srv_response *rs, const sched_job *job, const char *invali
     }
 }
 
-static int embed_image_job(srv_ctx *s, const void *data, size_t len, float *q, srv_response *rs)
+static int embed_image_job(srv_ctx *s, cdx_library_pin *pin, const void *data, size_t len, float *q,
+                           srv_response *rs)
 {
-    sched_job job = {.kind = SCHED_IMAGE, .data = data, .len = len, .vec = q};
+    sched_job job = {.kind = SCHED_IMAGE, .data = data, .len = len, .vec = q, .pin = pin};
     if (run_job(s, &job, rs)) return -1;
     if (job.result) {
         job_error(rs, &job, SRV_E_INVALID_IMAGE, "image query");
@@ -433,7 +439,7 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
         return 0;
     }
     case Q_TEXT: {
-        sched_job job = {.kind = SCHED_TEXT, .text = sr->text, .vec = q};
+        sched_job job = {.kind = SCHED_TEXT, .text = sr->text, .vec = q, .pin = sr->pin};
         if (run_job(s, &job, rs)) return -1;
         if (job.result) { job_error(rs, &job, SRV_E_INVALID_FIELD, "text query"); return -1; }
         srv_metrics_embeddings(s->metrics, 0, 1);
@@ -451,7 +457,7 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
         char *data;
         size_t len;
         if (srv_fetch_image(s, sr->url, &data, &len, rs)) return -1;
-        int rc = embed_image_job(s, data, len, q, rs);
+        int rc = embed_image_job(s, sr->pin, data, len, q, rs);
         free(data);
         return rc;
     }
@@ -463,12 +469,12 @@ static int query_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
             srv_error(rs, 400, SRV_E_INVALID_FIELD, "image_base64: %s", err);
             return -1;
         }
-        int rc = embed_image_job(s, data, len, q, rs);
+        int rc = embed_image_job(s, sr->pin, data, len, q, rs);
         free(data);
         return rc;
     }
     case Q_UPLOAD:
-        return embed_image_job(s, sr->upload, sr->upload_len, q, rs);
+        return embed_image_job(s, sr->pin, sr->upload, sr->upload_len, q, rs);
     default:
         srv_error(rs, 500, SRV_E_INTERNAL, "no query");
         return -1;
@@ -499,7 +505,8 @@ static json_t *query_json(const search_req *sr)
 #define PARTS_MAX 16
 
 /* The embedding of part i (validated here).  0 ok, -1 response set. */
-static int part_vector(srv_ctx *s, json_t *part, size_t i, float *v, float *w, srv_response *rs)
+static int part_vector(srv_ctx *s, cdx_library_pin *pin, json_t *part, size_t i, float *v, float *w,
+                       srv_response *rs)
 {
     char where[32];
     snprintf(where, sizeof where, "parts[%zu]", i);
@@ -519,6 +526,7 @@ static int part_vector(srv_ctx *s, json_t *part, size_t i, float *v, float *w, s
     *w = (float)wt;
     search_req one;
     req_init(&one);
+    one.pin = pin;
     static const source_key keys[] = {{"text", Q_TEXT}, {"image_url", Q_URL}, {"image_base64", Q_B64},
                                       {"image_id", Q_ID}, {NULL, 0}};
     int found = 0;
@@ -581,7 +589,7 @@ static int parts_vector(srv_ctx *s, const search_req *sr, float *q, srv_response
     }
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
-        rc = part_vector(s, json_array_get(sr->parts, i), i, vecs + i * (size_t)s->dim, &w[i], rs);
+        rc = part_vector(s, sr->pin, json_array_get(sr->parts, i), i, vecs + i * (size_t)s->dim, &w[i], rs);
     if (!rc) {
         cdx_result r = cdx_query_combine(vecs, w, (int)n, s->dim, q);
         if (r) {
@@ -670,8 +678,7 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
         srv_error(rs, 503, SRV_E_UNAVAILABLE, "out of memory");
         return;
     }
-    if (resolve_mode(s, sr, words, &mode, rs) ||
-        (mode != CDX_SEARCH_KEYWORD && (sr->parts ? parts_vector(s, sr, q, rs) : query_vector(s, sr, q, rs)))) {
+    if (resolve_mode(s, sr, words, &mode, rs)) {
         free(q);
         free(hits);
         free(words);
@@ -695,29 +702,48 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
     p.info = &how;
     size_t n = 0;
     uint64_t total = 0;
-    if (mode == CDX_SEARCH_SEMANTIC) {   /* through the job queue: shared scans */
-        sched_job job = {.kind = SCHED_SEARCH, .query = q, .params = p, .hits = hits};
-        int refused = run_job(s, &job, rs);
-        free(q);
-        free(words);
-        if (refused || job.result) {
-            if (!refused) job_error(rs, &job, SRV_E_INVALID_FIELD, "search");
-            free(hits);
-            return;
+    /* The query pins the model generation it embeds with and searches the
+     * set of that model only: when a reindex switches in between, the
+     * search says so (CDX_ERR_MISMATCH) and the query runs again on the
+     * new model (docs/models.md). */
+    search_req one = *sr;
+    char model_fp[65] = "";
+    int failed = 0;
+    for (int attempt = 0;; attempt++) {
+        if (mode != CDX_SEARCH_KEYWORD && cdx_library_pin_take(s->lib, &one.pin) != CDX_OK) one.pin = NULL;
+        p.model_fingerprint = one.pin && !(sr->kind == Q_VECTOR && !sr->parts)
+                                  ? cdx_library_pin_fingerprint(one.pin) : NULL;
+        snprintf(model_fp, sizeof model_fp, "%s", one.pin ? cdx_library_pin_fingerprint(one.pin) : "");
+        cdx_result r = CDX_OK;
+        if (mode != CDX_SEARCH_KEYWORD && (sr->parts ? parts_vector(s, &one, q, rs) : query_vector(s, &one, q, rs))) {
+            failed = 1;
+        } else if (mode == CDX_SEARCH_SEMANTIC) {   /* through the job queue: shared scans */
+            sched_job job = {.kind = SCHED_SEARCH, .query = q, .params = p, .hits = hits};
+            if (run_job(s, &job, rs)) failed = 1;
+            else if ((r = job.result) != CDX_ERR_MISMATCH || !p.model_fingerprint || attempt >= 3) {
+                if (r) job_error(rs, &job, SRV_E_INVALID_FIELD, "search");
+                failed = r != CDX_OK;
+            }
+            n = job.n_hits;
+            total = job.total;
+        } else {
+            r = mode == CDX_SEARCH_KEYWORD ? cdx_library_search_keyword(s->lib, sr->text, &p, hits, &n, &total)
+                                           : cdx_library_search_hybrid(s->lib, q, words, &p, hits, &n, &total);
+            if (r && (r != CDX_ERR_MISMATCH || !p.model_fingerprint || attempt >= 3)) {
+                srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
+                failed = 1;
+            }
         }
-        n = job.n_hits;
-        total = job.total;
-    } else {
-        cdx_result r = mode == CDX_SEARCH_KEYWORD
-                           ? cdx_library_search_keyword(s->lib, sr->text, &p, hits, &n, &total)
-                           : cdx_library_search_hybrid(s->lib, q, words, &p, hits, &n, &total);
-        free(q);
-        free(words);
-        if (r) {
-            free(hits);
-            srv_error_cdx(rs, r, SRV_E_INVALID_FIELD, "search");
-            return;
-        }
+        cdx_library_pin_release(one.pin);
+        one.pin = NULL;
+        if (failed || r != CDX_ERR_MISMATCH) break;
+        (void)cdx_library_sync_model(s->lib, NULL);   /* a read-only server follows the switch */
+    }
+    free(q);
+    free(words);
+    if (failed) {
+        free(hits);
+        return;
     }
     json_t *results = json_array();
     for (size_t i = 0; results && i < n; i++) {
@@ -736,6 +762,7 @@ static void run_search(srv_ctx *s, const search_req *sr, double t0, srv_response
                             "took_ms", srv_round((srv_now() - t0) * 1000.0, 2), "results", results,
                             "mode", cdx_search_mode_name(mode));
     if (out) json_object_set_new(out, "approximate", json_boolean(how.approximate));
+    if (out && *model_fp) json_object_set_new(out, "model_fingerprint", json_string(model_fp));
     if (out && how.approximate) json_object_set_new(out, "probes", json_integer(how.probes));
     srv_json_reply(rs, 200, out);
 }

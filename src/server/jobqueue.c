@@ -53,7 +53,8 @@ static int same_params(const cdx_search_params *a, const cdx_search_params *b)
     return a->k == b->k && a->offset == b->offset && a->min_score == b->min_score &&
            a->after == b->after && a->before == b->before && same_str(a->path_prefix, b->path_prefix) &&
            same_str(a->format, b->format) && same_str(a->tag, b->tag) && a->scan == b->scan &&
-           a->rescore == b->rescore && a->exact == b->exact && a->probes == b->probes;
+           a->rescore == b->rescore && a->exact == b->exact && a->probes == b->probes &&
+           same_str(a->model_fingerprint, b->model_fingerprint);
 }
 
 /* Unlink the oldest job and every later queued job that can share its call.
@@ -65,7 +66,7 @@ static int take_batch(sched *s, sched_job **batch)
     sched_job **link = &s->head, *prev = NULL;
     while (*link && n < max) {
         sched_job *j = *link;
-        int fits = j->kind == first->kind &&
+        int fits = j->kind == first->kind && j->pin == first->pin &&
                    (j->kind != SCHED_SEARCH || same_params(&j->params, &first->params));
         if (fits) {
             *link = j->next;
@@ -96,7 +97,9 @@ static void set_error(sched_job *j, cdx_result r)
 static void run_texts(sched *s, sched_job **b, int n, float *vecs, const char **texts)
 {
     for (int i = 0; i < n; i++) texts[i] = b[i]->text;
-    cdx_result r = cdx_library_embed_texts(s->lib, texts, (size_t)n, vecs);
+    cdx_library_pin *pin = b[0]->pin;   /* take_batch: one pin per batch */
+    cdx_result r = pin ? cdx_library_pin_embed_texts(pin, texts, (size_t)n, vecs)
+                       : cdx_library_embed_texts(s->lib, texts, (size_t)n, vecs);
     if (!r) {
         for (int i = 0; i < n; i++) {
             memcpy(b[i]->vec, vecs + (size_t)i * s->dim, (size_t)s->dim * sizeof(float));
@@ -105,7 +108,9 @@ static void run_texts(sched *s, sched_job **b, int n, float *vecs, const char **
         return;
     }
     /* Batch failed: each on its own, so every job gets its own verdict. */
-    for (int i = 0; i < n; i++) set_error(b[i], cdx_library_embed_text(s->lib, b[i]->text, b[i]->vec));
+    for (int i = 0; i < n; i++)
+        set_error(b[i], pin ? cdx_library_pin_embed_texts(pin, &b[i]->text, 1, b[i]->vec)
+                            : cdx_library_embed_text(s->lib, b[i]->text, b[i]->vec));
 }
 
 static void run_images(sched *s, sched_job **b, int n, float *vecs, const void **datas, size_t *lens,
@@ -115,12 +120,18 @@ static void run_images(sched *s, sched_job **b, int n, float *vecs, const void *
         datas[i] = b[i]->data;
         lens[i] = b[i]->len;
     }
-    cdx_result r = cdx_library_embed_image_buffers(s->lib, datas, lens, (size_t)n, vecs, res);
+    cdx_library_pin *pin = b[0]->pin;
+    cdx_result r = pin ? cdx_library_pin_embed_image_buffers(pin, datas, lens, (size_t)n, vecs, res)
+                       : cdx_library_embed_image_buffers(s->lib, datas, lens, (size_t)n, vecs, res);
     for (int i = 0; i < n; i++) {
         if (!r && !res[i]) {
             memcpy(b[i]->vec, vecs + (size_t)i * s->dim, (size_t)s->dim * sizeof(float));
             b[i]->result = CDX_OK;
-        } else {   /* again on its own, for its own error message */
+        } else if (pin) {   /* again on its own, for its own error message */
+            cdx_result one = CDX_OK, rr = cdx_library_pin_embed_image_buffers(pin, &b[i]->data, &b[i]->len, 1,
+                                                                             b[i]->vec, &one);
+            set_error(b[i], rr ? rr : one);
+        } else {
             set_error(b[i], cdx_library_embed_image_buffer(s->lib, b[i]->data, b[i]->len, b[i]->vec));
         }
     }

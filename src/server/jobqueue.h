@@ -57,6 +57,9 @@ typedef struct sched_job {
     uint64_t total;
     cdx_result result;              /* the library's result */
     char error[512];                /* its message when result != CDX_OK */
+    cdx_library_pin *pin;           /* TEXT/IMAGE: embed with this model
+                                       generation (NULL: the current one);
+                                       jobs share a call only with the same pin */
     /* private */
     int state;
     struct sched_job *next;

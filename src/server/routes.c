@@ -30,6 +30,8 @@
     X("GET", "/metrics", api_metrics, 0) \
     X("GET", "/api/openapi.json", api_openapi, 0) \
     X("GET", "/api/dupes", api_dupes_get, 0) \
+    X("GET", "/api/reindex", api_reindex_get, 0) \
+    X("POST", "/api/reindex", api_reindex_post, SRV_ROUTE_WRITE) \
     X("GET", "/", api_web, 0) \
     X("GET", "/{asset}", api_web, 0)
 

@@ -4,6 +4,7 @@
  */
 #include "server.h"
 
+#include "api_reindex.h"
 #include "metrics.h"
 #include "routes.h"
 #include "jobqueue.h"
@@ -79,6 +80,11 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
         return -1;
     }
     s->dim = info.dim;
+    if (!cfg->read_only && !(s->reindex = srv_reindex_new(s->lib))) {   /* /api/reindex */
+        snprintf(err, err_len, "out of memory");
+        srv_ctx_close(s);
+        return -1;
+    }
     sched_params sp = sched_default_params();
     sp.workers = workers;
     sp.queue_limit = cfg->queue_limit > 0 ? cfg->queue_limit : 64;
@@ -102,6 +108,8 @@ int srv_ctx_open(srv_ctx *s, const srv_config *cfg, char *err, size_t err_len)
 
 void srv_ctx_close(srv_ctx *s)
 {
+    srv_reindex_stop(s->reindex);   /* cancels and joins a running job */
+    s->reindex = NULL;
     sched_free(s->sched);   /* before the library it uses */
     s->sched = NULL;
     cdx_library_close(s->lib);

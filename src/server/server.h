@@ -79,6 +79,7 @@ typedef struct srv_ctx {
     double started;            /* cdx-independent monotonic seconds */
     atomic_int draining;       /* set on SIGTERM: responses say Connection: close */
     struct srv_bg *bg;         /* background ingestion threads (background.h) */
+    struct srv_reindex *reindex; /* /api/reindex job (api_reindex.h); NULL when read-only */
 } srv_ctx;
 
 /* Open the library (writable unless cfg->read_only), create the thumbnail
@@ -148,6 +149,8 @@ void api_image_delete(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_health(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_stats(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_metrics(srv_ctx *s, const srv_request *rq, srv_response *rs);
+void api_reindex_get(srv_ctx *s, const srv_request *rq, srv_response *rs);    /* api_reindex.c */
+void api_reindex_post(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_openapi(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_web(srv_ctx *s, const srv_request *rq, srv_response *rs);
 void api_dupes_get(srv_ctx *s, const srv_request *rq, srv_response *rs);   /* api_dupes.c */
