@@ -876,23 +876,17 @@ static void adamw(cdx_trainer *t)
     const cdx_trainer_params *p = &t->p;
     t->step++;
     const double bc1 = 1.0 - pow((double)p->beta1, t->step), bc2 = 1.0 - pow((double)p->beta2, t->step);
-    const float step_size = (float)(p->lr / bc1), bc2s = (float)sqrt(bc2);
-    const float b1 = p->beta1, b2 = p->beta2, a1 = (float)(1.0 - (double)p->beta1),
-                a2 = (float)(1.0 - (double)p->beta2), eps = p->eps;
+    cdx_grad_adamw_k k = {1.0f, p->beta1, (float)(1.0 - (double)p->beta1), p->beta2,
+                          (float)(1.0 - (double)p->beta2), (float)sqrt(bc2), (float)(p->lr / bc1), p->eps};
+    const float decay = (float)(1.0 - (double)p->lr * p->weight_decay);
+    const int fast = t->be != CDX_GEMM_BE_REFERENCE;
+    /* one parallel region for every tensor (memory-bound: ~28 bytes per value) */
+#pragma omp parallel firstprivate(k)
     for (int i = 0; i < t->n_par; i++) {
         const tparam *q = &t->par[i];
         if (!q->trainable) continue;
-        const float decay = (float)(1.0 - (double)p->lr * (q->decay ? p->weight_decay : 0.0f));
-        float *w = t->w + q->off, *g = t->g + q->goff, *m = t->m + q->goff, *v = t->v + q->goff;
-        const long n = (long)q->numel;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (long k = 0; k < n; k++) {
-            float x = q->decay ? w[k] * decay : w[k];
-            m[k] = m[k] * b1 + a1 * g[k];
-            v[k] = v[k] * b2 + a2 * g[k] * g[k];
-            float den = sqrtf(v[k]) / bc2s + eps;
-            w[k] = x + -step_size * (m[k] / den);
-        }
+        k.decay = q->decay ? decay : 1.0f;
+        cdx_grad_adamw(q->numel, t->w + q->off, t->g + q->goff, t->m + q->goff, t->v + q->goff, &k, fast);
     }
 }
 
