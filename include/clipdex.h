@@ -306,6 +306,17 @@ typedef struct cdx_trainer_params {
     float weight_decay;      /* decoupled; weight matrices of linear maps only */
     int n_threads;           /* 0 = all cores */
     int max_batch;           /* largest n passed to a step (default 256) */
+    /* Frozen-prefix cache (scopes LAST and PROJ; ALL has no frozen part):
+     * the frozen blocks' output per image and per caption, keyed by a hash of
+     * the input, computed once and reused by later steps, evals and embeds
+     * (the first epoch fills it, later epochs skip the frozen blocks).  Up to
+     * cache_bytes in RAM (default 1 GiB; 0 = off), then up to
+     * cache_disk_bytes in an unlinked spill file in cache_dir (NULL = none);
+     * beyond both the frozen part is recomputed.  Cleared by
+     * cdx_trainer_load_state. */
+    size_t cache_bytes;
+    const char *cache_dir;
+    size_t cache_disk_bytes;
 } cdx_trainer_params;
 
 /* scope ALL, lr 1e-5, betas (0.9, 0.98), eps 1e-6, weight decay 0.2 */
@@ -349,6 +360,16 @@ cdx_result cdx_trainer_save(const cdx_trainer *t, const char *path, int what);
 cdx_result cdx_trainer_save_state(const cdx_trainer *t, const char *path);
 cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path);
 int cdx_trainer_steps_done(const cdx_trainer *t);
+
+/* What the frozen-prefix cache did since the trainer was created. */
+typedef struct cdx_train_cache_stats {
+    uint64_t hits, misses;   /* lookups of one image or caption */
+    uint64_t refused;        /* values not stored: over both bounds or spill I/O failed */
+    uint64_t entries;
+    uint64_t ram_bytes, disk_bytes;
+} cdx_train_cache_stats;
+/* All zero when the cache is off or the scope has no frozen part. */
+void cdx_trainer_cache_stats(const cdx_trainer *t, cdx_train_cache_stats *s);
 
 /* ---------------------------------------------------------------- HTTP client
  * The one libcurl client of clipdex: URL queries, URL ingestion, fleet

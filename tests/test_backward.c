@@ -18,6 +18,7 @@
 #include "testutil.h"
 #include <omp.h>
 #include "testsupport/model_random.h"
+#include "common/cpu.h"
 #include "train/grad.h"
 #include "train/trainer.h"
 
@@ -158,14 +159,49 @@ static double act_f(void *p)
 static void test_activations(void)
 {
     const cdx_epilogue acts[2] = {CDX_EPI_QUICK_GELU, CDX_EPI_GELU};
-    for (int a = 0; a < 2; a++) {
-        act_ctx c = {acts[a], 64, rvec(64, 4), rvec(64, 0), rvec(64, 1)};
-        float *d = malloc(64 * sizeof(float));
-        memcpy(d, c.R, 64 * sizeof(float));
-        cdx_grad_act_bwd(c.act, 64, c.x, d);
-        check_dir(a ? "gelu" : "quick_gelu", act_f, &c, c.x, 64, d, 1e-3, 1e-3);
-        free(c.x); free(c.y); free(c.R); free(d);
+    /* every level this CPU has (quick_gelu: AVX2 float path, scalar double);
+     * 67 values: 8 full AVX2 vectors and a tail */
+    for (int lvl = cdx_cpu_level(); lvl >= CDX_ISA_SCALAR; lvl--) {
+        cdx_cpu_set_cap((cdx_isa)lvl);
+        for (int a = 0; a < 2; a++) {
+            act_ctx c = {acts[a], 67, rvec(67, 4), rvec(67, 0), rvec(67, 1)};
+            float *d = malloc(67 * sizeof(float));
+            memcpy(d, c.R, 67 * sizeof(float));
+            cdx_grad_act_bwd(c.act, 67, c.x, d);
+            check_dir(a ? "gelu" : "quick_gelu", act_f, &c, c.x, 67, d, 1e-3, 1e-3);
+            free(c.x); free(c.y); free(c.R); free(d);
+        }
     }
+    cdx_cpu_set_cap(CDX_ISA_AVX512);
+}
+
+/* AdamW: the vector path equals the scalar one bit for bit (and a step
+ * moves a weight against its gradient). */
+static void test_adamw(void)
+{
+    const size_t n = 20003;
+    float *w0 = rvec(n, 1), *g = rvec(n, 1), *m0 = rvec(n, 0.1), *v0 = rvec(n, 0.1);
+    for (size_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
+    float *w[2], *m[2], *v[2];
+    cdx_grad_adamw_k k = {0.999f, 0.9f, 0.1f, 0.98f, 0.02f, 0.3f, 1e-3f, 1e-6f};
+    for (int f = 0; f < 2; f++) {
+        w[f] = malloc(n * sizeof(float)); m[f] = malloc(n * sizeof(float)); v[f] = malloc(n * sizeof(float));
+        memcpy(w[f], w0, n * sizeof(float)); memcpy(m[f], m0, n * sizeof(float)); memcpy(v[f], v0, n * sizeof(float));
+#pragma omp parallel num_threads(2)
+        cdx_grad_adamw(n, w[f], g, m[f], v[f], &k, f);
+    }
+    CHECKF(!memcmp(w[0], w[1], n * sizeof(float)) && !memcmp(m[0], m[1], n * sizeof(float)) &&
+           !memcmp(v[0], v[1], n * sizeof(float)), "adamw: the fast path differs from the scalar one");
+    memcpy(m[0], m0, n * sizeof(float)); memset(m0, 0, n * sizeof(float)); memset(v0, 0, n * sizeof(float));
+    memcpy(w[0], w0, n * sizeof(float));
+    k.decay = 1.0f;
+    cdx_grad_adamw(n, w[0], g, m0, v0, &k, 1);   /* from zero moments: w moves by ~step against g */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (g[i] != 0 && !((w[0][i] - w0[i]) * g[i] < 0)) bad++;
+    CHECKF(bad == 0, "adamw: %zu weights did not move against their gradient", bad);
+    for (int f = 0; f < 2; f++) { free(w[f]); free(m[f]); free(v[f]); }
+    free(w0); free(g); free(m0); free(v0);
 }
 
 /* ------------------------------------------------------------ attention */
@@ -344,6 +380,7 @@ int main(void)
     test_linear();
     test_layernorm();
     test_activations();
+    test_adamw();
     test_attention(0);
     test_attention(1);
     test_attention_pooled();

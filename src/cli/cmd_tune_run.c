@@ -51,7 +51,7 @@ typedef struct pairs { pair *v; int n, cap; } pairs;
 
 typedef struct run_opts {
     const char *model, *pairs_file, *images, *out, *folders;
-    long epochs, batch, seed, ckpt_every, threads;
+    long epochs, batch, seed, ckpt_every, threads, cache_mb, cache_disk_mb;
     float lr, val;
     cdx_trainer_params tp;
     const char *train_spec;
@@ -78,7 +78,12 @@ static void usage(FILE *f)
             "  --val FRACTION         held-out share for the validation loss (default 0)\n"
             "  --seed S               shuffling seed (default 0)\n"
             "  --checkpoint-every N   steps between checkpoints (default 50; also at epoch ends)\n"
-            "  --threads N            threads (default: all cores)\n");
+            "  --threads N            threads (default: all cores)\n"
+            "  --cache-mb N           last:K / proj: keep the frozen blocks' output per image and\n"
+            "                         caption from the first epoch, up to N MB in RAM (default 1024;\n"
+            "                         0 = recompute every epoch)\n"
+            "  --cache-disk-mb N      ... and up to N MB more in a hidden, already deleted file in\n"
+            "                         --out (default 4096); beyond both, recomputed\n");
 }
 
 /* ------------------------------------------------------------ data */
@@ -551,6 +556,16 @@ static int train(trainer_run *r, const char *ckpt, const char *ckpt_json, const 
                     "image->text %.3f/%.3f/%.3f (%d pairs)\n", ep + 1, vm.loss, vm.t2i[0], vm.t2i[1], vm.t2i[2],
                     vm.i2t[0], vm.i2t[1], vm.i2t[2], nval);
         }
+        cdx_train_cache_stats cs;
+        cdx_trainer_cache_stats(r->t, &cs);
+        if (cs.hits + cs.misses) {
+            fprintf(stderr, "epoch %ld: frozen-prefix cache: %llu hits, %llu misses, %llu not kept; %.1f MB RAM, "
+                    "%.1f MB spilled\n", ep + 1, (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                    (unsigned long long)cs.refused, cs.ram_bytes / 1048576.0, cs.disk_bytes / 1048576.0);
+            json_object_set_new(rec, "frozen_cache", json_pack("{s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t)cs.hits,
+                                "misses", (json_int_t)cs.misses, "not_kept", (json_int_t)cs.refused,
+                                "ram_bytes", (json_int_t)cs.ram_bytes, "disk_bytes", (json_int_t)cs.disk_bytes));
+        }
         json_array_append_new(epochs_out, rec);
     }
     free(split);
@@ -605,8 +620,11 @@ static int run(run_opts *o)
     tp.lr = o->lr;
     tp.n_threads = (int)o->threads;
     tp.max_batch = (int)o->batch;
-    if ((e = cdx_trainer_new(r.model, &tp, &r.t))) { rc = cli_fail("creating trainer", e); goto done; }
+    tp.cache_bytes = (size_t)o->cache_mb << 20;
+    tp.cache_dir = o->out;   /* the spill file's folder (prepare_out makes it) */
+    tp.cache_disk_bytes = (size_t)o->cache_disk_mb << 20;
     if ((rc = prepare_out(o->out))) goto done;
+    if ((e = cdx_trainer_new(r.model, &tp, &r.t))) { rc = cli_fail("creating trainer", e); goto done; }
     settings = settings_json(o, p.n, info.fingerprint);
     settings_s = settings ? json_dumps(settings, JSON_SORT_KEYS) : NULL;
     ckpt = join(o->out, "checkpoint.safetensors");
@@ -683,6 +701,8 @@ int cmd_tune(int argc, char **argv)
     o.epochs = 1;
     o.batch = 32;
     o.ckpt_every = 50;
+    o.cache_mb = 1024;
+    o.cache_disk_mb = 4096;
     o.lr = 1e-5f;
     o.train_spec = "all";
     o.tp = cdx_trainer_default_params();
@@ -703,6 +723,8 @@ int cmd_tune(int argc, char **argv)
         else if (!strcmp(a, "--seed")) bad = cli_parse_int(v, 0, 2147483647, &o.seed);
         else if (!strcmp(a, "--checkpoint-every")) bad = cli_parse_int(v, 1, 100000000, &o.ckpt_every);
         else if (!strcmp(a, "--threads")) bad = cli_parse_int(v, 1, 1024, &o.threads);
+        else if (!strcmp(a, "--cache-mb")) bad = cli_parse_int(v, 0, 1L << 30, &o.cache_mb);
+        else if (!strcmp(a, "--cache-disk-mb")) bad = cli_parse_int(v, 0, 1L << 30, &o.cache_disk_mb);
         else if (!strcmp(a, "--lr")) bad = parse_f(v, 0, 0.999, &o.lr);
         else if (!strcmp(a, "--weight-decay")) bad = parse_f(v, 0, 99, &o.tp.weight_decay);
         else if (!strcmp(a, "--val")) bad = parse_f(v, 0, 0.9, &o.val);

@@ -176,7 +176,11 @@ void cdx_gemm(cdx_gemm_backend be, int m, int n, int k, float alpha,
             }
     } else {
         int done = 0;
-        if (be != CDX_GEMM_BE_REFERENCE && m <= CDX_GEMM_SMALL_M && small_enabled()) {
+        /* the nn kernel re-reads B for every 6 rows of A: only for a small B
+         * (attention); a weight-sized B (training's dX = dY W) goes to the
+         * backend, which packs it once */
+        if (be != CDX_GEMM_BE_REFERENCE && m <= CDX_GEMM_SMALL_M && small_enabled() &&
+            (b_trans || (long)n * k <= 65536)) {
             if (b_trans) cdx_gemm_small_nt(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
             else cdx_gemm_small_nn(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
             done = 1;

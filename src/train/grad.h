@@ -40,7 +40,8 @@ void cdx_grad_layernorm_bwd(int rows, int dim, const float *x, const float *g, c
                             const float *rstd, const float *dy, float *dx, int dx_accumulate,
                             float *dg, float *db);
 
-/* Activation backward: dh[i] *= act'(h[i]) for n elements (h = pre-activation). */
+/* Activation backward: dh[i] *= act'(h[i]) for n elements (h = pre-activation).
+ * quick_gelu runs in float on AVX2 CPUs (double elsewhere). */
 void cdx_grad_act_bwd(cdx_epilogue act, size_t n, const float *h, float *dh);
 
 /* A packed batch of sequences (like encoder.c): sequence s is rows
@@ -78,6 +79,16 @@ void cdx_grad_attention_pooled_fwd(cdx_gemm_backend be, const cdx_grad_seqs *sq,
 void cdx_grad_attention_pooled_bwd(cdx_gemm_backend be, const cdx_grad_seqs *sq, const int *pool, int W,
                                    int heads, const float *qkv, const float *P1, const float *dout,
                                    float *dq, float *dkv, float *scratch);
+
+/* AdamW constants of one tensor and step (trainer.c derives them):
+ * w = w*decay - step * m / (sqrt(v)/bc2s + eps) after m = b1 m + a1 g,
+ * v = b2 v + a2 g^2. */
+typedef struct cdx_grad_adamw_k { float decay, b1, a1, b2, a2, bc2s, step, eps; } cdx_grad_adamw_k;
+/* The update of n elements, as an orphaned `omp for` (nowait): call it from
+ * every thread of a parallel region (or outside one: one thread does all).
+ * fast = 1: AVX2 where the CPU has it, bit-identical to fast = 0. */
+void cdx_grad_adamw(size_t n, float *w, const float *g, float *m, float *v, const cdx_grad_adamw_k *k,
+                    int fast);
 
 /* CLIP's symmetric contrastive loss over n pairs.  img, txt: [n, E] raw
  * embeddings; logit_scale: the log of the scale.  Returns the loss; writes

@@ -27,6 +27,7 @@
  * Memory: all weights + trainable weights x 3 (gradient, m, v) plus, per trained block,
  * ~(8 W + 2 mlp) floats per token row and heads x len^2 probabilities.
  */
+#include "train/fcache.h"
 #include "train/grad.h"
 #include "train/st_write.h"
 #include "train/trainer.h"
@@ -41,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_BATCH_LIMIT 4096
 #define NAME_CAP 112
@@ -93,6 +95,12 @@ typedef struct tower {
     float *hp, *qp;           /* last block: LayerNorm-1 output and queries at the pooled rows */
     /* backward scratch */
     float *dx, *dtmp, *dqkv, *dbig, *dpool, *dpln, *att_scratch;
+    /* frozen-prefix cache (fcache.h): the batch's frozen outputs (last:K:
+     * rows like xs; proj: pooled rows), the batch indexes not found, the
+     * full batch's row offsets, the keys */
+    float *pre;
+    int *miss, *foff;
+    cdx_fcache_key *keys;
 } tower;
 
 struct cdx_trainer {
@@ -110,6 +118,9 @@ struct cdx_trainer {
     float *loss_scratch, *dimg, *dtxt;
     cdx_gemm_backend be;
     int have_grads;
+    cdx_fcache *fc;           /* NULL: no frozen-prefix cache */
+    float *px_miss;           /* inputs of the cache misses of a batch */
+    int32_t *ids_miss;
 };
 
 /* ------------------------------------------------------------ params */
@@ -126,6 +137,7 @@ cdx_trainer_params cdx_trainer_default_params(void)
     p.eps = 1e-6f;
     p.weight_decay = 0.2f;
     p.max_batch = 256;
+    p.cache_bytes = (size_t)1 << 30;
     return p;
 }
 
@@ -279,6 +291,10 @@ static void free_acts(tower *tw)
     cdx_free_aligned(tw->dx); cdx_free_aligned(tw->dtmp); cdx_free_aligned(tw->dqkv);
     cdx_free_aligned(tw->dbig); cdx_free_aligned(tw->dpool); cdx_free_aligned(tw->dpln);
     cdx_free_aligned(tw->att_scratch);
+    cdx_free_aligned(tw->pre); free(tw->miss); free(tw->foff); free(tw->keys);
+    tw->pre = NULL;
+    tw->miss = tw->foff = NULL;
+    tw->keys = NULL;
     tw->off = tw->len = tw->pool = NULL;
     tw->col = tw->e0 = tw->mu0 = tw->rs0 = tw->xs = NULL;
     tw->slots = NULL;
@@ -289,7 +305,7 @@ static void free_acts(tower *tw)
 static float *A(size_t n) { return cdx_alloc_aligned(n ? n : 1, sizeof(float)); }
 
 /* Buffers for n sequences of T positions; 0 or -1 (no memory). */
-static int alloc_acts(tower *tw, int n, int n_img_patches_k, int nthreads)
+static int alloc_acts(tower *tw, int n, int n_img_patches_k, int nthreads, int cached)
 {
     const size_t M = (size_t)n * tw->T, W = (size_t)tw->W, mlp = (size_t)tw->mlp;
     const size_t P = (size_t)n * tw->H * tw->T * tw->T;
@@ -324,6 +340,13 @@ static int alloc_acts(tower *tw, int n, int n_img_patches_k, int nthreads)
     tw->dx = A(M * W); tw->dtmp = A(M * W); tw->dqkv = A(3 * M * W); tw->dbig = A(M * mlp);
     tw->dpool = A((size_t)n * W); tw->dpln = A((size_t)n * W);
     tw->att_scratch = A((size_t)nthreads * tw->T * tw->T);
+    if (cached) {
+        tw->pre = A(M * W);
+        tw->miss = malloc((size_t)n * sizeof(int));
+        tw->foff = malloc((size_t)n * sizeof(int));
+        tw->keys = malloc((size_t)n * sizeof *tw->keys);
+        if (!tw->pre || !tw->miss || !tw->foff || !tw->keys) return -1;
+    }
     return tw->pooled && tw->pln && tw->mup && tw->rsp && tw->emb && tw->hp && tw->qp && tw->dx && tw->dtmp &&
            tw->dqkv && tw->dbig && tw->dpool && tw->dpln && tw->att_scratch ? 0 : -1;
 }
@@ -334,14 +357,20 @@ static cdx_result ensure_capacity(cdx_trainer *t, int n)
     free_acts(&t->vis);
     free_acts(&t->txt);
     cdx_free_aligned(t->loss_scratch); cdx_free_aligned(t->dimg); cdx_free_aligned(t->dtxt);
+    cdx_free_aligned(t->px_miss); free(t->ids_miss);
+    t->px_miss = NULL;
+    t->ids_miss = NULL;
     t->cap_n = 0;
     const int E = t->vis.E, K = 3 * t->patch * t->patch;
     size_t ls = 4 * (size_t)n * E + 3 * (size_t)n * n + 2 * (size_t)n;
     t->loss_scratch = A(ls);
     t->dimg = A((size_t)n * E);
     t->dtxt = A((size_t)n * E);
-    if (!t->loss_scratch || !t->dimg || !t->dtxt || alloc_acts(&t->vis, n, K, t->p.n_threads) ||
-        alloc_acts(&t->txt, n, 0, t->p.n_threads)) {
+    const int cv = t->fc && t->vis.fb > 0, ct = t->fc && t->txt.fb > 0;
+    if (cv) t->px_miss = A((size_t)n * 3 * t->image_size * t->image_size);
+    if (ct) t->ids_miss = malloc((size_t)n * t->txt.T * sizeof(int32_t));
+    if (!t->loss_scratch || !t->dimg || !t->dtxt || (cv && !t->px_miss) || (ct && !t->ids_miss) ||
+        alloc_acts(&t->vis, n, K, t->p.n_threads, cv) || alloc_acts(&t->txt, n, 0, t->p.n_threads, ct)) {
         free_acts(&t->vis);
         free_acts(&t->txt);
         return cdx_error(CDX_ERR_NOMEM, "trainer: out of memory for activations of %d pairs", n);
@@ -366,6 +395,8 @@ void cdx_trainer_free(cdx_trainer *t)
         }
     free(t->vis.blocks);
     free(t->txt.blocks);
+    cdx_fcache_free(t->fc);
+    cdx_free_aligned(t->px_miss); free(t->ids_miss);
     cdx_free_aligned(t->loss_scratch); cdx_free_aligned(t->dimg); cdx_free_aligned(t->dtxt);
     cdx_free_aligned(t->w); cdx_free_aligned(t->g); cdx_free_aligned(t->m); cdx_free_aligned(t->v);
     free(t->par);
@@ -385,6 +416,12 @@ static void tower_shape(tower *tw, const cdx_tower_config *c, int E, int T, int 
     tw->T = T;
 }
 
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static cdx_result check_params(const cdx_trainer_params *p, const cdx_model *m)
 {
     int Lmin = m->cfg.vision.layers < m->cfg.text.layers ? m->cfg.vision.layers : m->cfg.text.layers;
@@ -400,6 +437,8 @@ static cdx_result check_params(const cdx_trainer_params *p, const cdx_model *m)
     if (p->max_batch < 1 || p->max_batch > MAX_BATCH_LIMIT)
         return cdx_error(CDX_ERR_INVALID_ARG, "trainer: max_batch %d not in 1..%d", p->max_batch,
                          MAX_BATCH_LIMIT);
+    if (p->cache_dir && p->cache_disk_bytes && !is_dir(p->cache_dir))
+        return cdx_error(CDX_ERR_INVALID_ARG, "trainer: cache directory %s is not a directory", p->cache_dir);
     if (p->n_threads < 0 || p->n_threads > 1024)
         return cdx_error(CDX_ERR_INVALID_ARG, "trainer: n_threads %d not in 0..1024", p->n_threads);
     return CDX_OK;
@@ -543,6 +582,12 @@ cdx_result cdx_trainer_new(const cdx_model *model, const cdx_trainer_params *par
     memset(t->g, 0, t->total_train * sizeof(float));
     memset(t->m, 0, t->total_train * sizeof(float));
     memset(t->v, 0, t->total_train * sizeof(float));
+    if (p.scope != CDX_TRAIN_ALL && (p.cache_bytes || (p.cache_dir && p.cache_disk_bytes)) &&
+        (r = cdx_fcache_new(p.cache_bytes, p.cache_dir, p.cache_disk_bytes, &t->fc))) {
+        cdx_trainer_free(t);
+        return r;
+    }
+    t->p.cache_dir = NULL;   /* the caller's string is not kept */
     *out = t;
     return CDX_OK;
 }
@@ -629,25 +674,33 @@ static void block_last_fwd(const cdx_trainer *t, const tower *tw, const tblock *
     cdx_gemm(be, n, W, mlp, 1.0f, s->hact, mlp, PW(t, b->fc2.w), mlp, 1, 1.0f, PW(t, b->fc2.b), tw->pooled, W);
 }
 
-/* Blocks from xs[0] (the tower's first residual stream); then the final
- * LayerNorm and projection of the pooled rows into tw->emb. */
-static void tower_fwd_blocks(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, int n)
+/* The frozen part of a tower from xs (its first residual stream): blocks
+ * before fb in place on xs; when every block is frozen (proj), also the last
+ * block, into tw->pooled. */
+static void tower_fwd_frozen(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq)
 {
-    const size_t MW = (size_t)sq->M * tw->W;
     const int ns = tw->L - tw->fb, last = tw->L - 1;
-    for (int l = 0; l < tw->fb && l < last; l++) {   /* frozen: in place, scratch slot */
+    for (int l = 0; l < tw->fb && l < last; l++) {   /* in place, scratch slot */
         if (tw->blocks[l].pqkv && sq->M <= PACKED_MAX_M)
             block_fwd_packed(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs);
         else
             block_fwd(t, tw, &tw->blocks[l], &tw->slots[ns], sq, tw->xs, tw->xs);
     }
+    if (ns == 0) block_last_fwd(t, tw, &tw->blocks[last], &tw->slots[0], sq, tw->xs);
+}
+
+/* The trained blocks from xs (the frozen part's output), saving what
+ * backward needs; then the final LayerNorm and projection of the pooled
+ * rows into tw->emb. */
+static void tower_fwd_trained(const cdx_trainer *t, tower *tw, const cdx_grad_seqs *sq, int n)
+{
+    const size_t MW = (size_t)sq->M * tw->W;
+    const int ns = tw->L - tw->fb, last = tw->L - 1;
     for (int l = tw->fb; l < last; l++)
         block_fwd(t, tw, &tw->blocks[l], &tw->slots[l - tw->fb], sq, tw->xs + (size_t)(l - tw->fb) * MW,
                   tw->xs + (size_t)(l - tw->fb + 1) * MW);
     if (ns > 0)
         block_last_fwd(t, tw, &tw->blocks[last], &tw->slots[last - tw->fb], sq, tw->xs + (size_t)(last - tw->fb) * MW);
-    else
-        block_last_fwd(t, tw, &tw->blocks[last], &tw->slots[0], sq, tw->xs);
     cdx_grad_layernorm_fwd(n, tw->W, tw->pooled, PW(t, tw->ln_out.g), PW(t, tw->ln_out.b), tw->eps,
                            tw->pln, tw->mup, tw->rsp);
     cdx_grad_linear_fwd(t->be, n, tw->W, tw->E, tw->pln, PW(t, tw->proj), NULL, tw->emb);
@@ -659,7 +712,18 @@ static cdx_grad_seqs seqs_of(const tower *tw, int n, int M)
     return sq;
 }
 
-static void vision_fwd(cdx_trainer *t, const float *pixels, int n)
+static void vision_layout(tower *tw, int n)
+{
+    for (int s = 0; s < n; s++) {
+        tw->off[s] = s * tw->T;
+        tw->len[s] = tw->T;
+        tw->pool[s] = 0;
+    }
+}
+
+/* Patch, class and position embeddings and the pre-LayerNorm into xs;
+ * the layout of n images.  Returns the rows. */
+static int vision_embed(cdx_trainer *t, const float *pixels, int n)
 {
     tower *tw = &t->vis;
     const int W = tw->W, p = t->patch, g = t->grid, gg = g * g, T = tw->T, S = t->image_size;
@@ -683,13 +747,8 @@ static void vision_fwd(cdx_trainer *t, const float *pixels, int n)
     }
     cdx_grad_layernorm_fwd(M, W, tw->e0, PW(t, tw->ln_pre.g), PW(t, tw->ln_pre.b), tw->eps, tw->xs,
                            tw->mu0, tw->rs0);
-    for (int s = 0; s < n; s++) {
-        tw->off[s] = s * T;
-        tw->len[s] = T;
-        tw->pool[s] = 0;
-    }
-    cdx_grad_seqs sq = seqs_of(tw, n, M);
-    tower_fwd_blocks(t, tw, &sq, n);
+    vision_layout(tw, n);
+    return M;
 }
 
 /* argmax like torch: the first position holding the largest id */
@@ -701,17 +760,25 @@ static int pool_position(const int32_t *ids, int T)
     return best;
 }
 
-static int text_fwd(cdx_trainer *t, const int32_t *ids, int n)
+/* The layout of n captions: rows up to each end token; returns the rows. */
+static int text_layout(tower *tw, const int32_t *ids, int n)
 {
-    tower *tw = &t->txt;
-    const int W = tw->W, T = tw->T;
     int M = 0;
     for (int s = 0; s < n; s++) {
-        tw->pool[s] = pool_position(ids + (size_t)s * T, T);
+        tw->pool[s] = pool_position(ids + (size_t)s * tw->T, tw->T);
         tw->len[s] = tw->pool[s] + 1;
         tw->off[s] = M;
         M += tw->len[s];
     }
+    return M;
+}
+
+/* Token and position embeddings of n captions into xs; returns the rows. */
+static int text_embed(cdx_trainer *t, const int32_t *ids, int n)
+{
+    tower *tw = &t->txt;
+    const int W = tw->W, T = tw->T;
+    const int M = text_layout(tw, ids, n);
     const float *tok = PW(t, tw->emb_a), *pos = PW(t, tw->emb_b);
     for (int s = 0; s < n; s++)
         for (int i = 0; i < tw->len[s]; i++) {
@@ -719,8 +786,73 @@ static int text_fwd(cdx_trainer *t, const int32_t *ids, int n)
             float *dst = tw->xs + (size_t)(tw->off[s] + i) * W;
             for (int j = 0; j < W; j++) dst[j] = te[j] + pos[(size_t)i * W + j];
         }
+    return M;
+}
+
+static int tower_embed(cdx_trainer *t, tower *tw, const float *pixels, const int32_t *ids, int n)
+{
+    return tw->vision ? vision_embed(t, pixels, n) : text_embed(t, ids, n);
+}
+
+/* The frozen output of sequence i: its rows of xs (last:K) or its pooled
+ * row (proj), as floats and as a place in a buffer laid out like xs
+ * (base + row offset off) or like pooled (base + i). */
+static size_t frozen_floats(const tower *tw, int i)
+{
+    return (size_t)(tw->fb < tw->L ? tw->len[i] : 1) * tw->W;
+}
+static float *frozen_at(const tower *tw, float *base, int i, int off)
+{
+    return base + (size_t)(tw->fb < tw->L ? off : i) * tw->W;
+}
+
+/* The forward pass of a tower over n inputs (images or captions); returns
+ * the rows.  With the frozen-prefix cache, the frozen part runs only for the
+ * inputs not found in it (compacted into a smaller batch), whose outputs are
+ * then stored; the trained part runs on the whole batch as without it. */
+static int tower_fwd(cdx_trainer *t, tower *tw, const float *pixels, const int32_t *ids, int n)
+{
+    if (!t->fc || tw->fb == 0) {
+        int M = tower_embed(t, tw, pixels, ids, n);
+        cdx_grad_seqs sq = seqs_of(tw, n, M);
+        tower_fwd_frozen(t, tw, &sq);
+        tower_fwd_trained(t, tw, &sq, n);
+        return M;
+    }
+    const size_t per = tw->vision ? (size_t)3 * t->image_size * t->image_size : (size_t)tw->T;
+    const uint64_t tag = (uint64_t)tw->vision << 32 | (uint64_t)tw->fb;
+    int M = n * tw->T;
+    if (tw->vision) vision_layout(tw, n);
+    else M = text_layout(tw, ids, n);
+    float *dst = tw->fb < tw->L ? tw->xs : tw->pooled;
+    int nm = 0;
+    for (int i = 0; i < n; i++) {
+        tw->foff[i] = tw->vision ? i * tw->T : tw->off[i];
+        tw->keys[i] = tw->vision ? cdx_fcache_hash(pixels + i * per, per * sizeof(float), tag)
+                                 : cdx_fcache_hash(ids + i * per, (size_t)tw->len[i] * sizeof(int32_t), tag);
+        size_t nf = tw->vision ? (size_t)(tw->fb < tw->L ? tw->T : 1) * tw->W : frozen_floats(tw, i);
+        if (!cdx_fcache_get(t->fc, tw->keys[i], frozen_at(tw, tw->pre, i, tw->foff[i]), nf)) tw->miss[nm++] = i;
+    }
+    if (nm) {   /* the misses as one smaller batch, computed in xs */
+        for (int j = 0; j < nm; j++) {
+            if (tw->vision) memcpy(t->px_miss + j * per, pixels + tw->miss[j] * per, per * sizeof(float));
+            else memcpy(t->ids_miss + j * per, ids + tw->miss[j] * per, per * sizeof(int32_t));
+        }
+        int Mm = tower_embed(t, tw, t->px_miss, t->ids_miss, nm);
+        cdx_grad_seqs sm = seqs_of(tw, nm, Mm);
+        tower_fwd_frozen(t, tw, &sm);
+        for (int j = 0; j < nm; j++) {
+            int i = tw->miss[j];
+            const float *src = frozen_at(tw, dst, j, tw->off[j]);
+            memcpy(frozen_at(tw, tw->pre, i, tw->foff[i]), src, frozen_floats(tw, j) * sizeof(float));
+            (void)cdx_fcache_put(t->fc, tw->keys[i], src, frozen_floats(tw, j));   /* full: recompute later */
+        }
+        if (tw->vision) vision_layout(tw, n);
+        else text_layout(tw, ids, n);
+    }
+    memcpy(dst, tw->pre, (tw->fb < tw->L ? (size_t)M : (size_t)n) * tw->W * sizeof(float));
     cdx_grad_seqs sq = seqs_of(tw, n, M);
-    tower_fwd_blocks(t, tw, &sq, n);
+    tower_fwd_trained(t, tw, &sq, n);
     return M;
 }
 
@@ -861,8 +993,8 @@ static cdx_result check_batch(const cdx_trainer *t, const float *pixels, const i
 static double forward_loss(cdx_trainer *t, const float *pixels, const int32_t *tokens, int n, int *Mt,
                            float *logits, int grads)
 {
-    vision_fwd(t, pixels, n);
-    *Mt = text_fwd(t, tokens, n);
+    tower_fwd(t, &t->vis, pixels, NULL, n);
+    *Mt = tower_fwd(t, &t->txt, NULL, tokens, n);
     float ds = 0;
     double loss = cdx_grad_clip_loss(n, t->vis.E, t->vis.emb, t->txt.emb, PW(t, t->logit_scale)[0],
                                      logits, grads ? t->dimg : NULL, grads ? t->dtxt : NULL,
@@ -876,23 +1008,17 @@ static void adamw(cdx_trainer *t)
     const cdx_trainer_params *p = &t->p;
     t->step++;
     const double bc1 = 1.0 - pow((double)p->beta1, t->step), bc2 = 1.0 - pow((double)p->beta2, t->step);
-    const float step_size = (float)(p->lr / bc1), bc2s = (float)sqrt(bc2);
-    const float b1 = p->beta1, b2 = p->beta2, a1 = (float)(1.0 - (double)p->beta1),
-                a2 = (float)(1.0 - (double)p->beta2), eps = p->eps;
+    cdx_grad_adamw_k k = {1.0f, p->beta1, (float)(1.0 - (double)p->beta1), p->beta2,
+                          (float)(1.0 - (double)p->beta2), (float)sqrt(bc2), (float)(p->lr / bc1), p->eps};
+    const float decay = (float)(1.0 - (double)p->lr * p->weight_decay);
+    const int fast = t->be != CDX_GEMM_BE_REFERENCE;
+    /* one parallel region for every tensor (memory-bound: ~28 bytes per value) */
+#pragma omp parallel firstprivate(k)
     for (int i = 0; i < t->n_par; i++) {
         const tparam *q = &t->par[i];
         if (!q->trainable) continue;
-        const float decay = (float)(1.0 - (double)p->lr * (q->decay ? p->weight_decay : 0.0f));
-        float *w = t->w + q->off, *g = t->g + q->goff, *m = t->m + q->goff, *v = t->v + q->goff;
-        const long n = (long)q->numel;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (long k = 0; k < n; k++) {
-            float x = q->decay ? w[k] * decay : w[k];
-            m[k] = m[k] * b1 + a1 * g[k];
-            v[k] = v[k] * b2 + a2 * g[k] * g[k];
-            float den = sqrtf(v[k]) / bc2s + eps;
-            w[k] = x + -step_size * (m[k] / den);
-        }
+        k.decay = q->decay ? decay : 1.0f;
+        cdx_grad_adamw(q->numel, t->w + q->off, t->g + q->goff, t->m + q->goff, t->v + q->goff, &k, fast);
     }
 }
 
@@ -987,8 +1113,8 @@ cdx_result cdx_trainer_embed(cdx_trainer *t, const float *pixels, const int32_t 
     if (!r) r = ensure_capacity(t, n);
     if (r) return r;
     int prev = enter_threads(t);
-    vision_fwd(t, pixels, n);
-    text_fwd(t, tokens, n);
+    tower_fwd(t, &t->vis, pixels, NULL, n);
+    tower_fwd(t, &t->txt, NULL, tokens, n);
     omp_set_num_threads(prev);
     if (img) copy_normalized(n, t->vis.E, t->vis.emb, img);
     if (txt) copy_normalized(n, t->txt.E, t->txt.emb, txt);
@@ -1027,6 +1153,7 @@ int cdx_trainer_tensor_at(cdx_trainer *t, int i, cdx_trainer_tensor *out)
 {
     if (!t || i < 0 || i >= t->n_par) return -1;
     const tparam *q = &t->par[i];
+    if (!q->trainable) cdx_fcache_clear(t->fc);   /* a frozen weight may be written through out->w */
     out->name = q->name;
     out->w = t->w + q->off;
     out->g = q->trainable ? t->g + q->goff : NULL;
@@ -1108,8 +1235,15 @@ cdx_result cdx_trainer_load_state(cdx_trainer *t, const char *path)
     if (!r) r = cdx_st_to_f32(&f, st, &step);
     if (!r && !(step >= 0 && step < 16777216.0f)) r = cdx_error(CDX_ERR_FORMAT, "%s: bad step count", path);
     if (!r) t->step = (int)step;
+    cdx_fcache_clear(t->fc);   /* the frozen weights may have changed (even on a failed copy) */
     cdx_st_close(&f);
     return r;
 }
 
 int cdx_trainer_steps_done(const cdx_trainer *t) { return t ? t->step : 0; }
+
+void cdx_trainer_cache_stats(const cdx_trainer *t, cdx_train_cache_stats *s)
+{
+    if (!s) return;
+    cdx_fcache_stats(t ? t->fc : NULL, s);
+}
