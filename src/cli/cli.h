@@ -57,6 +57,11 @@ int cli_index_watch(const char *lib_dir, const char *model, int threads, const c
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);
+/* An owning library (one fed from a pipeline, docs/fleet.md): publish the
+ * changes its outbox recorded to the pipeline's replicas, opening *fleet
+ * on first use (kept for the next call; the caller closes it).  A broker
+ * out of reach keeps them for a later run: warning, returns 1. */
+int cli_publish_outbox(cdx_library *lib, cdx_fleet **fleet);
 /* SIGINT and SIGTERM set the returned flag (for the cancel fields of long
  * calls: they stop after committing what is complete). */
 cdx_cancel_flag *cli_cancel_on_signals(void);

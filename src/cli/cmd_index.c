@@ -227,6 +227,9 @@ int cmd_index(int argc, char **argv)
     ip.cancel = g_cancel;
     cdx_index_stats st;
     cdx_result r = cdx_library_index(lib, paths, n, &ip, &st);
+    cdx_fleet *fleet = NULL;   /* an owner's additions and --prune removals, to its replicas */
+    cli_publish_outbox(lib, &fleet);
+    cdx_fleet_close(fleet);
     cdx_library_close(lib);
     free(paths);
     if (u.progress_shown) fputs("\r\033[K", stderr);
