@@ -1277,6 +1277,10 @@ typedef struct cdx_worker_stats {
     uint64_t done;           /* results published and acked */
     uint64_t dead;           /* dead-lettered */
     uint64_t retried;        /* transient failures handed back (nak) */
+    /* where the time went (wall seconds, bench/fleet_bench.sh prints them):
+     * set-up (model check, consumer, inference context), waiting for work,
+     * reading and decoding, embedding, publishing results and acking */
+    double setup_s, wait_s, decode_s, embed_s, publish_s;
 } cdx_worker_stats;
 
 typedef struct cdx_worker_params {

@@ -50,7 +50,7 @@ int cmd_tune(int argc, char **argv);        /* cmd_tune_run.c */
 int cmd_feed(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
-                   int ack_wait_ms, int follow, int batch, int json);
+                   int ack_wait_ms, int follow, int batch, int json, int max_wait_ms);
 /* `index --watch` (cmd_watch.c): ip holds the pass options and callback. */
 int cli_index_watch(const char *lib_dir, const char *model, int threads, const char *const *dirs, int n,
                     const cdx_index_params *ip, int json);
