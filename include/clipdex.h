@@ -1310,6 +1310,10 @@ typedef struct cdx_worker_stats {
     uint64_t done;           /* results published and acked */
     uint64_t dead;           /* dead-lettered */
     uint64_t retried;        /* transient failures handed back (nak) */
+    /* where the time went (wall seconds, bench/fleet_bench.sh prints them):
+     * set-up (model check, consumer, inference context), waiting for work,
+     * reading and decoding, embedding, publishing results and acking */
+    double setup_s, wait_s, decode_s, embed_s, publish_s;
 } cdx_worker_stats;
 
 typedef struct cdx_worker_params {
@@ -1354,6 +1358,8 @@ typedef struct cdx_fleet_index_params {
                                 deletions (consumer of the same name on the
                                 deletions stream); removed counted in *deleted */
     uint64_t *deleted;       /* may be NULL */
+    uint64_t *published;     /* owner (not replica): records of its outbox
+                                published, see cdx_fleet_publish_outbox (may be NULL) */
 } cdx_fleet_index_params;
 
 cdx_fleet_index_params cdx_fleet_index_default_params(void);
@@ -1461,6 +1467,21 @@ cdx_result cdx_fleet_publish_deletion(cdx_fleet *f, const char *path, const char
  * deletions for its replicas.  get: url[0] = '\0' when none; cap >= 600. */
 cdx_result cdx_library_set_pipeline(cdx_library *lib, const char *url);
 cdx_result cdx_library_get_pipeline(cdx_library *lib, char *url, size_t cap);
+/* The owner's outbox (docs/fleet.md "Deletions"): a library with a
+ * pipeline records every change of its images (added, removed, moved,
+ * content replaced: by index, --prune, the watchers, rm, DELETE, uploads,
+ * reindex --drop-missing) in its catalog, in the transaction that makes
+ * it, so a crash loses none.  cdx_fleet_publish_outbox publishes the
+ * recorded changes in order to the pipeline's deletions stream (additions
+ * with their vectors, so a replica gets what the owner indexed itself)
+ * and forgets them once the broker has them; *published (may be NULL)
+ * counts the records sent.  Republishing after a crash is deduplicated.
+ * The consumer's own commits are muted (replicas read the same results):
+ * cdx_library_outbox_mute(1) stops recording for the calling thread
+ * (`rm --no-publish`), 0 resumes.  pending: changes not yet published. */
+cdx_result cdx_fleet_publish_outbox(cdx_fleet *f, cdx_library *lib, uint64_t *published);
+void cdx_library_outbox_mute(int on);
+cdx_result cdx_library_outbox_pending(cdx_library *lib, uint64_t *n);
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

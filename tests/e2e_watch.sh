@@ -17,8 +17,8 @@
 #     more results flow, restart: it catches up from its durable consumer;
 #     a DELETE on the owner and a `clipdex rm` on the owner's library
 #     propagate to the replica; the replica's DELETE is refused (403).
-#     With the broker gone, `clipdex rm` on the owner refuses to run (and
-#     removes nothing); `rm --no-publish` removes locally.
+#     With the broker gone, `clipdex rm` on the owner removes and keeps the
+#     change for the replicas (warning); `rm --no-publish` removes locally.
 # Skips (77) without ../shared; part 3 without nats-server.
 set -u
 BIN=${CLIPDEX_BIN:?}
@@ -237,10 +237,11 @@ g = json.load(sys.stdin)["background"]["ingest"]
 assert g["replica"] and g["deleted"] >= 1, g' || fail "replica stats"
 kill -TERM "$SR"; wait "$SR" || fail "replica exit status"
 "$BIN" check --library "$T/replica" >"$T/check4.log" 2>&1 || fail "check of the replica"
-# the broker gone: rm on the owner refuses (the replicas would diverge),
-# unless --no-publish
+# the broker gone: rm on the owner removes and keeps the change for the
+# replicas (warning; e2e_replica_sync publishes it later); --no-publish too
 kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null
-"$BIN" rm --library "$T/owner" "$F/${IMGS[7]}" >"$T/rm2.log" 2>&1 && fail "rm published to a dead broker?"
-"$BIN" rm --library "$T/owner" --no-publish "$F/${IMGS[7]}" >"$T/rm3.log" 2>&1 || fail "rm --no-publish"
+"$BIN" rm --library "$T/owner" "$F/${IMGS[7]}" >"$T/rm2.log" 2>&1 || fail "rm with the broker gone"
+grep -q "kept for the replicas" "$T/rm2.log" || fail "rm: no warning about the kept change"
+"$BIN" rm --library "$T/owner" --no-publish "$F/${IMGS[8]}" >"$T/rm3.log" 2>&1 || fail "rm --no-publish"
 grep -q "removed" "$T/rm3.log" || fail "rm --no-publish removed nothing"
 echo "ok: serve --ingest, replica (kill -9, catch-up, deletions) (${SECONDS} s)"

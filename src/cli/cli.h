@@ -50,13 +50,18 @@ int cmd_tune(int argc, char **argv);        /* cmd_tune_run.c */
 int cmd_feed(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
-                   int ack_wait_ms, int follow, int batch, int json);
+                   int ack_wait_ms, int follow, int batch, int json, int max_wait_ms);
 /* `index --watch` (cmd_watch.c): ip holds the pass options and callback. */
 int cli_index_watch(const char *lib_dir, const char *model, int threads, const char *const *dirs, int n,
                     const cdx_index_params *ip, int json);
 
 /* Print "clipdex: error: <what>: <cdx_last_error()>" and return 1. */
 int cli_fail(const char *what, cdx_result r);
+/* An owning library (one fed from a pipeline, docs/fleet.md): publish the
+ * changes its outbox recorded to the pipeline's replicas, opening *fleet
+ * on first use (kept for the next call; the caller closes it).  A broker
+ * out of reach keeps them for a later run: warning, returns 1. */
+int cli_publish_outbox(cdx_library *lib, cdx_fleet **fleet);
 /* SIGINT and SIGTERM set the returned flag (for the cancel fields of long
  * calls: they stop after committing what is complete). */
 cdx_cancel_flag *cli_cancel_on_signals(void);

@@ -122,3 +122,20 @@ int cli_parse_precision(const char *cmd, const char *s, cdx_precision *out)
     if (s && cdx_precision_parse(s, out)) return 0;
     return cli_usage_error(cmd, "--precision: expected fp32, bf16, int8 or auto, got '%s'", s ? s : "");
 }
+
+/* ---- an owner's changes to its replicas (cli.h) */
+
+int cli_publish_outbox(cdx_library *lib, cdx_fleet **fleet)
+{
+    uint64_t pending = 0;
+    if (cdx_library_outbox_pending(lib, &pending) != CDX_OK || !pending) return 0;
+    char url[600];
+    if (cdx_library_get_pipeline(lib, url, sizeof url) != CDX_OK || !url[0]) return 0;
+    cdx_result r = *fleet ? CDX_OK : cdx_fleet_open(url, NULL, fleet);
+    if (!r) r = cdx_fleet_publish_outbox(*fleet, lib, NULL);
+    if (!r) return 0;
+    cdx_library_outbox_pending(lib, &pending);
+    fprintf(stderr, "clipdex: warning: %llu change(s) kept for the replicas of %s (published by the next "
+            "rm, index or serve of this library): %s\n", (unsigned long long)pending, url, cdx_last_error());
+    return 1;
+}

@@ -224,8 +224,12 @@ int cmd_worker(int argc, char **argv)
     model_dir = resolved;
     cdx_model *model;
     cdx_model_params mp = cdx_model_default_params();
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
     cdx_result r = cdx_model_load(model_dir, &mp, &model);
     if (r) return cli_fail(model_dir, r);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    double load_s = (double)(ts1.tv_sec - ts0.tv_sec) + (double)(ts1.tv_nsec - ts0.tv_nsec) * 1e-9;
     cdx_fleet *f;
     if (open_fleet(url, &f)) { cdx_model_free(model); return 1; }
     catch_signals();
@@ -238,6 +242,8 @@ int cmd_worker(int argc, char **argv)
     fprintf(stderr, "clipdex: worker: %llu fetched, %llu done, %llu dead-lettered, %llu retried\n",
             (unsigned long long)st.fetched, (unsigned long long)st.done, (unsigned long long)st.dead,
             (unsigned long long)st.retried);
+    fprintf(stderr, "clipdex: worker: seconds: model %.2f, set-up %.2f, waiting %.2f, decode %.2f, embed %.2f, "
+            "publish+ack %.2f\n", load_s, st.setup_s, st.wait_s, st.decode_s, st.embed_s, st.publish_s);
     return r ? cli_fail("worker", r) : 0;
 }
 
@@ -252,7 +258,7 @@ static void index_progress(void *user, const cdx_import_stats *st)
 }
 
 int cli_index_from(const char *lib_dir, const char *model, const char *url, const char *consumer,
-                   int ack_wait_ms, int follow, int batch, int json)
+                   int ack_wait_ms, int follow, int batch, int json, int max_wait_ms)
 {
     cdx_library_params lp = cdx_library_default_params();
     lp.model_dir = model;
@@ -274,6 +280,7 @@ int cli_index_from(const char *lib_dir, const char *model, const char *url, cons
     ip.consumer = consumer;
     if (ack_wait_ms > 0) ip.ack_wait_ms = ack_wait_ms;
     if (batch > 0) ip.batch = batch;
+    if (max_wait_ms > 0) ip.max_wait_ms = max_wait_ms;
     ip.progress = index_progress;
     ip.user = &json;
     ip.cancel = g_cancel;

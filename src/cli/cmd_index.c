@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "                     [--json] [--verbose] [--fast] [--batch N] [--threads N]\n"
             "                     [--ocr] [--ocr-lang eng+deu] PATH...\n"
             "       clipdex index [--library DIR] [--model DIR] --from nats://HOST:PORT/NAME\n"
-            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--batch N] [--json]\n"
+            "                     [--follow] [--consumer NAME] [--ack-wait MS] [--max-wait MS]\n"
+            "                     [--batch N] [--json]\n"
             "       clipdex index [--library DIR] [--model DIR] --watch [--json] DIR...\n\n"
             "Index image files and folders (recursively; symlink loops are safe) and the\n"
             "URLs listed in FILE (one per line, '#' comments).  Unchanged files (same\n"
@@ -55,6 +56,7 @@ static void usage(FILE *f)
             "                 give each library fed from one pipeline its own);\n"
             "                 --ack-wait MS: when a killed run's last batch comes back\n"
             "                 (default 30000; set when the consumer is created)\n"
+            "                 --max-wait MS: longest wait to fill a commit (default 1000)\n"
             "  --watch        index the folders, then keep the library in step with them\n"
             "                 (new, changed, moved, deleted files; inotify) until\n"
             "                 SIGINT/SIGTERM; SIGHUP forces a full rescan\n\n"
@@ -153,7 +155,7 @@ int cmd_index(int argc, char **argv)
     const char *from = NULL;
     int follow = 0, watch = 0;
     const char *consumer = NULL;
-    long batch_opt = 0, ack_wait = 0;
+    long batch_opt = 0, ack_wait = 0, max_wait = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return cli_fail("out of memory", CDX_ERR_NOMEM);
     int n = 0;
@@ -171,6 +173,7 @@ int cmd_index(int argc, char **argv)
         else if (!strcmp(a, "--watch")) watch = 1;
         else if (!strcmp(a, "--consumer") && hv) consumer = argv[++i];
         else if (!strcmp(a, "--ack-wait") && hv && !cli_parse_int(argv[i + 1], 1000, 3600000, &ack_wait)) i++;
+        else if (!strcmp(a, "--max-wait") && hv && !cli_parse_int(argv[i + 1], 1, 600000, &max_wait)) i++;
         else if (!strcmp(a, "--json")) u.json = 1;
         else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) u.verbose = 1;
         else if (!strcmp(a, "--fast")) ip.image.fast_shrink = 1;
@@ -206,9 +209,9 @@ int cmd_index(int argc, char **argv)
         free(paths);
         if (n || ip.urls_file || ip.prune) return cli_usage_error("index", "--from takes no paths, --urls or --prune");
         if (ip.ocr) return cli_usage_error("index", "--ocr reads files while indexing them; for a library fed by --from, run 'clipdex ocr' afterwards");
-        return cli_index_from(dir, model, from, consumer, (int)ack_wait, follow, (int)batch_opt, u.json);
+        return cli_index_from(dir, model, from, consumer, (int)ack_wait, follow, (int)batch_opt, u.json, (int)max_wait);
     }
-    if (follow || consumer || ack_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer and --ack-wait need --from"); }
+    if (follow || consumer || ack_wait || max_wait) { free(paths); return cli_usage_error("index", "--follow, --consumer, --ack-wait and --max-wait need --from"); }
     if (!n && !ip.urls_file) { free(paths); return cli_usage_error("index", "nothing to index (give folders, files or --urls FILE)"); }
     cdx_result lr = ip.ocr ? cdx_ocr_check_langs(ip.ocr_lang) : CDX_OK;   /* before any work */
     if (lr) { free(paths); return cli_fail("--ocr-lang", lr); }
@@ -227,6 +230,9 @@ int cmd_index(int argc, char **argv)
     ip.cancel = g_cancel;
     cdx_index_stats st;
     cdx_result r = cdx_library_index(lib, paths, n, &ip, &st);
+    cdx_fleet *fleet = NULL;   /* an owner's additions and --prune removals, to its replicas */
+    cli_publish_outbox(lib, &fleet);
+    cdx_fleet_close(fleet);
     cdx_library_close(lib);
     free(paths);
     if (u.progress_shown) fputs("\r\033[K", stderr);

@@ -11,9 +11,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clipdex rm [--library DIR] [--no-publish] ID|PATH|URL...\n\n"
                "Remove images from the library by id or by path/URL (files are not deleted).\n"
-               "A library fed from a fleet pipeline (index --from, serve --ingest) publishes\n"
-               "the removals to the pipeline's deletions, which its read replicas follow;\n"
-               "it refuses to run when the broker is unreachable, unless --no-publish.\n");
+               "A library fed from a fleet pipeline (index --from, serve --ingest) records\n"
+               "the removals in its outbox and publishes them to the pipeline's deletions,\n"
+               "which its read replicas follow; with the broker out of reach they are kept\n"
+               "and published by the next rm, index or serve of the library (warning, exit\n"
+               "status 0).  --no-publish: remove here only (the replicas keep the images).\n");
 }
 
 int cmd_rm(int argc, char **argv)
@@ -35,13 +37,7 @@ int cmd_rm(int argc, char **argv)
     cdx_library *lib;
     if (cli_open_library(dir, &p, &lib)) return 1;
     int rc = 0;
-    char pipeline[600];
-    cdx_fleet *fleet = NULL;   /* opened when the library records a pipeline */
-    if (cdx_library_get_pipeline(lib, pipeline, sizeof pipeline) != CDX_OK) rc = cli_fail("pipeline", CDX_ERR_FORMAT);
-    else if (publish && pipeline[0] && cdx_fleet_open(pipeline, NULL, &fleet) != CDX_OK) {
-        cdx_library_close(lib);   /* removing without telling the replicas would split them */
-        return cli_fail(pipeline, CDX_ERR_NETWORK);
-    }
+    cdx_library_outbox_mute(!publish);   /* the outbox records a removal unless muted */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--library")) { i++; continue; }
@@ -55,9 +51,10 @@ int cmd_rm(int argc, char **argv)
         int have = cdx_library_get_image(lib, id, &rec) == CDX_OK;
         if ((r = cdx_library_remove(lib, id)) != CDX_OK) { rc = cli_fail(a, r); continue; }
         printf("removed %lld %s\n", (long long)id, have ? rec.path : "");
-        if (fleet && have && (r = cdx_fleet_publish_deletion(fleet, rec.path, rec.sha256)) != CDX_OK)
-            rc = cli_fail("publishing the deletion", r);
     }
+    cdx_library_outbox_mute(0);
+    cdx_fleet *fleet = NULL;
+    cli_publish_outbox(lib, &fleet);   /* these removals and any kept from before */
     cdx_fleet_close(fleet);
     cdx_library_close(lib);
     return rc;

@@ -54,6 +54,8 @@ static void serve_usage(FILE *f)
             "                         and deletions into this library; the API is read-only\n"
             "  --consumer NAME        broker-side cursor of --ingest (default library) or of\n"
             "                         --replica-of (default replica-<host>-<hash of DIR>)\n"
+            "  --ack-wait MS          when creating that cursor: how soon a batch of a killed\n"
+            "                         server comes back (default 30000)\n"
             "  --help                 this help\n\n"
             "The first line on stdout is 'listening on http://HOST:PORT'.\n"
             "SIGTERM or SIGINT: stop accepting, finish in-flight requests (up to 30 s), exit 0.\n");
@@ -108,6 +110,12 @@ int cmd_serve(int argc, char **argv)
         if (v && !strcmp(a, "--ingest")) { cfg.ingest_url = v; i++; continue; }
         if (v && !strcmp(a, "--replica-of")) { cfg.replica_of = v; cfg.read_only = 1; i++; continue; }
         if (v && !strcmp(a, "--consumer")) { cfg.consumer = v; i++; continue; }
+        if (v && !strcmp(a, "--ack-wait")) {   /* fleet consumers (docs/fleet.md) */
+            if (cli_parse_int(v, 1000, 3600000, &n)) return cli_usage_error("serve", "--ack-wait: 1000..3600000 ms");
+            cfg.ack_wait_ms = (int)n;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             serve_usage(stdout);
             return 0;

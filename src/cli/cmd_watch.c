@@ -23,10 +23,18 @@ static void on_hup(int sig)
     atomic_store(&g_rescan, 1);
 }
 
+typedef struct watch_ui {
+    int json;
+    cdx_library *lib;
+    cdx_fleet *fleet;        /* an owner's replicas: opened on the first change */
+} watch_ui;
+
 static void on_pass(void *user, const cdx_watch_pass *ps)
 {
+    watch_ui *u = user;
     const cdx_index_stats *s = ps->stats;
-    if (*(int *)user) {
+    cli_publish_outbox(u->lib, &u->fleet);   /* the pass's changes (owners only) */
+    if (u->json) {
         printf("{\"event\": \"pass\", \"reason\": \"%s\", \"full\": %s, \"paths\": %llu, \"added\": %llu, "
                "\"unchanged\": %llu, \"moved\": %llu, \"duplicates\": %llu, \"removed\": %llu, "
                "\"failed\": %llu, \"skipped\": %llu, \"seconds\": %.3f}\n",
@@ -57,7 +65,8 @@ int cli_index_watch(const char *lib_dir, const char *model, int threads, const c
     cdx_watch_params wp = cdx_watch_default_params();
     wp.index = *ip;
     wp.pass = on_pass;
-    wp.user = &json;
+    watch_ui u = {json, lib, NULL};
+    wp.user = &u;
     wp.cancel = cli_cancel_on_signals();
     wp.rescan = &g_rescan;
     struct sigaction sa;
@@ -66,6 +75,8 @@ int cli_index_watch(const char *lib_dir, const char *model, int threads, const c
     sigaction(SIGHUP, &sa, NULL);
     cdx_watch_stats st;
     cdx_result r = cdx_library_watch(lib, dirs, n, &wp, &st);
+    cli_publish_outbox(lib, &u.fleet);
+    cdx_fleet_close(u.fleet);
     cdx_library_close(lib);
     if (r) return cli_fail("index --watch", r);
     if (json)

@@ -40,6 +40,9 @@ cdx_fleet_index_params cdx_fleet_index_default_params(void)
 }
 
 /* One result record into rec + vec; a message on failure. */
+static cdx_result parse_result_doc(json_t *o, int dim, const char *fp, cdx_image_record *rec, float *vec,
+                                   json_t **doc);
+
 static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_record *rec, float *vec,
                                json_t **doc)
 {
@@ -47,6 +50,14 @@ static cdx_result parse_result(natsMsg *m, int dim, const char *fp, cdx_image_re
     json_error_t je;
     json_t *o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), JSON_REJECT_DUPLICATES, &je);
     if (!o) return cdx_error(CDX_ERR_FORMAT, "result is not JSON: %s", je.text);
+    return parse_result_doc(o, dim, fp, rec, vec, doc);
+}
+
+/* parse_result of a loaded record o (taken: kept in *doc or freed). */
+static cdx_result parse_result_doc(json_t *o, int dim, const char *fp, cdx_image_record *rec, float *vec,
+                                   json_t **doc)
+{
+    *doc = NULL;
     cdx_result r = CDX_OK;
     const char *path = json_string_value(json_object_get(o, "path"));
     const char *sha = json_string_value(json_object_get(o, "sha256"));
@@ -264,9 +275,11 @@ static cdx_result results_step(index_run *x, int wait_ms, int *got)
         else n++;
     }
     uint64_t added = x->st->added;
+    cdx_library_outbox_mute(1);   /* replicas read these results themselves */
     if (!r) r = cdx_library_add_vectors(x->lib, x->recs, x->vecs, n, x->li.model_fingerprint, x->st);
     if (!r) r = note_precisions(x->lib, x->docs, n, x->st->added - added);
     if (!r) r = store_sources(x->lib, x->docs, x->recs, n);
+    cdx_library_outbox_mute(0);
     for (size_t i = 0; i < n; i++) {
         json_decref(x->docs[i]);
         x->docs[i] = NULL;
@@ -280,10 +293,42 @@ static cdx_result results_step(index_run *x, int wait_ms, int *got)
     return r;
 }
 
-/* Remove path while it still has content sha (a newer content stays). */
-static cdx_result apply_deletion(index_run *x, natsMsg *m)
+/* Commit the owner's additions gathered so far (x->recs[0..*n)). */
+static cdx_result flush_adds(index_run *x, size_t *n)
+{
+    cdx_result r = *n ? cdx_library_add_vectors(x->lib, x->recs, x->vecs, *n, x->li.model_fingerprint, x->st)
+                      : CDX_OK;
+    for (size_t i = 0; i < *n; i++) {
+        json_decref(x->docs[i]);
+        x->docs[i] = NULL;
+    }
+    *n = 0;
+    return r;
+}
+
+/* One record of the owner's change log (outbox.c): an "add" joins the
+ * pending additions (*n of them), anything else is a deletion, applied
+ * after them. */
+static cdx_result apply_deletion(index_run *x, natsMsg *m, size_t *n)
 {
     json_t *o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+    const char *op = json_string_value(json_object_get(o, "op"));
+    if (op && !strcmp(op, "add")) {
+        json_t *res = json_incref(json_object_get(o, "result"));
+        json_decref(o);
+        cdx_result e = res ? parse_result_doc(res, x->li.dim, x->li.model_fingerprint, &x->recs[*n],
+                                              x->vecs + *n * (size_t)x->li.dim, &x->docs[*n])
+                           : cdx_error(CDX_ERR_FORMAT, "an add without a result");
+        if (e == CDX_ERR_MISMATCH) return e;
+        if (e) fprintf(stderr, "clipdex: warning: owner's addition skipped: %s\n", cdx_last_error());
+        else if (++*n == (size_t)x->p->batch) return flush_adds(x, n);
+        return CDX_OK;
+    }
+    cdx_result fr = flush_adds(x, n);
+    if (fr) {
+        json_decref(o);
+        return fr;
+    }
     const char *path = json_string_value(json_object_get(o, "path"));
     const char *sha = json_string_value(json_object_get(o, "sha256"));
     cdx_result r = CDX_OK;
@@ -322,7 +367,10 @@ static cdx_result deletions_step(index_run *x)
         if (!r && !got && !(r = consumer_idle(x->f, x->f->results_stream, x->durable, &idle, &exists)) && !exists)
             idle = 1;   /* the consumer vanished (broker reset): nothing to wait for */
     }
-    for (int i = 0; i < list.Count && !r; i++) r = apply_deletion(x, list.Msgs[i]);
+    size_t adds = 0;
+    for (int i = 0; i < list.Count && !r; i++) r = apply_deletion(x, list.Msgs[i], &adds);
+    if (!r) r = flush_adds(x, &adds);
+    for (size_t i = 0; i < adds; i++) json_decref(x->docs[i]), x->docs[i] = NULL;
     for (int i = 0; i < list.Count && !r; i++) {
         s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
         if (s != NATS_OK) r = fleet_nats_error(s, "ack");
@@ -366,6 +414,7 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
         int got = 0;
         r = results_step(&x, p.max_wait_ms, &got);
         if (!r && x.dsub) r = deletions_step(&x);
+        if (!r && !p.replica) r = cdx_fleet_publish_outbox(f, lib, p.published);   /* the owner's changes */
         if (r || got) continue;
         int done = 0;
         if (!p.follow && (r = drained(f, durable, &done)) == CDX_OK && done) break;

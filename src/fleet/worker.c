@@ -220,6 +220,13 @@ static void *ticker_main(void *arg)
 
 #define say(p, ...) fleet_log((p)->log, (p)->user, __VA_ARGS__)
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static cdx_result publish_json(cdx_fleet *f, const char *subj, json_t *o, const char *id)
 {
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -313,6 +320,7 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
     cdx_worker_stats local;
     cdx_worker_stats *st = stats ? stats : &local;
     memset(st, 0, sizeof *st);
+    double t = now_s(), t0 = t;
     cdx_model_info mi;
     cdx_model_get_info(model, &mi);
     cdx_result r = cdx_precision_resolve(p.precision, &p.precision);   /* auto: this CPU's */
@@ -332,10 +340,15 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
     float *emb = r ? NULL : malloc((size_t)p.batch * (size_t)mi.embed_dim * sizeof *emb);
     item *items = r ? NULL : calloc((size_t)p.batch, sizeof *items);
     if (!r && (!px || !emb || !items)) r = cdx_error(CDX_ERR_NOMEM, "out of memory for a batch of %d", p.batch);
+    st->setup_s = now_s() - t0;
+    t = now_s();
     while (!r && !(p.cancel && atomic_load(p.cancel))) {
         natsMsgList list = {NULL, 0};
         jsErrCode jerr = 0;
         natsStatus s = natsSubscription_Fetch(&list, sub, p.batch, p.max_wait_ms, &jerr);
+        double t1 = now_s();
+        st->wait_s += t1 - t;
+        t = t1;
         if (list.Count == 0) {
             natsMsgList_Destroy(&list);
             if (s == NATS_OK || s == NATS_TIMEOUT) continue;
@@ -358,7 +371,13 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
             if (m != i) memmove(px + (size_t)m * px_len, px + (size_t)i * px_len, px_len * sizeof *px);
             m++;
         }
+        t1 = now_s();
+        st->decode_s += t1 - t;
+        t = t1;
         if (m) r = cdx_encode_images(ctx, px, m, emb, 1);
+        t1 = now_s();
+        st->embed_s += t1 - t;
+        t = t1;
         if (have_ticker) {
             pthread_mutex_lock(&tk.mu);
             tk.stop = 1;
@@ -373,6 +392,9 @@ cdx_result cdx_fleet_work(cdx_fleet *f, const cdx_model *model, const cdx_worker
             free(items[i].exif);
         }
         natsMsgList_Destroy(&list);
+        t1 = now_s();
+        st->publish_s += t1 - t;
+        t = t1;
     }
     natsSubscription_Destroy(sub);
     cdx_ctx_free(ctx);

@@ -52,6 +52,7 @@
 #include "library/lib_codes.h"
 #include "search/dupes.h"
 #include "library/lib_watch.h"
+#include "library/lib_fleet.h"
 #include "search/topk.h"
 #include "store/catalog.h"
 #include "store/npy.h"
@@ -607,6 +608,7 @@ cdx_result cdx_library_open(const char *dir, const cdx_library_params *params, c
         lib->model = NULL;
         if ((r = gen_install(lib, m))) goto fail;
     }
+    if (lib->writable && (r = lib_fleet_attach(lib))) goto fail;   /* an owner's outbox (lib_fleet.h) */
     if ((r = lib_codes_new(lib->dir, &lib->codes))) goto fail;
     lib->ann_min_rows = p->ann_min_rows ? p->ann_min_rows : ann_default_min_rows();
     if ((r = lib_ann_new(lib->dir, lib->dim, lib->ann_min_rows, &lib->ann))) goto fail;
@@ -652,6 +654,14 @@ void cdx_library_close(cdx_library *lib)
 const cdx_model *cdx_library_model(const cdx_library *lib) { return lib ? lib->model : NULL; }
 
 const char *lib_watch_dir(const cdx_library *lib) { return lib ? lib->dir : NULL; }   /* lib_watch.h */
+
+catalog *lib_fleet_writer_lock(cdx_library *lib)   /* lib_fleet.h */
+{
+    if (!lib || !lib->wcat) return NULL;
+    pthread_mutex_lock(&lib->wmu);
+    return lib->wcat;
+}
+void lib_fleet_writer_unlock(cdx_library *lib) { pthread_mutex_unlock(&lib->wmu); }
 
 /* ---------------------------------------------------------------- info */
 

@@ -21,11 +21,30 @@ struct srv_bg {
     cdx_import_stats ingest;    /* of the current consumer run */
     uint64_t deleted;           /* replica: deletions applied (copied from deleting) */
     uint64_t deleting;          /* written by the consumer thread only */
-    uint64_t published;         /* owner: deletions published */
+    uint64_t published;         /* owner: outbox records published */
+    uint64_t publishing;        /* written by the consumer thread only */
     char error[256];            /* last background error ("" = none) */
     char owner_url[600];        /* pipeline this server owns ("" = none) */
-    cdx_fleet *publisher;       /* opened on the first deletion */
+    cdx_fleet *publisher;       /* opened on the first change (no --ingest) */
 };
+
+static void set_error(struct srv_bg *bg, const char *what);
+
+/* An owner without --ingest: publish its outbox (the changes of DELETE,
+ * uploads and --watch passes) from the calling thread; with --ingest the
+ * consumer thread does it after each batch. */
+static void publish_outbox(struct srv_bg *bg)
+{
+    if (!bg->owner_url[0] || bg->ingesting) return;
+    pthread_mutex_lock(&bg->mu);
+    uint64_t n = 0;
+    cdx_result r = CDX_OK;
+    if (!bg->publisher) r = cdx_fleet_open(bg->owner_url, NULL, &bg->publisher);
+    if (!r) r = cdx_fleet_publish_outbox(bg->publisher, bg->s->lib, &n);
+    bg->published += n;
+    pthread_mutex_unlock(&bg->mu);
+    if (r) set_error(bg, "publishing the owner's changes (kept for a retry)");
+}
 
 static void set_error(struct srv_bg *bg, const char *what)
 {
@@ -58,6 +77,7 @@ static void on_pass(void *user, const cdx_watch_pass *ps)
     bg->watch.failed += s->failed;
     bg->watch.skipped += s->skipped;
     pthread_mutex_unlock(&bg->mu);
+    publish_outbox(bg);
     if (s->added || s->moved || s->duplicates || s->removed || s->failed || ps->full)
         fprintf(stderr, "clipdex serve: watch %s: %llu added, %llu moved, %llu duplicates, %llu removed, %llu failed\n",
                 ps->reason, (unsigned long long)s->added, (unsigned long long)s->moved,
@@ -92,6 +112,7 @@ static void on_commit(void *user, const cdx_import_stats *st)
     pthread_mutex_lock(&bg->mu);
     bg->ingest = *st;
     bg->deleted = bg->deleting;   /* same thread as the writer */
+    bg->published = bg->publishing;
     pthread_mutex_unlock(&bg->mu);
 }
 
@@ -108,8 +129,10 @@ static void *ingest_main(void *arg)
             cdx_fleet_index_params ip = cdx_fleet_index_default_params();
             ip.follow = 1;
             ip.consumer = bg->consumer;
+            if (cfg->ack_wait_ms) ip.ack_wait_ms = cfg->ack_wait_ms;
             ip.replica = replica;
             ip.deleted = &bg->deleting;
+            ip.published = &bg->publishing;
             ip.progress = on_commit;
             ip.user = bg;
             ip.cancel = &bg->cancel;
@@ -118,6 +141,7 @@ static void *ingest_main(void *arg)
         cdx_fleet_close(f);
         pthread_mutex_lock(&bg->mu);
         bg->deleted = bg->deleting;
+        bg->published = bg->publishing;
         pthread_mutex_unlock(&bg->mu);
         if (!r) continue;   /* stopped (cancel) */
         set_error(bg, replica ? "replica consumer" : "ingest");
@@ -209,15 +233,8 @@ void srv_bg_stop(srv_ctx *s)
 
 void srv_bg_deleted(srv_ctx *s, const cdx_image_record *rec)
 {
-    struct srv_bg *bg = s->bg;
-    if (!bg || !bg->owner_url[0]) return;
-    pthread_mutex_lock(&bg->mu);
-    cdx_result r = CDX_OK;
-    if (!bg->publisher) r = cdx_fleet_open(bg->owner_url, NULL, &bg->publisher);
-    if (!r) r = cdx_fleet_publish_deletion(bg->publisher, rec->path, rec->sha256);
-    if (!r) bg->published++;
-    pthread_mutex_unlock(&bg->mu);
-    if (r) set_error(bg, "publishing a deletion");
+    (void)rec;   /* recorded in the library's outbox by the removal itself */
+    if (s->bg) publish_outbox(s->bg);
 }
 
 json_t *srv_bg_stats(srv_ctx *s)

@@ -64,6 +64,8 @@ typedef struct srv_config {
                                   is opened writable for the consumer */
     const char *consumer;      /* durable consumer (default "library", replicas
                                   "replica-<host>-<hash of the library path>") */
+    int ack_wait_ms;           /* when creating that consumer: how soon a killed
+                                  run's batch comes back (0 = 30000) */
 } srv_config;
 
 void srv_config_defaults(srv_config *cfg);

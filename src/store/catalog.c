@@ -1284,3 +1284,84 @@ int catalog_text_ok(const char *s, size_t max)
     }
     return 1;
 }
+
+/* ---- fleet outbox (catalog.h; docs/fleet.md "Deletions") */
+
+#define OUTBOX_NOW "CAST(strftime('%s', 'now') AS INTEGER)"
+#define OUTBOX_ROW(op, pfx) \
+    "INSERT INTO fleet_outbox(op, path, sha256, at) VALUES('" op "', " pfx ".path, " pfx ".sha256, " OUTBOX_NOW ");"
+
+static const char outbox_sql[] =
+    "CREATE TABLE IF NOT EXISTS main.fleet_outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "  op TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, at INTEGER NOT NULL);"
+    "CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_insert AFTER INSERT ON main.images "
+    "  WHEN clipdex_outbox_active() BEGIN " OUTBOX_ROW("add", "new") " END;"
+    "CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_delete AFTER DELETE ON main.images "
+    "  WHEN clipdex_outbox_active() BEGIN " OUTBOX_ROW("del", "old") " END;"
+    "CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_update AFTER UPDATE OF path, sha256 ON main.images "
+    "  WHEN clipdex_outbox_active() AND (old.path IS NOT new.path OR old.sha256 IS NOT new.sha256) "
+    "  BEGIN " OUTBOX_ROW("add", "new") OUTBOX_ROW("del", "old") " END;";
+
+static void outbox_active_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    int (*active)(void) = (int (*)(void))sqlite3_user_data(ctx);
+    sqlite3_result_int(ctx, active ? active() != 0 : 1);
+}
+
+cdx_result catalog_outbox_attach(catalog *c, int (*active)(void))
+{
+    if (sqlite3_create_function(c->db, "clipdex_outbox_active", 0, SQLITE_UTF8,
+                                (void *)active, outbox_active_fn, NULL, NULL) != SQLITE_OK)
+        return db_fail(c, "registering the outbox function");
+    return exec(c, outbox_sql);
+}
+
+cdx_result catalog_outbox_rows(catalog *c, int64_t after, int max, catalog_outbox_row *rows, int *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT seq, op, path, sha256, at FROM fleet_outbox WHERE seq > ?1 "
+                                  "ORDER BY seq LIMIT ?2", -1, &s, NULL) != SQLITE_OK)
+        return strstr(sqlite3_errmsg(c->db), "no such table") ? CDX_OK : db_fail(c, "reading the outbox");
+    bind_i64(s, 1, after);
+    bind_int(s, 2, max);
+    int rc;
+    while ((rc = step(s)) == SQLITE_ROW && *n < max) {
+        catalog_outbox_row *o = &rows[(*n)++];
+        o->seq = sqlite3_column_int64(s, 0);
+        const char *op = (const char *)sqlite3_column_text(s, 1);
+        o->add = op && !strcmp(op, "add");
+        copy_text(o->path, sizeof o->path, s, 2);
+        copy_text(o->sha256, sizeof o->sha256, s, 3);
+        o->at = sqlite3_column_int64(s, 4);
+    }
+    cdx_result r = rc == SQLITE_DONE || rc == SQLITE_ROW ? CDX_OK : db_fail(c, "reading the outbox");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_outbox_done(catalog *c, int64_t seq)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM fleet_outbox WHERE seq <= ?1", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(c, "clearing the outbox");
+    bind_i64(s, 1, seq);
+    cdx_result r = step(s) == SQLITE_DONE ? CDX_OK : db_fail(c, "clearing the outbox");
+    sqlite3_finalize(s);
+    return r;
+}
+
+cdx_result catalog_outbox_count(catalog *c, uint64_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM fleet_outbox", -1, &s, NULL) != SQLITE_OK)
+        return CDX_OK;   /* no table: nothing recorded */
+    cdx_result r = CDX_OK;
+    if (step(s) == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(s, 0);
+    else r = db_fail(c, "counting the outbox");
+    sqlite3_finalize(s);
+    return r;
+}

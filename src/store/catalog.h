@@ -256,4 +256,29 @@ cdx_result catalog_source_get(catalog *c, int64_t id, char **json);
 cdx_result catalog_thumb_put(catalog *c, const char *sha256, const void *jpeg, size_t len);
 cdx_result catalog_thumb_get(catalog *c, const char *sha256, void **jpeg, size_t *len);
 
+/* ---- fleet outbox (lib_fleet.c): the changes an owning library must
+ * publish to its read replicas, recorded by TEMP triggers of this
+ * connection inside the writer's own transaction (so no commit can lose
+ * one): an image inserted ("add" path sha256), deleted ("del") or given
+ * another path or content ("add" of the new pair, then "del" of the old
+ * one).  A trigger records only while active() returns non-zero (the
+ * calling thread is not muted).  The table fleet_outbox persists; seq
+ * grows forever (AUTOINCREMENT), so a row republished after a crash keeps
+ * its message id. */
+typedef struct catalog_outbox_row {
+    int64_t seq;
+    int64_t at;               /* unix seconds of the change */
+    int add;                  /* 1 add, 0 del */
+    char path[4096];
+    char sha256[65];
+} catalog_outbox_row;
+
+cdx_result catalog_outbox_attach(catalog *c, int (*active)(void));
+/* Up to max rows with seq > after, in seq order; *n = rows read. */
+cdx_result catalog_outbox_rows(catalog *c, int64_t after, int max, catalog_outbox_row *rows, int *n);
+/* Forget the rows up to seq (published). */
+cdx_result catalog_outbox_done(catalog *c, int64_t seq);
+/* Rows not yet published (0 when the table does not exist). */
+cdx_result catalog_outbox_count(catalog *c, uint64_t *n);
+
 #endif
