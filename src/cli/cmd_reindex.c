@@ -150,7 +150,10 @@ static void usage(FILE *f)
         "  --force           with --rollback: remove images added since the switch (they\n"
         "                    have no vector in the previous set) instead of refusing\n"
         "  --drop-previous   delete the previous set's vector file\n"
-        "  --json            print the report as JSON\n");
+        "  --json            print the report as JSON\n\n"
+        "When a writable `clipdex serve` holds the library (DIR/serve.json), the server\n"
+        "is asked to do it (POST /api/reindex; token from $CLIPDEX_TOKEN) and its\n"
+        "progress followed; its queries move to the new model at the switch.\n");
 }
 
 int cmd_reindex(int argc, char **argv)

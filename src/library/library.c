@@ -22,8 +22,10 @@
  *    searches hold a reference while they scan, so a switch to a compacted
  *    file never unmaps rows under a scan) and vecfile_refresh vs
  *    vecfile_rows;
- *  - pmu/pcv guard the pool of inference contexts (query embeddings);
- *    indexing has its own batched context, used under wmu.
+ *  - pmu/pcv guard the model generations (struct cdx_library_pin: the
+ *    current one and those queries pin, reference-counted) and their
+ *    pools of inference contexts (query embeddings); indexing has its own
+ *    batched context on the current model, used under wmu.
  * Ordering rule for searches: the catalog snapshot is read BEFORE the
  * vecfile view is taken, and vectors are durable before the catalog rows
  * that name them commit, so every slot in the snapshot is < the view's
