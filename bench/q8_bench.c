@@ -56,9 +56,11 @@ int main(int argc, char **argv)
     }
     if (reps < 1 || reps > 100) reps = 3;
     omp_set_num_threads(1);   /* cdx_par_threads() = 1: one thread */
-    static const int shapes[][3] = {{1, 2304, 768},  {8, 2304, 768},   {77, 2304, 768},
-                                    {8, 512, 2048},  {77, 2048, 512},  {400, 3072, 768},
-                                    {400, 768, 3072}, {1600, 3072, 768}};
+    static const int shapes[][3] = {{1, 2304, 768},  {8, 1536, 512},   {8, 2048, 512},
+                                    {8, 512, 2048},  {77, 2304, 768},  {77, 2048, 512},
+                                    {50, 2304, 768}, {50, 3072, 768},  {50, 768, 3072},
+                                    {400, 3072, 768}, {400, 768, 3072}, {1600, 2304, 768},
+                                    {1600, 3072, 768}, {1600, 768, 3072}};
     const int wmax = cdx_q8_weight_max();
     if (!json)
         printf("int8 kernel %s (weights +-%d), 1 thread, thread CPU time, best of %d\n%-18s %9s %9s %9s %8s %8s\n",

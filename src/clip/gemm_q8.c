@@ -47,7 +47,12 @@
 #define NQ CDX_Q8_NR
 #define QA 255      /* activation codes: u8 */
 #define RGQ 96      /* rows per work item */
-#define PGQ 4       /* panels per work item (64 columns) */
+/* panels per work item (16 columns each): 4 when all rows fit one item (a
+ * text query, one image: more items to share between threads); 16 when
+ * there are several row groups, so that each row group's codes (in L2) are
+ * reused over 256 columns before the next panels are read */
+#define PGQ_FEW 4
+#define PGQ_MANY 16
 #define AVX2Q __attribute__((target("avx2,fma")))
 
 int cdx_q8_kpad(int k) { return (k + 3) & ~3; }
@@ -203,7 +208,7 @@ static inline float q8_out(int32_t acc, int32_t zp, int32_t cs, float as, float 
 }
 
 typedef struct q8_job {
-    int m, n, k, ldq, ldc, act, accumulate, ng, np;
+    int m, n, k, ldq, ldc, act, accumulate, ng, np, pgq;
     const uint8_t *Q;
     const float *as;
     const int32_t *zp;
@@ -426,8 +431,8 @@ static void q8_item(void *arg, int w, int slot)
     (void)slot;
     int pg = w / j->ng, g = w % j->ng;
     int r0 = g * RGQ, r1 = r0 + RGQ < j->m ? r0 + RGQ : j->m;
-    int p1 = (pg + 1) * PGQ < j->np ? (pg + 1) * PGQ : j->np;
-    for (int p = pg * PGQ; p < p1; p++) pp->fn(j, r0, r1, p);
+    int p1 = (pg + 1) * j->pgq < j->np ? (pg + 1) * j->pgq : j->np;
+    for (int p = pg * j->pgq; p < p1; p++) pp->fn(j, r0, r1, p);
 }
 
 void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
@@ -435,7 +440,8 @@ void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *as
                  int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    q8_job j = {m, n, k, ldq, ldc, act, accumulate, (m + RGQ - 1) / RGQ, (n + NQ - 1) / NQ,
+    const int ng = (m + RGQ - 1) / RGQ;
+    q8_job j = {m, n, k, ldq, ldc, act, accumulate, ng, (n + NQ - 1) / NQ, ng > 1 ? PGQ_MANY : PGQ_FEW,
                 Q, ascale, azp, P, wscale, colsum, bias, C};
     if (!fast) {
         q8_reference(&j);
@@ -443,6 +449,6 @@ void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *as
     }
     const char *name;
     q8_par pp = {&j, q8_kernel(wmax, &name)};
-    int items = (j.np + PGQ - 1) / PGQ * j.ng;
+    int items = (j.np + j.pgq - 1) / j.pgq * j.ng;
     cdx_par_for(items, (long)n * k > 65536 ? cdx_par_threads() : 1, q8_item, &pp);
 }
