@@ -28,18 +28,25 @@
 #include "ann_synth.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <libgen.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define K 10
 #define MAX_KNOBS 16
+#define DATA_MAGIC "CDXANNB1"
+#define DATA_HEADER_BYTES 4096
+#define DATA_BLOCK 16384
+#define DATA_SEED 2024
 
 static int json;
 static int T;
@@ -158,6 +165,7 @@ static double recall_of(const topk_hit *got, const topk_hit *truth, size_t nq)
 }
 
 static int opt_nlist;   /* --nlist: 0 = the library's automatic choice */
+static void release_rows(uint64_t first, uint64_t m);
 
 static ann_ivf *build_ivf(const cdx_rows *src, uint64_t n, double *secs)
 {
@@ -171,6 +179,7 @@ static ann_ivf *build_ivf(const cdx_rows *src, uint64_t n, double *secs)
         size_t m = n - first < 65536 ? (size_t)(n - first) : 65536;
         if (ann_ivf_encode(ix, src, first, m, &seg) || ann_ivf_insert(ix, &seg)) die("encode");
         ann_segment_free(&seg);
+        release_rows(first, m);
     }
     *secs = cdx_now() - t0;
     return ix;
@@ -204,6 +213,7 @@ static int run(char *const argv[])
 }
 
 static const char *faiss_only = "hnsw,ivfflat,ivfsq8,ivfpq";
+static const char *base_file;   /* the data file (base vectors at DATA_HEADER_BYTES), or NULL */
 
 static void competitors(const char *dir, int do_faiss, int do_hnsw, const char *probes,
                         const char *hnsw_ef, int nlist)
@@ -228,10 +238,22 @@ static void competitors(const char *dir, int do_faiss, int do_hnsw, const char *
         char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
         char *argv[] = {py, script, "--dir", (char *)dir, "--threads", nthr, "--nlist", nl,
                         "--probes", (char *)probes, "--hnsw-ef", (char *)hnsw_ef,
-                        "--only", (char *)faiss_only, json ? "--json" : NULL, NULL};
+                        "--only", (char *)faiss_only, json ? "--json" : NULL, NULL, NULL, NULL, NULL, NULL};
+        char off[32];
+        snprintf(off, sizeof off, "%d", DATA_HEADER_BYTES);
+        if (base_file) {
+            int a = json ? 15 : 14;
+            argv[a] = "--base";
+            argv[a + 1] = (char *)base_file;
+            argv[a + 2] = "--base-offset";
+            argv[a + 3] = off;
+        }
         if (run(argv)) fprintf(stderr, "ann_bench: FAISS skipped (python3-faiss missing or failed)\n");
     }
-    if (do_hnsw) {
+    if (do_hnsw && base_file) {
+        fprintf(stderr, "ann_bench: hnswlib skipped (it reads an in-memory base.f32; at this size the data "
+                        "stays in %s)\n", base_file);
+    } else if (do_hnsw) {
         snprintf(cpp, sizeof cpp, "%s/ann_hnswlib.cpp", bdir);
         snprintf(exe, sizeof exe, "%s/ann_hnswlib", dir);
         if (access("/usr/include/hnswlib/hnswlib.h", R_OK) != 0) {
@@ -247,6 +269,197 @@ static void competitors(const char *dir, int do_faiss, int do_hnsw, const char *
                         json ? "--json" : NULL, NULL};
         if (run(argv)) fprintf(stderr, "ann_bench: hnswlib failed\n");
     }
+}
+
+/* ---------------------------------------------------------------- data */
+
+/* The base vectors, queries and exact top-K.  With a path the base vectors
+ * live in a file (mapped read-only, so 10M x 512 float32 never sits in
+ * anonymous memory): HEADER_BYTES of header, n x dim float32, nq x dim
+ * float32 queries, nq x K ground truth.  The file is generated block by
+ * block (the exact top-K merged per block while the block is in cache) and
+ * reused by a later run with the same n, dim, nq and seed. */
+
+typedef struct data_header {
+    char magic[8];
+    uint64_t n, nq, seed, complete;
+    int32_t dim, k;
+} data_header;
+
+typedef struct bench_data {
+    float *base, *queries;
+    topk_hit *truth;
+    void *map;
+    size_t map_bytes;
+    const char *path;
+    int reused;
+    double gen_s, truth_s;
+} bench_data;
+
+static int pwrite_all(int fd, const void *p, size_t bytes, uint64_t off)
+{
+    const char *c = p;
+    while (bytes) {
+        ssize_t w = pwrite(fd, c, bytes > (1u << 30) ? (1u << 30) : bytes, (off_t)off);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR) continue;
+            return -1;
+        }
+        c += w;
+        bytes -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Merge the block's top-K (slots relative to `first`) into the running
+ * top-K of one query (both ordered best first). */
+static void merge_topk(topk_hit *run, const topk_hit *blk, size_t nb, uint64_t first)
+{
+    topk_hit out[K];
+    size_t i = 0, j = 0;
+    for (int o = 0; o < K; o++) {
+        topk_hit b = j < nb ? (topk_hit){blk[j].slot + first, blk[j].score} : (topk_hit){UINT64_MAX, -INFINITY};
+        if (i < K && (j >= nb || !topk_hit_better(&b, &run[i]))) out[o] = run[i++];
+        else {
+            out[o] = b;
+            j++;
+        }
+    }
+    memcpy(run, out, sizeof out);
+}
+
+/* Generate rows [0, n) into `dst` (memory) or fd (file), block by block,
+ * with the exact top-K of every query. */
+static void data_generate(bench_data *d, int fd, uint64_t n, int dim, size_t nq)
+{
+    ann_synth g;
+    if (synth_init(&g, dim, n, DATA_SEED)) die("synth");
+    for (size_t i = 0; i < nq; i++) synth_query(&g, i, d->queries + i * dim);
+    for (size_t i = 0; i < nq * K; i++) d->truth[i] = (topk_hit){UINT64_MAX, -INFINITY};
+    float *buf = fd >= 0 ? cdx_alloc_aligned((size_t)DATA_BLOCK * dim, sizeof(float)) : NULL;
+    topk_hit *bh = malloc(nq * K * sizeof *bh);
+    size_t *nh = malloc(nq * sizeof *nh);
+    if ((fd >= 0 && !buf) || !bh || !nh) die("out of memory");
+    topk_params tp = topk_default_params();
+    tp.k = K;
+    double gen = 0, tru = 0;
+    for (uint64_t first = 0; first < n; first += DATA_BLOCK) {
+        size_t m = n - first < DATA_BLOCK ? (size_t)(n - first) : DATA_BLOCK;
+        float *blk = fd >= 0 ? buf : d->base + first * dim;
+        double t0 = cdx_now();
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < m; i++) synth_image(&g, first + i, blk + i * dim);
+        if (fd >= 0 && pwrite_all(fd, blk, m * (size_t)dim * sizeof(float),
+                                  DATA_HEADER_BYTES + first * (uint64_t)dim * sizeof(float)))
+            die("writing the data file");
+        double t1 = cdx_now();
+        cdx_rows br = cdx_rows_array(blk, m, dim, (size_t)dim * sizeof(float));
+        for (size_t q = 0; q < nq; q += 64) {
+            size_t mq = nq - q < 64 ? nq - q : 64;
+            if (topk_search(&br, d->queries + q * dim, mq, &tp, bh + q * K, nh + q)) die("truth");
+        }
+        for (size_t q = 0; q < nq; q++) merge_topk(d->truth + q * K, bh + q * K, nh[q], first);
+        gen += t1 - t0;
+        tru += cdx_now() - t1;
+        if (fd >= 0 && (first / DATA_BLOCK) % 64 == 63) {
+            /* keep dirty pages few and the page cache for the others */
+            fdatasync(fd);
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            fprintf(stderr, "ann_bench: generated %llu / %llu rows (%.0f s + %.0f s truth)\n",
+                    (unsigned long long)(first + m), (unsigned long long)n, gen, tru);
+        }
+    }
+    synth_free(&g);
+    cdx_free_aligned(buf);
+    free(bh);
+    free(nh);
+    d->gen_s = gen;
+    d->truth_s = tru;
+}
+
+static void data_open(bench_data *d, const char *path, uint64_t n, int dim, size_t nq)
+{
+    memset(d, 0, sizeof *d);
+    d->path = path;
+    d->queries = malloc(nq * (size_t)dim * sizeof(float));
+    d->truth = malloc(nq * K * sizeof *d->truth);
+    if (!d->queries || !d->truth) die("out of memory");
+    if (!path) {
+        d->base = cdx_alloc_aligned(n * (size_t)dim, sizeof(float));
+        if (!d->base) die("out of memory");
+        data_generate(d, -1, n, dim, nq);
+        return;
+    }
+    uint64_t qoff = DATA_HEADER_BYTES + n * (uint64_t)dim * sizeof(float);
+    uint64_t toff = qoff + nq * (uint64_t)dim * sizeof(float);
+    uint64_t total = toff + nq * K * sizeof(topk_hit);
+    data_header h = {0};
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd >= 0 && pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h.magic, DATA_MAGIC, 8) &&
+        h.n == n && h.dim == dim && h.nq == nq && h.k == K && h.seed == DATA_SEED && h.complete == 1 &&
+        fstat(fd, &st) == 0 && (uint64_t)st.st_size == total &&
+        pread(fd, d->queries, nq * (size_t)dim * sizeof(float), (off_t)qoff) == (ssize_t)(nq * dim * sizeof(float)) &&
+        pread(fd, d->truth, nq * K * sizeof *d->truth, (off_t)toff) == (ssize_t)(nq * K * sizeof *d->truth)) {
+        d->reused = 1;
+    } else {
+        if (fd >= 0) close(fd);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || ftruncate(fd, (off_t)total) != 0) die("creating the data file");
+        data_generate(d, fd, n, dim, nq);
+        memcpy(h.magic, DATA_MAGIC, 8);
+        h.n = n;
+        h.nq = nq;
+        h.seed = DATA_SEED;
+        h.dim = dim;
+        h.k = K;
+        h.complete = 1;
+        if (pwrite_all(fd, d->queries, nq * (size_t)dim * sizeof(float), qoff) ||
+            pwrite_all(fd, d->truth, nq * K * sizeof *d->truth, toff) || fdatasync(fd) ||
+            pwrite_all(fd, &h, sizeof h, 0) || fdatasync(fd))
+            die("writing the data file");
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    }
+    d->map_bytes = (size_t)qoff;
+    d->map = mmap(NULL, d->map_bytes, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (d->map == MAP_FAILED) die("mapping the data file");
+    d->base = (float *)((char *)d->map + DATA_HEADER_BYTES);
+}
+
+/* Drop the mapped pages of rows [first, first + m) from this process (they
+ * stay in the page cache while the kernel has room for them). */
+static void data_release(const bench_data *d, uint64_t first, uint64_t m, int dim)
+{
+    if (!d->map) return;
+    uintptr_t a = (uintptr_t)(d->base + first * dim), e = (uintptr_t)(d->base + (first + m) * dim);
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    a = (a + pg - 1) & ~(pg - 1);
+    e &= ~(pg - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+static const bench_data *g_data;   /* the open data, for release_rows */
+static int g_dim;
+
+static void release_rows(uint64_t first, uint64_t m)
+{
+    if (g_data) data_release(g_data, first, m, g_dim);
+}
+
+static void data_close(bench_data *d, int keep)
+{
+    if (d->map) {
+        munmap(d->map, d->map_bytes);
+        if (!keep && unlink(d->path) == 0)
+            fprintf(stderr, "ann_bench: removed %s (--keep-data keeps it for the next run)\n", d->path);
+    } else {
+        cdx_free_aligned(d->base);
+    }
+    free(d->queries);
+    free(d->truth);
+    memset(d, 0, sizeof *d);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -282,6 +495,9 @@ int main(int argc, char **argv)
     uint64_t n = 100000;
     int dim = 512, do_faiss = 1, do_hnsw = 1, do_cross = 0;
     size_t nq = 1000;
+    const char *data_path = NULL;
+    int data_only = 0, keep_data = 0;
+    static char default_data[256];
     const char *probes_arg = "4,8,16,32,64", *dir = "/tmp/clipdex-ann-bench", *hnsw_ef = "16,32,64,128,256";
     T = cdx_cpu_count();
     for (int i = 1; i < argc; i++) {
@@ -300,9 +516,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--no-hnswlib")) do_hnsw = 0;
         else if (!strcmp(a, "--crossover")) do_cross = 1;
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--data") && hv) data_path = argv[++i];
+        else if (!strcmp(a, "--data-only")) data_only = keep_data = 1;
+        else if (!strcmp(a, "--keep-data")) keep_data = 1;
         else {
             fprintf(stderr, "usage: ann_bench [--n N] [--dim D] [--nq Q] [--probes LIST] [--nlist L] [--hnsw-ef LIST] "
-                            "[--threads T] [--dir DIR] [--no-faiss] [--faiss-only LIST] [--no-hnswlib] [--crossover] [--json]\n");
+                            "[--threads T] [--dir DIR] [--no-faiss] [--faiss-only LIST] [--no-hnswlib] [--crossover] [--json]\n"
+                            "                 [--data FILE] [--keep-data] [--data-only]\n");
             return 2;
         }
     }
@@ -311,31 +531,31 @@ int main(int argc, char **argv)
         return 2;
     }
     omp_set_num_threads(T);
-    /* data */
-    double t0 = cdx_now();
-    ann_synth g;
-    if (synth_init(&g, dim, n, 2024)) die("synth");
-    float *base = cdx_alloc_aligned(n * (size_t)dim, sizeof(float));
-    float *queries = malloc(nq * (size_t)dim * sizeof(float));
-    if (!base || !queries) die("out of memory");
-    #pragma omp parallel for schedule(static)
-    for (uint64_t i = 0; i < n; i++) synth_image(&g, i, base + i * dim);
-    for (size_t i = 0; i < nq; i++) synth_query(&g, i, queries + i * dim);
-    synth_free(&g);
-    cdx_rows src = cdx_rows_array(base, n, dim, (size_t)dim * sizeof(float));
-    fprintf(stderr, "ann_bench: %llu x %d generated in %.1f s, %zu queries, %d threads\n",
-            (unsigned long long)n, dim, cdx_now() - t0, nq, T);
-    /* ground truth (batched exact scan) */
-    t0 = cdx_now();
-    topk_hit *truth = malloc(nq * K * sizeof *truth);
-    size_t *nh = malloc(nq * sizeof *nh);
-    topk_params tp = topk_default_params();
-    tp.k = K;
-    for (size_t q = 0; q < nq; q += 64) {
-        size_t m = nq - q < 64 ? nq - q : 64;
-        if (topk_search(&src, queries + q * dim, m, &tp, truth + q * K, nh + q)) die("truth");
+    if (!data_path && n > 2000000) {   /* 10M x 512 float32 = 20 GB: never in RAM */
+        snprintf(default_data, sizeof default_data, "/tmp/clipdex-ann-data-%llu-%d-%zu.f32",
+                 (unsigned long long)n, dim, nq);
+        data_path = default_data;
     }
-    fprintf(stderr, "ann_bench: ground truth in %.1f s\n", cdx_now() - t0);
+    /* data and ground truth (generated block by block, or reused) */
+    bench_data dd;
+    data_open(&dd, data_path, n, dim, nq);
+    float *base = dd.base, *queries = dd.queries;
+    g_data = &dd;
+    g_dim = dim;
+    topk_hit *truth = dd.truth;
+    cdx_rows src = cdx_rows_array(base, n, dim, (size_t)dim * sizeof(float));
+    fprintf(stderr, "ann_bench: %llu x %d %s (%s), %zu queries, %d threads; generation %.1f s, "
+            "exact ground truth (batched, during generation) %.1f s\n",
+            (unsigned long long)n, dim, dd.reused ? "reused" : "generated",
+            data_path ? data_path : "in memory", nq, T, dd.gen_s, dd.truth_s);
+    if (json)
+        printf("{\"data\": \"%s\", \"n\": %llu, \"dim\": %d, \"nq\": %zu, \"reused\": %d, \"gen_s\": %.1f, "
+               "\"truth_s\": %.1f}\n", data_path ? data_path : "memory", (unsigned long long)n, dim, nq,
+               dd.reused, dd.gen_s, dd.truth_s);
+    if (data_only) {
+        data_close(&dd, keep_data);
+        return 0;
+    }
     if (do_cross) crossover(&src, queries, dim);
     /* exact scan */
     topk_hit *got = malloc(nq * K * sizeof *got);
@@ -372,21 +592,22 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < nq * K; i++) gt[i] = (uint32_t)truth[i].slot;
         uint32_t hdr[3] = {(uint32_t)n, (uint32_t)dim, (uint32_t)nq};
         if (write_file(dir, "shape.u32", hdr, sizeof hdr) ||
-            write_file(dir, "base.f32", base, n * (size_t)dim * sizeof(float)) ||
+            (!dd.map && write_file(dir, "base.f32", base, n * (size_t)dim * sizeof(float))) ||
             write_file(dir, "queries.f32", queries, nq * (size_t)dim * sizeof(float)) ||
             write_file(dir, "gt.u32", gt, nq * K * sizeof *gt)) {
             fprintf(stderr, "ann_bench: cannot write the data to %s: competitors skipped\n", dir);
         } else {
-            cdx_free_aligned(base);   /* the children need the memory */
-            base = NULL;
+            if (!dd.map) {   /* the children need the memory */
+                cdx_free_aligned(dd.base);
+                dd.base = base = NULL;
+            } else {         /* they map the data file itself (ann_faiss.py --base) */
+                base_file = dd.path;
+            }
             competitors(dir, do_faiss, do_hnsw, probes_arg, hnsw_ef, nlist);
         }
         free(gt);
     }
-    cdx_free_aligned(base);
-    free(queries);
-    free(truth);
+    data_close(&dd, keep_data);
     free(got);
-    free(nh);
     return 0;
 }
