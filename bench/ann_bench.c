@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -67,6 +68,7 @@ typedef struct result {
     const char *method;
     char knob[64];
     double recall, p50, p99, qps, bytes, build_s;
+    double scan;   /* share of the codes scanned per query */
 } result;
 
 static void print_result(const result *r, uint64_t n, int dim)
@@ -74,11 +76,11 @@ static void print_result(const result *r, uint64_t n, int dim)
     if (json)
         printf("{\"method\": \"%s\", \"knob\": \"%s\", \"n\": %llu, \"dim\": %d, \"recall10\": %.4f, "
                "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"qps\": %.1f, \"bytes_per_image\": %.0f, "
-               "\"build_s\": %.2f}\n", r->method, r->knob, (unsigned long long)n, dim, r->recall,
-               r->p50, r->p99, r->qps, r->bytes, r->build_s);
+               "\"build_s\": %.2f, \"scanned\": %.4f}\n", r->method, r->knob, (unsigned long long)n, dim, r->recall,
+               r->p50, r->p99, r->qps, r->bytes, r->build_s, r->scan);
     else
-        printf("%-26s %-14s recall@10 %.4f  p50 %7.3f ms  p99 %7.3f ms  %8.1f q/s  %6.0f B/img  build %.1f s\n",
-               r->method, r->knob, r->recall, r->p50, r->p99, r->qps, r->bytes, r->build_s);
+        printf("%-26s %-14s recall@10 %.4f  p50 %7.3f ms  p99 %7.3f ms  %8.1f q/s  %6.0f B/img  build %.1f s  scanned %.2f%%\n",
+               r->method, r->knob, r->recall, r->p50, r->p99, r->qps, r->bytes, r->build_s, 100 * r->scan);
     fflush(stdout);
 }
 
@@ -93,6 +95,9 @@ typedef struct bench_ctx {
     int probes;
     int threads_per_query;
     topk_hit *out;          /* nq x K */
+    int bits, prefetch;     /* ann_search_params of the same names */
+    size_t bits_keep, rescore;
+    uint64_t scanned;       /* codes scanned, summed over the throughput pass */
 } bench_ctx;
 
 static void one_query(const bench_ctx *b, size_t q, int threads, topk_hit *h)
@@ -104,7 +109,13 @@ static void one_query(const bench_ctx *b, size_t q, int threads, topk_hit *h)
         p.k = K;
         p.probes = b->probes;
         p.n_threads = threads;
-        r = ann_ivf_search(b->ix, b->src, b->queries + q * b->dim, &p, h, &n, NULL);
+        p.bits = b->bits;
+        p.bits_keep = b->bits_keep;
+        p.rescore = b->rescore;
+        p.prefetch = b->prefetch;
+        uint64_t sc = 0;
+        r = ann_ivf_search(b->ix, b->src, b->queries + q * b->dim, &p, h, &n, &sc);
+        if (threads == 1) __atomic_fetch_add(&((bench_ctx *)b)->scanned, sc, __ATOMIC_RELAXED);
     } else {
         topk_params p = topk_default_params();
         p.k = K;
@@ -167,13 +178,19 @@ static double recall_of(const topk_hit *got, const topk_hit *truth, size_t nq)
 static int opt_nlist;   /* --nlist: 0 = the library's automatic choice */
 static void release_rows(uint64_t first, uint64_t m);
 
-static ann_ivf *build_ivf(const cdx_rows *src, uint64_t n, double *secs)
+static int opt_group_probes = 8, opt_train_iters, opt_train_per_list;
+
+static ann_ivf *build_ivf(const cdx_rows *src, uint64_t n, double *secs, double *train_secs)
 {
     double t0 = cdx_now();
     ann_ivf *ix;
     ann_ivf_train_params tp = ann_ivf_default_train_params();
     tp.nlist = opt_nlist;
+    if (opt_train_iters) tp.iters = opt_train_iters;
+    if (opt_train_per_list) tp.per_list = (size_t)opt_train_per_list;
     if (ann_ivf_train(src, n, &tp, &ix)) die("train");
+    *train_secs = cdx_now() - t0;
+    ann_ivf_set_group_probes(ix, opt_group_probes);
     for (uint64_t first = 0; first < n; first += 65536) {
         ann_segment seg;
         size_t m = n - first < 65536 ? (size_t)(n - first) : 65536;
@@ -183,6 +200,44 @@ static ann_ivf *build_ivf(const cdx_rows *src, uint64_t n, double *secs)
     }
     *secs = cdx_now() - t0;
     return ix;
+}
+
+/* Take (1) or release (0) the machine-wide timing lock. */
+static void bench_lock(const char *path, int take)
+{
+    static int fd = -1;
+    if (take) {
+        fd = open(path, O_RDWR | O_CREAT, 0666);
+        double t0 = cdx_now();
+        if (fd < 0 || flock(fd, LOCK_EX) != 0) die("taking the timing lock");
+        fprintf(stderr, "ann_bench: timing lock %s taken after %.0f s\n", path, cdx_now() - t0);
+    } else if (fd >= 0) {
+        flock(fd, LOCK_UN);
+        close(fd);
+        fd = -1;
+    }
+}
+
+/* Resident memory of this process (kB from /proc/self/status). */
+static void print_mem(const char *when)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    long rss = 0, anon = 0, file = 0, hwm = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "VmRSS:", 6)) rss = strtol(line + 6, NULL, 10);
+        else if (!strncmp(line, "RssAnon:", 8)) anon = strtol(line + 8, NULL, 10);
+        else if (!strncmp(line, "RssFile:", 8)) file = strtol(line + 8, NULL, 10);
+        else if (!strncmp(line, "VmHWM:", 6)) hwm = strtol(line + 6, NULL, 10);
+    }
+    fclose(f);
+    fprintf(stderr, "ann_bench: memory %s: resident %.2f GB (anonymous %.2f GB, mapped file %.2f GB), peak %.2f GB\n",
+            when, rss / 1048576.0, anon / 1048576.0, file / 1048576.0, hwm / 1048576.0);
+    if (json)
+        printf("{\"memory\": \"%s\", \"rss_bytes\": %ld, \"anon_bytes\": %ld, \"file_bytes\": %ld, \"peak_bytes\": %ld}\n",
+               when, rss * 1024, anon * 1024, file * 1024, hwm * 1024);
+    fflush(stdout);
 }
 
 /* ---------------------------------------------------------------- competitors */
@@ -470,9 +525,9 @@ static void crossover(const cdx_rows *all, const float *queries, int dim)
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes && sizes[i] <= all->count; i++) {
         cdx_rows src = *all;
         src.count = sizes[i];
-        double bs;
-        ann_ivf *ix = build_ivf(&src, sizes[i], &bs);
-        bench_ctx b = {&src, queries, dim, 200, NULL, 0, 1, NULL};   /* one thread per query */
+        double bs, ts;
+        ann_ivf *ix = build_ivf(&src, sizes[i], &bs, &ts);
+        bench_ctx b = {&src, queries, dim, 200, NULL, 0, 1, NULL, 0, 0, 0, 0, 0};   /* one thread per query */
         b.out = malloc(200 * K * sizeof *b.out);
         double e50, e99, eq, a50, a99, aq;
         measure(&b, 200, &e50, &e99, &eq);
@@ -496,7 +551,10 @@ int main(int argc, char **argv)
     int dim = 512, do_faiss = 1, do_hnsw = 1, do_cross = 0;
     size_t nq = 1000;
     const char *data_path = NULL;
-    int data_only = 0, keep_data = 0;
+    int data_only = 0, keep_data = 0, check_assign = 0, opt_bits = -1, opt_prefetch = 0;
+    size_t opt_rescore = 0;
+    long exact_q = -1;
+    const char *keep_arg = "0", *lock_path = NULL;
     static char default_data[256];
     const char *probes_arg = "4,8,16,32,64", *dir = "/tmp/clipdex-ann-bench", *hnsw_ef = "16,32,64,128,256";
     T = cdx_cpu_count();
@@ -519,10 +577,22 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--data") && hv) data_path = argv[++i];
         else if (!strcmp(a, "--data-only")) data_only = keep_data = 1;
         else if (!strcmp(a, "--keep-data")) keep_data = 1;
+        else if (!strcmp(a, "--bits") && hv) opt_bits = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--keep") && hv) keep_arg = argv[++i];
+        else if (!strcmp(a, "--rescore") && hv) opt_rescore = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--prefetch")) opt_prefetch = 1;
+        else if (!strcmp(a, "--group-probes") && hv) opt_group_probes = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--train-iters") && hv) opt_train_iters = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--train-per-list") && hv) opt_train_per_list = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--check-assign")) check_assign = 1;
+        else if (!strcmp(a, "--exact-q") && hv) exact_q = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--lock") && hv) lock_path = argv[++i];
         else {
             fprintf(stderr, "usage: ann_bench [--n N] [--dim D] [--nq Q] [--probes LIST] [--nlist L] [--hnsw-ef LIST] "
                             "[--threads T] [--dir DIR] [--no-faiss] [--faiss-only LIST] [--no-hnswlib] [--crossover] [--json]\n"
-                            "                 [--data FILE] [--keep-data] [--data-only]\n");
+                            "                 [--data FILE] [--keep-data] [--data-only] [--bits -1|0|1] [--keep LIST]\n"
+                            "                 [--rescore F] [--prefetch] [--group-probes G] [--train-iters I]\n"
+                            "                 [--train-per-list S] [--check-assign] [--exact-q Q] [--lock FILE]\n");
             return 2;
         }
     }
@@ -557,33 +627,98 @@ int main(int argc, char **argv)
         return 0;
     }
     if (do_cross) crossover(&src, queries, dim);
-    /* exact scan */
+    /* exact scan (skipped by default when the data is larger than memory:
+     * every query would read the whole file) */
     topk_hit *got = malloc(nq * K * sizeof *got);
-    bench_ctx b = {&src, queries, dim, nq, NULL, 0, 0, got};
+    bench_ctx b = {&src, queries, dim, nq, NULL, 0, 0, got, 0, 0, 0, 0, 0};
     size_t lat_q = nq < 200 ? nq : 200;
-    result r = {"clipdex-exact-f32", "-", 0, 0, 0, 0, (double)dim * 4, 0};
-    bench_ctx be = b;
-    be.nq = nq < 200 ? nq : 200;   /* the exact scan is slow: fewer queries */
-    measure(&be, nq < 50 ? nq : 50, &r.p50, &r.p99, &r.qps);
-    r.recall = recall_of(got, truth, be.nq);
-    print_result(&r, n, dim);
-    /* ours */
-    double bs;
-    ann_ivf *ix = build_ivf(&src, n, &bs);
-    b.ix = ix;
+    if (exact_q < 0) exact_q = dd.map ? 0 : (long)(nq < 200 ? nq : 200);
+    if (exact_q > (long)nq) exact_q = (long)nq;
+    if (lock_path) bench_lock(lock_path, 1);
+    if (exact_q > 0) {
+        result r = {"clipdex-exact-f32", "-", 0, 0, 0, 0, (double)dim * 4, 0, 1};
+        bench_ctx be = b;
+        be.nq = (size_t)exact_q;   /* the exact scan is slow: fewer queries */
+        measure(&be, exact_q < 50 ? (size_t)exact_q : 50, &r.p50, &r.p99, &r.qps);
+        r.recall = recall_of(got, truth, be.nq);
+        print_result(&r, n, dim);
+    }
+    if (lock_path) bench_lock(lock_path, 0);
+    /* ours: build (not under the lock), then every knob setting */
+    double bs, ts;
+    print_mem("before build");
+    ann_ivf *ix = build_ivf(&src, n, &bs, &ts);
     int nlist = ann_ivf_nlist(ix);
+    fprintf(stderr, "ann_bench: index of %d lists built in %.1f s (training %.1f s, assignment + encoding %.1f s)\n",
+            nlist, bs, ts, bs - ts);
+    if (json)
+        printf("{\"build\": \"clipdex-ivf\", \"nlist\": %d, \"build_s\": %.1f, \"train_s\": %.1f, \"encode_s\": %.1f, "
+               "\"index_bytes\": %llu, \"group_probes\": %d}\n", nlist, bs, ts, bs - ts,
+               (unsigned long long)ann_ivf_bytes(ix), opt_group_probes);
+    print_mem("after build");
+    if (check_assign) {
+        /* the two-level assignment against the exact one, on a sample */
+        size_t m = n < 65536 ? (size_t)n : 65536;
+        uint64_t first = n - m;
+        ann_segment s1, s2;
+        double t1 = cdx_now();
+        ann_ivf_set_group_probes(ix, opt_group_probes);
+        if (ann_ivf_encode(ix, &src, first, m, &s1)) die("encode");
+        double t2 = cdx_now();
+        ann_ivf_set_group_probes(ix, 0);
+        if (ann_ivf_encode(ix, &src, first, m, &s2)) die("encode");
+        double t3 = cdx_now();
+        size_t diff = 0;
+        for (size_t i = 0; i < m; i++) diff += s1.lists[i] != s2.lists[i];
+        fprintf(stderr, "ann_bench: two-level assignment (%d groups probed) differs from the exact one for %.3f%% "
+                "of %zu rows; %.2f s against %.2f s exact\n", opt_group_probes, 100.0 * diff / m, m, t2 - t1, t3 - t2);
+        if (json)
+            printf("{\"assign_check_rows\": %zu, \"group_probes\": %d, \"assign_differs\": %.5f, \"grouped_s\": %.2f, "
+                   "\"exact_s\": %.2f}\n", m, opt_group_probes, (double)diff / m, t2 - t1, t3 - t2);
+        ann_segment_free(&s1);
+        ann_segment_free(&s2);
+    }
+    b.ix = ix;
+    b.bits = opt_bits;
+    b.rescore = opt_rescore;
+    b.prefetch = opt_prefetch;
+    if (lock_path) bench_lock(lock_path, 1);
+    double lock_t0 = cdx_now();
     const char *p = probes_arg;
     while (*p) {
         int pr = (int)strtol(p, (char **)&p, 10);
         if (*p == ',') p++;
         if (pr < 1) break;
-        b.probes = pr;
-        result o = {"clipdex-ivf-int8", "", 0, 0, 0, 0, (double)ann_ivf_bytes(ix) / n, bs};
-        snprintf(o.knob, sizeof o.knob, "probes=%d/%d", pr, nlist);
-        measure(&b, lat_q, &o.p50, &o.p99, &o.qps);
-        o.recall = recall_of(got, truth, nq);
-        print_result(&o, n, dim);
+        const char *kp = keep_arg;
+        while (*kp) {
+            long keep = strtol(kp, (char **)&kp, 10);
+            if (*kp == ',') kp++;
+            if (keep < 0) break;
+            if (lock_path && cdx_now() - lock_t0 > 480) {   /* hold the shared lock <= ~10 min at a time */
+                bench_lock(lock_path, 0);
+                sleep(20);
+                bench_lock(lock_path, 1);
+                lock_t0 = cdx_now();
+            }
+            b.probes = pr;
+            b.bits_keep = (size_t)keep;
+            b.scanned = 0;
+            result o = {opt_bits < 0 ? "clipdex-ivf-int8" : opt_bits > 0 ? "clipdex-ivf-sign+int8" : "clipdex-ivf",
+                        "", 0, 0, 0, 0, (double)ann_ivf_bytes(ix) / n, bs, 0};
+            if (opt_bits < 0) snprintf(o.knob, sizeof o.knob, "probes=%d/%d", pr, nlist);
+            else snprintf(o.knob, sizeof o.knob, "probes=%d/%d,keep=%ld", pr, nlist, keep);
+            if (opt_rescore) {
+                size_t l = strlen(o.knob);
+                snprintf(o.knob + l, sizeof o.knob - l, ",f32=%zu", opt_rescore);
+            }
+            measure(&b, lat_q, &o.p50, &o.p99, &o.qps);
+            o.recall = recall_of(got, truth, nq);
+            o.scan = (double)b.scanned / nq / n;
+            print_result(&o, n, dim);
+            if (opt_bits < 0) break;
+        }
     }
+    if (lock_path) bench_lock(lock_path, 0);
     ann_ivf_free(ix);
     /* competitors on the same data */
     if (do_faiss || do_hnsw) {
