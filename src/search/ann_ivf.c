@@ -21,15 +21,22 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define ASSIGN_BLOCK 2048
 #define PAR_MIN_CODES 131072
+#define ANN_BITS_MIN_SCAN 262144   /* sign-code first stage from this many codes scanned */
+#define ANN_BITS_KEEP_DIV 50       /* ... keeping 1/50 of them for the int8 stage */
 
 typedef struct ivf_list {
     uint32_t n, cap;
     uint32_t *slots;
     float *scales;
     int8_t *codes;
+    uint64_t *bits;       /* n x bwords: signs of the rotated residual */
+    float *bw;            /* n: sign-code estimator weight |r|^2 / sum |r'| */
+    uint16_t *bpc;        /* n: bits set */
 } ivf_list;
 
 struct ann_ivf {
@@ -38,6 +45,16 @@ struct ann_ivf {
     float *cent;          /* nlist x dim */
     ivf_list *lists;
     uint64_t count;
+    int bwords;           /* 64-bit words of a sign code */
+    float *rsign;         /* dim: signs of the fixed rotation */
+    /* two-level assignment (nlist >= GROUP_MIN_LISTS): the centroids in
+     * ngroups groups; a row is compared with the centroids of the
+     * group_probes groups most similar to it only */
+    int ngroups, group_probes;
+    float *gcent;         /* ngroups x dim, unit */
+    float *gmcent;        /* nlist x dim: the centroids in group order */
+    uint32_t *gmemb;      /* nlist: list number of each, in group order */
+    uint32_t *gstart;     /* ngroups + 1 */
 };
 
 /* ---------------------------------------------------------------- kernels */
@@ -146,6 +163,146 @@ static void normalize(float *v, int dim)
     for (int i = 0; i < dim; i++) v[i] *= inv;
 }
 
+/* ---------------------------------------------------------------- sign codes */
+
+/* In place, orthonormal Walsh-Hadamard transform of n (a power of two). */
+static void wht(float *v, int n)
+{
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                float a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
+            }
+    float sc = 1.0f / sqrtf((float)n);
+    for (int i = 0; i < n; i++) v[i] *= sc;
+}
+
+/* The fixed rotation of the sign codes (orthogonal): random signs, then a
+ * Walsh-Hadamard transform of the first and of the last P dims (P the
+ * largest power of two <= dim; one transform when dim is a power of two).
+ * It spreads a decaying spectrum evenly over the dims, which the 1-bit
+ * estimator assumes. */
+static void rotate(const ann_ivf *ix, float *v)
+{
+    int P = 1;
+    while (P * 2 <= ix->dim) P *= 2;
+    for (int d = 0; d < ix->dim; d++) v[d] *= ix->rsign[d];
+    wht(v, P);
+    if (P < ix->dim) wht(v + ix->dim - P, P);
+}
+
+/* Sign code of a row's int8 code (scale * code - its list's centroid,
+ * rotated): bits, the estimator weight |r|^2 / sum|r'_d| and the bit
+ * count.  <q, r> ~ w * <Rq, b> with b in {-1, +1}^dim (RaBitQ's
+ * estimator).  tmp: dim floats. */
+static void sign_code(const ann_ivf *ix, const int8_t *code, float scale, const float *c, float *tmp,
+                      uint64_t *bits, float *w, uint16_t *pc)
+{
+    float nn = 0, s1 = 0;
+    for (int d = 0; d < ix->dim; d++) {
+        tmp[d] = scale * code[d] - c[d];
+        nn += tmp[d] * tmp[d];
+    }
+    rotate(ix, tmp);
+    memset(bits, 0, (size_t)ix->bwords * 8);
+    int cnt = 0;
+    for (int d = 0; d < ix->dim; d++) {
+        s1 += fabsf(tmp[d]);
+        uint64_t pos = tmp[d] > 0;
+        bits[d / 64] |= pos << (d % 64);
+        cnt += (int)pos;
+    }
+    *w = s1 > 0 ? nn / s1 : 0.0f;
+    *pc = (uint16_t)cnt;
+}
+
+/* ---------------------------------------------------------------- groups */
+
+#define GROUP_MIN_LISTS 1024
+#define GROUP_PROBES 8
+
+static void free_groups(ann_ivf *ix)
+{
+    free(ix->gcent);
+    free(ix->gmcent);
+    free(ix->gmemb);
+    free(ix->gstart);
+    ix->gcent = ix->gmcent = NULL;
+    ix->gmemb = ix->gstart = NULL;
+    ix->ngroups = 0;
+}
+
+/* Spherical k-means of the centroids into ~sqrt(nlist) groups (a cheap,
+ * deterministic step done whenever the centroids are set). */
+static cdx_result build_groups(ann_ivf *ix)
+{
+    free_groups(ix);
+    if (ix->nlist < GROUP_MIN_LISTS) return CDX_OK;
+    int G = (int)sqrt((double)ix->nlist), dim = ix->dim, nl = ix->nlist;
+    const dot_kernel *kern = dot_kernel_best();
+    ix->gcent = malloc((size_t)G * dim * sizeof(float));
+    ix->gmcent = malloc((size_t)nl * dim * sizeof(float));
+    ix->gmemb = malloc((size_t)nl * sizeof *ix->gmemb);
+    ix->gstart = calloc((size_t)G + 1, sizeof *ix->gstart);
+    uint32_t *g = malloc((size_t)nl * sizeof *g);
+    float *sc = malloc((size_t)G * sizeof *sc);
+    float *sums = malloc((size_t)G * dim * sizeof(float));
+    if (!ix->gcent || !ix->gmcent || !ix->gmemb || !ix->gstart || !g || !sc || !sums) {
+        free(g);
+        free(sc);
+        free(sums);
+        free_groups(ix);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    ix->ngroups = G;
+    ix->group_probes = GROUP_PROBES;
+    for (int k = 0; k < G; k++)
+        memcpy(ix->gcent + (size_t)k * dim, ix->cent + (size_t)(k * (nl / G)) * dim, (size_t)dim * sizeof(float));
+    for (int it = 0; it < 10; it++) {
+        for (int l = 0; l < nl; l++) {
+            const float *c = ix->cent + (size_t)l * dim;
+            kern->tile(&c, 1, ix->gcent, (size_t)G, (size_t)dim, (size_t)dim, sc, (size_t)G);
+            uint32_t b = 0;
+            for (int k = 1; k < G; k++)
+                if (sc[k] > sc[b]) b = (uint32_t)k;
+            g[l] = b;
+        }
+        memset(sums, 0, (size_t)G * dim * sizeof(float));
+        memset(ix->gstart, 0, ((size_t)G + 1) * sizeof *ix->gstart);
+        for (int l = 0; l < nl; l++) {
+            float *s = sums + (size_t)g[l] * dim;
+            for (int d = 0; d < dim; d++) s[d] += ix->cent[(size_t)l * dim + d];
+            ix->gstart[g[l] + 1]++;
+        }
+        for (int k = 0; k < G; k++) {
+            float *c = ix->gcent + (size_t)k * dim;
+            if (ix->gstart[k + 1]) memcpy(c, sums + (size_t)k * dim, (size_t)dim * sizeof(float));
+            else memcpy(c, ix->cent + (size_t)((k * 7919 + it) % nl) * dim, (size_t)dim * sizeof(float));
+            normalize(c, dim);
+        }
+    }
+    /* members in group order (from the last assignment) */
+    for (int k = 0; k < G; k++) ix->gstart[k + 1] += ix->gstart[k];
+    uint32_t *fill = (uint32_t *)sc;   /* G entries of scratch */
+    memcpy(fill, ix->gstart, (size_t)G * sizeof *fill);
+    for (int l = 0; l < nl; l++) {
+        uint32_t at = fill[g[l]]++;
+        ix->gmemb[at] = (uint32_t)l;
+        memcpy(ix->gmcent + (size_t)at * dim, ix->cent + (size_t)l * dim, (size_t)dim * sizeof(float));
+    }
+    free(g);
+    free(sc);
+    free(sums);
+    return CDX_OK;
+}
+
+void ann_ivf_set_group_probes(ann_ivf *ix, int group_probes)
+{
+    if (ix->ngroups) ix->group_probes = group_probes < 0 ? 0 : group_probes;
+}
+
 cdx_result ann_ivf_from_centroids(int dim, int nlist, const float *centroids, ann_ivf **out)
 {
     if (dim < 1 || dim > 16384 || nlist < 1 || nlist > ANN_IVF_MAX_LISTS)
@@ -161,7 +318,22 @@ cdx_result ann_ivf_from_centroids(int dim, int nlist, const float *centroids, an
         ann_ivf_free(ix);
         return cdx_error(CDX_ERR_NOMEM, "out of memory");
     }
-    if (centroids) memcpy(ix->cent, centroids, (size_t)nlist * dim * sizeof(float));
+    ix->bwords = (dim + 63) / 64;
+    ix->rsign = malloc((size_t)dim * sizeof(float));
+    if (!ix->rsign) {
+        ann_ivf_free(ix);
+        return cdx_error(CDX_ERR_NOMEM, "out of memory");
+    }
+    uint64_t rs = 0x5157a11ull;   /* fixed: sign codes are derived data */
+    for (int d = 0; d < dim; d++) ix->rsign[d] = splitmix(&rs) >> 63 ? -1.0f : 1.0f;
+    if (centroids) {
+        memcpy(ix->cent, centroids, (size_t)nlist * dim * sizeof(float));
+        cdx_result r = build_groups(ix);
+        if (r) {
+            ann_ivf_free(ix);
+            return r;
+        }
+    }
     *out = ix;
     return CDX_OK;
 }
@@ -173,9 +345,14 @@ void ann_ivf_free(ann_ivf *ix)
         free(ix->lists[l].slots);
         free(ix->lists[l].scales);
         free(ix->lists[l].codes);
+        free(ix->lists[l].bits);
+        free(ix->lists[l].bw);
+        free(ix->lists[l].bpc);
     }
     free(ix->lists);
     free(ix->cent);
+    free(ix->rsign);
+    free_groups(ix);
     free(ix);
 }
 
@@ -188,7 +365,9 @@ uint64_t ann_ivf_bytes(const ann_ivf *ix)
 {
     uint64_t b = (uint64_t)ix->nlist * (ix->dim * sizeof(float) + sizeof(ivf_list));
     for (int l = 0; l < ix->nlist; l++)
-        b += (uint64_t)ix->lists[l].cap * (ix->cb + sizeof(float) + sizeof(uint32_t));
+        b += (uint64_t)ix->lists[l].cap *
+             (ix->cb + sizeof(float) + sizeof(uint32_t) + ix->bwords * 8 + sizeof(float) + sizeof(uint16_t));
+    b += (uint64_t)ix->ngroups * ix->dim * sizeof(float) + (uint64_t)ix->nlist * (ix->dim * sizeof(float) + 4);
     return b;
 }
 
@@ -212,6 +391,51 @@ static void assign(const float *X, size_t m, const float *C, int nlist, int dim,
         uint32_t b = 0;
         for (int l = 1; l < nlist; l++)
             if (s[l] > s[b]) b = (uint32_t)l;
+        best[i] = b;
+    }
+}
+
+/* best[i] = the list of row i of X (m rows): through the groups when the
+ * index has them (the group_probes best groups' centroids only), else all
+ * centroids by GEMM.  S: scratch of m * nlist floats. */
+static void assign_rows(const ann_ivf *ix, const float *X, size_t m, float *S, uint32_t *best)
+{
+    if (!ix->ngroups || ix->group_probes <= 0) {
+        assign(X, m, ix->cent, ix->nlist, ix->dim, S, best);
+        return;
+    }
+    int G = ix->ngroups, GP = ix->group_probes < G ? ix->group_probes : G, dim = ix->dim;
+    if (GP > 64) GP = 64;
+    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, G, dim, X, ix->gcent, NULL, S);
+    const dot_kernel *kern = dot_kernel_best();
+    #pragma omp parallel for schedule(dynamic, 16)
+    for (size_t i = 0; i < m; i++) {
+        const float *gs = S + i * G;
+        float *ls = S + m * (size_t)G + (size_t)omp_get_thread_num() * ix->nlist;
+        int top[64];
+        int nt = 0;
+        for (int k = 0; k < G; k++) {   /* the GP best groups, insertion */
+            if (nt == GP && gs[k] <= gs[top[nt - 1]]) continue;
+            int j = nt < GP ? nt++ : nt - 1;
+            while (j > 0 && gs[top[j - 1]] < gs[k]) {
+                top[j] = top[j - 1];
+                j--;
+            }
+            top[j] = k;
+        }
+        const float *x = X + i * dim;
+        float bs = -INFINITY;
+        uint32_t b = 0;
+        for (int t = 0; t < nt; t++) {
+            uint32_t a = ix->gstart[top[t]], e = ix->gstart[top[t] + 1];
+            if (e == a) continue;
+            kern->tile(&x, 1, ix->gmcent + (size_t)a * dim, e - a, (size_t)dim, (size_t)dim, ls, ix->nlist);
+            for (uint32_t j = 0; j < e - a; j++)
+                if (ls[j] > bs || (ls[j] == bs && ix->gmemb[a + j] < b)) {
+                    bs = ls[j];
+                    b = ix->gmemb[a + j];
+                }
+        }
         best[i] = b;
     }
 }
@@ -267,6 +491,7 @@ cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_pa
             normalize(c, dim);
         }
     }
+    r = build_groups(ix);
 done:
     free(X);
     free(sums);
@@ -311,7 +536,10 @@ void ann_segment_free(ann_segment *seg)
 static float quantize(const float *x, int dim, size_t cb, int8_t *code)
 {
     float m = 0;
-    for (int d = 0; d < dim; d++) m = fmaxf(m, fabsf(x[d]));
+    for (int d = 0; d < dim; d++) {
+        float a = fabsf(x[d]);
+        m = a > m ? a : m;
+    }
     float scale = m > 0 ? m / 127.0f : 1.0f;
     float inv = 1.0f / scale;
     for (int d = 0; d < dim; d++) {
@@ -331,12 +559,12 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     if (r) return r;
     seg->first = first;
     float *X = malloc((size_t)ASSIGN_BLOCK * ix->dim * sizeof(float));
-    float *scr = malloc((size_t)ASSIGN_BLOCK * ix->nlist * sizeof(float));
+    float *scr = malloc(((size_t)ASSIGN_BLOCK + omp_get_max_threads()) * ix->nlist * sizeof(float));
     if (!X || !scr) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !r && i < n; i += ASSIGN_BLOCK) {
         size_t m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
         gather_rows(src, first + i, m, X);
-        assign(X, m, ix->cent, ix->nlist, ix->dim, scr, seg->lists + i);
+        assign_rows(ix, X, m, scr, seg->lists + i);
         for (size_t j = 0; j < m; j++)
             seg->scales[i + j] = quantize(X + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
     }
@@ -346,7 +574,7 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     return r;
 }
 
-static cdx_result list_grow(ivf_list *L, size_t cb, uint32_t cap)
+static cdx_result list_grow(ivf_list *L, size_t cb, int bwords, uint32_t cap)
 {
     if (cap <= L->cap) return CDX_OK;
     uint32_t *s = realloc(L->slots, (size_t)cap * sizeof *s);
@@ -355,7 +583,13 @@ static cdx_result list_grow(ivf_list *L, size_t cb, uint32_t cap)
     if (f) L->scales = f;
     int8_t *c = realloc(L->codes, (size_t)cap * cb);
     if (c) L->codes = c;
-    if (!s || !f || !c) return cdx_error(CDX_ERR_NOMEM, "out of memory (ann index list)");
+    uint64_t *b = realloc(L->bits, (size_t)cap * bwords * 8);
+    if (b) L->bits = b;
+    float *w = realloc(L->bw, (size_t)cap * sizeof *w);
+    if (w) L->bw = w;
+    uint16_t *pc = realloc(L->bpc, (size_t)cap * sizeof *pc);
+    if (pc) L->bpc = pc;
+    if (!s || !f || !c || !b || !w || !pc) return cdx_error(CDX_ERR_NOMEM, "out of memory (ann index list)");
     L->cap = cap;
     return CDX_OK;
 }
@@ -365,7 +599,7 @@ cdx_result ann_ivf_reserve(ann_ivf *ix, const uint64_t *extra)
     for (int l = 0; l < ix->nlist; l++) {
         uint64_t want = (uint64_t)ix->lists[l].n + extra[l];
         if (want > ANN_IVF_MAX_ROWS) return cdx_error(CDX_ERR_TOO_LARGE, "ann index list too long");
-        cdx_result r = list_grow(&ix->lists[l], ix->cb, (uint32_t)want);
+        cdx_result r = list_grow(&ix->lists[l], ix->cb, ix->bwords, (uint32_t)want);
         if (r) return r;
     }
     return CDX_OK;
@@ -380,19 +614,40 @@ cdx_result ann_ivf_insert(ann_ivf *ix, const ann_segment *seg)
         if (seg->lists[i] >= (uint32_t)ix->nlist || !isfinite(seg->scales[i]))
             return cdx_error(CDX_ERR_FORMAT, "ann index: row %llu has list %u of %d or a bad scale",
                              (unsigned long long)(seg->first + i), seg->lists[i], ix->nlist);
-    for (size_t i = 0; i < seg->n; i++) {
+    /* the sign codes, derived from the int8 codes (never persisted) */
+    int T = omp_get_max_threads();
+    uint64_t *bits = malloc((seg->n ? seg->n : 1) * (size_t)ix->bwords * 8);
+    float *bw = malloc((seg->n ? seg->n : 1) * sizeof *bw);
+    uint16_t *bpc = malloc((seg->n ? seg->n : 1) * sizeof *bpc);
+    float *tmp = malloc((size_t)T * ix->dim * sizeof *tmp);
+    cdx_result r = bits && bw && bpc && tmp ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) {
+        #pragma omp parallel for schedule(static) num_threads(T)
+        for (size_t i = 0; i < seg->n; i++)
+            sign_code(ix, seg->codes + i * ix->cb, seg->scales[i], ix->cent + (size_t)seg->lists[i] * ix->dim,
+                      tmp + (size_t)omp_get_thread_num() * ix->dim, bits + i * ix->bwords, &bw[i], &bpc[i]);
+    }
+    for (size_t i = 0; !r && i < seg->n; i++) {
         ivf_list *L = &ix->lists[seg->lists[i]];
         if (L->n == L->cap) {
             uint64_t cap = (uint64_t)L->cap + L->cap / 2 + 16;
             if (cap > ANN_IVF_MAX_ROWS) cap = ANN_IVF_MAX_ROWS;
-            cdx_result r = list_grow(L, ix->cb, (uint32_t)cap);
-            if (r) return r;   /* rows so far stay consistent: count is not advanced */
+            r = list_grow(L, ix->cb, ix->bwords, (uint32_t)cap);
+            if (r) break;   /* rows so far stay consistent: count is not advanced */
         }
         L->slots[L->n] = (uint32_t)(seg->first + i);
         L->scales[L->n] = seg->scales[i];
         memcpy(L->codes + (size_t)L->n * ix->cb, seg->codes + i * ix->cb, ix->cb);
+        memcpy(L->bits + (size_t)L->n * ix->bwords, bits + i * ix->bwords, (size_t)ix->bwords * 8);
+        L->bw[L->n] = bw[i];
+        L->bpc[L->n] = bpc[i];
         L->n++;
     }
+    free(bits);
+    free(bw);
+    free(bpc);
+    free(tmp);
+    if (r) return r;
     ix->count += seg->n;
     return CDX_OK;
 }
@@ -402,7 +657,7 @@ cdx_result ann_ivf_insert(ann_ivf *ix, const ann_segment *seg)
 /* A bounded min-heap of (score, id): keeps the `cap` largest scores. */
 typedef struct cand {
     float s;
-    uint32_t id;
+    uint64_t id;
 } cand;
 
 typedef struct heap {
@@ -410,7 +665,7 @@ typedef struct heap {
     size_t n, cap;
 } heap;
 
-static void heap_push(heap *h, float s, uint32_t id)
+static void heap_push(heap *h, float s, uint64_t id)
 {
     if (h->n == h->cap) {
         if (s <= h->v[0].s) return;
@@ -455,10 +710,114 @@ static void scan_list(const ann_ivf *ix, const ivf_list *L, const int8_t *qc, fl
     }
 }
 
+/* The query for the sign codes: rotated, quantised to 4 bits per dim
+ * (u = round((q' - lo) / delta)) and stored as 4 bit planes, so that
+ * sum over the set bits of q' = lo * popcount(b) + delta * sum_j 2^j
+ * popcount(b & plane_j). */
+typedef struct bquery {
+    uint64_t *planes;   /* 4 x bwords */
+    float lo2, delta2, sumq, cs;   /* 2 lo, 2 delta, sum of q', the list's <q, c> */
+} bquery;
+
+static void bquery_make(const ann_ivf *ix, const float *q, float *tmp, bquery *bq)
+{
+    int dim = ix->dim, W = ix->bwords;
+    memcpy(tmp, q, (size_t)dim * sizeof(float));
+    rotate(ix, tmp);
+    float lo = tmp[0], hi = tmp[0];
+    for (int d = 1; d < dim; d++) {
+        lo = tmp[d] < lo ? tmp[d] : lo;
+        hi = tmp[d] > hi ? tmp[d] : hi;
+    }
+    float delta = hi > lo ? (hi - lo) / 15.0f : 1.0f;
+    memset(bq->planes, 0, (size_t)4 * W * 8);
+    double sum = 0;
+    for (int d = 0; d < dim; d++) {
+        float v = nearbyintf((tmp[d] - lo) / delta);
+        int u = v < 0 ? 0 : v > 15 ? 15 : (int)v;
+        for (int j = 0; j < 4; j++)
+            if (u >> j & 1) bq->planes[j * W + d / 64] |= 1ull << (d % 64);
+        sum += lo + (double)delta * u;
+    }
+    bq->lo2 = 2 * lo;
+    bq->delta2 = 2 * delta;
+    bq->sumq = (float)sum;
+}
+
+/* Estimated scores of one list from its sign codes; candidates are
+ * (list << 32 | position). */
+static inline __attribute__((always_inline)) void scan_bits_body(const ann_ivf *ix, const ivf_list *L, uint32_t list,
+                                                                 const bquery *bq, const ann_search_params *p, heap *h)
+{
+    const int W = ix->bwords;
+    const uint64_t *P0 = bq->planes, *P1 = P0 + W, *P2 = P1 + W, *P3 = P2 + W;
+    for (uint32_t i = 0; i < L->n; i++) {
+        if (!allowed(p, L->slots[i])) continue;
+        const uint64_t *b = L->bits + (size_t)i * W;
+        int s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int w = 0; w < W; w++) {
+            s0 += __builtin_popcountll(b[w] & P0[w]);
+            s1 += __builtin_popcountll(b[w] & P1[w]);
+            s2 += __builtin_popcountll(b[w] & P2[w]);
+            s3 += __builtin_popcountll(b[w] & P3[w]);
+        }
+        int S = s0 + 2 * s1 + 4 * s2 + 8 * s3;
+        float est = bq->cs + L->bw[i] * (bq->lo2 * L->bpc[i] + bq->delta2 * (float)S - bq->sumq);
+        heap_push(h, est, (uint64_t)list << 32 | i);
+    }
+}
+
+__attribute__((target("popcnt"))) static void scan_bits_popcnt(const ann_ivf *ix, const ivf_list *L, uint32_t list,
+                                                               const bquery *bq, const ann_search_params *p, heap *h)
+{
+    scan_bits_body(ix, L, list, bq, p, h);
+}
+
+static void scan_bits_plain(const ann_ivf *ix, const ivf_list *L, uint32_t list, const bquery *bq,
+                            const ann_search_params *p, heap *h)
+{
+    scan_bits_body(ix, L, list, bq, p, h);
+}
+
+typedef void (*scan_bits_fn)(const ann_ivf *, const ivf_list *, uint32_t, const bquery *,
+                             const ann_search_params *, heap *);
+
+static scan_bits_fn pick_scan_bits(void)
+{
+    static scan_bits_fn fn;
+    if (!fn) {
+        const char *e = getenv("CLIPDEX_SIMD");
+        __builtin_cpu_init();
+        fn = !(e && !strcmp(e, "scalar")) && __builtin_cpu_supports("popcnt") ? scan_bits_popcnt : scan_bits_plain;
+    }
+    return fn;
+}
+
 static int hit_cmp(const void *a, const void *b)
 {
     const topk_hit *x = a, *y = b;
     return topk_hit_better(x, y) ? -1 : topk_hit_better(y, x) ? 1 : 0;
+}
+
+static int cand_desc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return x->s > y->s ? -1 : x->s < y->s ? 1 : (x->id > y->id) - (x->id < y->id);
+}
+
+/* Ask the kernel to read the float32 rows about to be re-scored (they may
+ * be pages of a mapped file that is larger than memory): the reads are
+ * then issued together instead of one fault at a time. */
+static void prefetch_rows(const cdx_rows *src, const cand *c, size_t n)
+{
+    static uintptr_t pg;
+    if (!pg) pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)cdx_rows_at(src, c[i].id);
+        uintptr_t e = a + (size_t)src->dim * sizeof(float);
+        a &= ~(pg - 1);
+        madvise((void *)a, e - a, MADV_WILLNEED);
+    }
 }
 
 cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *query,
@@ -483,9 +842,12 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
     cand *probe = malloc((size_t)P * sizeof *probe);
     int8_t *qc = cdx_alloc_aligned(ix->cb, 1);
     int T = p->n_threads > 0 ? p->n_threads : omp_get_max_threads();
-    cand *cv = malloc((size_t)T * R * sizeof *cv);
-    topk_hit *res = malloc(R * T * sizeof *res);
-    cdx_result r = cs && probe && qc && cv && res ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (T > 64) T = 64;
+    cdx_result r = cs && probe && qc ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cand *cv = NULL, *cv2 = NULL;
+    topk_hit *res = NULL;
+    float *qrot = NULL;
+    bquery bq = {0};
     if (r) goto done;
     /* 1. the P lists whose centroids are most similar to the query */
     kern->tile(&query, 1, ix->cent, (size_t)ix->nlist, (size_t)ix->dim, (size_t)ix->dim, cs, (size_t)ix->nlist);
@@ -494,27 +856,82 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
     uint64_t total = 0;
     for (size_t i = 0; i < ph.n; i++) total += ix->lists[probe[i].id].n;
     if (scanned) *scanned = total;
-    /* 2. the query as int8 */
+    /* 2. the query as int8 (and as 4-bit planes for the sign codes) */
     float qs = quantize(query, ix->dim, ix->cb, qc);
-    /* 3. approximate scores over the probed lists, per-thread heaps */
+    int use_bits = p->bits > 0 || (p->bits == 0 && total >= ANN_BITS_MIN_SCAN);
+    size_t C = R;
+    if (use_bits) {
+        C = p->bits_keep ? p->bits_keep : (size_t)(total / ANN_BITS_KEEP_DIV);
+        if (!p->bits_keep && C < R * 8) C = R * 8;
+        if (C < R) C = R;
+        bq.planes = malloc((size_t)4 * ix->bwords * 8);
+        qrot = malloc((size_t)ix->dim * sizeof *qrot);
+        if (!bq.planes || !qrot) {
+            r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        bquery_make(ix, query, qrot, &bq);
+    }
+    cv = malloc((size_t)T * C * sizeof *cv);
+    cv2 = malloc(R * sizeof *cv2);
+    res = malloc(R * sizeof *res);
+    if (!cv || !cv2 || !res) {
+        r = cdx_error(CDX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* 3. approximate scores over the probed lists, per-thread heaps: int8
+     * codes, or sign codes whose best C are then scored with int8 */
     if (T > (int)ph.n) T = (int)ph.n;
     if (total < PAR_MIN_CODES || T < 1) T = 1;
     heap hs[64];
-    if (T > 64) T = 64;
-    for (int t = 0; t < T; t++) hs[t] = (heap){cv + (size_t)t * R, 0, R};
-    if (T == 1) {
-        for (size_t i = 0; i < ph.n; i++) scan_list(ix, &ix->lists[probe[i].id], qc, qs, p, &hs[0]);
-    } else {
-        #pragma omp parallel for num_threads(T) schedule(dynamic, 1)
-        for (size_t i = 0; i < ph.n; i++)
-            scan_list(ix, &ix->lists[probe[i].id], qc, qs, p, &hs[omp_get_thread_num()]);
+    for (int t = 0; t < T; t++) hs[t] = (heap){cv + (size_t)t * C, 0, C};
+    scan_bits_fn sb = pick_scan_bits();
+    #pragma omp parallel for num_threads(T) schedule(dynamic, 1) if (T > 1)
+    for (size_t i = 0; i < ph.n; i++) {
+        uint32_t l = (uint32_t)probe[i].id;
+        heap *h = &hs[T > 1 ? omp_get_thread_num() : 0];
+        if (use_bits) {
+            bquery b = bq;
+            b.cs = cs[l];
+            sb(ix, &ix->lists[l], l, &b, p, h);
+        } else {
+            scan_list(ix, &ix->lists[l], qc, qs, p, h);
+        }
     }
     heap all = hs[0];
     for (int t = 1; t < T; t++)
         for (size_t i = 0; i < hs[t].n; i++) heap_push(&all, hs[t].v[i].s, hs[t].v[i].id);
-    /* 4. exact re-scoring of the candidates */
+    if (use_bits) {
+        heap h8 = {cv2, 0, R};
+        i8dot_fn dot = pick_i8dot();
+        for (size_t i = 0; i < all.n; i++) {
+            const ivf_list *L = &ix->lists[all.v[i].id >> 32];
+            uint32_t pos = (uint32_t)all.v[i].id;
+            if (i + 4 < all.n) {
+                const cand *nx = &all.v[i + 4];
+                const ivf_list *L2 = &ix->lists[nx->id >> 32];
+                __builtin_prefetch(L2->codes + (size_t)(uint32_t)nx->id * ix->cb);
+                __builtin_prefetch(L2->codes + (size_t)(uint32_t)nx->id * ix->cb + 256);
+            }
+            float s = qs * L->scales[pos] * (float)dot(qc, L->codes + (size_t)pos * ix->cb, ix->cb);
+            heap_push(&h8, s, L->slots[pos]);
+        }
+        all = h8;
+    } else {
+        memcpy(cv2, all.v, all.n * sizeof *cv2);
+        all.v = cv2;
+    }
+    /* 4. exact re-scoring of the best candidates (all of them, or the
+     * `rescore` best by approximate score) */
+    size_t F = all.n;
+    if (p->rescore && p->rescore < F) {
+        qsort(all.v, all.n, sizeof *all.v, cand_desc);
+        F = p->rescore < p->k ? p->k : p->rescore;
+        if (F > all.n) F = all.n;
+    }
+    if (p->prefetch) prefetch_rows(src, all.v, F);
     size_t n = 0;
-    for (size_t i = 0; i < all.n; i++) {
+    for (size_t i = 0; i < F; i++) {
         const float *row = cdx_rows_at(src, all.v[i].id);
         float s;
         kern->tile(&query, 1, row, 1, src->row_stride / 4, (size_t)ix->dim, &s, 1);
@@ -529,6 +946,9 @@ done:
     free(probe);
     cdx_free_aligned(qc);
     free(cv);
+    free(cv2);
     free(res);
+    free(qrot);
+    free(bq.planes);
     return r;
 }

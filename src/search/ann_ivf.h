@@ -95,9 +95,24 @@ typedef struct ann_search_params {
     const uint64_t *allow;    /* allowed slots bitmap, NULL = all */
     uint64_t allow_nbits;
     int n_threads;            /* 0 = all cores; 1 = this thread only */
+    int bits;                 /* sign-code first stage: 0 = when >= 256k codes are
+                                 scanned, 1 = always, -1 = never */
+    size_t bits_keep;         /* candidates it passes to the int8 stage (0 = 1/50 of
+                                 the codes scanned, at least 8 * rerank; at least
+                                 rerank when set) */
+    size_t rescore;           /* re-score only the best `rescore` (>= k) candidates
+                                 in float32 (0 = all `rerank`) */
+    int prefetch;             /* madvise(WILLNEED) the float32 rows first (for a
+                                 mapped file larger than memory) */
 } ann_search_params;
 
 ann_search_params ann_default_search_params(void);
+
+/* Two-level assignment of encoded rows (indexes of >= 1024 lists): a row
+ * is compared with the centroids of the `group_probes` (default 8) groups
+ * of centroids most similar to it only; 0 compares it with every centroid
+ * (exact, sqrt(nlist)/8 times the work).  Not persisted. */
+void ann_ivf_set_group_probes(ann_ivf *ix, int group_probes);
 
 /* Default probes for an index of nlist lists. */
 int ann_ivf_default_probes(int nlist);
