@@ -510,6 +510,11 @@ int cdx_registry_name_ok(const char *name);
 cdx_result cdx_registry_register(cdx_registry *reg, const char *model_dir, const char *name,
                                  const char *lineage_json, cdx_registry_model *out);
 cdx_result cdx_registry_resolve(cdx_registry *reg, const char *ref, cdx_registry_model *out);
+/* A model given as a directory (holding config.json) or a registry
+ * reference (NAME, NAME@ALIAS, NAME@VERSION-PREFIX, @VERSION-PREFIX) in the
+ * default registry: its directory into dir and, for a registry reference,
+ * its name into name (left as it is for a directory; name_cap 0 = none). */
+cdx_result cdx_registry_resolve_dir(const char *ref, char *dir, size_t dir_cap, char *name, size_t name_cap);
 /* Point alias at the version ref resolves to (moving it if set). */
 cdx_result cdx_registry_tag(cdx_registry *reg, const char *ref, const char *alias);
 cdx_result cdx_registry_untag(cdx_registry *reg, const char *name, const char *alias);

@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 int cli_open_library(const char *dir, const cdx_library_params *p, cdx_library **lib)
 {
@@ -91,25 +90,8 @@ int cli_parse_date(const char *s, int64_t *out)
  * reference (NAME, NAME@ALIAS, NAME@VERSION-PREFIX, @VERSION-PREFIX). */
 int cli_resolve_model(const char *ref, char *dir, size_t dir_cap, char *name, size_t name_cap)
 {
-    struct stat st;
-    char cfg[4200];
-    snprintf(cfg, sizeof cfg, "%s/config.json", ref);
     if (name_cap) name[0] = 0;
-    if (stat(ref, &st) == 0 && S_ISDIR(st.st_mode) && stat(cfg, &st) == 0) {
-        snprintf(dir, dir_cap, "%s", ref);
-        return 0;
-    }
-    cdx_registry *g = NULL;
-    cdx_registry_model *m = malloc(sizeof *m);
-    cdx_result r = m ? cdx_registry_open(NULL, NULL, &g) : CDX_ERR_NOMEM;
-    if (!r) r = cdx_registry_resolve(g, ref, m);
-    if (!r) {
-        snprintf(dir, dir_cap, "%s", m->dir);
-        if (name_cap) snprintf(name, name_cap, "%s", m->name);
-    }
-    cdx_registry_close(g);
-    free(m);
-    if (r) {
+    if (cdx_registry_resolve_dir(ref, dir, dir_cap, name, name_cap) != CDX_OK) {
         fprintf(stderr, "clipdex: error: model '%s' is neither a model directory nor a registered "
                 "model: %s\n", ref, cdx_last_error());
         return 1;

@@ -214,6 +214,29 @@ static cdx_result fill_model(cdx_registry *g, sqlite3_stmt *s, cdx_registry_mode
 
 #define MODEL_COLS "SELECT version, name, dir, registered, clipdex_version, lineage FROM models "
 
+cdx_result cdx_registry_resolve_dir(const char *ref, char *dir, size_t dir_cap, char *name, size_t name_cap)
+{
+    if (!ref || !dir || !dir_cap) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_registry_resolve_dir: NULL argument");
+    struct stat st;
+    char cfg[4200];
+    if ((size_t)snprintf(cfg, sizeof cfg, "%s/config.json", ref) < sizeof cfg && stat(ref, &st) == 0 &&
+        S_ISDIR(st.st_mode) && stat(cfg, &st) == 0) {
+        snprintf(dir, dir_cap, "%s", ref);
+        return CDX_OK;
+    }
+    cdx_registry *g = NULL;
+    cdx_registry_model *m = malloc(sizeof *m);
+    cdx_result r = m ? cdx_registry_open(NULL, NULL, &g) : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    if (!r) r = cdx_registry_resolve(g, ref, m);
+    if (!r) {
+        snprintf(dir, dir_cap, "%s", m->dir);
+        if (name && name_cap) snprintf(name, name_cap, "%s", m->name);
+    }
+    cdx_registry_close(g);
+    free(m);
+    return r;
+}
+
 cdx_result cdx_registry_resolve(cdx_registry *g, const char *ref, cdx_registry_model *out)
 {
     if (!g || !ref || !out) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_registry_resolve: NULL argument");

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct srv_reindex {
     pthread_mutex_t mu;
@@ -85,30 +84,16 @@ static void *run(void *arg)
     return NULL;
 }
 
-/* A model directory as given, else a registry reference.  0 ok. */
+/* A model directory as given, else a registry reference (its name taken
+ * when the request gave none).  0 ok. */
 static int resolve(const char *ref, char *dir, size_t dir_cap, char *name, size_t name_cap,
                    srv_response *rs)
 {
-    struct stat st;
-    char cfg[4300];
-    snprintf(cfg, sizeof cfg, "%s/config.json", ref);
-    if (stat(ref, &st) == 0 && S_ISDIR(st.st_mode) && stat(cfg, &st) == 0) {
-        snprintf(dir, dir_cap, "%s", ref);
+    if (cdx_registry_resolve_dir(ref, dir, dir_cap, *name ? NULL : name, *name ? 0 : name_cap) == CDX_OK)
         return 0;
-    }
-    cdx_registry *g = NULL;
-    cdx_registry_model *m = malloc(sizeof *m);
-    cdx_result r = m ? cdx_registry_open(NULL, NULL, &g) : CDX_ERR_NOMEM;
-    if (!r) r = cdx_registry_resolve(g, ref, m);
-    if (!r) {
-        snprintf(dir, dir_cap, "%s", m->dir);
-        if (!*name) snprintf(name, name_cap, "%s", m->name);
-    }
-    cdx_registry_close(g);
-    free(m);
-    if (r) srv_error(rs, 400, SRV_E_INVALID_FIELD, "'model' is neither a model directory nor a registered "
-                     "model: %s", cdx_last_error());
-    return r ? -1 : 0;
+    srv_error(rs, 400, SRV_E_INVALID_FIELD, "'model' is neither a model directory nor a registered "
+              "model: %s", cdx_last_error());
+    return -1;
 }
 
 static json_t *state_json(srv_reindex *x)
