@@ -35,15 +35,7 @@ static void build_library(void)
     snprintf(lib_dir, sizeof lib_dir, "/tmp/cdx-jobq-test-XXXXXX");
     if (!mkdtemp(lib_dir)) exit(1);
     strncat(lib_dir, "/lib", sizeof lib_dir - strlen(lib_dir) - 1);
-    cdx_library_params lp = cdx_library_default_params();
-    lp.model_dir = test_fixture_dir();
-    lp.create = 1;
-    lp.writable = 1;
-    lp.n_threads = 1;
-    if (cdx_library_open(lib_dir, &lp, &lib)) {
-        fprintf(stderr, "library create: %s\n", cdx_last_error());
-        exit(1);
-    }
+    lib = test_create_library(lib_dir, 1);
     char formats[1024];
     snprintf(formats, sizeof formats, "%s/data/formats", test_shared_dir());
     const char *paths[] = {formats};

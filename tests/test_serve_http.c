@@ -105,21 +105,11 @@ static void build_library(void)
     snprintf(lib_dir, sizeof lib_dir, "/tmp/cdx-serve-test-XXXXXX");
     if (!mkdtemp(lib_dir)) exit(1);
     strncat(lib_dir, "/lib", sizeof lib_dir - strlen(lib_dir) - 1);
-    cdx_library_params lp = cdx_library_default_params();
-    lp.model_dir = test_fixture_dir();
-    lp.create = 1;
-    lp.writable = 1;
-    lp.n_threads = 2;
-    cdx_library *lib;
-    cdx_result r = cdx_library_open(lib_dir, &lp, &lib);
-    if (r) {
-        fprintf(stderr, "library create: %s\n", cdx_last_error());
-        exit(1);
-    }
+    cdx_library *lib = test_create_library(lib_dir, 2);
     cdx_index_params ip = cdx_index_default_params();
     cdx_index_stats st;
     const char *paths[] = {formats_dir};
-    r = cdx_library_index(lib, paths, 1, &ip, &st);
+    cdx_result r = cdx_library_index(lib, paths, 1, &ip, &st);
     CHECKF(r == CDX_OK && st.added == 10, "index: %s added %llu", cdx_last_error(),
            (unsigned long long)st.added);
     cdx_library_close(lib);

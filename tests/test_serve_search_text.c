@@ -28,16 +28,7 @@ static void build_library(const char *formats)
     CHECK(vips_jpegsave(black, img, NULL) == 0);
     g_object_unref(black);
     strncat(lib_dir, "/lib", sizeof lib_dir - strlen(lib_dir) - 1);
-    cdx_library_params lp = cdx_library_default_params();
-    lp.model_dir = test_fixture_dir();
-    lp.create = 1;
-    lp.writable = 1;
-    lp.n_threads = 2;
-    cdx_library *lib;
-    if (cdx_library_open(lib_dir, &lp, &lib)) {
-        fprintf(stderr, "library create: %s\n", cdx_last_error());
-        exit(1);
-    }
+    cdx_library *lib = test_create_library(lib_dir, 2);
     cdx_index_params ip = cdx_index_default_params();
     cdx_index_stats st;
     const char *paths[] = {formats, img};

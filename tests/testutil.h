@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clipdex.h"
+
 static int test_failures = 0;
 static int test_checks = 0;
 
@@ -49,6 +51,23 @@ static inline const char *test_fixture_dir(void)
     static char buf[4096];
     snprintf(buf, sizeof buf, "%s/fixtures/clip-tiny", test_shared_dir());
     return buf;
+}
+
+/* Create a writable library at dir with the clip-tiny fixture model and
+ * n_threads embedding threads; exits with the library's error on failure. */
+static inline cdx_library *test_create_library(const char *dir, int n_threads)
+{
+    cdx_library_params lp = cdx_library_default_params();
+    lp.model_dir = test_fixture_dir();
+    lp.create = 1;
+    lp.writable = 1;
+    lp.n_threads = n_threads;
+    cdx_library *lib = NULL;
+    if (cdx_library_open(dir, &lp, &lib) != CDX_OK) {
+        fprintf(stderr, "library create %s: %s\n", dir, cdx_last_error());
+        exit(1);
+    }
+    return lib;
 }
 
 /* Read a whole binary file; returns malloc'd data and its size, or NULL. */
