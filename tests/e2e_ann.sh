@@ -32,6 +32,7 @@ cleanup() {
 trap cleanup EXIT
 L=$T/lib
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 export CLIPDEX_ANN_MIN_ROWS=2000
 
 # ---- data: clustered unit vectors of uneven cluster sizes around a shared
@@ -211,14 +212,7 @@ c=$(check_json "$L")
 # ---- 5. HTTP API
 timeout -s TERM 120 "$BIN" serve --library "$L" --port 0 >"$T/serve.out" 2>"$T/serve.err" &
 server_pid=$!
-url=
-for _ in $(seq 1 100); do
-    url=$(sed -n 's/^listening on //p' "$T/serve.out")
-    [ -n "$url" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$url" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+url=$(serve_url "$T/serve.out" "$server_pid") || { cat "$T/serve.err"; fail "serve did not start"; }
 python3 - "$url" "$T/q.npy" <<'PY' || fail "HTTP API"
 import json, struct, sys, urllib.error, urllib.request
 url, qpath = sys.argv[1].rstrip("/"), sys.argv[2]

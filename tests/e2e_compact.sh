@@ -19,6 +19,7 @@ SPID=
 trap '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null; rm -rf "$T"' EXIT
 L=$T/lib
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 "$BIN" compact --help | grep -q "usage: clipdex compact" || fail "--help"
@@ -31,9 +32,7 @@ grep -q "no library" "$T/err" || fail "missing library message: $(cat "$T/err")"
 
 "$BIN" serve --library "$L" --read-only --port 0 --access-log off >"$T/serve.out" 2>"$T/serve.err" &
 SPID=$!
-for _ in $(seq 1 100); do grep -q '^listening on' "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^listening on //p' "$T/serve.out" | head -1)
-[ -n "$URL" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+URL=$(serve_url "$T/serve.out" "$SPID") || { cat "$T/serve.err"; fail "serve did not start"; }
 server_search() { curl -sf "$URL/api/search?q=a+photo+of+a+cat&k=20" | json '[(r["id"], round(r["score"], 6)) for r in d["results"]]'; }
 cli_search() { "$BIN" search --library "$L" -k 20 --json "a photo of a cat" | json '[(r["id"], round(r["score"], 6)) for r in d["results"]]'; }
 server_search >"$T/s0" || fail "server search"

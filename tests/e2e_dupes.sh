@@ -28,6 +28,7 @@ L=$T/lib
 P=$T/photos
 mkdir -p "$P"
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 
 # the first 8 photos get copies, the next 16 stay alone
 ls "$DATA" | grep '\.JPEG$' | sort | head -24 >"$T/list"
@@ -137,9 +138,7 @@ python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['ha
 # the API: same groups, 400s, delete an extra with the token
 "$BIN" serve --library "$L" --port 0 --token s3cret --access-log off >"$T/serve.out" 2>"$T/serve.err" &
 SPID=$!
-for _ in $(seq 1 100); do grep -q '^listening on' "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^listening on //p' "$T/serve.out" | head -1)
-[ -n "$URL" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+URL=$(serve_url "$T/serve.out" "$SPID") || { cat "$T/serve.err"; fail "serve did not start"; }
 curl -sf "$URL/api/dupes?threshold=$TH" >"$T/a1.json" || fail "GET /api/dupes"
 check_groups "$T/a1.json" api || fail "API groups"
 for bad in "threshold=2" "threshold=0" "threshold=abc" "max_distance=99" "bogus=1"; do

@@ -34,6 +34,7 @@ T=$(mktemp -d)
 SPID=
 trap '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null; rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 POINTS=0
 FAILED_CLEANLY=0
 
@@ -149,9 +150,7 @@ echo "none 0 ENOSPC 0 0" >"$T/ctl"
 LD_PRELOAD=$SO FAULT_ARM=signal FAULT_CTL=$T/ctl \
   "$BIN" serve --library "$T/lib" --port 0 --access-log off >"$T/serve.out" 2>"$T/serve.err" &
 SPID=$!
-for _ in $(seq 1 100); do grep -q '^listening on' "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^listening on //p' "$T/serve.out" | head -1)
-[ -n "$URL" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+URL=$(serve_url "$T/serve.out" "$SPID") || { cat "$T/serve.err"; fail "serve did not start"; }
 mapfile -t IMGS < <(ls "$MORE"/*.JPEG | head -200)
 next=0
 SRV_POINTS=0

@@ -21,6 +21,7 @@ T=$(mktemp -d)
 SERVER=
 trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 export CLIPDEX_HOME=$T/home TMPDIR=$T
 L=$T/lib
 
@@ -78,14 +79,7 @@ assert s[1] > s[0], s' || fail "caption retrieval did not improve"
 # 4. a read-only server on the base set
 "$BIN" serve --library "$L" --read-only --port 0 --threads 1 > "$T/serve.out" 2> "$T/serve.err" &
 SERVER=$!
-URL=
-for _ in $(seq 300); do
-    URL=$(sed -n 's/^listening on //p' "$T/serve.out")
-    [ -n "$URL" ] && break
-    kill -0 "$SERVER" 2> /dev/null || break
-    sleep 0.1
-done
-[ -n "$URL" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+URL=$(serve_url "$T/serve.out" "$SERVER") || { cat "$T/serve.err"; fail "serve did not start"; }
 top() { python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; print(" ".join("%d:%.4f" % (x["id"], x["score"]) for x in r[:3]))'; }
 BEFORE=$(curl -sf "$URL/api/search?q=a+dog+on+a+couch&mode=semantic" | top)
 

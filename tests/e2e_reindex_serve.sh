@@ -27,6 +27,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2> /dev/null || true; done; rm -rf "$T"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 export CLIPDEX_HOME=$T/home TMPDIR=$T
 L=$T/lib
 
@@ -59,14 +60,7 @@ serve() {
     "$BIN" serve --library "$lib" --port 0 --threads 1 --access-log off "$@" > "$out.out" 2> "$out.err" &
     SPID=$!
     PIDS+=("$SPID")
-    URL=
-    for _ in $(seq 300); do
-        URL=$(sed -n 's/^listening on //p' "$out.out")
-        [ -n "$URL" ] && break
-        kill -0 "$SPID" 2> /dev/null || break
-        sleep 0.1
-    done
-    [ -n "$URL" ] || { cat "$out.err"; fail "serve did not start"; }
+    URL=$(serve_url "$out.out" "$SPID") || { cat "$out.err"; fail "serve did not start"; }
 }
 QUERIES='["a photo of a dog", "a red car", "a bird on a branch", "food on a plate"]'
 # answers QUERIES from URL as {fingerprint: {query: [[path, score], ...]}}

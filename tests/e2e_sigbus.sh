@@ -18,13 +18,12 @@ SPID=
 trap '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null; rm -rf "$T"' EXIT
 L=$T/lib
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 
 start() {
   "$BIN" serve --library "$L" --port 0 --access-log off >"$T/serve.out" 2>"$T/serve.err" &
   SPID=$!
-  for _ in $(seq 1 100); do grep -q '^listening on' "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^listening on //p' "$T/serve.out" | head -1)
-  [ -n "$URL" ] || { cat "$T/serve.err"; fail "serve did not start"; }
+  URL=$(serve_url "$T/serve.out" "$SPID") || { cat "$T/serve.err"; fail "serve did not start"; }
 }
 # status of a request; body in $T/body
 req() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }

@@ -10,6 +10,7 @@
 set -euo pipefail
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
+. "${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}/tests/serve_testutil.sh"
 BIN=${CLIPDEX_BIN:?}
 SHARED=${CLIPDEX_SHARED:-}
 [ -d "$SHARED/fixtures/clip-tiny" ] || skip "../shared is absent (CLIPDEX_SHARED=$SHARED)"
@@ -30,14 +31,7 @@ trap cleanup EXIT
 timeout -s TERM 120 "$BIN" serve --library "$T/lib" --port 0 --read-only --access-log off \
   --max-per-client 20 --header-timeout 2 >"$T/serve.out" 2>"$T/serve.err" &
 server_pid=$!
-url=
-for _ in $(seq 100); do
-  url=$(sed -n 's/^listening on //p' "$T/serve.out")
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$T/serve.err"; fail "clipdex serve did not start"; }
+url=$(serve_url "$T/serve.out" "$server_pid") || { cat "$T/serve.err"; fail "clipdex serve did not start"; }
 port=${url##*:}
 
 python3 - "$port" <<'PY' || fail "slow clients"

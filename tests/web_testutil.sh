@@ -10,6 +10,7 @@ src=${CLIPDEX_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 shared=${CLIPDEX_SHARED:-$src/../shared}
 chromium=${CLIPDEX_CHROMIUM:-/usr/bin/chromium}
 webdir=$src/tests/web
+. "$src/tests/serve_testutil.sh"
 
 skip() { echo "SKIP: $*"; exit 77; }
 command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
@@ -41,12 +42,5 @@ web_serve() {
   local lib=$1; shift
   timeout -s TERM 300 "$bin" serve --library "$lib" --port 0 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
   server_pid=$!
-  url=
-  for _ in $(seq 300); do
-    url=$(sed -n 's/^listening on //p' "$tmp/serve.out")
-    [ -n "$url" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { cat "$tmp/serve.err"; echo "FAIL: clipdex serve did not start"; exit 1; }
+  url=$(serve_url "$tmp/serve.out" "$server_pid") || { cat "$tmp/serve.err"; echo "FAIL: clipdex serve did not start"; exit 1; }
 }
