@@ -2,7 +2,9 @@
 # e2e_tune_run.sh - `clipdex tune` on clip-tiny with coco-mini captions:
 # the training loss falls, the output directory loads in other commands and
 # carries a training record; a run killed with SIGKILL resumes from its last
-# checkpoint and ends bit-identical to an uninterrupted run; CSV and
+# checkpoint and ends bit-identical to an uninterrupted run; last:1 with
+# the frozen-prefix cache ends where it ends without (also across a kill -9
+# and resume); CSV and
 # --labels-from-folders inputs; bad inputs fail with clear messages.
 set -euo pipefail
 BIN=${CLIPDEX_BIN:?CLIPDEX_BIN not set}
@@ -73,7 +75,27 @@ grep -q "epoch 3: frozen-prefix cache: 96 hits, 48 misses, 0 not kept" "$T/ca.lo
 "$BIN" tune "${LARGS[@]}" --cache-mb 0 --out "$T/cs" 2> "$T/cs.log" > /dev/null || { cat "$T/cs.log"; fail "last:1 spilled"; }
 grep "epoch 3: frozen-prefix cache: 96 hits" "$T/cs.log" | grep -q " 0.0 MB RAM, [0-9.]*[1-9][0-9.]* MB spilled" || { cat "$T/cs.log"; fail "cache not spilled"; }
 ! ls -A "$T/cs" | grep -q frozen-cache || fail "spill file left in the output: $(ls -A "$T/cs")"
-python3 - "$T/nc/model.safetensors" "$T/ca/model.safetensors" "$T/cs/model.safetensors" <<'PY'
+# kill -9 of a cached (spilling) last:1 run, then resume: the new process
+# starts with an empty cache, rebuilds it (every image and caption computed
+# once more, none read from the dead run), leaves no spill file behind, and
+# ends where the uncached run ends
+"$BIN" tune "${LARGS[@]}" --cache-mb 0 --checkpoint-every 1 --out "$T/kr" 2> "$T/kr.log" > /dev/null &
+pid=$!
+for _ in $(seq 1200); do
+    grep -q "step 4/9" "$T/kr.log" 2>/dev/null && break
+    sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+[ -s "$T/kr/checkpoint.safetensors" ] || fail "no checkpoint in the cached run after 4 steps"
+"$BIN" tune "${LARGS[@]}" --cache-mb 0 --checkpoint-every 1 --out "$T/kr" 2> "$T/kr2.log" > /dev/null \
+    || { cat "$T/kr2.log"; fail "cached resume failed"; }
+grep -q "resuming from the checkpoint at step" "$T/kr2.log" || fail "cached run did not resume"
+grep "frozen-prefix cache" "$T/kr2.log" | head -1 | grep -q ": 0 hits, " || { cat "$T/kr2.log"; fail "cache not empty after the resume"; }
+grep -q "epoch 3: frozen-prefix cache: [1-9][0-9]* hits, 48 misses, 0 not kept; 0.0 MB RAM" "$T/kr2.log" \
+    || { cat "$T/kr2.log"; fail "cache not rebuilt after the resume"; }
+! ls -A "$T/kr" | grep -q -e frozen-cache -e checkpoint || fail "left in the output after the resume: $(ls -A "$T/kr")"
+python3 - "$T/nc/model.safetensors" "$T/ca/model.safetensors" "$T/cs/model.safetensors" "$T/kr/model.safetensors" <<'PY'
 import sys
 sys.path.insert(0, __import__("os").environ.get("CLIPDEX_SRC", ".") + "/tests")
 from train_check import read_st

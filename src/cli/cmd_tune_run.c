@@ -80,10 +80,9 @@ static void usage(FILE *f)
             "  --checkpoint-every N   steps between checkpoints (default 50; also at epoch ends)\n"
             "  --threads N            threads (default: all cores)\n"
             "  --cache-mb N           last:K / proj: keep the frozen blocks' output per image and\n"
-            "                         caption from the first epoch, up to N MB in RAM (default 1024;\n"
-            "                         0 = recompute every epoch)\n"
+            "                         caption from the first epoch, up to N MB in RAM (default 1024)\n"
             "  --cache-disk-mb N      ... and up to N MB more in a hidden, already deleted file in\n"
-            "                         --out (default 4096); beyond both, recomputed\n");
+            "                         --out (default 4096); beyond both, recomputed (both 0: no cache)\n");
 }
 
 /* ------------------------------------------------------------ data */

@@ -74,42 +74,46 @@ void cdx_grad_layernorm_bwd(int rows, int dim, const float *x, const float *g, c
                             const float *rstd, const float *dy, float *dx, int dx_accumulate,
                             float *dg, float *db)
 {
-    if (dx) {
-#pragma omp parallel for schedule(static) if ((long)rows * dim > PAR_MIN)
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
-            float *dxr = dx + (size_t)r * dim;
-            double m1 = 0, m2 = 0;
-            for (int i = 0; i < dim; i++) {
-                double xh = ((double)xr[i] - mu[r]) * rstd[r], d = (double)dyr[i] * g[i];
-                m1 += d;
-                m2 += d * xh;
-            }
-            m1 /= dim;
-            m2 /= dim;
-            for (int i = 0; i < dim; i++) {
-                double xh = ((double)xr[i] - mu[r]) * rstd[r], d = (double)dyr[i] * g[i];
-                float v = (float)(rstd[r] * (d - m1 - xh * m2));
-                dxr[i] = dx_accumulate ? dxr[i] + v : v;
+    const int nb = dg || db ? (dim + COL_BLOCK - 1) / COL_BLOCK : 0;
+    /* one parallel region for both loops (each region is a join of every
+     * thread: costly when the machine is shared) */
+#pragma omp parallel if ((long)rows * dim > PAR_MIN)
+    {
+        if (dx) {
+#pragma omp for schedule(static) nowait
+            for (int r = 0; r < rows; r++) {
+                const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
+                float *dxr = dx + (size_t)r * dim;
+                double m1 = 0, m2 = 0;
+                for (int i = 0; i < dim; i++) {
+                    double xh = ((double)xr[i] - mu[r]) * rstd[r], d = (double)dyr[i] * g[i];
+                    m1 += d;
+                    m2 += d * xh;
+                }
+                m1 /= dim;
+                m2 /= dim;
+                for (int i = 0; i < dim; i++) {
+                    double xh = ((double)xr[i] - mu[r]) * rstd[r], d = (double)dyr[i] * g[i];
+                    float v = (float)(rstd[r] * (d - m1 - xh * m2));
+                    dxr[i] = dx_accumulate ? dxr[i] + v : v;
+                }
             }
         }
-    }
-    if (!dg && !db) return;
-    int nb = (dim + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((long)rows * dim > PAR_MIN)
-    for (int blk = 0; blk < nb; blk++) {
-        int j0 = blk * COL_BLOCK, j1 = j0 + COL_BLOCK < dim ? j0 + COL_BLOCK : dim;
-        double sg[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < nb; blk++) {
+            int j0 = blk * COL_BLOCK, j1 = j0 + COL_BLOCK < dim ? j0 + COL_BLOCK : dim;
+            double sg[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
+            for (int r = 0; r < rows; r++) {
+                const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
+                for (int j = j0; j < j1; j++) {
+                    sg[j - j0] += (double)dyr[j] * (((double)xr[j] - mu[r]) * rstd[r]);
+                    sb[j - j0] += dyr[j];
+                }
+            }
             for (int j = j0; j < j1; j++) {
-                sg[j - j0] += (double)dyr[j] * (((double)xr[j] - mu[r]) * rstd[r]);
-                sb[j - j0] += dyr[j];
+                if (dg) dg[j] += (float)sg[j - j0];
+                if (db) db[j] += (float)sb[j - j0];
             }
-        }
-        for (int j = j0; j < j1; j++) {
-            if (dg) dg[j] += (float)sg[j - j0];
-            if (db) db[j] += (float)sb[j - j0];
         }
     }
 }
