@@ -261,8 +261,11 @@ static cdx_result results_step(index_run *x, int wait_ms, int *got)
         json_decref(x->docs[i]);
         x->docs[i] = NULL;
     }
+    /* one round trip per batch: the server handles a connection's acks in
+     * order, so the answer to the last one covers the others (a lost ack
+     * only redelivers a result, which then changes nothing) */
     for (int i = 0; i < list.Count && !r; i++) {
-        s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
+        s = i + 1 < list.Count ? natsMsg_Ack(list.Msgs[i], NULL) : natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
         if (s != NATS_OK) r = fleet_nats_error(s, "ack");
     }
     natsMsgList_Destroy(&list);
