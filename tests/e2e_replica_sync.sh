@@ -13,6 +13,9 @@
 #     `clipdex rm` removes and keeps the change (warning, exit 0), and the
 #     next run of the owner (after the broker's restart) publishes it; `rm
 #     --no-publish` removes on the owner only.
+#  4. the broker frozen (SIGSTOP), a DELETE on the owner's server, the
+#     owner killed (-9) before it could publish: the restarted owner
+#     publishes the removal from its outbox and the replica applies it.
 # After each step the replica's image set equals the owner's (each path
 # counted once, same content), and `clipdex check` passes on both.
 # Skips (77) without ../shared or nats-server.
@@ -125,7 +128,36 @@ pairs "$T/owner" | grep -v "^$F/${IMGS[8]} " >"$T/po.txt"
 pairs "$T/replica" | grep -v "^$F/${IMGS[8]} " >"$T/pr.txt"
 cmp -s "$T/po.txt" "$T/pr.txt" || { diff "$T/po.txt" "$T/pr.txt" | head; fail "final sets differ"; }
 [ "$(grep -c . "$T/pr.txt")" = 15 ] || fail "expected 15 shared images, got $(grep -c . "$T/pr.txt")"
+echo "ok: prune, a change kept while the broker was away, --no-publish (${SECONDS} s)"
+
+# ---------------------------------------------------------------- 4. kill -9 of the owner before it publishes
+# The broker is frozen (SIGSTOP) so the owner's publication cannot finish;
+# the owner is killed while it waits: the removal is committed in its
+# catalog and its outbox, not yet on the broker.  A restarted owner
+# publishes it.
+NATS_PID=${PIDS[${#PIDS[@]}-1]}
+serve_start owner2 --library "$T/owner"
+SO=$SPID; UO=$SURL
+victim="$F/${IMGS[9]}"
+id=$(curl -sf "$UO/api/images?limit=100" | python3 -c 'import json,sys
+print(next(i["id"] for i in json.load(sys.stdin)["images"] if i["path"] == sys.argv[1]))' "$victim") ||
+  fail "no id for $victim"
+kill -STOP "$NATS_PID"
+code=$(curl -s -o "$T/del.json" -w '%{http_code}' -X DELETE "$UO/api/images/$id")
+[ "$code" = 200 ] || { kill -CONT "$NATS_PID"; fail "DELETE /api/images/$id: $code $(cat "$T/del.json")"; }
+sleep 0.5
+kill -9 "$SO"; wait "$SO" 2>/dev/null
+kill -CONT "$NATS_PID"
+pairs "$T/replica" | grep -q "^$victim " || fail "the replica lost $victim before the owner published"
+owner_not "$victim" || fail "the owner still lists $victim after the DELETE"
+serve_start owner3 --library "$T/owner"
+SO=$SPID
+until_ok 30 eval '! grep -q "^$victim " <(pairs "$T/replica")' || fail "the removal of a killed owner did not reach the replica"
+pairs "$T/owner" | grep -v "^$F/${IMGS[8]} " >"$T/po.txt"
+pairs "$T/replica" | grep -v "^$F/${IMGS[8]} " >"$T/pr.txt"
+cmp -s "$T/po.txt" "$T/pr.txt" || { diff "$T/po.txt" "$T/pr.txt" | head; fail "sets differ after the owner's restart"; }
+kill -TERM "$SO"; wait "$SO" || fail "owner exit status"
 kill -TERM "$SR"; wait "$SR" || fail "replica exit status"
 "$BIN" check --library "$T/owner" >"$T/check1.log" 2>&1 || fail "check of the owner"
 "$BIN" check --library "$T/replica" >"$T/check2.log" 2>&1 || fail "check of the replica"
-echo "ok: prune, a change kept while the broker was away, --no-publish; check passes on both (${SECONDS} s)"
+echo "ok: a removal committed by an owner killed before publishing reaches the replica after its restart; check passes on both (${SECONDS} s)"
