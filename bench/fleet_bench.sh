@@ -80,7 +80,7 @@ fleet_run() {
     pids+=($!); PIDS+=($!)
   done
   /usr/bin/time -f "%U %S" -o "$WORK/$name-idx.time" "$BIN" index --library "$WORK/lib-$name" --from "$url" \
-    --json --max-wait 100 --batch 64 2>"$WORK/$name-idx.err" |
+    --json --max-wait 250 --batch 64 2>"$WORK/$name-idx.err" |
     while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$WORK/$name-idx.log"
   t1=$(now)
   for c in "${pids[@]}"; do ticks "$c"; done >"$WORK/$name-workers.ticks"
@@ -128,6 +128,18 @@ echo "local index --threads 2:   $loc img/s (model loading included; CPU s $(tr 
 python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print('ratio 2w/1w: %.2fx from start, %.2fx steady (goal >= 1.8)' % (b/a, d/c))" \
   "$one" "$two" "$one_s" "$two_s"
 python3 -c "import sys; b,l=map(float,sys.argv[1:]); print('ratio 2w/local: %.2fx, from start to all committed (goal >= 0.9)' % (b/l))" "$two" "$loc"
+# CPU seconds per image, which contention inflates far less than wall time:
+# the 2-worker fleet (workers + index --from + nats-server) against local
+python3 - "$N" "$WORK/b2.cpu" "$WORK/local.time" <<'PY'
+import re, sys
+n, line = int(sys.argv[1]), open(sys.argv[2]).read()
+w = sum(map(float, re.search(r"workers ([0-9. +]+),", line).group(1).split("+")))
+i = float(re.search(r"index --from ([0-9.]+)", line).group(1))
+b = float(re.search(r"nats-server ([0-9.]+)", line).group(1))
+l = sum(map(float, open(sys.argv[3]).read().split()[-2:]))
+print("CPU s per image: fleet %.3f (workers %.3f, index --from %.3f, nats-server %.3f), local %.3f; local/fleet %.2fx"
+      % ((w + i + b) / n, w / n, i / n, b / n, l / n, l / (w + i + b)))
+PY
 echo "load average after the throughput runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # latency: publish -> committed, one photo at a time

@@ -13,6 +13,12 @@
 #     `clipdex rm` removes and keeps the change (warning, exit 0), and the
 #     next run of the owner (after the broker's restart) publishes it; `rm
 #     --no-publish` removes on the owner only.
+#  4. the broker frozen (SIGSTOP), a DELETE on the owner's server, the
+#     owner killed (-9) before it could publish: the restarted owner
+#     publishes the removal from its outbox and the replica applies it.
+#  5. `index --watch` on the owner (no server): its full pass re-adds the
+#     files removed above but still on disk, then a deletion and a copy;
+#     the replica follows; both hold exactly the files of F.
 # After each step the replica's image set equals the owner's (each path
 # counted once, same content), and `clipdex check` passes on both.
 # Skips (77) without ../shared or nats-server.
@@ -125,7 +131,57 @@ pairs "$T/owner" | grep -v "^$F/${IMGS[8]} " >"$T/po.txt"
 pairs "$T/replica" | grep -v "^$F/${IMGS[8]} " >"$T/pr.txt"
 cmp -s "$T/po.txt" "$T/pr.txt" || { diff "$T/po.txt" "$T/pr.txt" | head; fail "final sets differ"; }
 [ "$(grep -c . "$T/pr.txt")" = 15 ] || fail "expected 15 shared images, got $(grep -c . "$T/pr.txt")"
+echo "ok: prune, a change kept while the broker was away, --no-publish (${SECONDS} s)"
+
+# ---------------------------------------------------------------- 4. kill -9 of the owner before it publishes
+# The broker is frozen (SIGSTOP) so the owner's publication cannot finish;
+# the owner is killed while it waits: the removal is committed in its
+# catalog and its outbox, not yet on the broker.  A restarted owner
+# publishes it.
+NATS_PID=${PIDS[${#PIDS[@]}-1]}
+serve_start owner2 --library "$T/owner"
+SO=$SPID; UO=$SURL
+victim="$F/${IMGS[9]}"
+id=$(curl -sf "$UO/api/images?limit=100" | python3 -c 'import json,sys
+print(next(i["id"] for i in json.load(sys.stdin)["images"] if i["path"] == sys.argv[1]))' "$victim") ||
+  fail "no id for $victim"
+kill -STOP "$NATS_PID"
+code=$(curl -s -o "$T/del.json" -w '%{http_code}' -X DELETE "$UO/api/images/$id")
+[ "$code" = 200 ] || { kill -CONT "$NATS_PID"; fail "DELETE /api/images/$id: $code $(cat "$T/del.json")"; }
+sleep 0.5
+kill -9 "$SO"; wait "$SO" 2>/dev/null
+kill -CONT "$NATS_PID"
+pairs "$T/replica" | grep -q "^$victim " || fail "the replica lost $victim before the owner published"
+owner_not "$victim" || fail "the owner still lists $victim after the DELETE"
+serve_start owner3 --library "$T/owner"
+SO=$SPID
+until_ok 30 eval '! grep -q "^$victim " <(pairs "$T/replica")' || fail "the removal of a killed owner did not reach the replica"
+pairs "$T/owner" | grep -v "^$F/${IMGS[8]} " >"$T/po.txt"
+pairs "$T/replica" | grep -v "^$F/${IMGS[8]} " >"$T/pr.txt"
+cmp -s "$T/po.txt" "$T/pr.txt" || { diff "$T/po.txt" "$T/pr.txt" | head; fail "sets differ after the owner's restart"; }
+kill -TERM "$SO"; wait "$SO" || fail "owner exit status"
+echo "ok: a removal committed by an owner killed before publishing reaches the replica after its restart (${SECONDS} s)"
+
+# ---------------------------------------------------------------- 5. index --watch on the owner
+# The one-machine watcher (no server): its first full pass indexes again
+# the files still on disk that rm and DELETE removed above (published as
+# additions), then a deletion and a copy while it watches; the replica
+# follows each pass.
+"$BIN" index --library "$T/owner" --model "$MODEL" --watch --json "$F" >"$T/iw.out" 2>"$T/iw.log" &
+IW=$!
+PIDS+=($IW)
+until_ok 30 grep -q '"event": "pass"' "$T/iw.out" || fail "index --watch: no first pass"
+rm "$F/${IMGS[10]}"
+cp "$PHOTOS/${IMGS[33]}" "$F/"
+until_ok 20 owner_has "$F/${IMGS[33]}" || fail "index --watch: copied file not indexed"
+until_ok 20 owner_not "$F/${IMGS[10]}" || fail "index --watch: deleted file still listed"
+expect_same 30 "after index --watch"
+kill -TERM "$IW"; wait "$IW" || fail "index --watch exit status"
+n=$(find "$F" -type f | grep -c .)
+[ "$(pairs "$T/owner" | grep -c .)" = "$n" ] || fail "owner should hold the $n files of $F"
+[ "$(pairs "$T/replica" | grep -c .)" = "$n" ] || fail "replica should hold the $n files of $F"
+pairs "$T/replica" | grep -q "^$F/${IMGS[10]} " && fail "replica: the watcher's deletion did not arrive"
 kill -TERM "$SR"; wait "$SR" || fail "replica exit status"
 "$BIN" check --library "$T/owner" >"$T/check1.log" 2>&1 || fail "check of the owner"
 "$BIN" check --library "$T/replica" >"$T/check2.log" 2>&1 || fail "check of the replica"
-echo "ok: prune, a change kept while the broker was away, --no-publish; check passes on both (${SECONDS} s)"
+echo "ok: index --watch re-adds, deletes and adds; the replica holds the owner's $n images; check passes on both (${SECONDS} s)"

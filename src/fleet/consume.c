@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define INDEX_BATCH_MAX 4096
 #define INDEX_DURABLE "library"
@@ -218,6 +219,29 @@ static cdx_result drained(cdx_fleet *f, const char *durable, int *yes)
     return CDX_OK;
 }
 
+/* The owner's change log must be applied in order (a move is an "add" of
+ * the new path, then a "del" of the old one).  A replica killed with a
+ * fetched batch unacknowledged gets those records again only after the ack
+ * wait, and the broker would hand out the records after them first: so
+ * before its first fetch, a consumer with unacknowledged records waits out
+ * the ack wait, after which the broker redelivers them ahead of newer
+ * ones. */
+static cdx_result await_redeliveries(cdx_fleet *f, const char *durable, cdx_cancel_flag *cancel)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, f->js, f->deletions_stream, durable, NULL, &jerr);
+    if (s != NATS_OK) return fleet_nats_error(s, durable);
+    int64_t pending = ci->NumAckPending;
+    int64_t wait_ms = ci->Config ? ci->Config->AckWait / 1000000 : 30000;
+    jsConsumerInfo_Destroy(ci);
+    if (pending <= 0) return CDX_OK;
+    fprintf(stderr, "clipdex: %lld owner change(s) left unacknowledged by a previous run: waiting %.1f s "
+            "for their redelivery, so that they are applied in order\n", (long long)pending, wait_ms / 1000.0);
+    for (int64_t t = 0; t < wait_ms + 500 && !(cancel && atomic_load(cancel)); t += 100) usleep(100 * 1000);
+    return CDX_OK;
+}
+
 /* One consumer run: the subscriptions and the batch buffers. */
 typedef struct index_run {
     cdx_fleet *f;
@@ -284,8 +308,11 @@ static cdx_result results_step(index_run *x, int wait_ms, int *got)
         json_decref(x->docs[i]);
         x->docs[i] = NULL;
     }
+    /* one round trip per batch: the server handles a connection's acks in
+     * order, so the answer to the last one covers the others (a lost ack
+     * only redelivers a result, which then changes nothing) */
     for (int i = 0; i < list.Count && !r; i++) {
-        s = natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
+        s = i + 1 < list.Count ? natsMsg_Ack(list.Msgs[i], NULL) : natsMsg_AckSync(list.Msgs[i], NULL, &jerr);
         if (s != NATS_OK) r = fleet_nats_error(s, "ack");
     }
     natsMsgList_Destroy(&list);
@@ -406,6 +433,7 @@ cdx_result cdx_fleet_index(cdx_fleet *f, cdx_library *lib, const cdx_fleet_index
     if (r) return r;
     if ((r = fleet_pull(f, f->results_stream, f->results_subj, durable, p.ack_wait_ms, 0, &x.sub))) return r;
     if (p.replica) r = fleet_pull(f, f->deletions_stream, f->deletions_subj, durable, p.ack_wait_ms, 0, &x.dsub);
+    if (p.replica && !r) r = await_redeliveries(f, durable, p.cancel);
     x.recs = calloc((size_t)p.batch, sizeof *x.recs);
     x.vecs = malloc((size_t)p.batch * (size_t)x.li.dim * sizeof *x.vecs);
     x.docs = calloc((size_t)p.batch, sizeof *x.docs);

@@ -93,11 +93,14 @@ static cdx_result publish_row(cdx_fleet *f, cdx_library *lib, const cdx_library_
 cdx_result cdx_fleet_publish_outbox(cdx_fleet *f, cdx_library *lib, uint64_t *published)
 {
     if (!f || !lib) return cdx_error(CDX_ERR_INVALID_ARG, "cdx_fleet_publish_outbox: NULL argument");
-    uint64_t local = 0;
+    uint64_t local = 0, pending = 0;
     if (!published) published = &local;
+    /* the consumers call this after every batch: nothing to do must cost
+     * one count, not the library's info */
+    cdx_result r = cdx_library_outbox_pending(lib, &pending);
+    if (r || !pending) return r;
     cdx_library_info li;
-    cdx_result r = cdx_library_get_info(lib, &li);
-    if (r) return r;
+    if ((r = cdx_library_get_info(lib, &li))) return r;
     catalog_outbox_row *rows = malloc(OUTBOX_CHUNK * sizeof *rows);
     cdx_image_record *rec = malloc(sizeof *rec);
     float *vec = malloc((size_t)(li.dim > 0 ? li.dim : 1) * sizeof *vec);

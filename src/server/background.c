@@ -3,18 +3,20 @@
  */
 #include "background.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct srv_bg {
     srv_ctx *s;
     cdx_cancel_flag cancel;
-    pthread_t watch_tid, ingest_tid;
-    int watching, ingesting;
+    pthread_t watch_tid, ingest_tid, outbox_tid;
+    int watching, ingesting, outboxing;
     char consumer[80];
     pthread_mutex_t mu;         /* guards the counters, the publisher and the error */
     cdx_watch_stats watch;      /* summed over passes */
@@ -26,24 +28,63 @@ struct srv_bg {
     char error[256];            /* last background error ("" = none) */
     char owner_url[600];        /* pipeline this server owns ("" = none) */
     cdx_fleet *publisher;       /* opened on the first change (no --ingest) */
+    pthread_cond_t wake;        /* with mu: kicks the outbox thread */
+    int kick;                   /* a change to publish now */
+    int outbox_failing;         /* the last publication failed (logged once) */
 };
 
 static void set_error(struct srv_bg *bg, const char *what);
 
 /* An owner without --ingest: publish its outbox (the changes of DELETE,
- * uploads and --watch passes) from the calling thread; with --ingest the
- * consumer thread does it after each batch. */
+ * uploads and --watch passes, and those a killed predecessor left) from the
+ * outbox thread; with --ingest the consumer thread does it after each
+ * batch.  Nothing pending costs one count and no broker connection. */
 static void publish_outbox(struct srv_bg *bg)
 {
-    if (!bg->owner_url[0] || bg->ingesting) return;
-    pthread_mutex_lock(&bg->mu);
     uint64_t n = 0;
+    if (cdx_library_outbox_pending(bg->s->lib, &n) != CDX_OK || !n) return;
+    pthread_mutex_lock(&bg->mu);
     cdx_result r = CDX_OK;
     if (!bg->publisher) r = cdx_fleet_open(bg->owner_url, NULL, &bg->publisher);
     if (!r) r = cdx_fleet_publish_outbox(bg->publisher, bg->s->lib, &n);
-    bg->published += n;
+    if (!r) bg->published += n;
+    int first_failure = r && !bg->outbox_failing;
+    bg->outbox_failing = r != CDX_OK;
+    if (r) {   /* reconnect on the next try */
+        cdx_fleet_close(bg->publisher);
+        bg->publisher = NULL;
+    }
     pthread_mutex_unlock(&bg->mu);
-    if (r) set_error(bg, "publishing the owner's changes (kept for a retry)");
+    if (first_failure) set_error(bg, "publishing the owner's changes (kept, retried every 2 s)");
+}
+
+/* Wake the outbox thread: a change was committed. */
+static void kick_outbox(struct srv_bg *bg)
+{
+    pthread_mutex_lock(&bg->mu);
+    bg->kick = 1;
+    pthread_cond_signal(&bg->wake);
+    pthread_mutex_unlock(&bg->mu);
+}
+
+/* The outbox thread: publishes at start (a predecessor killed before its
+ * publication left changes behind), when kicked, and every 2 s while
+ * changes are pending (a broker out of reach). */
+static void *outbox_main(void *arg)
+{
+    struct srv_bg *bg = arg;
+    while (!atomic_load(&bg->cancel)) {
+        publish_outbox(bg);
+        pthread_mutex_lock(&bg->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        while (!bg->kick && !atomic_load(&bg->cancel))
+            if (pthread_cond_timedwait(&bg->wake, &bg->mu, &until) == ETIMEDOUT) break;
+        bg->kick = 0;
+        pthread_mutex_unlock(&bg->mu);
+    }
+    return NULL;
 }
 
 static void set_error(struct srv_bg *bg, const char *what)
@@ -77,7 +118,7 @@ static void on_pass(void *user, const cdx_watch_pass *ps)
     bg->watch.failed += s->failed;
     bg->watch.skipped += s->skipped;
     pthread_mutex_unlock(&bg->mu);
-    publish_outbox(bg);
+    if (bg->outboxing) kick_outbox(bg);
     if (s->added || s->moved || s->duplicates || s->removed || s->failed || ps->full)
         fprintf(stderr, "clipdex serve: watch %s: %llu added, %llu moved, %llu duplicates, %llu removed, %llu failed\n",
                 ps->reason, (unsigned long long)s->added, (unsigned long long)s->moved,
@@ -185,6 +226,7 @@ int srv_bg_start(srv_ctx *s, char *err, size_t err_len)
     }
     bg->s = s;
     pthread_mutex_init(&bg->mu, NULL);
+    pthread_cond_init(&bg->wake, NULL);
     s->bg = bg;
     if (cfg->consumer) snprintf(bg->consumer, sizeof bg->consumer, "%s", cfg->consumer);
     else if (cfg->replica_of) replica_name(cfg->library_dir, bg->consumer, sizeof bg->consumer);
@@ -215,6 +257,13 @@ int srv_bg_start(srv_ctx *s, char *err, size_t err_len)
         }
         bg->ingesting = 1;
     }
+    if (bg->owner_url[0] && !bg->ingesting) {
+        if (pthread_create(&bg->outbox_tid, NULL, outbox_main, bg) != 0) {
+            snprintf(err, err_len, "cannot start the outbox thread");
+            return -1;
+        }
+        bg->outboxing = 1;
+    }
     return 0;
 }
 
@@ -225,7 +274,12 @@ void srv_bg_stop(srv_ctx *s)
     atomic_store(&bg->cancel, 1);
     if (bg->watching) pthread_join(bg->watch_tid, NULL);
     if (bg->ingesting) pthread_join(bg->ingest_tid, NULL);
+    if (bg->outboxing) {
+        kick_outbox(bg);
+        pthread_join(bg->outbox_tid, NULL);
+    }
     cdx_fleet_close(bg->publisher);
+    pthread_cond_destroy(&bg->wake);
     pthread_mutex_destroy(&bg->mu);
     free(bg);
     s->bg = NULL;
@@ -234,7 +288,7 @@ void srv_bg_stop(srv_ctx *s)
 void srv_bg_deleted(srv_ctx *s, const cdx_image_record *rec)
 {
     (void)rec;   /* recorded in the library's outbox by the removal itself */
-    if (s->bg) publish_outbox(s->bg);
+    if (s->bg && s->bg->outboxing) kick_outbox(s->bg);
 }
 
 json_t *srv_bg_stats(srv_ctx *s)
