@@ -4,6 +4,7 @@
  * next to the in-process text-query latency measured in the same run.
  *
  *   startup_bench [--json] [--model DIR] [--clipdex BIN] [--runs N]
+ *                 [--precision fp32|int8|bf16]
  *
  * In a temporary directory it creates an empty library bound to the model
  * and a fresh engine cache ($CLIPDEX_CACHE_DIR), then measures:
@@ -24,6 +25,10 @@
  *    child process of its own; and the same (mapped) at int8 and at bf16
  *    (resident_weights_mb_int8, _bf16; bf16 runs on the reference kernels
  *    where the CPU lacks AVX512_BF16, which changes no byte of the weights).
+ *
+ * --precision P runs the search, serve and in-process query figures at P
+ * (`search --precision P`, `serve --precision P`; the engine cache then
+ * holds P's copies too); the resident-weights figures are always all four.
  *
  * Page cache: the model file and prepared files stay in the OS page cache
  * between runs ("warm page cache"); "cold" refers to the engine cache only.
@@ -143,7 +148,7 @@ static int http_search(int port)
 
 /* Seconds from spawning `clipdex serve` to its first complete search
  * reply; -1 on failure. */
-static double serve_first_answer(const char *lib)
+static double serve_first_answer(const char *lib, const char *prec)
 {
     int pfd[2];
     if (pipe(pfd) != 0) return -1;
@@ -155,7 +160,7 @@ static double serve_first_answer(const char *lib)
         int fd = open("/dev/null", O_WRONLY);
         if (fd >= 0) dup2(fd, 2);
         execl(g_bin, g_bin, "serve", "--library", lib, "--port", "0", "--access-log", "off",
-              (char *)NULL);
+              "--precision", prec, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -295,6 +300,8 @@ static void find_clipdex(const char *argv0)
 int main(int argc, char **argv)
 {
     int json = 0, runs = 5;
+    const char *prec_name = "fp32";
+    cdx_precision prec = CDX_PRECISION_FP32;
     const char *model = "/tmp/clipdex-vitb32";
     ssize_t sl = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
     g_self[sl > 0 ? sl : 0] = '\0';
@@ -304,11 +311,15 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--clipdex") && i + 1 < argc) snprintf(g_bin, sizeof g_bin, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc && cdx_precision_parse(argv[i + 1], &prec) &&
+                 prec != CDX_PRECISION_AUTO)
+            prec_name = argv[++i];
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
             runs = (int)strtol(argv[++i], NULL, 10);
             if (runs < 1 || runs > MAX_RUNS) runs = 5;
         } else {
-            fprintf(stderr, "usage: startup_bench [--json] [--model DIR] [--clipdex BIN] [--runs N]\n");
+            fprintf(stderr, "usage: startup_bench [--json] [--model DIR] [--clipdex BIN] [--runs N]\n"
+                    "                     [--precision fp32|int8|bf16]\n");
             return 2;
         }
     }
@@ -335,7 +346,7 @@ int main(int argc, char **argv)
     sleep(1);   /* fingerprints are not cached within a timestamp tick of a write */
 
     char *init[] = {g_bin, "init", "--library", lib, "--model", (char *)model, NULL};
-    char *search[] = {g_bin, "search", "--library", lib, QUERY, NULL};
+    char *search[] = {g_bin, "search", "--library", lib, "--precision", (char *)prec_name, QUERY, NULL};
     run rs[MAX_RUNS] = {{0, 0, 0, 0}};
     run r = spawn_measure(init, NULL), cold, warm, noprep;
     int ok = r.ok;
@@ -349,7 +360,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < runs; i++) rs[i] = spawn_measure(search, "CLIPDEX_PREPARED=0");
     noprep = summarise(rs, runs);
     ok = ok && cold.ok && warm.ok && noprep.ok;
-    double serve = ok ? serve_first_answer(lib) : -1;
+    double serve = ok ? serve_first_answer(lib, prec_name) : -1;
     inproc ip = {0, 0, 0, 0}, mapped = {0, 0, 0, 0}, built = {0, 0, 0, 0};
     inproc q8 = {0, 0, 0, 0}, bf = {0, 0, 0, 0};
     const cdx_precision FP32 = CDX_PRECISION_FP32;
@@ -357,7 +368,7 @@ int main(int argc, char **argv)
      * second, which maps both.  The same for the int8 and bf16 copies (bf16
      * on the reference kernels where the CPU lacks AVX512_BF16: its
      * resident size does not depend on the kernel). */
-    ok = ok && serve > 0 && measure_inproc(model, 0, FP32, &ip) && measure_child(model, NULL, FP32, &mapped) &&
+    ok = ok && serve > 0 && measure_inproc(model, 0, prec, &ip) && measure_child(model, NULL, FP32, &mapped) &&
          measure_child(model, NULL, FP32, &mapped) && measure_child(model, "CLIPDEX_PREPARED=0", FP32, &built);
     ok = ok && measure_child(model, NULL, CDX_PRECISION_INT8, &q8) &&
          measure_child(model, NULL, CDX_PRECISION_INT8, &q8) &&
@@ -369,7 +380,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (json) {
-        printf("{\"model\": \"%s\", \"runs\": %d, \"init_wall_s\": %.3f, "
+        printf("{\"model\": \"%s\", \"precision\": \"%s\", \"runs\": %d, \"init_wall_s\": %.3f, "
                "\"search_cold_wall_s\": %.3f, \"search_cold_cpu_s\": %.3f, \"search_cold_rss_mb\": %.1f, "
                "\"search_warm_wall_s\": %.3f, \"search_warm_cpu_s\": %.3f, \"search_warm_rss_mb\": %.1f, "
                "\"search_noprep_wall_s\": %.3f, \"search_noprep_cpu_s\": %.3f, "
@@ -378,13 +389,13 @@ int main(int argc, char **argv)
                "\"resident_weights_mb_mapped\": %.1f, \"resident_weights_mb_built\": %.1f, "
                "\"resident_weights_mb_int8\": %.1f, \"resident_weights_mb_bf16\": %.1f, "
                "\"ratio_search_warm_to_query\": %.1f}\n",
-               model, runs, init_wall, cold.wall, cold.cpu, cold.rss_mb, warm.wall, warm.cpu,
+               model, prec_name, runs, init_wall, cold.wall, cold.cpu, cold.rss_mb, warm.wall, warm.cpu,
                warm.rss_mb, noprep.wall, noprep.cpu, noprep.rss_mb, serve, ip.open_ms,
                ip.first_text_ms, ip.text_p50_ms, mapped.weights_mb, built.weights_mb, q8.weights_mb,
                bf.weights_mb, warm.wall / (ip.text_p50_ms * 1e-3));
         return 0;
     }
-    printf("model %s, %d runs per warm figure (median wall/CPU, max RSS)\n", model, runs);
+    printf("model %s, precision %s, %d runs per warm figure (median wall/CPU, max RSS)\n", model, prec_name, runs);
     printf("clipdex search TEXT, new process:\n");
     printf("  cold engine cache        %6.3f s wall  %6.3f s CPU  %6.1f MB RSS\n", cold.wall, cold.cpu, cold.rss_mb);
     printf("  warm (prepared, mapped)  %6.3f s wall  %6.3f s CPU  %6.1f MB RSS\n", warm.wall, warm.cpu, warm.rss_mb);

@@ -107,4 +107,27 @@ agree = sum(len(set(a[q]) & set(b[q])) / max(len(a[q]), 1) for q in a) / len(a)
 print(f"top-10 agreement int8 vs fp32: {agree:.3f} (20 queries, 150 photos)")
 assert agree >= 0.9, f"top-10 agreement {agree}"
 PY
+# `search --precision P TEXT` encodes the query at P: the same scores as a
+# --vector search with `embed --precision P`'s vector (and int8 != fp32)
+for p in fp32 int8; do
+  "$BIN" embed --model "$F" --precision $p --normalize --text "a photo of a dog" > "$T/d$p.jsonl"
+  python3 -c 'import json,struct,sys; v=json.loads(open(sys.argv[1]).readline())["embedding"]; open(sys.argv[2],"wb").write(struct.pack("<%df"%len(v),*v))' \
+      "$T/d$p.jsonl" "$T/d$p.f32"
+  "$BIN" search --library "$T/lint8" --mode semantic --json -k 5 --precision $p "a photo of a dog" > "$T/s$p.json"
+  "$BIN" search --library "$T/lint8" --mode semantic --json -k 5 --vector "$T/d$p.f32" > "$T/v$p.json"
+done
+python3 - "$T" <<'PY'
+import json, sys
+T = sys.argv[1]
+sc = lambda f: [r["score"] for r in json.load(open(f"{T}/{f}"))["results"]]
+for p in ("fp32", "int8"):
+    a, b = sc(f"s{p}.json"), sc(f"v{p}.json")
+    assert len(a) == 5 and all(abs(x - y) < 1e-5 for x, y in zip(a, b)), (p, a, b)
+assert sc("sfp32.json") != sc("sint8.json"), "search --precision int8 scored like fp32"
+print("search --precision ok")
+PY
+set +e
+"$BIN" search --library "$T/lint8" --precision fp16 "x" > /dev/null 2> "$T/err"; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "search --precision fp16: exit $rc, want 2"
 echo "e2e_precision: ok"

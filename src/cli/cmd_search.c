@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "                      [--mode semantic|keyword|hybrid] [--tag T] [--keyword-weight W]\n"
             "                      [--text TEXT]... [--not TEXT]... [--weights W1,W2,...]\n"
             "                      (TEXT | --image FILE|URL | --like ID|PATH)... |\n"
-            "                      --vector FILE | --vectors FILE.npy\n\n"
+            "                      --vector FILE | --vectors FILE.npy\n"
+            "                      [--precision fp32|int8|bf16|auto]\n\n"
             "  --vector FILE   query by a vector computed elsewhere: a .npy (float32/float16,\n"
             "                  shape (D,) or (1, D)) or raw little-endian float32 (.f32);\n"
             "                  normalised before the search\n"
@@ -60,7 +61,9 @@ static void usage(FILE *f)
             "  --not TEXT      a text part with weight -1 (\"beach\" --not \"people\")\n"
             "  --weights LIST  one weight per part (TEXT, --image, --like, --text, --not in\n"
             "                  command-line order); the query is the normalised weighted sum\n"
-            "                  of the parts' normalised embeddings (docs/search.md)\n");
+            "                  of the parts' normalised embeddings (docs/search.md)\n"
+            "  --precision P   precision of the query encoders: fp32 (default), int8, bf16\n"
+            "                  or auto (docs/engine.md); best the library's own (info)\n");
 }
 
 static double now_ms(void)
@@ -342,6 +345,7 @@ int cmd_search(int argc, char **argv)
     fts_opts fo;
     memset(&fo, 0, sizeof fo);
     cdx_search_mode mode = CDX_SEARCH_SEMANTIC;
+    cdx_precision prec = CDX_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int hv = i + 1 < argc;
@@ -392,7 +396,9 @@ int cmd_search(int argc, char **argv)
             like = argv[++i];
             if (add_part(&fo, 'l', like, 1.0f)) return 2;
         }
-        else if (!strcmp(a, "--vector") && hv) vector = argv[++i];
+        else if (!strcmp(a, "--precision") && hv) {
+            if (cli_parse_precision("search", argv[++i], &prec)) return 2;
+        } else if (!strcmp(a, "--vector") && hv) vector = argv[++i];
         else if (!strcmp(a, "--vectors") && hv) vectors = argv[++i];
         else if (!strncmp(a, "--", 2) || (a[0] == '-' && a[1])) return cli_usage_error("search", "unknown or incomplete argument '%s'", a);
         else if (text) return cli_usage_error("search", "give one query text (quote it)");
@@ -412,6 +418,7 @@ int cmd_search(int argc, char **argv)
     int need_model = image || fo.n_parts > 1 || (text && !(fo.mode && !strcmp(fo.mode, "keyword")));
     cdx_library_params lp = cdx_library_default_params();
     lp.load_model = need_model;
+    lp.precision = prec;
     cdx_library *lib;
     if (cli_open_library(dir, &lp, &lib)) return 1;
     cdx_library_info info;
