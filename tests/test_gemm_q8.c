@@ -105,20 +105,24 @@ static void test_quantizer_levels(void)
         }
         A[4 * k + k / 2] = 1e30f;
         A[5 * k + k / 3] = -INFINITY;
-        for (int sm = 0; sm < 2; sm++) {
-            cdx_cpu_set_cap(CDX_ISA_SCALAR);
-            memset(Q0, 0xAB, (size_t)m * kp);
-            cdx_q8_quantize_rows(m, k, A, k, sm ? inv : NULL, Q0, kp, as0, zp0);
-            for (int isa = CDX_ISA_AVX2; isa <= (int)cdx_cpu_detected(); isa++) {
-                cdx_cpu_set_cap((cdx_isa)isa);
-                memset(Q1, 0x5C, (size_t)m * kp);
-                cdx_q8_quantize_rows(m, k, A, k, sm ? inv : NULL, Q1, kp, as1, zp1);
-                CHECKF(!memcmp(Q0, Q1, (size_t)m * kp) && !memcmp(as0, as1, sizeof as0) &&
-                           !memcmp(zp0, zp1, sizeof zp0),
-                       "quantiser level %s k%d smooth%d differs from scalar", cdx_isa_name((cdx_isa)isa), k, sm);
+        for (int bits = 7; bits <= 8; bits++) {   /* 7: the codes of cdx_gemm_q8_a7 */
+            for (int sm = 0; sm < 2; sm++) {
+                cdx_cpu_set_cap(CDX_ISA_SCALAR);
+                memset(Q0, 0xAB, (size_t)m * kp);
+                cdx_q8_quantize_rows_bits(m, k, A, k, sm ? inv : NULL, bits, Q0, kp, as0, zp0);
+                for (int isa = CDX_ISA_AVX2; isa <= (int)cdx_cpu_detected(); isa++) {
+                    cdx_cpu_set_cap((cdx_isa)isa);
+                    memset(Q1, 0x5C, (size_t)m * kp);
+                    cdx_q8_quantize_rows_bits(m, k, A, k, sm ? inv : NULL, bits, Q1, kp, as1, zp1);
+                    CHECKF(!memcmp(Q0, Q1, (size_t)m * kp) && !memcmp(as0, as1, sizeof as0) &&
+                               !memcmp(zp0, zp1, sizeof zp0),
+                           "quantiser level %s k%d smooth%d bits%d differs from scalar",
+                           cdx_isa_name((cdx_isa)isa), k, sm, bits);
+                }
+                for (int i = 0; bits == 7 && i < m * kp; i++) CHECKF(Q0[i] <= 127, "7-bit code %d", Q0[i]);
             }
+            CHECK(zp0[1] == 0 && zp0[2] == (bits == 7 ? 127 : 255) && as0[3] == 0.0f && as0[5] == 0.0f);
         }
-        CHECK(zp0[1] == 0 && zp0[2] == 255 && as0[3] == 0.0f && as0[5] == 0.0f);
         cdx_cpu_set_cap(CDX_ISA_AVX512);
         free(A); free(inv); free(Q0); free(Q1);
     }
@@ -242,6 +246,40 @@ static void test_smooth(void)
     qfree(&qs);
 }
 
+/* cdx_gemm_q8_a7 (7-bit codes, two k-groups' int16 sums added before
+ * widening) at every level = cdx_gemm_q8's reference on the same codes:
+ * random shapes (odd k-group counts for the tail), then the worst case for
+ * the int16 sum (codes 127 against weights +-wmax: +-4 x 127 x 63, k = 4096) */
+static void check_a7(int m, int n, int k, int worst)
+{
+    unsigned seed = (unsigned)(m * 17 + n * 3 + k);
+    const int kp = cdx_q8_kpad(k), wmax = 63;
+    float *A = malloc((size_t)m * k * 4), *W = malloc((size_t)n * k * 4), *bias = malloc((size_t)n * 4);
+    float *C0 = malloc((size_t)m * n * 4), *C1 = malloc((size_t)m * n * 4);
+    uint8_t *Q = malloc((size_t)m * kp);
+    float *as = malloc((size_t)m * 4);
+    int32_t *zp = malloc((size_t)m * 4);
+    for (int i = 0; i < m * k; i++) A[i] = worst ? 1.0f : frand(&seed);   /* worst: codes 127 */
+    for (int i = 0; i < n * k; i++) W[i] = worst ? (i / k % 2 ? 1.0f : -1.0f) : frand(&seed);
+    for (int i = 0; i < n; i++) bias[i] = frand(&seed);
+    qmat q = qpack(n, k, W, NULL, wmax);
+    cdx_q8_quantize_rows_bits(m, k, A, k, NULL, 7, Q, kp, as, zp);
+    cdx_gemm_q8(m, n, k, Q, kp, as, zp, q.P, q.ws, q.cs, q.wmax, bias, 0, 0, C0, n, 0);
+    double mx = 0;
+    for (int i = 0; i < m * n; i++) mx = fmax(mx, fabs((double)C0[i]));
+    for (int isa = CDX_ISA_SCALAR; isa <= (int)cdx_cpu_detected(); isa++) {
+        cdx_cpu_set_cap((cdx_isa)isa);
+        cdx_gemm_q8_a7(m, n, k, Q, kp, as, zp, q.P, q.ws, q.cs, q.wmax, bias, 0, 0, C1, n, 1);
+        double err = 0;
+        for (int i = 0; i < m * n; i++) err = fmax(err, fabs((double)C1[i] - C0[i]));
+        CHECKF(err <= 2e-6 * (mx + 1), "q8 a7 %s m%d n%d k%d worst%d: %g from the reference",
+               cdx_isa_name((cdx_isa)isa), m, n, k, worst, err);
+    }
+    cdx_cpu_set_cap(CDX_ISA_AVX512);
+    qfree(&q);
+    free(A); free(W); free(bias); free(C0); free(C1); free(Q); free(as); free(zp);
+}
+
 int main(void)
 {
     printf("levels up to %s; VNNI %s\n", cdx_isa_name(cdx_cpu_detected()),
@@ -261,6 +299,9 @@ int main(void)
     check_shape(33, 200, 300, 1, 1, 1, 127);
     test_saturation(63);
     test_saturation(127);
+    static const int a7[][3] = {{1, 1, 1}, {3, 17, 4}, {4, 16, 8}, {5, 33, 12}, {9, 70, 130}, {50, 200, 768}};
+    for (unsigned t = 0; t < sizeof a7 / sizeof a7[0]; t++) check_a7(a7[t][0], a7[t][1], a7[t][2], 0);
+    check_a7(5, 32, 4096, 1);
     test_smooth();
     return test_finish();
 }

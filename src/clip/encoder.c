@@ -78,6 +78,7 @@ struct cdx_ctx {
     uint8_t *aq;             /* int8: quantised activations [rows, kpad] */
     float *ascale;           /* [rows] */
     int32_t *azp;            /* [rows] */
+    int q8_a7;               /* int8, vision tower: 7-bit codes where the weights are 6-bit */
 };
 
 typedef struct seq_batch {
@@ -241,7 +242,7 @@ static int use_packed(const cdx_ctx *c, const float *w, const float *wp, int row
 typedef struct q8_rows_job {
     const cdx_ctx *c;
     const float *x, *inv_smooth;
-    int k, kp, rows;
+    int k, kp, rows, bits;
 } q8_rows_job;
 
 #define Q8_ROW_BLOCK 16
@@ -251,18 +252,22 @@ static void q8_rows_item(void *arg, int w, int slot)
     const q8_rows_job *j = arg;
     int r0 = w * Q8_ROW_BLOCK, n = j->rows - r0 < Q8_ROW_BLOCK ? j->rows - r0 : Q8_ROW_BLOCK;
     (void)slot;
-    cdx_q8_quantize_rows(n, j->k, j->x + (size_t)r0 * j->k, j->k, j->inv_smooth,
-                         j->c->aq + (size_t)r0 * j->kp, j->kp, j->c->ascale + r0, j->c->azp + r0);
+    cdx_q8_quantize_rows_bits(n, j->k, j->x + (size_t)r0 * j->k, j->k, j->inv_smooth, j->bits,
+                              j->c->aq + (size_t)r0 * j->kp, j->kp, j->c->ascale + r0, j->c->azp + r0);
 }
 
 static void linear_q8(const cdx_ctx *c, const cdx_linear *l, int rows, const float *x, float *y,
                       int accumulate, cdx_epilogue epi)
 {
     const cdx_linear_q8 *q = l->q8;
-    q8_rows_job j = {c, x, q->inv_smooth, l->in, cdx_q8_kpad(l->in), rows};
+    /* vision blocks with 6-bit weights (the AVX2 kernel): 7-bit codes, whose
+     * kernel adds two k-groups in int16 (1.15-1.25x in q8_bench); the text
+     * tower keeps 8 bits (7 took clip-tiny's min text cosine to 0.977) */
+    const int a7 = c->q8_a7 && q->wmax <= 63;
+    q8_rows_job j = {c, x, q->inv_smooth, l->in, cdx_q8_kpad(l->in), rows, a7 ? 7 : 8};
     int blocks = (rows + Q8_ROW_BLOCK - 1) / Q8_ROW_BLOCK;
     cdx_par_for(blocks, (long)rows * l->in > 65536 ? cdx_par_threads() : 1, q8_rows_item, &j);
-    cdx_gemm_q8(rows, l->out, l->in, c->aq, j.kp, c->ascale, c->azp, q->w, q->scale, q->colsum,
+    (a7 ? cdx_gemm_q8_a7 : cdx_gemm_q8)(rows, l->out, l->in, c->aq, j.kp, c->ascale, c->azp, q->w, q->scale, q->colsum,
                 q->wmax, l->b, epi == CDX_EPI_QUICK_GELU ? CDX_PACK_ACT_QUICK_GELU : CDX_PACK_ACT_NONE,
                 accumulate, y, l->out, !c->reference);
     if (epi == CDX_EPI_GELU) cdx_bias_act(y, l->out, rows, l->out, NULL, epi, !c->reference);
@@ -547,8 +552,10 @@ static void vision_chunk(cdx_ctx *c, const float *pixels, int nb, float *out, in
         c->pool[b] = 0;
     }
     seq_batch sb = {nb, nb * T, 0, c->off, c->len, c->pool};
+    c->q8_a7 = 1;
     run_blocks(c, v->blocks, &v->cfg, &sb,
                tp && tp->vision_layer0_out ? tp->vision_layer0_out + (size_t)b0 * T * W : NULL, T);
+    c->q8_a7 = 0;
     cdx_layernorm_rows(c->px, W, c->pa, W, nb, W, v->ln_post.g, v->ln_post.b, v->cfg.eps, fast);
     if (tp && tp->vision_pooled_ln_post)
         memcpy(tp->vision_pooled_ln_post + (size_t)b0 * W, c->pa, (size_t)nb * W * sizeof(float));

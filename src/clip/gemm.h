@@ -118,6 +118,17 @@ void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *in
 void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
                  const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
                  int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast);
+/* 7-bit activation codes (docs/engine.md "int8"): cdx_q8_quantize_rows_bits
+ * with bits 7 gives codes in [0, 127] (bits 8: cdx_q8_quantize_rows), and
+ * cdx_gemm_q8_a7, for such codes only, is cdx_gemm_q8 with the AVX2 kernel
+ * that adds two k-groups' int16 sums before widening (3 multiplies per 8 k
+ * instead of 4; 4 x 127 x 63 fits an int16).  Same results as cdx_gemm_q8
+ * on the same codes, at every level. */
+void cdx_q8_quantize_rows_bits(int m, int k, const float *A, int lda, const float *inv_smooth,
+                               int bits, uint8_t *Q, int ldq, float *ascale, int32_t *azp);
+void cdx_gemm_q8_a7(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
+                    const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
+                    int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast);
 /* 1 when the CPU has AVX512_VNNI (+ F, BW); the kernel cdx_gemm_q8 runs for
  * weights of range wmax: "vnni", "avx2" or "scalar" */
 int cdx_q8_vnni_supported(void);

@@ -45,7 +45,6 @@
 #include <string.h>
 
 #define NQ CDX_Q8_NR
-#define QA 255      /* activation codes: u8 */
 #define RGQ 96      /* rows per work item */
 /* panels per work item (16 columns each): 4 when all rows fit one item (a
  * text query, one image: more items to share between threads); 16 when
@@ -96,26 +95,26 @@ void cdx_q8_pack_weights(int n, int k, const float *W, int ldw, const float *smo
 /* One row's range and codes (scalar level): the reference every other
  * level matches bit for bit (same float operations, lrintf = the
  * round-to-nearest-even of vcvtps2dq). */
-static float q8_row_scale(float lo, float hi, int32_t *zp)
+static float q8_row_scale(float lo, float hi, int qa, int32_t *zp)
 {
-    float s = (hi - lo) / QA;
+    float s = (hi - lo) / (float)qa;
     if (!(s > 0.0f) || !isfinite(s)) {   /* all zero (or not finite: a zero row) */
         *zp = 0;
         return 0.0f;
     }
     long z = lrintf(-lo * (1.0f / s));
-    *zp = (int32_t)(z > QA ? QA : z < 0 ? 0 : z);
+    *zp = (int32_t)(z > qa ? qa : z < 0 ? 0 : z);
     return s;
 }
 
-static inline uint8_t q8_code(float v, float inv, int32_t zp)
+static inline uint8_t q8_code(float v, float inv, int32_t zp, int qa)
 {
     long x = lrintf(v * inv) + zp;
-    return (uint8_t)(x > QA ? QA : x < 0 ? 0 : x);
+    return (uint8_t)(x > qa ? qa : x < 0 ? 0 : x);
 }
 
-static void q8_quantize_row_scalar(int k, int kp, const float *a, const float *inv_smooth, uint8_t *q,
-                                   float *as, int32_t *azp)
+static void q8_quantize_row_scalar(int k, int kp, const float *a, const float *inv_smooth, int qa,
+                                   uint8_t *q, float *as, int32_t *azp)
 {
     float lo = 0.0f, hi = 0.0f;
     for (int kk = 0; kk < k; kk++) {
@@ -123,20 +122,20 @@ static void q8_quantize_row_scalar(int k, int kp, const float *a, const float *i
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    float s = q8_row_scale(lo, hi, azp);
+    float s = q8_row_scale(lo, hi, qa, azp);
     memset(q, 0, (size_t)kp);
     if (s == 0.0f) {
         *as = 0.0f;
         return;
     }
     const float inv = 1.0f / s;
-    for (int kk = 0; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp);
+    for (int kk = 0; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp, qa);
     *as = s;
 }
 
 /* AVX2: 32 codes per step (4 x vcvtps2dq, packed down with unsigned
  * saturation after the clamp), the tail in the scalar way */
-AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const float *inv_smooth,
+AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const float *inv_smooth, int qa,
                                       uint8_t *q, float *as, int32_t *azp)
 {
     __m256 lo8 = _mm256_setzero_ps(), hi8 = _mm256_setzero_ps();
@@ -159,7 +158,7 @@ AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const floa
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    float s = q8_row_scale(lo, hi, azp);
+    float s = q8_row_scale(lo, hi, qa, azp);
     if (s == 0.0f) {
         memset(q, 0, (size_t)kp);
         *as = 0.0f;
@@ -167,7 +166,7 @@ AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const floa
     }
     const float inv = 1.0f / s;
     const __m256 vinv = _mm256_set1_ps(inv);
-    const __m256i vzp = _mm256_set1_epi32(*azp), vmax = _mm256_set1_epi32(QA), zero = _mm256_setzero_si256();
+    const __m256i vzp = _mm256_set1_epi32(*azp), vmax = _mm256_set1_epi32(qa), zero = _mm256_setzero_si256();
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (kk = 0; kk + 32 <= k; kk += 32) {
         __m256i x[4];
@@ -180,21 +179,28 @@ AVX2Q static void q8_quantize_row_avx2(int k, int kp, const float *a, const floa
         __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(x[0], x[1]), _mm256_packus_epi32(x[2], x[3]));
         _mm256_storeu_si256((__m256i *)(q + kk), _mm256_permutevar8x32_epi32(b, order));
     }
-    for (; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp);
+    for (; kk < k; kk++) q[kk] = q8_code(inv_smooth ? a[kk] * inv_smooth[kk] : a[kk], inv, *azp, qa);
     for (; kk < kp; kk++) q[kk] = 0;
     *as = s;
+}
+
+void cdx_q8_quantize_rows_bits(int m, int k, const float *A, int lda, const float *inv_smooth,
+                               int bits, uint8_t *Q, int ldq, float *ascale, int32_t *azp)
+{
+    const int kp = cdx_q8_kpad(k), avx2 = cdx_cpu_level() >= CDX_ISA_AVX2;
+    const int qa = bits == 7 ? 127 : 255;
+    for (int i = 0; i < m; i++) {
+        const float *a = A + (size_t)i * lda;
+        uint8_t *q = Q + (size_t)i * ldq;
+        if (avx2) q8_quantize_row_avx2(k, kp, a, inv_smooth, qa, q, ascale + i, azp + i);
+        else q8_quantize_row_scalar(k, kp, a, inv_smooth, qa, q, ascale + i, azp + i);
+    }
 }
 
 void cdx_q8_quantize_rows(int m, int k, const float *A, int lda, const float *inv_smooth,
                           uint8_t *Q, int ldq, float *ascale, int32_t *azp)
 {
-    const int kp = cdx_q8_kpad(k), avx2 = cdx_cpu_level() >= CDX_ISA_AVX2;
-    for (int i = 0; i < m; i++) {
-        const float *a = A + (size_t)i * lda;
-        uint8_t *q = Q + (size_t)i * ldq;
-        if (avx2) q8_quantize_row_avx2(k, kp, a, inv_smooth, q, ascale + i, azp + i);
-        else q8_quantize_row_scalar(k, kp, a, inv_smooth, q, ascale + i, azp + i);
-    }
+    cdx_q8_quantize_rows_bits(m, k, A, lda, inv_smooth, 8, Q, ldq, ascale, azp);
 }
 
 /* ---- shared epilogue (scalar): one value */
@@ -282,8 +288,11 @@ AVX2 static inline __attribute__((always_inline)) void q8_store8(
     else _mm256_maskstore_ps(C, msk, v);
 }
 
+/* pair = 1 (7-bit activation codes, cdx_gemm_q8_a7): the int16 outputs of
+ * two k-groups are added before the one vpmaddwd, 3 multiplies per 8 k
+ * instead of 4: |sum| <= 4 x 127 x 63 = 32004 still fits an int16. */
 AVX2 static inline __attribute__((always_inline)) void q8_tile_avx2(const q8_job *j, int mr, int i0,
-                                                                    int p, int kq)
+                                                                    int p, int kq, int pair)
 {
     const int c0 = p * NQ, nc = j->n - c0 < NQ ? j->n - c0 : NQ;
     const int8_t *Pp = j->P + (size_t)p * kq * NQ * 4;
@@ -300,7 +309,30 @@ AVX2 static inline __attribute__((always_inline)) void q8_tile_avx2(const q8_job
         c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(_mm256_maddubs_epi16(va, b0), ones)); \
         c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(_mm256_maddubs_epi16(va, b1), ones)); \
     }
-    for (int g = 0; g < kq; g++) {
+#define ROWQ2(i)                                                                           \
+    if (mr > i) {                                                                          \
+        int32_t av, aw;                                                                    \
+        memcpy(&av, a##i + 4 * g, 4);                                                      \
+        memcpy(&aw, a##i + 4 * g + 4, 4);                                                  \
+        __m256i va = _mm256_set1_epi32(av), vb = _mm256_set1_epi32(aw);                    \
+        c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(_mm256_add_epi16(          \
+            _mm256_maddubs_epi16(va, b0), _mm256_maddubs_epi16(vb, b2)), ones));            \
+        c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(_mm256_add_epi16(          \
+            _mm256_maddubs_epi16(va, b1), _mm256_maddubs_epi16(vb, b3)), ones));            \
+    }
+    int g = 0;
+    if (pair)
+        for (; g + 2 <= kq; g += 2) {
+            const int8_t *b = Pp + (size_t)g * NQ * 4;
+            __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+            __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
+            __m256i b2 = _mm256_loadu_si256((const __m256i *)(b + 64));
+            __m256i b3 = _mm256_loadu_si256((const __m256i *)(b + 96));
+            _mm_prefetch((const char *)(b + 16 * NQ * 4), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 17 * NQ * 4), _MM_HINT_T0);
+            ROWQ2(0) ROWQ2(1) ROWQ2(2) ROWQ2(3)
+        }
+    for (; g < kq; g++) {
         const int8_t *b = Pp + (size_t)g * NQ * 4;
         __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
         __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 32));
@@ -308,6 +340,7 @@ AVX2 static inline __attribute__((always_inline)) void q8_tile_avx2(const q8_job
         ROWQ(0) ROWQ(1) ROWQ(2) ROWQ(3)
     }
 #undef ROWQ
+#undef ROWQ2
     __m256i acc[MRQ2][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
     for (int i = 0; i < mr; i++) {
         int r = i0 + i;
@@ -320,15 +353,24 @@ AVX2 static inline __attribute__((always_inline)) void q8_tile_avx2(const q8_job
 }
 
 #define QT2(R) AVX2 static void q8_tile2_##R(const q8_job *j, int i0, int p, int kq) \
-    { q8_tile_avx2(j, R, i0, p, kq); }
+    { q8_tile_avx2(j, R, i0, p, kq, 0); }                                          \
+    AVX2 static void q8_tile2p_##R(const q8_job *j, int i0, int p, int kq)          \
+    { q8_tile_avx2(j, R, i0, p, kq, 1); }
 QT2(1) QT2(2) QT2(3) QT2(4)
 typedef void (*q8_tile_fn)(const q8_job *, int, int, int);
 static const q8_tile_fn q8_tiles2[MRQ2 + 1] = {NULL, q8_tile2_1, q8_tile2_2, q8_tile2_3, q8_tile2_4};
+static const q8_tile_fn q8_tiles2p[MRQ2 + 1] = {NULL, q8_tile2p_1, q8_tile2p_2, q8_tile2p_3, q8_tile2p_4};
 
 static void q8_panel_avx2(const q8_job *j, int r0, int r1, int p)
 {
     const int kq = cdx_q8_kpad(j->k) / 4;
     for (int i0 = r0; i0 < r1; i0 += MRQ2) q8_tiles2[r1 - i0 < MRQ2 ? r1 - i0 : MRQ2](j, i0, p, kq);
+}
+
+static void q8_panel_avx2_pair(const q8_job *j, int r0, int r1, int p)
+{
+    const int kq = cdx_q8_kpad(j->k) / 4;
+    for (int i0 = r0; i0 < r1; i0 += MRQ2) q8_tiles2p[r1 - i0 < MRQ2 ? r1 - i0 : MRQ2](j, i0, p, kq);
 }
 
 /* ---- AVX-512 VNNI: vpdpbusd, 8 rows x 16 columns */
@@ -397,7 +439,7 @@ int cdx_q8_weight_max(void)
     return cdx_cpu_level() >= CDX_ISA_AVX512 && cdx_q8_vnni_supported() ? 127 : 63;
 }
 
-static q8_panel_fn q8_kernel(int wmax, const char **name)
+static q8_panel_fn q8_kernel(int wmax, int a7, const char **name)
 {
     cdx_isa isa = cdx_cpu_level();
     if (isa >= CDX_ISA_AVX512 && cdx_q8_vnni_supported()) {
@@ -405,8 +447,8 @@ static q8_panel_fn q8_kernel(int wmax, const char **name)
         return q8_panel_vnni;
     }
     if (isa >= CDX_ISA_AVX2 && wmax <= 63) {
-        *name = "avx2";
-        return q8_panel_avx2;
+        *name = a7 ? "avx2-a7" : "avx2";
+        return a7 ? q8_panel_avx2_pair : q8_panel_avx2;
     }
     *name = "scalar";
     return q8_panel_scalar;
@@ -415,7 +457,7 @@ static q8_panel_fn q8_kernel(int wmax, const char **name)
 const char *cdx_q8_kernel_name(int wmax)
 {
     const char *name;
-    (void)q8_kernel(wmax, &name);
+    (void)q8_kernel(wmax, 0, &name);
     return name;
 }
 
@@ -435,9 +477,10 @@ static void q8_item(void *arg, int w, int slot)
     for (int p = pg * j->pgq; p < p1; p++) pp->fn(j, r0, r1, p);
 }
 
-void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
-                 const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
-                 int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast)
+static void q8_gemm(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
+                    const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
+                    int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast,
+                    int a7)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
     const int ng = (m + RGQ - 1) / RGQ;
@@ -448,7 +491,21 @@ void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *as
         return;
     }
     const char *name;
-    q8_par pp = {&j, q8_kernel(wmax, &name)};
+    q8_par pp = {&j, q8_kernel(wmax, a7, &name)};
     int items = (j.np + j.pgq - 1) / j.pgq * j.ng;
     cdx_par_for(items, (long)n * k > 65536 ? cdx_par_threads() : 1, q8_item, &pp);
+}
+
+void cdx_gemm_q8(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
+                 const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
+                 int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast)
+{
+    q8_gemm(m, n, k, Q, ldq, ascale, azp, P, wscale, colsum, wmax, bias, act, accumulate, C, ldc, fast, 0);
+}
+
+void cdx_gemm_q8_a7(int m, int n, int k, const uint8_t *Q, int ldq, const float *ascale,
+                    const int32_t *azp, const int8_t *P, const float *wscale, const int32_t *colsum,
+                    int wmax, const float *bias, int act, int accumulate, float *C, int ldc, int fast)
+{
+    q8_gemm(m, n, k, Q, ldq, ascale, azp, P, wscale, colsum, wmax, bias, act, accumulate, C, ldc, fast, 1);
 }
