@@ -397,7 +397,9 @@ static void assign(const float *X, size_t m, const float *C, int nlist, int dim,
 
 /* best[i] = the list of row i of X (m rows): through the groups when the
  * index has them (the group_probes best groups' centroids only), else all
- * centroids by GEMM.  S: scratch of m * nlist floats. */
+ * centroids by GEMM.  S: scratch of m * nlist floats.  The grouped path
+ * stays GEMM-shaped: per group, one product of the rows that probe it with
+ * its centroids. */
 static void assign_rows(const ann_ivf *ix, const float *X, size_t m, float *S, uint32_t *best)
 {
     if (!ix->ngroups || ix->group_probes <= 0) {
@@ -406,38 +408,67 @@ static void assign_rows(const ann_ivf *ix, const float *X, size_t m, float *S, u
     }
     int G = ix->ngroups, GP = ix->group_probes < G ? ix->group_probes : G, dim = ix->dim;
     if (GP > 64) GP = 64;
-    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, G, dim, X, ix->gcent, NULL, S);
-    const dot_kernel *kern = dot_kernel_best();
-    #pragma omp parallel for schedule(dynamic, 16)
+    float *gs = S;                                   /* m x G */
+    float *bs = S + m * (size_t)G;                   /* m: best score so far */
+    uint32_t *tops = (uint32_t *)(bs + m);           /* m x GP groups */
+    uint32_t *cnt = tops + m * (size_t)GP;           /* G + 1 */
+    uint32_t *rows = cnt + G + 1;                    /* m x GP: rows probing each group */
+    float *Xg = (float *)(rows + m * (size_t)GP);    /* up to m x dim */
+    float *Sg = Xg + m * (size_t)dim;                /* up to m x (largest group) */
+    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, G, dim, X, ix->gcent, NULL, gs);
+    memset(cnt, 0, ((size_t)G + 1) * sizeof *cnt);
     for (size_t i = 0; i < m; i++) {
-        const float *gs = S + i * G;
-        float *ls = S + m * (size_t)G + (size_t)omp_get_thread_num() * ix->nlist;
-        int top[64];
+        const float *g = gs + i * G;
+        uint32_t *top = tops + i * GP;
         int nt = 0;
         for (int k = 0; k < G; k++) {   /* the GP best groups, insertion */
-            if (nt == GP && gs[k] <= gs[top[nt - 1]]) continue;
+            if (nt == GP && g[k] <= g[top[nt - 1]]) continue;
             int j = nt < GP ? nt++ : nt - 1;
-            while (j > 0 && gs[top[j - 1]] < gs[k]) {
+            while (j > 0 && g[top[j - 1]] < g[k]) {
                 top[j] = top[j - 1];
                 j--;
             }
-            top[j] = k;
+            top[j] = (uint32_t)k;
         }
-        const float *x = X + i * dim;
-        float bs = -INFINITY;
-        uint32_t b = 0;
-        for (int t = 0; t < nt; t++) {
-            uint32_t a = ix->gstart[top[t]], e = ix->gstart[top[t] + 1];
-            if (e == a) continue;
-            kern->tile(&x, 1, ix->gmcent + (size_t)a * dim, e - a, (size_t)dim, (size_t)dim, ls, ix->nlist);
-            for (uint32_t j = 0; j < e - a; j++)
-                if (ls[j] > bs || (ls[j] == bs && ix->gmemb[a + j] < b)) {
-                    bs = ls[j];
-                    b = ix->gmemb[a + j];
-                }
-        }
-        best[i] = b;
+        for (int t = 0; t < GP; t++) cnt[top[t] + 1]++;
+        bs[i] = -INFINITY;
+        best[i] = 0;
     }
+    for (int k = 0; k < G; k++) cnt[k + 1] += cnt[k];
+    for (size_t i = 0; i < m; i++)
+        for (int t = 0; t < GP; t++) rows[cnt[tops[i * GP + t]]++] = (uint32_t)i;
+    for (int k = G; k > 0; k--) cnt[k] = cnt[k - 1];   /* back to starts */
+    cnt[0] = 0;
+    for (int k = 0; k < G; k++) {
+        uint32_t a = ix->gstart[k], e = ix->gstart[k + 1], r0 = cnt[k], r1 = cnt[k + 1];
+        if (e == a || r1 == r0) continue;
+        for (uint32_t r = r0; r < r1; r++)
+            memcpy(Xg + (size_t)(r - r0) * dim, X + (size_t)rows[r] * dim, (size_t)dim * sizeof(float));
+        cdx_gemm_nt(cdx_gemm_default_backend(), (int)(r1 - r0), (int)(e - a), dim, Xg,
+                    ix->gmcent + (size_t)a * dim, NULL, Sg);
+        for (uint32_t r = r0; r < r1; r++) {
+            const float *sc = Sg + (size_t)(r - r0) * (e - a);
+            uint32_t i = rows[r];
+            for (uint32_t j = 0; j < e - a; j++) {
+                uint32_t l = ix->gmemb[a + j];
+                if (sc[j] > bs[i] || (sc[j] == bs[i] && l < best[i])) {
+                    bs[i] = sc[j];
+                    best[i] = l;
+                }
+            }
+        }
+    }
+}
+
+/* Scratch floats assign_rows needs for m rows. */
+static size_t assign_scratch(const ann_ivf *ix, size_t m)
+{
+    size_t big = 0;
+    for (int k = 0; k < ix->ngroups; k++)
+        if (ix->gstart[k + 1] - ix->gstart[k] > big) big = ix->gstart[k + 1] - ix->gstart[k];
+    size_t grouped = m * ix->ngroups + m + 2 * m * 64 + ix->ngroups + 1 + m * ix->dim + m * big;
+    size_t flat = m * ix->nlist;
+    return grouped > flat ? grouped : flat;
 }
 
 cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_params *params,
@@ -559,7 +590,7 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     if (r) return r;
     seg->first = first;
     float *X = malloc((size_t)ASSIGN_BLOCK * ix->dim * sizeof(float));
-    float *scr = malloc(((size_t)ASSIGN_BLOCK + omp_get_max_threads()) * ix->nlist * sizeof(float));
+    float *scr = malloc(assign_scratch(ix, ASSIGN_BLOCK) * sizeof(float));
     if (!X || !scr) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !r && i < n; i += ASSIGN_BLOCK) {
         size_t m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
