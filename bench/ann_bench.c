@@ -634,7 +634,7 @@ int main(int argc, char **argv)
     size_t lat_q = nq < 200 ? nq : 200;
     if (exact_q < 0) exact_q = dd.map ? 0 : (long)(nq < 200 ? nq : 200);
     if (exact_q > (long)nq) exact_q = (long)nq;
-    if (lock_path) bench_lock(lock_path, 1);
+    if (lock_path && exact_q > 0) bench_lock(lock_path, 1);
     if (exact_q > 0) {
         result r = {"clipdex-exact-f32", "-", 0, 0, 0, 0, (double)dim * 4, 0, 1};
         bench_ctx be = b;
@@ -643,7 +643,7 @@ int main(int argc, char **argv)
         r.recall = recall_of(got, truth, be.nq);
         print_result(&r, n, dim);
     }
-    if (lock_path) bench_lock(lock_path, 0);
+    if (lock_path && exact_q > 0) bench_lock(lock_path, 0);
     /* ours: build (not under the lock), then every knob setting */
     double bs, ts;
     print_mem("before build");

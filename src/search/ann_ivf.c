@@ -471,6 +471,12 @@ static size_t assign_scratch(const ann_ivf *ix, size_t m)
     return grouped > flat ? grouped : flat;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_params *params,
                          ann_ivf **out)
 {
@@ -495,10 +501,12 @@ cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_pa
     if (!r) r = ann_ivf_from_centroids(dim, nlist, NULL, &ix);
     if (r) goto done;
     uint64_t seed = p->seed;
-    for (uint64_t i = 0; i < S; i++) {
-        uint64_t row = S == n ? i : splitmix(&seed) % n;
-        memcpy(X + i * dim, cdx_rows_at(src, row), (size_t)dim * sizeof(float));
-    }
+    /* the sample's rows in file order: on a mapped file larger than memory
+     * random order re-reads the same read-ahead windows many times */
+    for (uint64_t i = 0; i < S; i++) best[i] = (uint32_t)(S == n ? i : splitmix(&seed) % n);
+    if (S < n) qsort(best, (size_t)S, sizeof *best, cmp_u32);
+    for (uint64_t i = 0; i < S; i++)
+        memcpy(X + i * dim, cdx_rows_at(src, best[i]), (size_t)dim * sizeof(float));
     for (int l = 0; l < nlist; l++)   /* evenly spaced sample rows */
         memcpy(ix->cent + (size_t)l * dim, X + (size_t)(l * (S / nlist)) * dim, (size_t)dim * sizeof(float));
     int iters = p->iters > 0 ? p->iters : 8;
@@ -589,15 +597,27 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     cdx_result r = ann_segment_alloc(seg, n, ix->dim);
     if (r) return r;
     seg->first = first;
-    float *X = malloc((size_t)ASSIGN_BLOCK * ix->dim * sizeof(float));
-    float *scr = malloc(assign_scratch(ix, ASSIGN_BLOCK) * sizeof(float));
+    /* blocks of ASSIGN_BLOCK rows in parallel, each thread with its own
+     * scratch (the GEMMs inside run on the calling thread): one block's
+     * grouped assignment is many small products, too small to thread */
+    size_t nblocks = (n + ASSIGN_BLOCK - 1) / ASSIGN_BLOCK;
+    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((size_t)T > nblocks) T = nblocks ? (int)nblocks : 1;
+    size_t xs = (size_t)ASSIGN_BLOCK * ix->dim, ss = assign_scratch(ix, ASSIGN_BLOCK);
+    float *X = malloc((size_t)T * xs * sizeof(float));
+    float *scr = malloc((size_t)T * ss * sizeof(float));
     if (!X || !scr) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; !r && i < n; i += ASSIGN_BLOCK) {
-        size_t m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
-        gather_rows(src, first + i, m, X);
-        assign_rows(ix, X, m, scr, seg->lists + i);
-        for (size_t j = 0; j < m; j++)
-            seg->scales[i + j] = quantize(X + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
+    if (!r) {
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+        for (size_t b = 0; b < nblocks; b++) {
+            int t = omp_get_thread_num();
+            float *Xt = X + (size_t)t * xs;
+            size_t i = b * ASSIGN_BLOCK, m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
+            gather_rows(src, first + i, m, Xt);
+            assign_rows(ix, Xt, m, scr + (size_t)t * ss, seg->lists + i);
+            for (size_t j = 0; j < m; j++)
+                seg->scales[i + j] = quantize(Xt + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
+        }
     }
     free(X);
     free(scr);
