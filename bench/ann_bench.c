@@ -551,10 +551,10 @@ int main(int argc, char **argv)
     int dim = 512, do_faiss = 1, do_hnsw = 1, do_cross = 0;
     size_t nq = 1000;
     const char *data_path = NULL;
-    int data_only = 0, keep_data = 0, check_assign = 0, opt_bits = -1, opt_prefetch = 0;
+    int data_only = 0, keep_data = 0, check_assign = 0, opt_prefetch = 0;
     size_t opt_rescore = 0;
     long exact_q = -1;
-    const char *keep_arg = "0", *lock_path = NULL;
+    const char *keep_arg = "0", *lock_path = NULL, *bits_arg = "-1";
     static char default_data[256];
     const char *probes_arg = "4,8,16,32,64", *dir = "/tmp/clipdex-ann-bench", *hnsw_ef = "16,32,64,128,256";
     T = cdx_cpu_count();
@@ -577,7 +577,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--data") && hv) data_path = argv[++i];
         else if (!strcmp(a, "--data-only")) data_only = keep_data = 1;
         else if (!strcmp(a, "--keep-data")) keep_data = 1;
-        else if (!strcmp(a, "--bits") && hv) opt_bits = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--bits") && hv) bits_arg = argv[++i];
         else if (!strcmp(a, "--keep") && hv) keep_arg = argv[++i];
         else if (!strcmp(a, "--rescore") && hv) opt_rescore = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--prefetch")) opt_prefetch = 1;
@@ -590,7 +590,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: ann_bench [--n N] [--dim D] [--nq Q] [--probes LIST] [--nlist L] [--hnsw-ef LIST] "
                             "[--threads T] [--dir DIR] [--no-faiss] [--faiss-only LIST] [--no-hnswlib] [--crossover] [--json]\n"
-                            "                 [--data FILE] [--keep-data] [--data-only] [--bits -1|0|1] [--keep LIST]\n"
+                            "                 [--data FILE] [--keep-data] [--data-only] [--bits LIST of -1|0|1] [--keep LIST]\n"
                             "                 [--rescore F] [--prefetch] [--group-probes G] [--train-iters I]\n"
                             "                 [--train-per-list S] [--check-assign] [--exact-q Q] [--lock FILE]\n");
             return 2;
@@ -634,7 +634,7 @@ int main(int argc, char **argv)
     size_t lat_q = nq < 200 ? nq : 200;
     if (exact_q < 0) exact_q = dd.map ? 0 : (long)(nq < 200 ? nq : 200);
     if (exact_q > (long)nq) exact_q = (long)nq;
-    if (lock_path) bench_lock(lock_path, 1);
+    if (lock_path && exact_q > 0) bench_lock(lock_path, 1);
     if (exact_q > 0) {
         result r = {"clipdex-exact-f32", "-", 0, 0, 0, 0, (double)dim * 4, 0, 1};
         bench_ctx be = b;
@@ -643,7 +643,7 @@ int main(int argc, char **argv)
         r.recall = recall_of(got, truth, be.nq);
         print_result(&r, n, dim);
     }
-    if (lock_path) bench_lock(lock_path, 0);
+    if (lock_path && exact_q > 0) bench_lock(lock_path, 0);
     /* ours: build (not under the lock), then every knob setting */
     double bs, ts;
     print_mem("before build");
@@ -679,11 +679,14 @@ int main(int argc, char **argv)
         ann_segment_free(&s2);
     }
     b.ix = ix;
-    b.bits = opt_bits;
     b.rescore = opt_rescore;
     b.prefetch = opt_prefetch;
     if (lock_path) bench_lock(lock_path, 1);
     double lock_t0 = cdx_now();
+    for (const char *bm = bits_arg; *bm;) {
+    int opt_bits = (int)strtol(bm, (char **)&bm, 10);
+    if (*bm == ',') bm++;
+    b.bits = opt_bits;
     const char *p = probes_arg;
     while (*p) {
         int pr = (int)strtol(p, (char **)&p, 10);
@@ -717,6 +720,7 @@ int main(int argc, char **argv)
             print_result(&o, n, dim);
             if (opt_bits < 0) break;
         }
+    }
     }
     if (lock_path) bench_lock(lock_path, 0);
     ann_ivf_free(ix);

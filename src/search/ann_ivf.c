@@ -397,7 +397,9 @@ static void assign(const float *X, size_t m, const float *C, int nlist, int dim,
 
 /* best[i] = the list of row i of X (m rows): through the groups when the
  * index has them (the group_probes best groups' centroids only), else all
- * centroids by GEMM.  S: scratch of m * nlist floats. */
+ * centroids by GEMM.  S: scratch of m * nlist floats.  The grouped path
+ * stays GEMM-shaped: per group, one product of the rows that probe it with
+ * its centroids. */
 static void assign_rows(const ann_ivf *ix, const float *X, size_t m, float *S, uint32_t *best)
 {
     if (!ix->ngroups || ix->group_probes <= 0) {
@@ -406,38 +408,73 @@ static void assign_rows(const ann_ivf *ix, const float *X, size_t m, float *S, u
     }
     int G = ix->ngroups, GP = ix->group_probes < G ? ix->group_probes : G, dim = ix->dim;
     if (GP > 64) GP = 64;
-    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, G, dim, X, ix->gcent, NULL, S);
-    const dot_kernel *kern = dot_kernel_best();
-    #pragma omp parallel for schedule(dynamic, 16)
+    float *gs = S;                                   /* m x G */
+    float *bs = S + m * (size_t)G;                   /* m: best score so far */
+    uint32_t *tops = (uint32_t *)(bs + m);           /* m x GP groups */
+    uint32_t *cnt = tops + m * (size_t)GP;           /* G + 1 */
+    uint32_t *rows = cnt + G + 1;                    /* m x GP: rows probing each group */
+    float *Xg = (float *)(rows + m * (size_t)GP);    /* up to m x dim */
+    float *Sg = Xg + m * (size_t)dim;                /* up to m x (largest group) */
+    cdx_gemm_nt(cdx_gemm_default_backend(), (int)m, G, dim, X, ix->gcent, NULL, gs);
+    memset(cnt, 0, ((size_t)G + 1) * sizeof *cnt);
     for (size_t i = 0; i < m; i++) {
-        const float *gs = S + i * G;
-        float *ls = S + m * (size_t)G + (size_t)omp_get_thread_num() * ix->nlist;
-        int top[64];
+        const float *g = gs + i * G;
+        uint32_t *top = tops + i * GP;
         int nt = 0;
         for (int k = 0; k < G; k++) {   /* the GP best groups, insertion */
-            if (nt == GP && gs[k] <= gs[top[nt - 1]]) continue;
+            if (nt == GP && g[k] <= g[top[nt - 1]]) continue;
             int j = nt < GP ? nt++ : nt - 1;
-            while (j > 0 && gs[top[j - 1]] < gs[k]) {
+            while (j > 0 && g[top[j - 1]] < g[k]) {
                 top[j] = top[j - 1];
                 j--;
             }
-            top[j] = k;
+            top[j] = (uint32_t)k;
         }
-        const float *x = X + i * dim;
-        float bs = -INFINITY;
-        uint32_t b = 0;
-        for (int t = 0; t < nt; t++) {
-            uint32_t a = ix->gstart[top[t]], e = ix->gstart[top[t] + 1];
-            if (e == a) continue;
-            kern->tile(&x, 1, ix->gmcent + (size_t)a * dim, e - a, (size_t)dim, (size_t)dim, ls, ix->nlist);
-            for (uint32_t j = 0; j < e - a; j++)
-                if (ls[j] > bs || (ls[j] == bs && ix->gmemb[a + j] < b)) {
-                    bs = ls[j];
-                    b = ix->gmemb[a + j];
-                }
-        }
-        best[i] = b;
+        for (int t = 0; t < GP; t++) cnt[top[t] + 1]++;
+        bs[i] = -INFINITY;
+        best[i] = 0;
     }
+    for (int k = 0; k < G; k++) cnt[k + 1] += cnt[k];
+    for (size_t i = 0; i < m; i++)
+        for (int t = 0; t < GP; t++) rows[cnt[tops[i * GP + t]]++] = (uint32_t)i;
+    for (int k = G; k > 0; k--) cnt[k] = cnt[k - 1];   /* back to starts */
+    cnt[0] = 0;
+    for (int k = 0; k < G; k++) {
+        uint32_t a = ix->gstart[k], e = ix->gstart[k + 1], r0 = cnt[k], r1 = cnt[k + 1];
+        if (e == a || r1 == r0) continue;
+        for (uint32_t r = r0; r < r1; r++)
+            memcpy(Xg + (size_t)(r - r0) * dim, X + (size_t)rows[r] * dim, (size_t)dim * sizeof(float));
+        cdx_gemm_nt(cdx_gemm_default_backend(), (int)(r1 - r0), (int)(e - a), dim, Xg,
+                    ix->gmcent + (size_t)a * dim, NULL, Sg);
+        for (uint32_t r = r0; r < r1; r++) {
+            const float *sc = Sg + (size_t)(r - r0) * (e - a);
+            uint32_t i = rows[r];
+            for (uint32_t j = 0; j < e - a; j++) {
+                uint32_t l = ix->gmemb[a + j];
+                if (sc[j] > bs[i] || (sc[j] == bs[i] && l < best[i])) {
+                    bs[i] = sc[j];
+                    best[i] = l;
+                }
+            }
+        }
+    }
+}
+
+/* Scratch floats assign_rows needs for m rows. */
+static size_t assign_scratch(const ann_ivf *ix, size_t m)
+{
+    size_t big = 0;
+    for (int k = 0; k < ix->ngroups; k++)
+        if (ix->gstart[k + 1] - ix->gstart[k] > big) big = ix->gstart[k + 1] - ix->gstart[k];
+    size_t grouped = m * ix->ngroups + m + 2 * m * 64 + ix->ngroups + 1 + m * ix->dim + m * big;
+    size_t flat = m * ix->nlist;
+    return grouped > flat ? grouped : flat;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_params *params,
@@ -464,10 +501,12 @@ cdx_result ann_ivf_train(const cdx_rows *src, uint64_t n, const ann_ivf_train_pa
     if (!r) r = ann_ivf_from_centroids(dim, nlist, NULL, &ix);
     if (r) goto done;
     uint64_t seed = p->seed;
-    for (uint64_t i = 0; i < S; i++) {
-        uint64_t row = S == n ? i : splitmix(&seed) % n;
-        memcpy(X + i * dim, cdx_rows_at(src, row), (size_t)dim * sizeof(float));
-    }
+    /* the sample's rows in file order: on a mapped file larger than memory
+     * random order re-reads the same read-ahead windows many times */
+    for (uint64_t i = 0; i < S; i++) best[i] = (uint32_t)(S == n ? i : splitmix(&seed) % n);
+    if (S < n) qsort(best, (size_t)S, sizeof *best, cmp_u32);
+    for (uint64_t i = 0; i < S; i++)
+        memcpy(X + i * dim, cdx_rows_at(src, best[i]), (size_t)dim * sizeof(float));
     for (int l = 0; l < nlist; l++)   /* evenly spaced sample rows */
         memcpy(ix->cent + (size_t)l * dim, X + (size_t)(l * (S / nlist)) * dim, (size_t)dim * sizeof(float));
     int iters = p->iters > 0 ? p->iters : 8;
@@ -558,15 +597,27 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     cdx_result r = ann_segment_alloc(seg, n, ix->dim);
     if (r) return r;
     seg->first = first;
-    float *X = malloc((size_t)ASSIGN_BLOCK * ix->dim * sizeof(float));
-    float *scr = malloc(((size_t)ASSIGN_BLOCK + omp_get_max_threads()) * ix->nlist * sizeof(float));
+    /* blocks of ASSIGN_BLOCK rows in parallel, each thread with its own
+     * scratch (the GEMMs inside run on the calling thread): one block's
+     * grouped assignment is many small products, too small to thread */
+    size_t nblocks = (n + ASSIGN_BLOCK - 1) / ASSIGN_BLOCK;
+    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((size_t)T > nblocks) T = nblocks ? (int)nblocks : 1;
+    size_t xs = (size_t)ASSIGN_BLOCK * ix->dim, ss = assign_scratch(ix, ASSIGN_BLOCK);
+    float *X = malloc((size_t)T * xs * sizeof(float));
+    float *scr = malloc((size_t)T * ss * sizeof(float));
     if (!X || !scr) r = cdx_error(CDX_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; !r && i < n; i += ASSIGN_BLOCK) {
-        size_t m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
-        gather_rows(src, first + i, m, X);
-        assign_rows(ix, X, m, scr, seg->lists + i);
-        for (size_t j = 0; j < m; j++)
-            seg->scales[i + j] = quantize(X + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
+    if (!r) {
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+        for (size_t b = 0; b < nblocks; b++) {
+            int t = omp_get_thread_num();
+            float *Xt = X + (size_t)t * xs;
+            size_t i = b * ASSIGN_BLOCK, m = n - i < ASSIGN_BLOCK ? n - i : ASSIGN_BLOCK;
+            gather_rows(src, first + i, m, Xt);
+            assign_rows(ix, Xt, m, scr + (size_t)t * ss, seg->lists + i);
+            for (size_t j = 0; j < m; j++)
+                seg->scales[i + j] = quantize(Xt + j * ix->dim, ix->dim, ix->cb, seg->codes + (i + j) * ix->cb);
+        }
     }
     free(X);
     free(scr);
