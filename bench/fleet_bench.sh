@@ -112,6 +112,8 @@ with open(base + ".cpu", "w") as out:
           % (t1 - t0, " + ".join("%.1f" % (int(x) / hz) for x in open(base + "-workers.ticks").read().split()),
              cpu(base + "-idx.time"), int(sys.argv[5]) / hz, ", ".join("%s %.2f" % kv for kv in stages.items())),
           file=out)
+    print("    start -> first commit %.2f s (%d rows), first -> last commit %.2f s, last commit -> exit %.2f s"
+          % (ta - t0, ra, tb - ta, t1 - tb), file=out)
 PY
 }
 
@@ -124,7 +126,7 @@ OMP_NUM_THREADS=2 /usr/bin/time -f "%U %S" -o "$WORK/local.time" \
   "$BIN" index --library "$WORK/local" --model "$MODEL" --threads 2 "$WORK/photos" >"$WORK/local.log" 2>&1
 t1=$(now)
 loc=$(python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/(float(sys.argv[3])-float(sys.argv[2]))))" "$N" "$t0" "$t1")
-echo "local index --threads 2:   $loc img/s (model loading included; CPU s $(tr ' ' + <"$WORK/local.time"))"
+echo "local index --threads 2:   $loc img/s (model loading included; CPU s $(tr ' ' + <"$WORK/local.time")); index's own report: $(grep -o 'in [0-9.]* s ([0-9.]* images/s)' "$WORK/local.log" | tail -1)"
 python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print('ratio 2w/1w: %.2fx from start, %.2fx steady (goal >= 1.8)' % (b/a, d/c))" \
   "$one" "$two" "$one_s" "$two_s"
 python3 -c "import sys; b,l=map(float,sys.argv[1:]); print('ratio 2w/local: %.2fx, from start to all committed (goal >= 0.9)' % (b/l))" "$two" "$loc"
