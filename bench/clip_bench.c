@@ -62,6 +62,7 @@
  * set before it loads, so the benchmark re-executes itself once with
  * OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 and it is unset.
  */
+#include "benchutil.h"
 #include "clipdex.h"
 #include "clip/encoder.h"
 #include "clip/gemm.h"
@@ -266,17 +267,6 @@ static void run_shape(const char *name, int threads, int quick, int images_only,
 
 /* ---- resident weights, measured (see the header) */
 
-static double rss_now_mb(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
-        fclose(f);
-    }
-    return (double)res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
 /* --rss-child DIR SHAPE PREC: print the RSS growth over load + one text +
  * one image encode; exit 3 when DIR does not have SHAPE's dimensions. */
 static int rss_child(const char *dir, const char *shape, const char *prec_name)
@@ -287,7 +277,7 @@ static int rss_child(const char *dir, const char *shape, const char *prec_name)
     cdx_ctx *c = NULL;
     cdx_model_info mi;
     if (cdx_model_random_config(shape, &cfg) != CDX_OK || !cdx_precision_parse(prec_name, &prec)) return 2;
-    double base = rss_now_mb();
+    double base = bench_rss_mb();
     if (cdx_model_load(dir, NULL, &m) != CDX_OK) return 1;
     cdx_model_get_info(m, &mi);
     if (mi.vision_width != cfg.vision.width || mi.vision_layers != cfg.vision.layers ||
@@ -304,7 +294,7 @@ static int rss_child(const char *dir, const char *shape, const char *prec_name)
     cdx_ctx_free(c);   /* scratch is not weights */
     free(px);
     if (!ok) return 1;
-    printf("%.1f\n", rss_now_mb() - base);
+    printf("%.1f\n", bench_rss_mb() - base);
     return 0;
 }
 

@@ -35,6 +35,7 @@
  * Wall times on a loaded machine include waiting for a CPU: compare the CPU
  * times and the ratios measured in the same run.
  */
+#include "benchutil.h"
 #include "clipdex.h"
 #include "common/util.h"
 
@@ -183,17 +184,6 @@ static double serve_first_answer(const char *lib, const char *prec)
 
 /* ------------------------------------------------------------ in process */
 
-static double rss_mb(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
-        fclose(f);
-    }
-    return (double)res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
 typedef struct inproc {
     double open_ms, first_text_ms, text_p50_ms, weights_mb;
 } inproc;
@@ -202,7 +192,7 @@ typedef struct inproc {
  * and the RSS growth over all of it (resident weights). */
 static int measure_inproc(const char *model_dir, int touch_all, cdx_precision prec, inproc *out)
 {
-    double base = rss_mb(), t0 = cdx_now();
+    double base = bench_rss_mb(), t0 = cdx_now();
     cdx_model *m = NULL;
     cdx_ctx *c = NULL;
     if (cdx_model_load(model_dir, NULL, &m) != CDX_OK) return 0;
@@ -231,7 +221,7 @@ static int measure_inproc(const char *model_dir, int touch_all, cdx_precision pr
         free(px);
         cdx_ctx_free(c);   /* scratch is not weights */
         c = NULL;
-        out->weights_mb = rss_mb() - base;
+        out->weights_mb = bench_rss_mb() - base;
     }
     cdx_ctx_free(c);
     cdx_model_free(m);

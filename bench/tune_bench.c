@@ -129,7 +129,11 @@ int main(int argc, char **argv)
         tok[(size_t)b * T + 11] = 49407;
     }
 
-    if (only && !strcmp(only, "embed")) {
+    if (only) {   /* profiling: warm-up + N embeds, each beside a step of one trainer unless "embed" */
+        int embed_only = !strcmp(only, "embed");
+        cdx_trainer *t = embed_only ? NULL
+                                    : make_trainer(m, !strcmp(only, "all") ? CDX_TRAIN_ALL : CDX_TRAIN_LAST,
+                                                   threads, !strcmp(only, "cached") ? (size_t)1 << 30 : 0);
         cdx_ctx_params cp = cdx_ctx_default_params();
         cp.n_threads = threads;
         cp.max_batch = B;
@@ -138,26 +142,16 @@ int main(int argc, char **argv)
         for (int i = 0; i <= steps; i++) {
             double t0 = now();
             cdx_encode_images(ctx, px, B, emb, 1);
-            fprintf(stderr, "embed %.3f img/s\n", B / (now() - t0));
-        }
-        cdx_ctx_free(ctx);
-        return 0;
-    }
-    if (only) {   /* profiling: warm-up + N steps of one trainer */
-        cdx_trainer *t = make_trainer(m, !strcmp(only, "all") ? CDX_TRAIN_ALL : CDX_TRAIN_LAST, threads,
-                                      !strcmp(only, "cached") ? (size_t)1 << 30 : 0);
-        cdx_ctx_params cp = cdx_ctx_default_params();
-        cp.n_threads = threads;
-        cp.max_batch = B;
-        cdx_ctx *ctx = NULL;
-        if (cdx_ctx_new(m, &cp, &ctx) != CDX_OK) return 1;
-        for (int i = 0; i <= steps; i++) {
-            double t0 = now();
-            cdx_encode_images(ctx, px, B, emb, 1);
-            double e = B / (now() - t0), r = step_rate(t, px, tok, B);
+            double e = B / (now() - t0);
+            if (embed_only) {
+                fprintf(stderr, "embed %.3f img/s\n", e);
+                continue;
+            }
+            double r = step_rate(t, px, tok, B);
             fprintf(stderr, "embed %.3f img/s  %s %.3f ex/s  ratio %.3f\n", e, only, r, r / e);
         }
-        fprintf(stderr, "peak RSS %.0f MB\n", peak_rss_mb());
+        if (!embed_only) fprintf(stderr, "peak RSS %.0f MB\n", peak_rss_mb());
+        cdx_ctx_free(ctx);
         cdx_trainer_free(t);
         return 0;
     }

@@ -38,31 +38,16 @@ export CLIPDEX_ANN_MIN_ROWS=2000
 # ---- data: clustered unit vectors of uneven cluster sizes around a shared
 # mean direction; queries from a shifted distribution (like text queries)
 python3 - "$T" <<'PY' || fail "generating the input"
-import math, random, struct, sys
-out = sys.argv[1]
-rng = random.Random(9)
-dim = 64
-def unit(v):
-    n = math.sqrt(sum(x * x for x in v)); return [x / n for x in v]
-mean = unit([rng.gauss(0, 1) for _ in range(dim)])
-cents = [unit([m * 1.2 + rng.gauss(0, 1) * (0.97 ** i) for i, m in enumerate(mean)]) for _ in range(60)]
-sizes = [1.0 / (c + 1) for c in range(60)]
-def sample(shift=0.0):
-    c = rng.choices(range(60), sizes)[0]
-    return unit([x + rng.gauss(0, 0.45) * (0.97 ** i) + shift * rng.gauss(0, 1) for i, x in enumerate(cents[c])])
-def npy(path, rows):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (len(rows), dim)
-    hdr += ' ' * (64 - (10 + len(hdr) + 1) % 64) + '\n'
-    with open(path, 'wb') as f:
-        f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
-        for r in rows: f.write(struct.pack('<%df' % dim, *r))
-rows = [sample() for _ in range(9000)]
+import os, random, sys
+sys.path.insert(0, os.path.join(os.environ.get("CLIPDEX_SRC", "."), "tests"))
+from ann_testdata import Clusters, write_meta, write_npy
+out, dim = sys.argv[1], 64
+g = Clusters(random.Random(9), dim, 60)
+rows = [g.sample() for _ in range(9000)]
 for name, a, b in (("a", 0, 4000), ("b", 4000, 6000), ("c", 6000, 9000)):
-    npy("%s/%s.npy" % (out, name), rows[a:b])
-    with open("%s/%s.csv" % (out, name), "w") as m:
-        m.write("image_path,width,height\n")
-        for i in range(a, b): m.write("/photos/%02d/img%06d.jpg,100,80\n" % (i % 17, i))
-npy(out + "/q.npy", [sample(0.35) for _ in range(40)])
+    write_npy("%s/%s.npy" % (out, name), rows[a:b], dim)
+    write_meta("%s/%s.csv" % (out, name), a, b)
+write_npy(out + "/q.npy", [g.sample(0.35) for _ in range(40)], dim)
 PY
 
 # a top-level scalar of the last JSON line on stdin (no python per call: slow under load)

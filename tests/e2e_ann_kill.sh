@@ -44,32 +44,17 @@ N=8100
 # clustered unit vectors (as e2e_ann.sh): a.npy the first 1000, b.npy the
 # other 7100, all.npy every row in slot order
 python3 - "$T" "$N" <<'PY' || fail "generating the input"
-import math, random, struct, sys
-out, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(11)
-dim = 64
-def unit(v):
-    s = math.sqrt(sum(x * x for x in v)); return [x / s for x in v]
-mean = unit([rng.gauss(0, 1) for _ in range(dim)])
-cents = [unit([m * 1.2 + rng.gauss(0, 1) * (0.97 ** i) for i, m in enumerate(mean)]) for _ in range(40)]
-sizes = [1.0 / (c + 1) for c in range(40)]
-def sample():
-    c = rng.choices(range(40), sizes)[0]
-    return unit([x + rng.gauss(0, 0.45) * (0.97 ** i) for i, x in enumerate(cents[c])])
-def npy(path, rows):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (len(rows), dim)
-    hdr += ' ' * (64 - (10 + len(hdr) + 1) % 64) + '\n'
-    with open(path, 'wb') as f:
-        f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
-        for r in rows: f.write(struct.pack('<%df' % dim, *r))
-rows = [sample() for _ in range(n)]
+import os, random, sys
+sys.path.insert(0, os.path.join(os.environ.get("CLIPDEX_SRC", "."), "tests"))
+from ann_testdata import Clusters, write_meta, write_npy
+out, n, dim = sys.argv[1], int(sys.argv[2]), 64
+g = Clusters(random.Random(11), dim, 40)
+rows = [g.sample() for _ in range(n)]
 for name, a, b in (("a", 0, 1000), ("b", 1000, n)):
-    npy("%s/%s.npy" % (out, name), rows[a:b])
-    with open("%s/%s.csv" % (out, name), "w") as m:
-        m.write("image_path,width,height\n")
-        for i in range(a, b): m.write("/photos/%02d/img%06d.jpg,100,80\n" % (i % 17, i))
-npy(out + "/all.npy", rows)
-npy(out + "/sample.npy", rows[::20])   # 405 rows
+    write_npy("%s/%s.npy" % (out, name), rows[a:b], dim)
+    write_meta("%s/%s.csv" % (out, name), a, b)
+write_npy(out + "/all.npy", rows, dim)
+write_npy(out + "/sample.npy", rows[::20], dim)   # 405 rows
 PY
 
 jget() { tail -1 | sed -n "s/.*\"$1\": \"\{0,1\}\([^\",}]*\).*/\1/p"; }
