@@ -20,6 +20,8 @@
 #ifndef CDX_BENCH_ANN_SYNTH_H
 #define CDX_BENCH_ANN_SYNTH_H
 
+#include "search/quant.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,13 +73,7 @@ static inline void synth_rotate(const ann_synth *g, float *v)
     int n = g->dim;
     if (n & (n - 1)) return;
     for (int i = 0; i < n; i++) v[i] *= g->signs[i];
-    for (int h = 1; h < n; h *= 2)
-        for (int i = 0; i < n; i += 2 * h)
-            for (int j = i; j < i + h; j++) {
-                float a = v[j], b = v[j + h];
-                v[j] = a + b;
-                v[j + h] = a - b;
-            }
+    quant_fwht(v, n);
     float sc = 1.0f / sqrtf((float)n);
     for (int i = 0; i < n; i++) v[i] *= sc;
 }

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "search/dot.h"
+#include "search/quant.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -168,13 +169,7 @@ static void normalize(float *v, int dim)
 /* In place, orthonormal Walsh-Hadamard transform of n (a power of two). */
 static void wht(float *v, int n)
 {
-    for (int h = 1; h < n; h *= 2)
-        for (int i = 0; i < n; i += 2 * h)
-            for (int j = i; j < i + h; j++) {
-                float a = v[j], b = v[j + h];
-                v[j] = a + b;
-                v[j + h] = a - b;
-            }
+    quant_fwht(v, n);
     float sc = 1.0f / sqrtf((float)n);
     for (int i = 0; i < n; i++) v[i] *= sc;
 }

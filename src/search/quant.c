@@ -199,8 +199,7 @@ static inline long round_near(float v)
     return (long)(v >= 0.0f ? v + 0.5f : v - 0.5f);
 }
 
-/* In place, n a power of two: v <- H v (unnormalised Walsh-Hadamard). */
-static void fwht(float *v, int n)
+void quant_fwht(float *v, int n)
 {
     for (int h = 1; h < n; h *= 2)
         for (int i = 0; i < n; i += 2 * h)
@@ -217,7 +216,7 @@ static void rotate_vec(const quant_model *m, float *v)
     for (int round = 0; round < 3; round++) {
         const float *sg = m->signs + (size_t)round * m->cdim;
         for (int i = 0; i < m->cdim; i++) v[i] *= sg[i];
-        fwht(v, m->cdim);
+        quant_fwht(v, m->cdim);
     }
     float s = 1.0f / ((float)m->cdim * sqrtf((float)m->cdim));   /* (1/sqrt(n))^3 */
     for (int i = 0; i < m->cdim; i++) v[i] *= s;

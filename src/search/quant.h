@@ -116,4 +116,10 @@ static inline float quant_estimate_bit(const quant_query *qq, uint32_t w, const 
     return a->f * (2.0f * qb - qq->qsum);
 }
 
+/* In place, n a power of two: v <- H v, the unnormalised Walsh-Hadamard
+ * transform (scale by 1/sqrt(n) for the orthonormal one).  Written by hand:
+ * no BLAS or FFT routine does it.  Shared by the quantiser's rotation, the
+ * IVF index's sign codes (ann_ivf.c) and the ANN bench's synthetic data. */
+void quant_fwht(float *v, int n);
+
 #endif
