@@ -82,6 +82,25 @@ static ann_ivf *build(int nlist)
     return ix;
 }
 
+/* The allow bitmap (odd slots only), probes 16, bits as given: every hit is
+ * an allowed slot. */
+static void check_allow_odd(const ann_ivf *ix, int bits)
+{
+    uint64_t *allow = calloc(N / 64 + 1, 8);
+    for (uint64_t s = 1; s < N; s += 2) allow[s / 64] |= 1ull << (s % 64);
+    ann_search_params p = ann_default_search_params();
+    p.k = K;
+    p.probes = 16;
+    p.bits = bits;
+    p.allow = allow;
+    p.allow_nbits = N;
+    topk_hit h[K];
+    size_t n = 0;
+    CHECK(ann_ivf_search(ix, &src, queries, &p, h, &n, NULL) == CDX_OK && n == K);
+    for (size_t i = 0; i < n; i++) CHECK(h[i].slot % 2 == 1);
+    free(allow);
+}
+
 /* Search modes beyond the default (sign-code first stage, partial float32
  * re-scoring), set by the tests of those modes. */
 static ann_search_params mode = {.k = K};
@@ -134,24 +153,16 @@ static void test_recall(void)
     CHECKF(r16 >= 0.92, "%.3f", r16);
     CHECKF(r16 >= r8, "%.3f < %.3f", r16, r8);
     CHECKF(rall >= 0.99, "%.3f", rall);   /* int8 candidates + exact re-scoring */
-    /* allow bitmap: only odd slots; min_score */
-    uint64_t *bits = calloc(N / 64 + 1, 8);
-    for (uint64_t s = 1; s < N; s += 2) bits[s / 64] |= 1ull << (s % 64);
+    check_allow_odd(ix, ann_default_search_params().bits);
     ann_search_params p = ann_default_search_params();
     p.k = K;
     p.probes = 16;
-    p.allow = bits;
-    p.allow_nbits = N;
+    p.min_score = truth[4].score;   /* the exact 5th score of query 0 */
     topk_hit h[K];
     size_t n = 0;
-    CHECK(ann_ivf_search(ix, &src, queries, &p, h, &n, NULL) == CDX_OK && n == K);
-    for (size_t i = 0; i < n; i++) CHECK(h[i].slot % 2 == 1);
-    p.allow = NULL;
-    p.min_score = truth[4].score;   /* the exact 5th score of query 0 */
     CHECK(ann_ivf_search(ix, &src, queries, &p, h, &n, NULL) == CDX_OK);
     CHECK(n <= 5 && n >= 1);
     for (size_t i = 0; i < n; i++) CHECK(h[i].score >= truth[4].score);
-    free(bits);
     ann_ivf_free(ix);
 }
 
@@ -180,19 +191,7 @@ static void test_sign_codes(void)
     double r10 = recall(ix, 16, 1);
     printf("sign codes, float32 re-scoring of the int8 top 10 only: %.3f\n", r10);
     CHECKF(r10 >= b16 - 0.03, "%.3f against %.3f", r10, b16);
-    uint64_t *bits = calloc(N / 64 + 1, 8);
-    for (uint64_t s = 1; s < N; s += 2) bits[s / 64] |= 1ull << (s % 64);
-    ann_search_params p = ann_default_search_params();
-    p.k = K;
-    p.probes = 16;
-    p.bits = 1;
-    p.allow = bits;
-    p.allow_nbits = N;
-    topk_hit h[K];
-    size_t n = 0;
-    CHECK(ann_ivf_search(ix, &src, queries, &p, h, &n, NULL) == CDX_OK && n == K);
-    for (size_t i = 0; i < n; i++) CHECK(h[i].slot % 2 == 1);
-    free(bits);
+    check_allow_odd(ix, 1);
     mode = (ann_search_params){.k = K};
     ann_ivf_free(ix);
 }
