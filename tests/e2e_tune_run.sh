@@ -51,15 +51,20 @@ print("loss per epoch:", [round(e["train_loss"], 3) for e in log])
 PY
 "$BIN" embed --model "$T/a" --text "a dog" > /dev/null || fail "tuned model does not load"
 
+# kill_when PATTERN LOG PID: kill -9 PID as soon as LOG shows PATTERN
+# (polled every 0.05 s, at most 60 s), and reap it
+kill_when() {
+    for _ in $(seq 1200); do
+        grep -q "$1" "$2" 2>/dev/null && break
+        sleep 0.05
+    done
+    kill -9 "$3" 2>/dev/null || true
+    wait "$3" 2>/dev/null || true
+}
+
 # kill -9 after the first checkpoints, then resume: bit-identical result
 "$BIN" tune "${ARGS[@]}" --out "$T/b" --checkpoint-every 1 2> "$T/b.log" > /dev/null &
-pid=$!
-for _ in $(seq 600); do
-    grep -q "step 3/6" "$T/b.log" 2>/dev/null && break
-    sleep 0.1
-done
-kill -9 $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
+kill_when "step 3/6" "$T/b.log" $!
 [ -s "$T/b/checkpoint.safetensors" ] || fail "no checkpoint after 3 steps"
 "$BIN" tune "${ARGS[@]}" --out "$T/b" --checkpoint-every 1 2> "$T/b2.log" > /dev/null || { cat "$T/b2.log"; fail "resume failed"; }
 grep -q "resuming from the checkpoint at step" "$T/b2.log" || fail "did not resume"
@@ -80,13 +85,7 @@ grep "epoch 3: frozen-prefix cache: 96 hits" "$T/cs.log" | grep -q " 0.0 MB RAM,
 # once more, none read from the dead run), leaves no spill file behind, and
 # ends where the uncached run ends
 "$BIN" tune "${LARGS[@]}" --cache-mb 0 --checkpoint-every 1 --out "$T/kr" 2> "$T/kr.log" > /dev/null &
-pid=$!
-for _ in $(seq 1200); do
-    grep -q "step 4/9" "$T/kr.log" 2>/dev/null && break
-    sleep 0.05
-done
-kill -9 $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
+kill_when "step 4/9" "$T/kr.log" $!
 [ -s "$T/kr/checkpoint.safetensors" ] || fail "no checkpoint in the cached run after 4 steps"
 "$BIN" tune "${LARGS[@]}" --cache-mb 0 --checkpoint-every 1 --out "$T/kr" 2> "$T/kr2.log" > /dev/null \
     || { cat "$T/kr2.log"; fail "cached resume failed"; }
