@@ -737,6 +737,65 @@ static void heap_push(heap *h, float s, uint64_t id)
     h->v[i] = (cand){s, id};
 }
 
+/* Reorders v[0..n) so that v[0..k) hold k of the largest scores (ties
+ * broken arbitrarily), in no particular order: quickselect with a
+ * three-way partition (robust to runs of equal scores), pseudo-random
+ * pivots. */
+static void select_top(cand *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;   /* v[0..lo) are in the top k, v[hi..n) are not */
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ n;
+    while (lo < k && k < hi) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        float piv = v[lo + (size_t)((x >> 33) % (hi - lo))].s;
+        size_t lt = lo, i = lo, gt = hi;   /* [lo,lt) > piv, [lt,i) == piv, [gt,hi) < piv */
+        while (i < gt) {
+            cand c = v[i];
+            if (c.s > piv) {
+                v[i++] = v[lt];
+                v[lt++] = c;
+            } else if (c.s < piv) {
+                v[i] = v[--gt];
+                v[gt] = c;
+            } else {
+                i++;
+            }
+        }
+        if (k < lt) hi = lt;
+        else if (k <= gt) return;
+        else lo = gt;
+    }
+}
+
+/* The sign-code stage keeps thousands of candidates (1/50 of those it
+ * scans): a heap of that size costs a sift of ~14 levels per kept score.
+ * This reservoir appends scores above a threshold to a buffer of twice
+ * `keep` and, when it is full, selects the best `keep` and raises the
+ * threshold to the worst of them: O(1) amortised per score, the same set
+ * as a heap up to ties. */
+typedef struct resv {
+    cand *v;
+    size_t n, keep, cap;   /* cap = 2 keep */
+    float thr;
+} resv;
+
+static void resv_trim(resv *r)
+{
+    if (r->n <= r->keep) return;
+    select_top(r->v, r->n, r->keep);
+    float m = r->v[0].s;
+    for (size_t i = 1; i < r->keep; i++) m = r->v[i].s < m ? r->v[i].s : m;
+    r->thr = m;
+    r->n = r->keep;
+}
+
+static inline void resv_push(resv *r, float s, uint64_t id)
+{
+    if (!(s > r->thr)) return;
+    r->v[r->n++] = (cand){s, id};
+    if (r->n == r->cap) resv_trim(r);
+}
+
 static int allowed(const ann_search_params *p, uint32_t slot)
 {
     if (!p->allow) return 1;
@@ -793,7 +852,7 @@ static void bquery_make(const ann_ivf *ix, const float *q, float *tmp, bquery *b
 /* Estimated scores of one list from its sign codes; candidates are
  * (list << 32 | position). */
 static inline __attribute__((always_inline)) void scan_bits_body(const ann_ivf *ix, const ivf_list *L, uint32_t list,
-                                                                 const bquery *bq, const ann_search_params *p, heap *h)
+                                                                 const bquery *bq, const ann_search_params *p, resv *h)
 {
     const int W = ix->bwords;
     const uint64_t *P0 = bq->planes, *P1 = P0 + W, *P2 = P1 + W, *P3 = P2 + W;
@@ -809,24 +868,24 @@ static inline __attribute__((always_inline)) void scan_bits_body(const ann_ivf *
         }
         int S = s0 + 2 * s1 + 4 * s2 + 8 * s3;
         float est = bq->cs + L->bw[i] * (bq->lo2 * L->bpc[i] + bq->delta2 * (float)S - bq->sumq);
-        heap_push(h, est, (uint64_t)list << 32 | i);
+        resv_push(h, est, (uint64_t)list << 32 | i);
     }
 }
 
 __attribute__((target("popcnt"))) static void scan_bits_popcnt(const ann_ivf *ix, const ivf_list *L, uint32_t list,
-                                                               const bquery *bq, const ann_search_params *p, heap *h)
+                                                               const bquery *bq, const ann_search_params *p, resv *h)
 {
     scan_bits_body(ix, L, list, bq, p, h);
 }
 
 static void scan_bits_plain(const ann_ivf *ix, const ivf_list *L, uint32_t list, const bquery *bq,
-                            const ann_search_params *p, heap *h)
+                            const ann_search_params *p, resv *h)
 {
     scan_bits_body(ix, L, list, bq, p, h);
 }
 
 typedef void (*scan_bits_fn)(const ann_ivf *, const ivf_list *, uint32_t, const bquery *,
-                             const ann_search_params *, heap *);
+                             const ann_search_params *, resv *);
 
 static scan_bits_fn pick_scan_bits(void)
 {
@@ -918,7 +977,7 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
         }
         bquery_make(ix, query, qrot, &bq);
     }
-    cv = malloc((size_t)T * C * sizeof *cv);
+    cv = malloc((size_t)T * (use_bits ? 2 * C : C) * sizeof *cv);
     cv2 = malloc(R * sizeof *cv2);
     res = malloc(R * sizeof *res);
     if (!cv || !cv2 || !res) {
@@ -929,24 +988,39 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
      * codes, or sign codes whose best C are then scored with int8 */
     if (T > (int)ph.n) T = (int)ph.n;
     if (total < PAR_MIN_CODES || T < 1) T = 1;
-    heap hs[64];
-    for (int t = 0; t < T; t++) hs[t] = (heap){cv + (size_t)t * C, 0, C};
+    heap hs[64];   /* int8 codes: the best C = R */
+    resv rs[64];   /* sign codes: the best C of thousands */
+    for (int t = 0; t < T; t++) {
+        if (use_bits) rs[t] = (resv){cv + (size_t)t * 2 * C, 0, C, 2 * C, -INFINITY};
+        else hs[t] = (heap){cv + (size_t)t * C, 0, C};
+    }
     scan_bits_fn sb = pick_scan_bits();
     #pragma omp parallel for num_threads(T) schedule(dynamic, 1) if (T > 1)
     for (size_t i = 0; i < ph.n; i++) {
         uint32_t l = (uint32_t)probe[i].id;
-        heap *h = &hs[T > 1 ? omp_get_thread_num() : 0];
+        int t = T > 1 ? omp_get_thread_num() : 0;
         if (use_bits) {
             bquery b = bq;
             b.cs = cs[l];
-            sb(ix, &ix->lists[l], l, &b, p, h);
+            sb(ix, &ix->lists[l], l, &b, p, &rs[t]);
         } else {
-            scan_list(ix, &ix->lists[l], qc, qs, p, h);
+            scan_list(ix, &ix->lists[l], qc, qs, p, &hs[t]);
         }
     }
-    heap all = hs[0];
-    for (int t = 1; t < T; t++)
-        for (size_t i = 0; i < hs[t].n; i++) heap_push(&all, hs[t].v[i].s, hs[t].v[i].id);
+    heap all;
+    if (use_bits) {   /* the best C of every thread's best C */
+        resv m = rs[0];
+        for (int t = 1; t < T; t++) {
+            resv_trim(&rs[t]);
+            for (size_t i = 0; i < rs[t].n; i++) resv_push(&m, rs[t].v[i].s, rs[t].v[i].id);
+        }
+        resv_trim(&m);
+        all = (heap){m.v, m.n, m.n};
+    } else {
+        all = hs[0];
+        for (int t = 1; t < T; t++)
+            for (size_t i = 0; i < hs[t].n; i++) heap_push(&all, hs[t].v[i].s, hs[t].v[i].id);
+    }
     if (use_bits) {
         heap h8 = {cv2, 0, R};
         i8dot_fn dot = pick_i8dot();
