@@ -12,6 +12,7 @@
 #include "search/ann_ivf.h"
 
 #include "clip/gemm.h"
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/util.h"
 #include "search/dot.h"
@@ -27,17 +28,21 @@
 
 #define ASSIGN_BLOCK 2048
 #define PAR_MIN_CODES 131072
-#define ANN_BITS_MIN_SCAN 262144   /* sign-code first stage from this many codes scanned */
+#define ANN_BITS_MIN_SCAN 65536    /* sign-code first stage from this many codes scanned */
 #define ANN_BITS_KEEP_DIV 50       /* ... keeping 1/50 of them for the int8 stage */
+#define ANN_BITS_KEEP_MAX 8192     /* ... but at most this many (or 8 x rerank) */
+#define FS_BLOCK 32                /* sign codes scanned together */
+#define FS_PREFETCH 4096           /* bytes ahead the block scan prefetches */
 
 typedef struct ivf_list {
     uint32_t n, cap;
     uint32_t *slots;
     float *scales;
     int8_t *codes;
-    uint64_t *bits;       /* n x bwords: signs of the rotated residual */
+    uint8_t *fs;          /* sign codes of the rotated residuals, in blocks of
+                             FS_BLOCK rows (fast-scan layout, below) */
     float *bw;            /* n: sign-code estimator weight |r|^2 / sum |r'| */
-    uint16_t *bpc;        /* n: bits set */
+    int in_arena;         /* codes and fs point into the index's arena */
 } ivf_list;
 
 struct ann_ivf {
@@ -47,6 +52,8 @@ struct ann_ivf {
     ivf_list *lists;
     uint64_t count;
     int bwords;           /* 64-bit words of a sign code */
+    int fsg;              /* 4-dim groups of a sign code (even) */
+    size_t fsb;           /* bytes of a block of FS_BLOCK sign codes: fsg * 16 */
     float *rsign;         /* dim: signs of the fixed rotation */
     /* two-level assignment (nlist >= GROUP_MIN_LISTS): the centroids in
      * ngroups groups; a row is compared with the centroids of the
@@ -56,6 +63,8 @@ struct ann_ivf {
     float *gmcent;        /* nlist x dim: the centroids in group order */
     uint32_t *gmemb;      /* nlist: list number of each, in group order */
     uint32_t *gstart;     /* ngroups + 1 */
+    void *arena;          /* codes and sign codes of the lists reserved at once */
+    size_t arena_bytes;
 };
 
 /* ---------------------------------------------------------------- kernels */
@@ -125,7 +134,12 @@ int ann_ivf_auto_nlist(uint64_t n)
 
 int ann_ivf_default_probes(int nlist)
 {
-    int p = nlist / 5;   /* recall@10 ~0.95 on CLIP-like text queries (docs/search.md) */
+    /* A fifth of the lists, but at most 4 sqrt(lists) (from 400 lists):
+     * recall@10 ~0.97 on CLIP-like text queries at 1M (128 of 1024 lists)
+     * and 10M (256 of 4096; docs/search.md).  The share of lists needed
+     * falls as the index grows: a fifth scans 3x more than needed at 10M. */
+    int p = nlist / 5, cap = (int)(4.0 * sqrt((double)nlist) + 0.5);
+    if (p > cap) p = cap;
     if (p < 8) p = 8;
     return p > nlist ? nlist : p;
 }
@@ -193,7 +207,7 @@ static void rotate(const ann_ivf *ix, float *v)
  * count.  <q, r> ~ w * <Rq, b> with b in {-1, +1}^dim (RaBitQ's
  * estimator).  tmp: dim floats. */
 static void sign_code(const ann_ivf *ix, const int8_t *code, float scale, const float *c, float *tmp,
-                      uint64_t *bits, float *w, uint16_t *pc)
+                      uint64_t *bits, float *w)
 {
     float nn = 0, s1 = 0;
     for (int d = 0; d < ix->dim; d++) {
@@ -202,15 +216,34 @@ static void sign_code(const ann_ivf *ix, const int8_t *code, float scale, const 
     }
     rotate(ix, tmp);
     memset(bits, 0, (size_t)ix->bwords * 8);
-    int cnt = 0;
     for (int d = 0; d < ix->dim; d++) {
         s1 += fabsf(tmp[d]);
         uint64_t pos = tmp[d] > 0;
         bits[d / 64] |= pos << (d % 64);
-        cnt += (int)pos;
     }
     *w = s1 > 0 ? nn / s1 : 0.0f;
-    *pc = (uint16_t)cnt;
+}
+
+/* Fast-scan layout of the sign codes (the 4-bit look-up scan of FAISS's
+ * IndexIVFFastScan and RaBitQ, written here for 1-bit codes because no
+ * Debian library scans them): a list's codes are cut into blocks of
+ * FS_BLOCK = 32 rows; the code of a row is fsg groups of 4 bits (dims
+ * 4g..4g+3), and a block stores group g of its 32 rows in the 16 bytes at
+ * g * 16: byte j holds row j's group in its low nibble and row j + 16's in
+ * its high one.  A query's contribution of one group is then a 16-entry
+ * table looked up for 32 rows with two byte shuffles (fs_block_avx2).
+ * Rows are written into a block one at a time as they are inserted. */
+static void fs_put(const ann_ivf *ix, uint8_t *fs, uint32_t pos, const uint64_t *bits)
+{
+    uint8_t *blk = fs + (size_t)(pos / FS_BLOCK) * ix->fsb;
+    unsigned j = pos % FS_BLOCK, sh = j < 16 ? 0 : 4;
+    uint8_t keep = j < 16 ? 0xf0 : 0x0f;
+    for (int g = 0; g < ix->fsg; g++) {
+        int d = 4 * g;
+        unsigned nib = d < ix->bwords * 64 ? (unsigned)(bits[d / 64] >> (d % 64)) & 0xf : 0;
+        uint8_t *b = blk + (size_t)g * 16 + (j & 15);
+        *b = (uint8_t)((*b & keep) | nib << sh);
+    }
 }
 
 /* ---------------------------------------------------------------- groups */
@@ -314,6 +347,8 @@ cdx_result ann_ivf_from_centroids(int dim, int nlist, const float *centroids, an
         return cdx_error(CDX_ERR_NOMEM, "out of memory");
     }
     ix->bwords = (dim + 63) / 64;
+    ix->fsg = ((dim + 3) / 4 + 1) & ~1;
+    ix->fsb = (size_t)ix->fsg * 16;
     ix->rsign = malloc((size_t)dim * sizeof(float));
     if (!ix->rsign) {
         ann_ivf_free(ix);
@@ -339,12 +374,14 @@ void ann_ivf_free(ann_ivf *ix)
     for (int l = 0; ix->lists && l < ix->nlist; l++) {
         free(ix->lists[l].slots);
         free(ix->lists[l].scales);
-        free(ix->lists[l].codes);
-        free(ix->lists[l].bits);
+        if (!ix->lists[l].in_arena) {
+            free(ix->lists[l].codes);
+            cdx_free_aligned(ix->lists[l].fs);
+        }
         free(ix->lists[l].bw);
-        free(ix->lists[l].bpc);
     }
     free(ix->lists);
+    if (ix->arena) munmap(ix->arena, ix->arena_bytes);
     free(ix->cent);
     free(ix->rsign);
     free_groups(ix);
@@ -360,8 +397,8 @@ uint64_t ann_ivf_bytes(const ann_ivf *ix)
 {
     uint64_t b = (uint64_t)ix->nlist * (ix->dim * sizeof(float) + sizeof(ivf_list));
     for (int l = 0; l < ix->nlist; l++)
-        b += (uint64_t)ix->lists[l].cap *
-             (ix->cb + sizeof(float) + sizeof(uint32_t) + ix->bwords * 8 + sizeof(float) + sizeof(uint16_t));
+        b += (uint64_t)ix->lists[l].cap * (ix->cb + sizeof(float) + sizeof(uint32_t) + sizeof(float)) +
+             (uint64_t)(ix->lists[l].cap / FS_BLOCK) * ix->fsb;
     b += (uint64_t)ix->ngroups * ix->dim * sizeof(float) + (uint64_t)ix->nlist * (ix->dim * sizeof(float) + 4);
     return b;
 }
@@ -620,32 +657,86 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     return r;
 }
 
-static cdx_result list_grow(ivf_list *L, size_t cb, int bwords, uint32_t cap)
+static cdx_result list_grow(ivf_list *L, size_t cb, size_t fsb, uint32_t cap)
 {
     if (cap <= L->cap) return CDX_OK;
+    cap = (uint32_t)(((uint64_t)cap + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK);   /* whole sign-code blocks */
     uint32_t *s = realloc(L->slots, (size_t)cap * sizeof *s);
     if (s) L->slots = s;
     float *f = realloc(L->scales, (size_t)cap * sizeof *f);
     if (f) L->scales = f;
-    int8_t *c = realloc(L->codes, (size_t)cap * cb);
+    int8_t *c;
+    if (L->in_arena) {   /* leaves the arena (its slot stays unused) */
+        if ((c = malloc((size_t)cap * cb))) memcpy(c, L->codes, (size_t)L->n * cb);
+    } else {
+        c = realloc(L->codes, (size_t)cap * cb);
+    }
     if (c) L->codes = c;
-    uint64_t *b = realloc(L->bits, (size_t)cap * bwords * 8);
-    if (b) L->bits = b;
+    /* aligned for the block loads; new blocks zeroed (their unused
+     * nibbles are scanned, never reported) */
+    size_t ob = (size_t)(L->cap / FS_BLOCK) * fsb, nb = (size_t)(cap / FS_BLOCK) * fsb;
+    uint8_t *b = cdx_alloc_aligned(nb, 64);
+    if (b) {
+        if (ob) memcpy(b, L->fs, ob);
+        memset(b + ob, 0, nb - ob);
+        if (!L->in_arena) cdx_free_aligned(L->fs);
+        L->fs = b;
+    }
+    if (c && b) L->in_arena = 0;
     float *w = realloc(L->bw, (size_t)cap * sizeof *w);
-    if (w) L->bw = w;
-    uint16_t *pc = realloc(L->bpc, (size_t)cap * sizeof *pc);
-    if (pc) L->bpc = pc;
-    if (!s || !f || !c || !b || !w || !pc) return cdx_error(CDX_ERR_NOMEM, "out of memory (ann index list)");
+    if (w) {
+        memset(w + L->cap, 0, (size_t)(cap - L->cap) * sizeof *w);   /* read by the block scan */
+        L->bw = w;
+    }
+    if (!s || !f || !c || !b || !w) return cdx_error(CDX_ERR_NOMEM, "out of memory (ann index list)");
     L->cap = cap;
     return CDX_OK;
 }
 
+/* The codes and sign codes of an empty index about to receive known list
+ * sizes (a load) in one mapping with transparent huge pages: a query reads
+ * ~1000 lists' sign codes and thousands of random int8 codes, and with 4 KB
+ * pages the TLB misses cost as much as the reads. */
+static void reserve_arena(ann_ivf *ix, const uint64_t *extra)
+{
+    size_t bytes = 0;
+    for (int l = 0; l < ix->nlist; l++) {
+        uint64_t c = (extra[l] + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK;
+        bytes += (size_t)c * ix->cb + (size_t)(c / FS_BLOCK) * ix->fsb;
+    }
+    if (bytes < ((size_t)1 << 20)) return;   /* small: plain allocations */
+    void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (a == MAP_FAILED) return;   /* the lists allocate their own */
+#ifdef MADV_HUGEPAGE
+    madvise(a, bytes, MADV_HUGEPAGE);
+#endif
+    ix->arena = a;
+    ix->arena_bytes = bytes;
+    uint8_t *at = a;
+    for (int l = 0; l < ix->nlist; l++) {
+        ivf_list *L = &ix->lists[l];
+        uint64_t c = (extra[l] + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK;
+        if (!c) continue;
+        L->fs = at;
+        at += (size_t)(c / FS_BLOCK) * ix->fsb;
+        L->codes = (int8_t *)at;
+        at += (size_t)c * ix->cb;
+        L->in_arena = 1;
+        L->cap = (uint32_t)c;
+        if (!(L->slots = malloc((size_t)c * sizeof *L->slots)) || !(L->scales = malloc((size_t)c * sizeof *L->scales)) ||
+            !(L->bw = calloc((size_t)c, sizeof *L->bw))) {
+            L->cap = 0;   /* list_grow allocates the rest */
+        }
+    }
+}
+
 cdx_result ann_ivf_reserve(ann_ivf *ix, const uint64_t *extra)
 {
+    if (!ix->count && !ix->arena) reserve_arena(ix, extra);
     for (int l = 0; l < ix->nlist; l++) {
         uint64_t want = (uint64_t)ix->lists[l].n + extra[l];
         if (want > ANN_IVF_MAX_ROWS) return cdx_error(CDX_ERR_TOO_LARGE, "ann index list too long");
-        cdx_result r = list_grow(&ix->lists[l], ix->cb, ix->bwords, (uint32_t)want);
+        cdx_result r = list_grow(&ix->lists[l], ix->cb, ix->fsb, (uint32_t)want);
         if (r) return r;
     }
     return CDX_OK;
@@ -664,34 +755,31 @@ cdx_result ann_ivf_insert(ann_ivf *ix, const ann_segment *seg)
     int T = omp_get_max_threads();
     uint64_t *bits = malloc((seg->n ? seg->n : 1) * (size_t)ix->bwords * 8);
     float *bw = malloc((seg->n ? seg->n : 1) * sizeof *bw);
-    uint16_t *bpc = malloc((seg->n ? seg->n : 1) * sizeof *bpc);
     float *tmp = malloc((size_t)T * ix->dim * sizeof *tmp);
-    cdx_result r = bits && bw && bpc && tmp ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
+    cdx_result r = bits && bw && tmp ? CDX_OK : cdx_error(CDX_ERR_NOMEM, "out of memory");
     if (!r) {
         #pragma omp parallel for schedule(static) num_threads(T)
         for (size_t i = 0; i < seg->n; i++)
             sign_code(ix, seg->codes + i * ix->cb, seg->scales[i], ix->cent + (size_t)seg->lists[i] * ix->dim,
-                      tmp + (size_t)omp_get_thread_num() * ix->dim, bits + i * ix->bwords, &bw[i], &bpc[i]);
+                      tmp + (size_t)omp_get_thread_num() * ix->dim, bits + i * ix->bwords, &bw[i]);
     }
     for (size_t i = 0; !r && i < seg->n; i++) {
         ivf_list *L = &ix->lists[seg->lists[i]];
         if (L->n == L->cap) {
             uint64_t cap = (uint64_t)L->cap + L->cap / 2 + 16;
             if (cap > ANN_IVF_MAX_ROWS) cap = ANN_IVF_MAX_ROWS;
-            r = list_grow(L, ix->cb, ix->bwords, (uint32_t)cap);
+            r = list_grow(L, ix->cb, ix->fsb, (uint32_t)cap);
             if (r) break;   /* rows so far stay consistent: count is not advanced */
         }
         L->slots[L->n] = (uint32_t)(seg->first + i);
         L->scales[L->n] = seg->scales[i];
         memcpy(L->codes + (size_t)L->n * ix->cb, seg->codes + i * ix->cb, ix->cb);
-        memcpy(L->bits + (size_t)L->n * ix->bwords, bits + i * ix->bwords, (size_t)ix->bwords * 8);
+        fs_put(ix, L->fs, L->n, bits + i * ix->bwords);
         L->bw[L->n] = bw[i];
-        L->bpc[L->n] = bpc[i];
         L->n++;
     }
     free(bits);
     free(bw);
-    free(bpc);
     free(tmp);
     if (r) return r;
     ix->count += seg->n;
@@ -815,87 +903,188 @@ static void scan_list(const ann_ivf *ix, const ivf_list *L, const int8_t *qc, fl
     }
 }
 
-/* The query for the sign codes: rotated, quantised to 4 bits per dim
- * (u = round((q' - lo) / delta)) and stored as 4 bit planes, so that
- * sum over the set bits of q' = lo * popcount(b) + delta * sum_j 2^j
- * popcount(b & plane_j). */
+/* The query for the sign codes: rotated, and as one 16-entry table per
+ * 4-dim group g: T_g[c] = sum of q'_d over the dims of g whose bit is set
+ * in c, stored as u8 (T_g[c] - m_g) / delta with m_g = min_c T_g[c] and one
+ * delta for all groups.  Over a code, sum_g T_g = M + delta * acc (M the sum
+ * of the m_g, acc the sum of the table entries), and since the code's dims
+ * are +-1, <q', b> = 2 * (sum over set bits) - sum_d q'_d; so the estimate
+ * <q, c> + w * <q', b> is cs + w * (A + B * acc). */
 typedef struct bquery {
-    uint64_t *planes;   /* 4 x bwords */
-    float lo2, delta2, sumq, cs;   /* 2 lo, 2 delta, sum of q', the list's <q, c> */
+    uint8_t *lut;   /* fsg x 16, 32-byte aligned */
+    float A, B, cs;   /* 2 M - sum q', 2 delta, the list's <q, c> */
 } bquery;
 
 static void bquery_make(const ann_ivf *ix, const float *q, float *tmp, bquery *bq)
 {
-    int dim = ix->dim, W = ix->bwords;
+    int dim = ix->dim, G = ix->fsg;
+    memset(tmp, 0, (size_t)G * 4 * sizeof(float));
     memcpy(tmp, q, (size_t)dim * sizeof(float));
     rotate(ix, tmp);
-    float lo = tmp[0], hi = tmp[0];
-    for (int d = 1; d < dim; d++) {
-        lo = tmp[d] < lo ? tmp[d] : lo;
-        hi = tmp[d] > hi ? tmp[d] : hi;
+    double sumq = 0, M = 0;
+    float range = 0;
+    for (int d = 0; d < dim; d++) sumq += tmp[d];
+    float T[16];
+    for (int g = 0; g < G; g++) {
+        float m = 0, hi = 0;
+        for (int j = 0; j < 4; j++) {
+            float v = tmp[4 * g + j];
+            m += v < 0 ? v : 0;
+            hi += v > 0 ? v : 0;
+        }
+        range = hi - m > range ? hi - m : range;
+        M += m;
     }
-    float delta = hi > lo ? (hi - lo) / 15.0f : 1.0f;
-    memset(bq->planes, 0, (size_t)4 * W * 8);
-    double sum = 0;
-    for (int d = 0; d < dim; d++) {
-        float v = nearbyintf((tmp[d] - lo) / delta);
-        int u = v < 0 ? 0 : v > 15 ? 15 : (int)v;
-        for (int j = 0; j < 4; j++)
-            if (u >> j & 1) bq->planes[j * W + d / 64] |= 1ull << (d % 64);
-        sum += lo + (double)delta * u;
+    float delta = range > 0 ? range / 255.0f : 1.0f, inv = 1.0f / delta;
+    for (int g = 0; g < G; g++) {
+        const float *v = tmp + 4 * g;
+        float m = 0;
+        for (int c = 0; c < 16; c++) {
+            T[c] = (c & 1 ? v[0] : 0) + (c & 2 ? v[1] : 0) + (c & 4 ? v[2] : 0) + (c & 8 ? v[3] : 0);
+            m = T[c] < m ? T[c] : m;
+        }
+        for (int c = 0; c < 16; c++) {
+            float u = nearbyintf((T[c] - m) * inv);
+            bq->lut[g * 16 + c] = (uint8_t)(u < 0 ? 0 : u > 255 ? 255 : u);
+        }
     }
-    bq->lo2 = 2 * lo;
-    bq->delta2 = 2 * delta;
-    bq->sumq = (float)sum;
+    bq->A = (float)(2 * M - sumq);
+    bq->B = 2 * delta;
+}
+
+/* The estimates of the 32 rows of one block, cs + w_j * (A + B * acc_j)
+ * with acc_j row j's table sum (est), and the mask of those above thr
+ * (reference: plain C; the SIMD kernel computes the same floats in the
+ * same order). */
+static uint32_t fs_block_ref(const uint8_t *blk, const bquery *bq, int G, const float *w, float thr, float *est)
+{
+    uint32_t mask = 0;
+    for (int j = 0; j < FS_BLOCK; j++) {
+        uint32_t s = 0;
+        for (int g = 0; g < G; g++) {
+            uint8_t byte = blk[(size_t)g * 16 + (j & 15)];
+            s += bq->lut[g * 16 + (j < 16 ? byte & 15 : byte >> 4)];
+        }
+        float t = bq->B * (float)s;
+        t = bq->A + t;
+        t = w[j] * t;
+        est[j] = bq->cs + t;
+        mask |= (uint32_t)(est[j] > thr) << j;
+    }
+    return mask;
+}
+
+/* The same with AVX2: a 32-byte load holds groups g and g + 1 of the 32
+ * rows, the two tables sit in the matching lanes of one register, and each
+ * vpshufb looks up 16 rows of both groups.  The u8 results are summed as
+ * u16 pairs (even rows: the u16 sums less 256 x the odd rows' sums), which
+ * cannot overflow within a run of 256 groups (256 x 255 < 65536). */
+__attribute__((target("avx2"))) static uint32_t fs_block_avx2(const uint8_t *blk, const bquery *bq, int G,
+                                                              const float *w, float thr, float *est)
+{
+    const uint8_t *lut = bq->lut;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i t0 = _mm256_setzero_si256(), t1 = t0, t2 = t0, t3 = t0;   /* rows 0-7, 8-15, 16-23, 24-31 */
+    for (int g0 = 0; g0 < G; g0 += 256) {
+        int g1 = G - g0 < 256 ? G : g0 + 256;
+        __m256i el = _mm256_setzero_si256(), ol = el, eh = el, oh = el;
+        for (int g = g0; g < g1; g += 2) {
+            /* two blocks ahead: the stream of a list outruns the hardware
+             * prefetcher (the loads stalled 60% of the time without) */
+            _mm_prefetch((const char *)(blk + (size_t)g * 16 + FS_PREFETCH), _MM_HINT_T0);
+            __m256i x = _mm256_load_si256((const __m256i *)(blk + (size_t)g * 16));
+            __m256i L = _mm256_load_si256((const __m256i *)(lut + (size_t)g * 16));
+            __m256i rl = _mm256_shuffle_epi8(L, _mm256_and_si256(x, m4));
+            __m256i rh = _mm256_shuffle_epi8(L, _mm256_and_si256(_mm256_srli_epi16(x, 4), m4));
+            el = _mm256_add_epi16(el, rl);
+            ol = _mm256_add_epi16(ol, _mm256_srli_epi16(rl, 8));
+            eh = _mm256_add_epi16(eh, rh);
+            oh = _mm256_add_epi16(oh, _mm256_srli_epi16(rh, 8));
+        }
+        el = _mm256_sub_epi16(el, _mm256_slli_epi16(ol, 8));
+        eh = _mm256_sub_epi16(eh, _mm256_slli_epi16(oh, 8));
+        /* the two lanes (even and odd groups) of rows 2i / 2i + 1 */
+        __m128i e0 = _mm_add_epi16(_mm256_castsi256_si128(el), _mm256_extracti128_si256(el, 1));
+        __m128i o0 = _mm_add_epi16(_mm256_castsi256_si128(ol), _mm256_extracti128_si256(ol, 1));
+        __m128i e1 = _mm_add_epi16(_mm256_castsi256_si128(eh), _mm256_extracti128_si256(eh, 1));
+        __m128i o1 = _mm_add_epi16(_mm256_castsi256_si128(oh), _mm256_extracti128_si256(oh, 1));
+        t0 = _mm256_add_epi32(t0, _mm256_cvtepu16_epi32(_mm_unpacklo_epi16(e0, o0)));
+        t1 = _mm256_add_epi32(t1, _mm256_cvtepu16_epi32(_mm_unpackhi_epi16(e0, o0)));
+        t2 = _mm256_add_epi32(t2, _mm256_cvtepu16_epi32(_mm_unpacklo_epi16(e1, o1)));
+        t3 = _mm256_add_epi32(t3, _mm256_cvtepu16_epi32(_mm_unpackhi_epi16(e1, o1)));
+    }
+    /* no FMA: the same roundings as the reference */
+    const __m256 vA = _mm256_set1_ps(bq->A), vB = _mm256_set1_ps(bq->B), vc = _mm256_set1_ps(bq->cs);
+    const __m256 vt = _mm256_set1_ps(thr);
+    __m256i t[4] = {t0, t1, t2, t3};
+    uint32_t mask = 0;
+    for (int k = 0; k < 4; k++) {
+        __m256 e = _mm256_mul_ps(vB, _mm256_cvtepi32_ps(t[k]));
+        e = _mm256_add_ps(vA, e);
+        e = _mm256_mul_ps(_mm256_loadu_ps(w + 8 * k), e);
+        e = _mm256_add_ps(vc, e);
+        _mm256_storeu_ps(est + 8 * k, e);
+        mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(e, vt, _CMP_GT_OQ)) << (8 * k);
+    }
+    return mask;
+}
+
+typedef uint32_t (*fs_block_fn)(const uint8_t *, const bquery *, int, const float *, float, float *);
+
+static fs_block_fn pick_fs_block(void)
+{
+    const char *e = getenv("CLIPDEX_SIMD");
+    int scalar = e && !strcmp(e, "scalar");
+    return !scalar && cdx_cpu_level() >= CDX_ISA_AVX2 ? fs_block_avx2 : fs_block_ref;
 }
 
 /* Estimated scores of one list from its sign codes; candidates are
  * (list << 32 | position). */
-static inline __attribute__((always_inline)) void scan_bits_body(const ann_ivf *ix, const ivf_list *L, uint32_t list,
-                                                                 const bquery *bq, const ann_search_params *p, resv *h)
+static void scan_bits(const ann_ivf *ix, const ivf_list *L, uint32_t list, const bquery *bq,
+                      const ann_search_params *p, fs_block_fn fb, resv *h)
 {
-    const int W = ix->bwords;
-    const uint64_t *P0 = bq->planes, *P1 = P0 + W, *P2 = P1 + W, *P3 = P2 + W;
-    for (uint32_t i = 0; i < L->n; i++) {
-        if (!allowed(p, L->slots[i])) continue;
-        const uint64_t *b = L->bits + (size_t)i * W;
-        int s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (int w = 0; w < W; w++) {
-            s0 += __builtin_popcountll(b[w] & P0[w]);
-            s1 += __builtin_popcountll(b[w] & P1[w]);
-            s2 += __builtin_popcountll(b[w] & P2[w]);
-            s3 += __builtin_popcountll(b[w] & P3[w]);
+    float est[FS_BLOCK];
+    for (uint32_t b0 = 0; b0 < L->n; b0 += FS_BLOCK) {
+        const uint8_t *blk = L->fs + (size_t)(b0 / FS_BLOCK) * ix->fsb;
+        uint32_t mask = fb(blk, bq, ix->fsg, L->bw + b0, h->thr, est);
+        if (L->n - b0 < FS_BLOCK) mask &= (1u << (L->n - b0)) - 1;
+        while (mask) {
+            uint32_t j = (uint32_t)__builtin_ctz(mask);
+            mask &= mask - 1;
+            if (!(est[j] > h->thr) || !allowed(p, L->slots[b0 + j])) continue;   /* thr may have risen */
+            resv_push(h, est[j], (uint64_t)list << 32 | (b0 + j));
         }
-        int S = s0 + 2 * s1 + 4 * s2 + 8 * s3;
-        float est = bq->cs + L->bw[i] * (bq->lo2 * L->bpc[i] + bq->delta2 * (float)S - bq->sumq);
-        resv_push(h, est, (uint64_t)list << 32 | i);
     }
 }
 
-__attribute__((target("popcnt"))) static void scan_bits_popcnt(const ann_ivf *ix, const ivf_list *L, uint32_t list,
-                                                               const bquery *bq, const ann_search_params *p, resv *h)
+int ann_ivf_sign_estimates(const ann_ivf *ix, const float *query, uint32_t list, float *out, uint64_t *slots)
 {
-    scan_bits_body(ix, L, list, bq, p, h);
-}
-
-static void scan_bits_plain(const ann_ivf *ix, const ivf_list *L, uint32_t list, const bquery *bq,
-                            const ann_search_params *p, resv *h)
-{
-    scan_bits_body(ix, L, list, bq, p, h);
-}
-
-typedef void (*scan_bits_fn)(const ann_ivf *, const ivf_list *, uint32_t, const bquery *,
-                             const ann_search_params *, resv *);
-
-static scan_bits_fn pick_scan_bits(void)
-{
-    static scan_bits_fn fn;
-    if (!fn) {
-        const char *e = getenv("CLIPDEX_SIMD");
-        __builtin_cpu_init();
-        fn = !(e && !strcmp(e, "scalar")) && __builtin_cpu_supports("popcnt") ? scan_bits_popcnt : scan_bits_plain;
+    if (list >= (uint32_t)ix->nlist) return -1;
+    const ivf_list *L = &ix->lists[list];
+    bquery bq = {0};
+    float *tmp = malloc((size_t)ix->fsg * 4 * sizeof(float));
+    bq.lut = cdx_alloc_aligned(ix->fsb, 32);
+    float cs = 0;
+    for (int d = 0; d < ix->dim; d++) cs += query[d] * ix->cent[(size_t)list * ix->dim + d];
+    if (!tmp || !bq.lut) {
+        free(tmp);
+        cdx_free_aligned(bq.lut);
+        return -1;
     }
-    return fn;
+    bquery_make(ix, query, tmp, &bq);
+    bq.cs = cs;
+    fs_block_fn fb = pick_fs_block();
+    float est[FS_BLOCK];
+    for (uint32_t b0 = 0; b0 < L->n; b0 += FS_BLOCK) {
+        fb(L->fs + (size_t)(b0 / FS_BLOCK) * ix->fsb, &bq, ix->fsg, L->bw + b0, -INFINITY, est);
+        for (uint32_t j = 0; j < FS_BLOCK && b0 + j < L->n; j++) {
+            out[b0 + j] = est[j];
+            if (slots) slots[b0 + j] = L->slots[b0 + j];
+        }
+    }
+    free(tmp);
+    cdx_free_aligned(bq.lut);
+    return (int)L->n;
 }
 
 static int hit_cmp(const void *a, const void *b)
@@ -955,23 +1144,37 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
     bquery bq = {0};
     if (r) goto done;
     /* 1. the P lists whose centroids are most similar to the query */
-    kern->tile(&query, 1, ix->cent, (size_t)ix->nlist, (size_t)ix->dim, (size_t)ix->dim, cs, (size_t)ix->nlist);
+    if (T > 1 && (size_t)ix->nlist * ix->dim >= ((size_t)1 << 20)) {   /* >= 4 MB of centroids: memory bound */
+        #pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            size_t lo = (size_t)ix->nlist * t / nt, hi = (size_t)ix->nlist * (t + 1) / nt;
+            kern->tile(&query, 1, ix->cent + lo * ix->dim, hi - lo, (size_t)ix->dim, (size_t)ix->dim, cs + lo,
+                       hi - lo);
+        }
+    } else {
+        kern->tile(&query, 1, ix->cent, (size_t)ix->nlist, (size_t)ix->dim, (size_t)ix->dim, cs, (size_t)ix->nlist);
+    }
     heap ph = {probe, 0, (size_t)P};
     for (int l = 0; l < ix->nlist; l++) heap_push(&ph, cs[l], (uint32_t)l);
+    /* most similar first: the candidate threshold of the sign-code stage
+     * then rises early */
+    qsort(probe, ph.n, sizeof *probe, cand_desc);
     uint64_t total = 0;
     for (size_t i = 0; i < ph.n; i++) total += ix->lists[probe[i].id].n;
     if (scanned) *scanned = total;
-    /* 2. the query as int8 (and as 4-bit planes for the sign codes) */
+    /* 2. the query as int8 (and as tables for the sign codes) */
     float qs = quantize(query, ix->dim, ix->cb, qc);
     int use_bits = p->bits > 0 || (p->bits == 0 && total >= ANN_BITS_MIN_SCAN);
     size_t C = R;
     if (use_bits) {
         C = p->bits_keep ? p->bits_keep : (size_t)(total / ANN_BITS_KEEP_DIV);
+        if (!p->bits_keep && C > ANN_BITS_KEEP_MAX) C = ANN_BITS_KEEP_MAX;
         if (!p->bits_keep && C < R * 8) C = R * 8;
         if (C < R) C = R;
-        bq.planes = malloc((size_t)4 * ix->bwords * 8);
-        qrot = malloc((size_t)ix->dim * sizeof *qrot);
-        if (!bq.planes || !qrot) {
+        bq.lut = cdx_alloc_aligned(ix->fsb, 32);
+        qrot = malloc((size_t)ix->fsg * 4 * sizeof *qrot);
+        if (!bq.lut || !qrot) {
             r = cdx_error(CDX_ERR_NOMEM, "out of memory");
             goto done;
         }
@@ -994,7 +1197,7 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
         if (use_bits) rs[t] = (resv){cv + (size_t)t * 2 * C, 0, C, 2 * C, -INFINITY};
         else hs[t] = (heap){cv + (size_t)t * C, 0, C};
     }
-    scan_bits_fn sb = pick_scan_bits();
+    fs_block_fn fb = pick_fs_block();
     #pragma omp parallel for num_threads(T) schedule(dynamic, 1) if (T > 1)
     for (size_t i = 0; i < ph.n; i++) {
         uint32_t l = (uint32_t)probe[i].id;
@@ -1002,7 +1205,7 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
         if (use_bits) {
             bquery b = bq;
             b.cs = cs[l];
-            sb(ix, &ix->lists[l], l, &b, p, &rs[t]);
+            scan_bits(ix, &ix->lists[l], l, &b, p, fb, &rs[t]);
         } else {
             scan_list(ix, &ix->lists[l], qc, qs, p, &hs[t]);
         }
@@ -1022,21 +1225,39 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
             for (size_t i = 0; i < hs[t].n; i++) heap_push(&all, hs[t].v[i].s, hs[t].v[i].id);
     }
     if (use_bits) {
-        heap h8 = {cv2, 0, R};
-        i8dot_fn dot = pick_i8dot();
-        for (size_t i = 0; i < all.n; i++) {
-            const ivf_list *L = &ix->lists[all.v[i].id >> 32];
-            uint32_t pos = (uint32_t)all.v[i].id;
-            if (i + 4 < all.n) {
-                const cand *nx = &all.v[i + 4];
-                const ivf_list *L2 = &ix->lists[nx->id >> 32];
-                __builtin_prefetch(L2->codes + (size_t)(uint32_t)nx->id * ix->cb);
-                __builtin_prefetch(L2->codes + (size_t)(uint32_t)nx->id * ix->cb + 256);
-            }
-            float s = qs * L->scales[pos] * (float)dot(qc, L->codes + (size_t)pos * ix->cb, ix->cb);
-            heap_push(&h8, s, L->slots[pos]);
+        /* int8 scores of the C candidates, split over the threads (each
+         * code is a random read: the rows of the next few are fetched
+         * ahead), then the best R of every thread's best R */
+        int T8 = all.n >= 4096 ? T : 1;
+        heap h8[64];
+        for (int t = 0; t < T8; t++) h8[t] = (heap){t ? cv + (size_t)(t - 1) * R : cv2, 0, R};
+        const cand *av = all.v;
+        size_t an = all.n;
+        if (T8 > 1) {   /* cv holds the candidates: move them out of the heaps' way */
+            memmove(cv + (size_t)(T8 - 1) * R, all.v, an * sizeof *cv);
+            av = cv + (size_t)(T8 - 1) * R;
         }
-        all = h8;
+        i8dot_fn dot = pick_i8dot();
+        size_t cb = ix->cb;
+        #pragma omp parallel num_threads(T8) if (T8 > 1)
+        {
+            int t = T8 > 1 ? omp_get_thread_num() : 0;
+            size_t lo = an * (size_t)t / (size_t)T8, hi = an * (size_t)(t + 1) / (size_t)T8;
+            for (size_t i = lo; i < hi; i++) {
+                const ivf_list *L = &ix->lists[av[i].id >> 32];
+                uint32_t pos = (uint32_t)av[i].id;
+                if (i + 6 < hi) {
+                    const cand *nx = &av[i + 6];
+                    const int8_t *c2 = ix->lists[nx->id >> 32].codes + (size_t)(uint32_t)nx->id * cb;
+                    for (size_t o = 0; o < cb; o += 64) __builtin_prefetch(c2 + o);
+                }
+                float sc = qs * L->scales[pos] * (float)dot(qc, L->codes + (size_t)pos * cb, cb);
+                heap_push(&h8[t], sc, L->slots[pos]);
+            }
+        }
+        for (int t = 1; t < T8; t++)
+            for (size_t i = 0; i < h8[t].n; i++) heap_push(&h8[0], h8[t].v[i].s, h8[t].v[i].id);
+        all = h8[0];
     } else {
         memcpy(cv2, all.v, all.n * sizeof *cv2);
         all.v = cv2;
@@ -1069,6 +1290,6 @@ done:
     free(cv2);
     free(res);
     free(qrot);
-    free(bq.planes);
+    cdx_free_aligned(bq.lut);
     return r;
 }

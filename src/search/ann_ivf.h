@@ -129,4 +129,11 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
 int32_t ann_i8dot_ref(const int8_t *a, const int8_t *b, size_t n);
 int32_t ann_i8dot(const int8_t *a, const int8_t *b, size_t n);
 
+/* The sign-code estimates of <query, row> for every row of one list, in
+ * list order (slots, when not NULL, receives their slots), with the kernel of the current instruction-set level (for
+ * tests: the levels must agree exactly, and the estimates must stay near
+ * the true scores).  Returns the rows written to out, -1 on a bad list or
+ * out of memory. */
+int ann_ivf_sign_estimates(const ann_ivf *ix, const float *query, uint32_t list, float *out, uint64_t *slots);
+
 #endif
