@@ -257,9 +257,11 @@ static double sign_estimates(int d, size_t n, int nlist, int nq)
 
 static void test_sign_kernel(void)
 {
-    static const int dims[] = {100, 128, 512, 1100};   /* 1100: 276 groups, two runs of the u16 sums */
+    /* 1100: 276 groups, two runs of the u16 sums; 512 in 2 lists of ~5000
+     * rows: blocks past 256 KB, grown as mappings of their own */
+    static const int dims[] = {100, 128, 512, 1100}, rows[] = {3000, 3000, 10000, 3000}, lists[] = {8, 8, 2, 8};
     for (int i = 0; i < 4; i++) {
-        double e = sign_estimates(dims[i], 3000, 8, 5);
+        double e = sign_estimates(dims[i], (size_t)rows[i], lists[i], 5);
         printf("sign-code estimates, dim %d: mean |estimate - score| %.4f (%s kernel)\n", dims[i], e,
                cdx_isa_name(cdx_cpu_level()));
         CHECKF(e < 0.05, "dim %d: %.4f", dims[i], e);

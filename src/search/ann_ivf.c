@@ -33,6 +33,7 @@
 #define ANN_BITS_KEEP_MAX 8192     /* ... but at most this many (or 8 x rerank) */
 #define FS_BLOCK 32                /* sign codes scanned together */
 #define FS_PREFETCH 4096           /* bytes ahead the block scan prefetches */
+#define FS_MAP_MIN ((size_t)256 << 10)   /* sign-code blocks of this size: a mapping of their own */
 
 typedef struct ivf_list {
     uint32_t n, cap;
@@ -331,6 +332,13 @@ void ann_ivf_set_group_probes(ann_ivf *ix, int group_probes)
     if (ix->ngroups) ix->group_probes = group_probes < 0 ? 0 : group_probes;
 }
 
+static void fs_release(uint8_t *fs, size_t bytes)
+{
+    if (!fs) return;
+    if (bytes >= FS_MAP_MIN) munmap(fs, bytes);
+    else cdx_free_aligned(fs);
+}
+
 cdx_result ann_ivf_from_centroids(int dim, int nlist, const float *centroids, ann_ivf **out)
 {
     if (dim < 1 || dim > 16384 || nlist < 1 || nlist > ANN_IVF_MAX_LISTS)
@@ -376,7 +384,7 @@ void ann_ivf_free(ann_ivf *ix)
         free(ix->lists[l].scales);
         if (!ix->lists[l].in_arena) {
             free(ix->lists[l].codes);
-            cdx_free_aligned(ix->lists[l].fs);
+            fs_release(ix->lists[l].fs, (size_t)(ix->lists[l].cap / FS_BLOCK) * ix->fsb);
         }
         free(ix->lists[l].bw);
     }
@@ -657,6 +665,29 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     return r;
 }
 
+/* A list's sign-code blocks are 64-byte aligned for the block loads.
+ * Large ones are mappings of their own, grown with mremap: aligned
+ * allocations grown by copying (a list grows by half its size ~20 times
+ * on its way to 2,500 rows) fragmented the heap to 1.6x the index's size
+ * at 10M. */
+static uint8_t *fs_resize(uint8_t *old, size_t ob, size_t nb, int from_arena)
+{
+    uint8_t *b;
+    if (nb >= FS_MAP_MIN && ob >= FS_MAP_MIN && !from_arena) {
+        b = mremap(old, ob, nb, MREMAP_MAYMOVE);
+        return b == MAP_FAILED ? NULL : b;
+    }
+    if (nb >= FS_MAP_MIN) {
+        b = mmap(NULL, nb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (b == MAP_FAILED) return NULL;
+    } else {
+        if (!(b = cdx_alloc_aligned(nb, 1))) return NULL;
+    }
+    if (ob) memcpy(b, old, ob);
+    if (!from_arena) fs_release(old, ob);
+    return b;
+}
+
 static cdx_result list_grow(ivf_list *L, size_t cb, size_t fsb, uint32_t cap)
 {
     if (cap <= L->cap) return CDX_OK;
@@ -671,18 +702,22 @@ static cdx_result list_grow(ivf_list *L, size_t cb, size_t fsb, uint32_t cap)
     } else {
         c = realloc(L->codes, (size_t)cap * cb);
     }
-    if (c) L->codes = c;
-    /* aligned for the block loads; new blocks zeroed (their unused
-     * nibbles are scanned, never reported) */
+    if (c && !L->in_arena) L->codes = c;
+    /* new blocks zeroed (their unused nibbles are scanned, never
+     * reported); a list leaves the arena with its codes and blocks both */
     size_t ob = (size_t)(L->cap / FS_BLOCK) * fsb, nb = (size_t)(cap / FS_BLOCK) * fsb;
-    uint8_t *b = cdx_alloc_aligned(nb, 64);
-    if (b) {
-        if (ob) memcpy(b, L->fs, ob);
-        memset(b + ob, 0, nb - ob);
-        if (!L->in_arena) cdx_free_aligned(L->fs);
-        L->fs = b;
+    uint8_t *b = NULL;
+    if (c) {
+        if ((b = fs_resize(L->fs, ob, nb, L->in_arena))) {
+            memset(b + ob, 0, nb - ob);
+            L->fs = b;
+            if (L->in_arena) L->codes = c;
+            L->in_arena = 0;
+        } else if (L->in_arena) {
+            free(c);
+            c = NULL;
+        }
     }
-    if (c && b) L->in_arena = 0;
     float *w = realloc(L->bw, (size_t)cap * sizeof *w);
     if (w) {
         memset(w + L->cap, 0, (size_t)(cap - L->cap) * sizeof *w);   /* read by the block scan */
@@ -1063,7 +1098,7 @@ int ann_ivf_sign_estimates(const ann_ivf *ix, const float *query, uint32_t list,
     const ivf_list *L = &ix->lists[list];
     bquery bq = {0};
     float *tmp = malloc((size_t)ix->fsg * 4 * sizeof(float));
-    bq.lut = cdx_alloc_aligned(ix->fsb, 32);
+    bq.lut = cdx_alloc_aligned(ix->fsb, 1);
     float cs = 0;
     for (int d = 0; d < ix->dim; d++) cs += query[d] * ix->cent[(size_t)list * ix->dim + d];
     if (!tmp || !bq.lut) {
@@ -1172,7 +1207,7 @@ cdx_result ann_ivf_search(const ann_ivf *ix, const cdx_rows *src, const float *q
         if (!p->bits_keep && C > ANN_BITS_KEEP_MAX) C = ANN_BITS_KEEP_MAX;
         if (!p->bits_keep && C < R * 8) C = R * 8;
         if (C < R) C = R;
-        bq.lut = cdx_alloc_aligned(ix->fsb, 32);
+        bq.lut = cdx_alloc_aligned(ix->fsb, 1);
         qrot = malloc((size_t)ix->fsg * 4 * sizeof *qrot);
         if (!bq.lut || !qrot) {
             r = cdx_error(CDX_ERR_NOMEM, "out of memory");
