@@ -246,7 +246,7 @@ int main(int argc, char **argv)
         run r = {ix, NULL, NULL, 0, &src, qs, (int)dim, pr, 0, 0, got};
         char knob[64];
         snprintf(knob, sizeof knob, "probes=%d/%d", pr, ann_ivf_nlist(ix));
-        measure(&r, nq, threads, gt, lat, "clipdex-ivf-int8", knob, (double)ann_ivf_bytes(ix) / n, build_s, json);
+        measure(&r, nq, threads, gt, lat, "clipdex-ivf", knob, (double)ann_ivf_bytes(ix) / n, build_s, json);
     }
     ann_ivf_free(ix);
     if (exact) {

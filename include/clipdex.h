@@ -890,7 +890,8 @@ typedef struct cdx_search_params {
      * at least cdx_library_params.ann_min_rows vectors, float32 scans only */
     int exact;                 /* 1 = never the approximate index */
     int probes;                /* lists scanned: the recall / speed knob
-                                  (0 = default, lists/5; 1..65536) */
+                                  (0 = default: lists/5, at most
+                                  4 sqrt(lists); 1..65536) */
     cdx_search_info *info;     /* out (may be NULL): how it was answered */
     const char *model_fingerprint;  /* the model the query vectors come from
                                   (cdx_library_pin_fingerprint); when the

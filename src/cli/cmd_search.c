@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "  --exact         score every vector (default: the approximate index on\n"
             "                  libraries of 10000+ vectors; docs/search.md)\n"
             "  --probes N      approximate index: lists scanned, 1..65536 (more = better\n"
-            "                  recall, slower; default lists/5)\n"
+            "                  recall, slower; default lists/5, at most 4 sqrt(lists))\n"
             "  --json          JSON output (\"approximate\": whether the index answered)\n"
             "  --mode M        semantic (CLIP), keyword (full-text index, FTS5 syntax:\n"
             "                  \"a phrase\", pref*, AND, OR, NOT, title:word) or hybrid (both,\n"
