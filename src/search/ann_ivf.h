@@ -9,7 +9,11 @@
  * `probes` best lists with an integer kernel (query quantised to int8 the
  * same way), keeps the best `rerank` candidates by approximate score and
  * re-scores them from the float32 rows (common/rows.h): returned scores are
- * exact, only the candidate set is approximate.
+ * exact, only the candidate set is approximate.  Scans of >= 64k codes
+ * first estimate every probed row from a 1-bit sign code of its residual
+ * (derived at insert, never stored; scanned 32 rows at a time with table
+ * look-ups, see ann_ivf.c) and pass only the best `bits_keep` to the int8
+ * kernel.
  *
  * Invariants: the index covers slots 0..count-1 of one vector file, added in
  * slot order (ann_ivf_encode / ann_ivf_insert take the next slots); slots
@@ -20,8 +24,8 @@
  * exclusive lock (library.c holds a rwlock).
  *
  * Workload: 10^4..10^7 rows of 64..1024 dims; nlist ~ sqrt(rows); one query
- * scans probes/nlist of the codes (int8, 1/4 of the float32 bytes) plus
- * `rerank` float32 rows.
+ * scans probes/nlist of the codes (sign codes: 1/32 of the float32 bytes,
+ * or int8: 1/4) plus up to `rerank` float32 rows.
  */
 #ifndef CDX_SEARCH_ANN_IVF_H
 #define CDX_SEARCH_ANN_IVF_H
