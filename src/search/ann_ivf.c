@@ -1068,8 +1068,13 @@ typedef uint32_t (*fs_block_fn)(const uint8_t *, const bquery *, int, const floa
 
 static fs_block_fn pick_fs_block(void)
 {
-    const char *e = getenv("CLIPDEX_SIMD");
-    int scalar = e && !strcmp(e, "scalar");
+    static int cached = -1;   /* $CLIPDEX_SIMD=scalar, read once (every search asks) */
+    int scalar = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (scalar < 0) {
+        const char *e = getenv("CLIPDEX_SIMD");
+        scalar = e && !strcmp(e, "scalar");
+        __atomic_store_n(&cached, scalar, __ATOMIC_RELAXED);
+    }
     return !scalar && cdx_cpu_level() >= CDX_ISA_AVX2 ? fs_block_avx2 : fs_block_ref;
 }
 
