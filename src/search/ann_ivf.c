@@ -665,6 +665,9 @@ cdx_result ann_ivf_encode(const ann_ivf *ix, const cdx_rows *src, uint64_t first
     return r;
 }
 
+/* Rows a list has room for when it holds n: whole sign-code blocks. */
+static inline uint64_t fs_rows(uint64_t n) { return (n + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK; }
+
 /* A list's sign-code blocks are 64-byte aligned for the block loads.
  * Large ones are mappings of their own, grown with mremap: aligned
  * allocations grown by copying (a list grows by half its size ~20 times
@@ -691,7 +694,7 @@ static uint8_t *fs_resize(uint8_t *old, size_t ob, size_t nb, int from_arena)
 static cdx_result list_grow(ivf_list *L, size_t cb, size_t fsb, uint32_t cap)
 {
     if (cap <= L->cap) return CDX_OK;
-    cap = (uint32_t)(((uint64_t)cap + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK);   /* whole sign-code blocks */
+    cap = (uint32_t)fs_rows(cap);
     uint32_t *s = realloc(L->slots, (size_t)cap * sizeof *s);
     if (s) L->slots = s;
     float *f = realloc(L->scales, (size_t)cap * sizeof *f);
@@ -736,7 +739,7 @@ static void reserve_arena(ann_ivf *ix, const uint64_t *extra)
 {
     size_t bytes = 0;
     for (int l = 0; l < ix->nlist; l++) {
-        uint64_t c = (extra[l] + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK;
+        uint64_t c = fs_rows(extra[l]);
         bytes += (size_t)c * ix->cb + (size_t)(c / FS_BLOCK) * ix->fsb;
     }
     if (bytes < ((size_t)1 << 20)) return;   /* small: plain allocations */
@@ -750,7 +753,7 @@ static void reserve_arena(ann_ivf *ix, const uint64_t *extra)
     uint8_t *at = a;
     for (int l = 0; l < ix->nlist; l++) {
         ivf_list *L = &ix->lists[l];
-        uint64_t c = (extra[l] + FS_BLOCK - 1) / FS_BLOCK * FS_BLOCK;
+        uint64_t c = fs_rows(extra[l]);
         if (!c) continue;
         L->fs = at;
         at += (size_t)(c / FS_BLOCK) * ix->fsb;
